@@ -1,0 +1,124 @@
+/**
+ * The one schema for Baton's configuration. Every option and its default lives here; the README's
+ * config reference is written from this file. Parsing resolves every default, so the rest of the code
+ * reads plain numbers (milliseconds, bytes) and never re-checks.
+ */
+import { z } from 'zod'
+import { ALGORITHMS } from '../balancing/types.js'
+import { parseDuration, parseSize, splitHostPort } from '../units.js'
+
+const PORT_MSG = 'expected an integer from 1 to 65535'
+
+/** Accepts "8080" as well as 8080: ports often arrive as text from `host:port` strings and flags. */
+const port = z.preprocess(
+  (v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v),
+  z.int({ error: PORT_MSG }).min(1, { error: PORT_MSG }).max(65535, { error: PORT_MSG })
+)
+
+const host = z
+  .string({ error: 'expected a host name or IP address' })
+  .min(1, { error: 'expected a host name or IP address' })
+
+/** A duration: milliseconds as a number, or text such as `500ms`, `2s`, `10m`. 0 disables. */
+const duration = z.preprocess(
+  (v) => (typeof v === 'string' ? (parseDuration(v) ?? v) : v),
+  z
+    .number({ error: 'expected a duration such as 500ms, 2s or 10m' })
+    .min(0, { error: 'expected a duration of 0 or more' })
+)
+
+/** A size: bytes as a number, or text such as `64KiB`, `1MiB`. */
+const size = z.preprocess(
+  (v) => (typeof v === 'string' ? (parseSize(v) ?? v) : v),
+  z
+    .int({ error: 'expected a size such as 65536, 64KiB or 1MiB' })
+    .min(0, { error: 'expected a size of 0 or more' })
+)
+
+/** `"host:port"` is shorthand for `{ host, port }`, for listeners and backends alike. */
+function hostPort(v: unknown): unknown {
+  if (typeof v !== 'string') return v
+  const hp = splitHostPort(v)
+  return hp ?? { host: v, port: undefined }
+}
+
+/** Listen addresses also take `:port` (all interfaces, as HAProxy's `bind :port`). */
+function listenAddress(v: unknown): unknown {
+  const hp = hostPort(v)
+  if (typeof hp === 'object' && hp !== null && (hp as { host?: unknown }).host === '') {
+    return { ...hp, host: '0.0.0.0' }
+  }
+  return hp
+}
+
+const ADDRESS_MSG = 'expected "host:port" or { host, port }'
+
+export const backendSchema = z.preprocess(
+  hostPort,
+  z.strictObject(
+    {
+      /** Name in logs, metrics and the API; defaults to `host:port`. */
+      name: z.string().min(1).optional(),
+      host,
+      port,
+      /** Relative share of new sessions (nginx `weight`, HAProxy `weight`). */
+      weight: z.int({ error: 'expected an integer from 1 to 1000' }).min(1).max(1000).default(1),
+      /** Most sessions at once on this backend; a full backend is skipped. 0 = no limit. */
+      maxConnections: z.int().min(0).default(0),
+    },
+    { error: ADDRESS_MSG }
+  )
+)
+
+const listenerSchema = z.strictObject({
+  /** Name in logs and metrics; defaults to the listen address. */
+  name: z.string().min(1).optional(),
+  /** Address to accept on: `host:port` or `{ host, port }`. */
+  listen: z.preprocess(listenAddress, z.strictObject({ host, port }, { error: ADDRESS_MSG })),
+  backends: z.array(backendSchema).min(1, { error: 'expected at least one backend' }),
+  /** How a backend is chosen for each new session. */
+  balance: z.enum(ALGORITHMS).default('round-robin'),
+  /** Most sessions at once on this listener. 0 = no limit (the global limit still applies). */
+  maxConnections: z.int().min(0).default(0),
+  /** Kernel accept queue length. */
+  backlog: z.int().min(1).default(511),
+  /** Time allowed for a backend's TCP connect before trying another (HAProxy `timeout connect`). */
+  connectTimeout: duration.default(5000),
+  /** Close a session when the client has sent and received nothing for this long. 0 = never. */
+  clientTimeout: duration.default(600_000),
+  /** Close a session when the server has sent and received nothing for this long. 0 = never. */
+  serverTimeout: duration.default(600_000),
+  /** Further backends to try when a connect is refused, unreachable or times out. */
+  retries: z.int().min(0).max(100).default(3),
+  /** Client bytes held while the server connection is being set up; past it, reading pauses. */
+  maxPendingBytes: size.default(65536),
+  /** Passive marking: a backend failing `failures` connects in a row is skipped for `cooldown`. */
+  passive: z
+    .strictObject({
+      failures: z.int().min(1).default(3),
+      cooldown: duration.default(10_000),
+    })
+    .prefault({}),
+})
+
+export const configSchema = z.strictObject({
+  listeners: z.array(listenerSchema).min(1, { error: 'expected at least one listener' }),
+  /** Most sessions at once over all listeners. 0 = no limit. */
+  maxConnections: z.int().min(0).default(0),
+  /** On stop, how long live sessions get to finish before they are closed. */
+  shutdownGrace: duration.default(30_000),
+  log: z
+    .strictObject({
+      level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      /** Human-readable lines instead of JSON. Default: when stdout is a terminal. */
+      pretty: z.boolean().optional(),
+    })
+    .prefault({}),
+})
+
+/** What users write (every default optional). */
+export type ConfigInput = z.input<typeof configSchema>
+/** What the code reads (every default resolved). */
+export type Config = z.output<typeof configSchema>
+export type ListenerConfig = Config['listeners'][number]
+export type BackendConfig = ListenerConfig['backends'][number]
