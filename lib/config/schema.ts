@@ -15,6 +15,12 @@ const port = z.preprocess(
   z.int({ error: PORT_MSG }).min(1, { error: PORT_MSG }).max(65535, { error: PORT_MSG })
 )
 
+const LISTEN_PORT_MSG = 'expected an integer from 0 to 65535 (0: any free port)'
+const listenPort = z.preprocess(
+  (v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v),
+  z.int({ error: LISTEN_PORT_MSG }).min(0, { error: LISTEN_PORT_MSG }).max(65535, { error: LISTEN_PORT_MSG })
+)
+
 const host = z
   .string({ error: 'expected a host name or IP address' })
   .min(1, { error: 'expected a host name or IP address' })
@@ -74,7 +80,7 @@ const listenerSchema = z.strictObject({
   /** Name in logs and metrics; defaults to the listen address. */
   name: z.string().min(1).optional(),
   /** Address to accept on: `host:port` or `{ host, port }`. */
-  listen: z.preprocess(listenAddress, z.strictObject({ host, port }, { error: ADDRESS_MSG })),
+  listen: z.preprocess(listenAddress, z.strictObject({ host, port: listenPort }, { error: ADDRESS_MSG })),
   backends: z.array(backendSchema).min(1, { error: 'expected at least one backend' }),
   /** How a backend is chosen for each new session. */
   balance: z.enum(ALGORITHMS).default('round-robin'),

@@ -1,0 +1,106 @@
+/**
+ * A backend of one listener: its address and weight, how many sessions use it, and its passive
+ * health — a backend whose connects fail `failures` times in a row is skipped for `cooldown`
+ * (nginx's `max_fails`/`fail_timeout`, without the active checks that a later issue adds).
+ *
+ * Health and admin state are kept apart (DESIGN.md): `coolingUntil` is health; admin state comes later.
+ */
+import type { Candidate } from './balancing/types.js'
+import type { BackendConfig } from './config/schema.js'
+
+export interface BackendCounters {
+  /** Sessions ever sent here (each connect that succeeded). */
+  sessions: number
+  connectErrors: number
+  /** Times this backend was put in cool-down. */
+  ejections: number
+}
+
+export interface BackendSnapshot {
+  name: string
+  address: string
+  weight: number
+  active: number
+  maxConnections: number
+  health: 'up' | 'down'
+  consecutiveFailures: number
+  counters: BackendCounters
+}
+
+export interface PassiveHealth {
+  readonly failures: number
+  readonly cooldown: number
+}
+
+export class Backend implements Candidate {
+  readonly name: string
+  readonly host: string
+  readonly port: number
+  weight: number
+  maxConnections: number
+  /** Sessions holding (or connecting) a server connection to this backend right now. */
+  active = 0
+  consecutiveFailures = 0
+  /** Epoch ms until which passive health keeps this backend out; 0 when healthy. */
+  coolingUntil = 0
+  readonly counters: BackendCounters = { sessions: 0, connectErrors: 0, ejections: 0 }
+  private readonly passive: PassiveHealth
+
+  constructor(config: BackendConfig, passive: PassiveHealth) {
+    this.host = config.host
+    this.port = config.port
+    this.name =
+      config.name ?? `${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`
+    this.weight = config.weight
+    this.maxConnections = config.maxConnections
+    this.passive = passive
+  }
+
+  get address(): string {
+    return `${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`
+  }
+
+  isDown(now = Date.now()): boolean {
+    return this.coolingUntil > now
+  }
+
+  isFull(): boolean {
+    return this.maxConnections > 0 && this.active >= this.maxConnections
+  }
+
+  usable(): boolean {
+    return !this.isFull() && !(this.coolingUntil !== 0 && this.isDown())
+  }
+
+  /** A connect succeeded. Returns true when this ends a cool-down (the backend came back). */
+  recordSuccess(): boolean {
+    this.counters.sessions++
+    this.consecutiveFailures = 0
+    if (this.coolingUntil === 0) return false
+    this.coolingUntil = 0
+    return true
+  }
+
+  /** A connect failed. Returns true when this failure starts a cool-down (log it once, on the flip). */
+  recordFailure(now = Date.now()): boolean {
+    this.counters.connectErrors++
+    this.consecutiveFailures++
+    if (this.consecutiveFailures < this.passive.failures || this.isDown(now)) return false
+    this.coolingUntil = now + this.passive.cooldown
+    this.counters.ejections++
+    return true
+  }
+
+  snapshot(): BackendSnapshot {
+    return {
+      name: this.name,
+      address: this.address,
+      weight: this.weight,
+      active: this.active,
+      maxConnections: this.maxConnections,
+      health: this.isDown() ? 'down' : 'up',
+      consecutiveFailures: this.consecutiveFailures,
+      counters: { ...this.counters },
+    }
+  }
+}

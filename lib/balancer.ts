@@ -1,0 +1,243 @@
+/**
+ * The library's entry point: `createBalancer(config)` builds the listeners from a validated config;
+ * `listen()` binds them, `close()` stops accepting and lets sessions finish up to a grace period.
+ *
+ * Events: `sessionOpen` (SessionSnapshot), `sessionClose` (SessionSnapshot & { outcome }),
+ * `backendFailure` ({ listener, backend, error, down }), `backendUp` ({ listener, backend }).
+ * They are built only when someone listens, so an idle API costs the data path nothing.
+ */
+import { EventEmitter } from 'node:events'
+import net from 'node:net'
+import { lookup } from 'node:dns/promises'
+import type { Logger } from 'pino'
+import type { Backend, BackendSnapshot } from './backend.js'
+import type { Config, ConfigInput } from './config/schema.js'
+import { validateConfig } from './config/validate.js'
+import { Listener, type ListenerCounters, type ListenerOwner } from './listener.js'
+import { createLogger } from './log.js'
+import type { Outcome, Session } from './session.js'
+import { ConnectionTable, snapshotOf, type SessionSnapshot } from './table.js'
+
+export interface BalancerOptions {
+  /** A pino logger to use instead of one made from `config.log`. */
+  logger?: Logger
+}
+
+export interface Counters extends ListenerCounters {
+  /** Sessions alive now, over all listeners. */
+  active: number
+}
+
+export interface ListenerSnapshot {
+  name: string
+  address: { host: string; port: number }
+  balance: string
+  active: number
+  counters: ListenerCounters
+  backends: BackendSnapshot[]
+}
+
+export interface BackendFailureEvent {
+  listener: string
+  backend: string
+  error: Error
+  /** True when this failure put the backend in cool-down. */
+  down: boolean
+}
+
+export type SessionCloseEvent = SessionSnapshot & { outcome: Outcome; error?: string }
+
+export class Balancer extends EventEmitter implements ListenerOwner {
+  readonly config: Config
+  readonly log: Logger
+  readonly table = new ConnectionTable()
+  readonly frontends: Listener[]
+  private closing: Promise<void> | undefined
+
+  constructor(config: Config, options: BalancerOptions = {}) {
+    super()
+    this.config = config
+    this.log = options.logger ?? createLogger(config.log)
+    this.frontends = config.listeners.map((l) => new Listener(l, this, this.log))
+  }
+
+  /** Bind every listener. On failure the ones already bound are closed and the error names the listener. */
+  async listen(): Promise<void> {
+    try {
+      for (const l of this.frontends) {
+        await l.listen()
+        const a = l.address()
+        this.log.info(
+          {
+            listener: l.name,
+            address: `${a.host}:${a.port}`,
+            balance: l.config.balance,
+            backends: l.backends.map((b) => `${b.name}${b.weight !== 1 ? ` weight=${b.weight}` : ''}`),
+          },
+          'listening'
+        )
+      }
+    } catch (err) {
+      await Promise.all(this.frontends.map((l) => l.stopAccepting()))
+      throw err
+    }
+  }
+
+  /**
+   * Look up and try each backend once, warning about those that do not resolve or refuse.
+   * Start-up never fails on a backend: it may come up later, and passive marking handles it.
+   */
+  async probeBackends(timeoutMs = 1000): Promise<void> {
+    const probes: Promise<void>[] = []
+    for (const l of this.frontends) {
+      for (const b of l.backends) probes.push(this.probe(l, b, timeoutMs))
+    }
+    await Promise.all(probes)
+  }
+
+  private async probe(l: Listener, b: Backend, timeoutMs: number): Promise<void> {
+    if (net.isIP(b.host) === 0) {
+      try {
+        await lookup(b.host)
+      } catch (err) {
+        this.log.warn(
+          { listener: l.name, backend: b.name, err: (err as Error).message },
+          'backend does not resolve'
+        )
+        return
+      }
+    }
+    await new Promise<void>((resolve) => {
+      const socket = net.connect({ host: b.host, port: b.port, timeout: timeoutMs })
+      const done = (why?: string): void => {
+        socket.destroy()
+        if (why !== undefined)
+          this.log.warn({ listener: l.name, backend: b.name, reason: why }, 'backend not reachable at start')
+        resolve()
+      }
+      socket.once('connect', () => done())
+      socket.once('timeout', () => done('connect timed out'))
+      socket.once('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message))
+    })
+  }
+
+  /**
+   * Stop accepting, let live sessions finish for up to `graceMs` (default `shutdownGrace`), then end
+   * the rest. Resolves when every session is gone.
+   */
+  close(graceMs = this.config.shutdownGrace): Promise<void> {
+    this.closing ??= this.shutdown(graceMs)
+    return this.closing
+  }
+
+  private async shutdown(graceMs: number): Promise<void> {
+    await Promise.all(this.frontends.map((l) => l.stopAccepting()))
+    if (this.table.size > 0) {
+      this.log.info({ sessions: this.table.size, graceMs }, 'waiting for sessions to finish')
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          this.off('sessionsDrained', onDrained)
+          const left = this.table.size
+          for (const e of [...this.table.values()]) (e as Session).destroy('shutdown')
+          if (left > 0) this.log.info({ sessions: left }, 'grace period over, closed remaining sessions')
+          resolve()
+        }, graceMs)
+        const onDrained = (): void => {
+          clearTimeout(timer)
+          resolve()
+        }
+        this.once('sessionsDrained', onDrained)
+      })
+    }
+    this.log.info('stopped')
+  }
+
+  /** Every live session: client, current backend and server connection, history, bytes. */
+  sessions(): SessionSnapshot[] {
+    return this.table.snapshot()
+  }
+
+  /** Counters summed over listeners, including the bytes of live sessions. */
+  counters(): Counters {
+    const sum: Counters = {
+      active: this.table.size,
+      accepted: 0,
+      rejected: 0,
+      noBackend: 0,
+      connectErrors: 0,
+      retries: 0,
+      clientTimeouts: 0,
+      serverTimeouts: 0,
+      clientErrors: 0,
+      serverErrors: 0,
+      bytesFromClient: 0,
+      bytesToClient: 0,
+    }
+    for (const l of this.frontends) {
+      for (const k of Object.keys(l.counters) as (keyof ListenerCounters)[]) sum[k] += l.counters[k]
+    }
+    for (const e of this.table.values()) {
+      sum.bytesFromClient += e.client.bytesRead
+      sum.bytesToClient += e.client.bytesWritten
+    }
+    return sum
+  }
+
+  listenerSnapshots(): ListenerSnapshot[] {
+    return this.frontends.map((l) => ({
+      name: l.name,
+      address: l.address(),
+      balance: l.config.balance,
+      active: l.active,
+      counters: { ...l.counters },
+      backends: l.backends.map((b) => b.snapshot()),
+    }))
+  }
+
+  /** The bound address of a listener, by index or name (handy with port 0). */
+  address(listener: number | string = 0): { host: string; port: number } {
+    const l =
+      typeof listener === 'number'
+        ? this.frontends[listener]
+        : this.frontends.find((x) => x.name === listener)
+    if (l === undefined) throw new RangeError(`no listener ${String(listener)}`)
+    return l.address()
+  }
+
+  // ListenerOwner
+
+  admit(): boolean {
+    const max = this.config.maxConnections
+    return max === 0 || this.table.size < max
+  }
+
+  onSessionOpen(session: Session): void {
+    if (this.listenerCount('sessionOpen') > 0) this.emit('sessionOpen', snapshotOf(session))
+  }
+
+  onSessionClose(session: Session): void {
+    if (this.listenerCount('sessionClose') > 0) {
+      const event: SessionCloseEvent = { ...snapshotOf(session), outcome: session.outcome! }
+      if (session.error !== undefined) event.error = session.error.message
+      this.emit('sessionClose', event)
+    }
+    if (this.closing !== undefined && this.table.size === 0) this.emit('sessionsDrained')
+  }
+
+  onBackendFailure(listener: Listener, backend: Backend, error: Error, down: boolean): void {
+    if (this.listenerCount('backendFailure') > 0) {
+      const event: BackendFailureEvent = { listener: listener.name, backend: backend.name, error, down }
+      this.emit('backendFailure', event)
+    }
+  }
+
+  onBackendUp(listener: Listener, backend: Backend): void {
+    if (this.listenerCount('backendUp') > 0)
+      this.emit('backendUp', { listener: listener.name, backend: backend.name })
+  }
+}
+
+/** Validate `config` (throws ConfigError with one line per problem) and build a balancer. */
+export function createBalancer(config: ConfigInput, options?: BalancerOptions): Balancer {
+  return new Balancer(validateConfig(config), options)
+}

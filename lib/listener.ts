@@ -1,0 +1,216 @@
+/**
+ * A listener: one `net.Server` acceptor with its own backends, balancing algorithm, limits and
+ * timeouts. It turns each accepted socket into a session, or closes it at once when a limit is hit.
+ */
+import net, { type Socket } from 'node:net'
+import type { Logger } from 'pino'
+import { Backend } from './backend.js'
+import { createSelector } from './balancing/index.js'
+import type { Selector } from './balancing/types.js'
+import type { ListenerConfig } from './config/schema.js'
+import { ListenError } from './errors.js'
+import { Session, type SessionHost } from './session.js'
+import type { ConnectionTable } from './table.js'
+
+export interface ListenerCounters {
+  accepted: number
+  /** Clients closed at once because the global or listener `maxConnections` was reached. */
+  rejected: number
+  /** Clients closed because every backend was down, full or failed to connect. */
+  noBackend: number
+  connectErrors: number
+  /** Connects re-tried on another backend. */
+  retries: number
+  clientTimeouts: number
+  serverTimeouts: number
+  clientErrors: number
+  serverErrors: number
+  /** Bytes of sessions that have ended (live sessions are added at read time). */
+  bytesFromClient: number
+  bytesToClient: number
+}
+
+/** What a listener needs from the balancer that owns it. */
+export interface ListenerOwner {
+  readonly table: ConnectionTable
+  /** False when the global session limit is reached. */
+  admit(): boolean
+  onSessionOpen(session: Session): void
+  onSessionClose(session: Session): void
+  onBackendFailure(listener: Listener, backend: Backend, err: Error, down: boolean): void
+  onBackendUp(listener: Listener, backend: Backend): void
+}
+
+export class Listener implements SessionHost {
+  readonly name: string
+  readonly config: ListenerConfig
+  readonly backends: Backend[]
+  readonly log: Logger
+  readonly counters: ListenerCounters = {
+    accepted: 0,
+    rejected: 0,
+    noBackend: 0,
+    connectErrors: 0,
+    retries: 0,
+    clientTimeouts: 0,
+    serverTimeouts: 0,
+    clientErrors: 0,
+    serverErrors: 0,
+    bytesFromClient: 0,
+    bytesToClient: 0,
+  }
+  /** Sessions of this listener still alive. */
+  active = 0
+  readonly server: net.Server
+  private readonly selector: Selector<Backend>
+  private readonly owner: ListenerOwner
+  private lastRejectLog = 0
+
+  constructor(config: ListenerConfig, owner: ListenerOwner, log: Logger) {
+    this.config = config
+    this.name = config.name ?? `${config.listen.host}:${config.listen.port}`
+    this.owner = owner
+    this.log = log.child({ listener: this.name })
+    this.backends = config.backends.map((b) => new Backend(b, config.passive))
+    this.selector = createSelector(config.balance, this.backends)
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket))
+  }
+
+  get table(): ConnectionTable {
+    return this.owner.table
+  }
+
+  listen(): Promise<void> {
+    const { host, port } = this.config.listen
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(new ListenError(this.name, `${host}:${port}`, err))
+      }
+      this.server.once('error', onError)
+      this.server.listen({ host, port, backlog: this.config.backlog }, () => {
+        this.server.off('error', onError)
+        this.server.on('error', (err) => this.log.error({ err }, 'listener error'))
+        resolve()
+      })
+    })
+  }
+
+  /** The bound address (useful with port 0). */
+  address(): { host: string; port: number } {
+    const a = this.server.address()
+    if (a === null || typeof a === 'string')
+      return { host: this.config.listen.host, port: this.config.listen.port }
+    return { host: a.address, port: a.port }
+  }
+
+  /** Stop accepting; live sessions carry on. */
+  stopAccepting(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.server.listening) return resolve()
+      this.server.close(() => resolve())
+    })
+  }
+
+  private accept(socket: Socket): void {
+    this.counters.accepted++
+    const max = this.config.maxConnections
+    if ((max > 0 && this.active >= max) || !this.owner.admit()) {
+      this.counters.rejected++
+      socket.on('error', ignore)
+      socket.destroy()
+      this.logRejection()
+      return
+    }
+    this.active++
+    const session = new Session(this, socket)
+    this.owner.onSessionOpen(session)
+    session.connect()
+  }
+
+  /** A full balancer can be hit by thousands of connects a second: log at most once a second. */
+  private logRejection(): void {
+    const now = Date.now()
+    if (now - this.lastRejectLog < 1000) return
+    this.lastRejectLog = now
+    this.log.warn({ rejected: this.counters.rejected }, 'connection limit reached, closing new clients')
+  }
+
+  pick(session: Session, avoid: ReadonlySet<Backend> | undefined): Backend | undefined {
+    const source = session.client.remoteAddress
+    if (avoid !== undefined) this.counters.retries++
+    const picked = this.selector.pick({ source, avoid })
+    if (picked !== undefined || avoid === undefined) return picked
+    // Every usable backend failed for this session: retry the last one only when it is the only one.
+    return this.backends.length === 1 && this.backends[0]!.usable() ? this.backends[0] : undefined
+  }
+
+  connectFailed(session: Session, backend: Backend, err: Error): void {
+    this.counters.connectErrors++
+    const down = backend.recordFailure()
+    if (down) {
+      this.log.warn(
+        {
+          backend: backend.name,
+          failures: backend.consecutiveFailures,
+          cooldownMs: this.config.passive.cooldown,
+        },
+        'backend marked down after consecutive connect failures'
+      )
+    }
+    this.owner.onBackendFailure(this, backend, err, down)
+  }
+
+  connected(_session: Session, backend: Backend): void {
+    if (backend.recordSuccess()) {
+      this.log.info({ backend: backend.name }, 'backend is answering again')
+      this.owner.onBackendUp(this, backend)
+    }
+  }
+
+  closed(session: Session): void {
+    this.active--
+    const c = this.counters
+    c.bytesFromClient += session.client.bytesRead
+    c.bytesToClient += session.client.bytesWritten
+    switch (session.outcome) {
+      case 'no-backend':
+      case 'connect-failed':
+        c.noBackend++
+        this.log.warn(
+          { session: session.id, client: session.client.remoteAddress },
+          'no backend available, client closed'
+        )
+        break
+      case 'client-timeout':
+        c.clientTimeouts++
+        break
+      case 'server-timeout':
+        c.serverTimeouts++
+        break
+      case 'client-error':
+        c.clientErrors++
+        break
+      case 'server-error':
+        c.serverErrors++
+        break
+    }
+    if (this.log.isLevelEnabled('debug')) {
+      this.log.debug(
+        {
+          session: session.id,
+          client: `${session.client.remoteAddress}:${session.client.remotePort}`,
+          backend: session.backend?.name,
+          bytesFromClient: session.client.bytesRead,
+          bytesToClient: session.client.bytesWritten,
+          durationMs: Date.now() - session.startedAt,
+          outcome: session.outcome,
+          err: session.error?.message,
+        },
+        'session closed'
+      )
+    }
+    this.owner.onSessionClose(session)
+  }
+}
+
+function ignore(): void {}

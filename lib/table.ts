@@ -1,0 +1,104 @@
+/**
+ * The connection table: every live session by id, with the association between its client
+ * connection and its current server connection (the patent's "connection management data storage").
+ *
+ * An entry is created once when the client is accepted and removed once when the session ends. A
+ * session that moves to another server connection (failover, a later issue) updates its entry in
+ * place — `attach()` — so the id, the client side and the history of backends stay as they were.
+ */
+import type { Socket } from 'node:net'
+import type { Backend } from './backend.js'
+
+export interface TableEntry {
+  readonly id: number
+  readonly listener: string
+  readonly client: Socket
+  readonly startedAt: number
+  /** The current server connection, undefined while connecting or between connections. */
+  server: Socket | undefined
+  /** The current backend. */
+  backend: Backend | undefined
+  /** Every backend this session has been attached to, in order. */
+  readonly history: Backend[]
+  state: SessionState
+}
+
+export type SessionState = 'connecting' | 'open' | 'closing' | 'closed'
+
+export interface SessionSnapshot {
+  id: number
+  listener: string
+  state: SessionState
+  client: string
+  backend: string | undefined
+  /** Local address of the current server connection (`host:port`), if connected. */
+  server: string | undefined
+  backends: string[]
+  bytesFromClient: number
+  bytesToClient: number
+  startedAt: number
+  durationMs: number
+}
+
+export class ConnectionTable {
+  private readonly entries = new Map<number, TableEntry>()
+  private nextId = 1
+
+  get size(): number {
+    return this.entries.size
+  }
+
+  newId(): number {
+    return this.nextId++
+  }
+
+  add(entry: TableEntry): void {
+    this.entries.set(entry.id, entry)
+  }
+
+  get(id: number): TableEntry | undefined {
+    return this.entries.get(id)
+  }
+
+  /** Point an entry at a (new) server connection: an update, never a delete-and-recreate. */
+  attach(entry: TableEntry, backend: Backend, server: Socket): void {
+    entry.backend = backend
+    entry.server = server
+    if (entry.history[entry.history.length - 1] !== backend) entry.history.push(backend)
+  }
+
+  /** The entry no longer has a server connection (it failed or is being replaced). */
+  detach(entry: TableEntry): void {
+    entry.server = undefined
+  }
+
+  remove(entry: TableEntry): void {
+    this.entries.delete(entry.id)
+  }
+
+  values(): IterableIterator<TableEntry> {
+    return this.entries.values()
+  }
+
+  snapshot(now = Date.now()): SessionSnapshot[] {
+    const out: SessionSnapshot[] = []
+    for (const e of this.entries.values()) out.push(snapshotOf(e, now))
+    return out
+  }
+}
+
+export function snapshotOf(e: TableEntry, now = Date.now()): SessionSnapshot {
+  return {
+    id: e.id,
+    listener: e.listener,
+    state: e.state,
+    client: `${e.client.remoteAddress ?? '?'}:${e.client.remotePort ?? '?'}`,
+    backend: e.backend?.name,
+    server: e.server?.localPort !== undefined ? `${e.server.localAddress}:${e.server.localPort}` : undefined,
+    backends: e.history.map((b) => b.name),
+    bytesFromClient: e.client.bytesRead,
+    bytesToClient: e.client.bytesWritten,
+    startedAt: e.startedAt,
+    durationMs: now - e.startedAt,
+  }
+}
