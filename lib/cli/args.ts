@@ -1,0 +1,174 @@
+/**
+ * Command-line flags → a config input for the one schema. The simple-case flags are a stable
+ * interface other tools rely on; keep their names and meaning:
+ *
+ *   baton --listen 127.0.0.1:7000 --backend 127.0.0.1:7101 --backend 127.0.0.1:7102,weight=2 \
+ *         --balance round-robin --log-level info
+ *
+ * Everything else lives in the config file (`--config baton.yaml`).
+ */
+import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { parse as parseYaml } from 'yaml'
+import { ConfigError } from '../errors.js'
+import { closest } from '../config/validate.js'
+
+export const USAGE = `Usage: baton --listen HOST:PORT --backend HOST:PORT[,weight=N][,maxconn=N] [--backend ...] [options]
+       baton --config FILE [--log-level LEVEL] [--pretty]
+
+A TCP (L4) load balancer that splices each client connection to a backend.
+
+Options:
+  -c, --config FILE        YAML or JSON config file (see README: "Configuration file")
+  -l, --listen HOST:PORT   address to accept on (":7000" means every interface)
+  -b, --backend SPEC       HOST:PORT, optionally ",weight=N" and ",maxconn=N"; repeat for each backend
+      --balance NAME       round-robin (default), least-connections, random, power-of-two,
+                           source-hash, first
+      --connect-timeout D  backend connect timeout, e.g. 500ms, 5s (default 5s)
+      --retries N          other backends to try when a connect fails (default 3)
+      --max-connections N  most sessions at once, 0 = no limit (default 0)
+      --log-level LEVEL    trace, debug, info (default), warn, error, fatal, silent
+      --pretty             human-readable logs (default when stdout is a terminal)
+      --check              validate the configuration, print it resolved, and exit
+  -h, --help               this text
+  -v, --version            the version
+`
+
+export type Command =
+  | { kind: 'help' }
+  | { kind: 'version' }
+  | { kind: 'run'; config: Record<string, unknown>; check: boolean; source: string }
+
+const OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  listen: { type: 'string', short: 'l' },
+  backend: { type: 'string', short: 'b', multiple: true },
+  balance: { type: 'string' },
+  'connect-timeout': { type: 'string' },
+  retries: { type: 'string' },
+  'max-connections': { type: 'string' },
+  'log-level': { type: 'string' },
+  pretty: { type: 'boolean' },
+  check: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+} as const
+
+export function parseCommand(argv: readonly string[], readFile = readConfigFile): Command {
+  let values
+  try {
+    ;({ values } = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: false }))
+  } catch (err) {
+    throw new ConfigError([usageMessage(err as Error)])
+  }
+  if (values.help === true) return { kind: 'help' }
+  if (values.version === true) return { kind: 'version' }
+
+  let config: Record<string, unknown>
+  let source: string
+  if (values.config !== undefined) {
+    const simple = ['listen', 'backend', 'balance', 'connect-timeout', 'retries', 'max-connections'] as const
+    const both = simple.filter((k) => values[k] !== undefined)
+    if (both.length > 0) {
+      throw new ConfigError([`--${both[0]}: cannot be combined with --config; put it in the config file`])
+    }
+    config = readFile(values.config)
+    source = values.config
+  } else {
+    if (values.listen === undefined)
+      throw new ConfigError(['--listen: required (or use --config FILE); see --help'])
+    if (values.backend === undefined)
+      throw new ConfigError(['--backend: at least one is required; see --help'])
+    const listener: Record<string, unknown> = {
+      listen: values.listen,
+      backends: values.backend.map((spec, i) => parseBackendFlag(spec, i)),
+    }
+    if (values.balance !== undefined) listener.balance = values.balance
+    if (values['connect-timeout'] !== undefined) listener.connectTimeout = values['connect-timeout']
+    if (values.retries !== undefined) listener.retries = integerFlag('retries', values.retries)
+    config = { listeners: [listener] }
+    if (values['max-connections'] !== undefined) {
+      config.maxConnections = integerFlag('max-connections', values['max-connections'])
+    }
+    source = 'command line'
+  }
+  if (values['log-level'] !== undefined || values.pretty !== undefined) {
+    const log = { ...((config.log as Record<string, unknown> | undefined) ?? {}) }
+    if (values['log-level'] !== undefined) log.level = values['log-level']
+    if (values.pretty !== undefined) log.pretty = values.pretty
+    config.log = log
+  }
+  return { kind: 'run', config, check: values.check === true, source }
+}
+
+/** `HOST:PORT[,weight=N][,maxconn=N][,name=NAME]`, as nginx's `server` line and HAProxy's options. */
+export function parseBackendFlag(spec: string, index: number): Record<string, unknown> {
+  const [address, ...params] = spec.split(',')
+  const backend: Record<string, unknown> = { address }
+  const i = address!.lastIndexOf(':')
+  if (address!.startsWith('[')) {
+    const m = /^\[([^\]]+)\]:(.*)$/.exec(address!)
+    if (m === null) throw new ConfigError([`--backend ${spec}: expected HOST:PORT`])
+    backend.host = m[1]
+    backend.port = m[2]
+  } else if (i > 0) {
+    backend.host = address!.slice(0, i)
+    backend.port = address!.slice(i + 1)
+  } else {
+    throw new ConfigError([`--backend ${spec}: expected HOST:PORT, e.g. 127.0.0.1:7101`])
+  }
+  delete backend.address
+  for (const p of params) {
+    const eq = p.indexOf('=')
+    const key = eq < 0 ? p : p.slice(0, eq)
+    const value = eq < 0 ? '' : p.slice(eq + 1)
+    const field = BACKEND_PARAMS[key]
+    if (field === undefined) {
+      const near = closest(key, Object.keys(BACKEND_PARAMS))
+      throw new ConfigError([
+        `--backend ${spec}: unknown parameter "${key}"${near !== undefined ? ` (did you mean "${near}"?)` : ''}; expected weight=N, maxconn=N or name=NAME`,
+      ])
+    }
+    backend[field] = field === 'name' ? value : /^\d+$/.test(value) ? Number(value) : value
+  }
+  void index
+  return backend
+}
+
+const BACKEND_PARAMS: Record<string, string> = { weight: 'weight', maxconn: 'maxConnections', name: 'name' }
+
+function integerFlag(name: string, value: string): number | string {
+  return /^\d+$/.test(value) ? Number(value) : value
+}
+
+function usageMessage(err: Error): string {
+  const code = (err as NodeJS.ErrnoException).code
+  const m = /Unknown option '(--?[^']+)'/.exec(err.message)
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && m !== null) {
+    const flag = m[1]!.replace(/^-+/, '')
+    const near = closest(flag, Object.keys(OPTIONS))
+    return `${m[1]}: unknown option${near !== undefined ? ` (did you mean "--${near}"?)` : ''}; see --help`
+  }
+  return `${err.message.split('\n')[0]}; see --help`
+}
+
+/** Read a YAML or JSON config file (JSON is YAML, so one parser serves both). */
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    throw new ConfigError([`--config ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`])
+  }
+  let data: unknown
+  try {
+    data = parseYaml(text, { prettyErrors: true })
+  } catch (err) {
+    throw new ConfigError([`${path}: not valid YAML or JSON: ${(err as Error).message.split('\n')[0]}`])
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new ConfigError([`${path}: expected a mapping with "listeners" at the top`])
+  }
+  return data as Record<string, unknown>
+}
