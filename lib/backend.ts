@@ -7,11 +7,14 @@
  */
 import type { Candidate } from './balancing/types.js'
 import type { BackendConfig } from './config/schema.js'
+import type { WarmPool } from './pool/warm-pool.js'
 
 export interface BackendCounters {
   /** Sessions ever sent here (each connect that succeeded). */
   sessions: number
   connectErrors: number
+  /** Open server connections that failed: error, reset, EOF mid-request, response timeout. */
+  serverFailures: number
   /** Times this backend was put in cool-down. */
   ejections: number
 }
@@ -24,6 +27,8 @@ export interface BackendSnapshot {
   maxConnections: number
   health: 'up' | 'down'
   consecutiveFailures: number
+  /** Idle connections in the warm pool. */
+  pool: number
   counters: BackendCounters
 }
 
@@ -43,7 +48,9 @@ export class Backend implements Candidate {
   consecutiveFailures = 0
   /** Epoch ms until which passive health keeps this backend out; 0 when healthy. */
   coolingUntil = 0
-  readonly counters: BackendCounters = { sessions: 0, connectErrors: 0, ejections: 0 }
+  readonly counters: BackendCounters = { sessions: 0, connectErrors: 0, serverFailures: 0, ejections: 0 }
+  /** Established idle connections kept ready (`pool.idle` > 0). */
+  pool: WarmPool | undefined = undefined
   private readonly passive: PassiveHealth
 
   constructor(config: BackendConfig, passive: PassiveHealth) {
@@ -81,9 +88,13 @@ export class Backend implements Candidate {
     return true
   }
 
-  /** A connect failed. Returns true when this failure starts a cool-down (log it once, on the flip). */
-  recordFailure(now = Date.now()): boolean {
-    this.counters.connectErrors++
+  /**
+   * A connect failed, or an open connection failed. Returns true when this failure starts a
+   * cool-down (log it once, on the flip).
+   */
+  recordFailure(kind: 'connect' | 'server' = 'connect', now = Date.now()): boolean {
+    if (kind === 'connect') this.counters.connectErrors++
+    else this.counters.serverFailures++
     this.consecutiveFailures++
     if (this.consecutiveFailures < this.passive.failures || this.isDown(now)) return false
     this.coolingUntil = now + this.passive.cooldown
@@ -100,6 +111,7 @@ export class Backend implements Candidate {
       maxConnections: this.maxConnections,
       health: this.isDown() ? 'down' : 'up',
       consecutiveFailures: this.consecutiveFailures,
+      pool: this.pool?.size ?? 0,
       counters: { ...this.counters },
     }
   }

@@ -13,8 +13,9 @@ import type { Logger } from 'pino'
 import type { Backend, BackendSnapshot } from './backend.js'
 import type { Config, ConfigInput } from './config/schema.js'
 import { validateConfig } from './config/validate.js'
-import { Listener, type ListenerCounters, type ListenerOwner } from './listener.js'
+import { LatencyRing, Listener, type ListenerCounters, type ListenerOwner } from './listener.js'
 import { createLogger } from './log.js'
+import { ReplayBudget } from './replay/buffer.js'
 import type { Outcome, Session } from './session.js'
 import { ConnectionTable, snapshotOf, type SessionSnapshot } from './table.js'
 
@@ -51,6 +52,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
   readonly config: Config
   readonly log: Logger
   readonly table = new ConnectionTable()
+  readonly budget: ReplayBudget
   readonly frontends: Listener[]
   private closing: Promise<void> | undefined
 
@@ -58,6 +60,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
     super()
     this.config = config
     this.log = options.logger ?? createLogger(config.log)
+    this.budget = new ReplayBudget(config.replay.maxTotalBytes)
     this.frontends = config.listeners.map((l) => new Listener(l, this, this.log))
   }
 
@@ -78,7 +81,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
         )
       }
     } catch (err) {
-      await Promise.all(this.frontends.map((l) => l.stopAccepting()))
+      for (const l of this.frontends) l.stopAccepting()
       throw err
     }
   }
@@ -131,7 +134,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
   }
 
   private async shutdown(graceMs: number): Promise<void> {
-    await Promise.all(this.frontends.map((l) => l.stopAccepting()))
+    for (const l of this.frontends) l.stopAccepting()
     if (this.table.size > 0) {
       this.log.info({ sessions: this.table.size, graceMs }, 'waiting for sessions to finish')
       await new Promise<void>((resolve) => {
@@ -149,6 +152,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
         this.once('sessionsDrained', onDrained)
       })
     }
+    await Promise.all(this.frontends.map((l) => l.whenClosed()))
     this.log.info('stopped')
   }
 
@@ -170,6 +174,17 @@ export class Balancer extends EventEmitter implements ListenerOwner {
       serverTimeouts: 0,
       clientErrors: 0,
       serverErrors: 0,
+      serverFailures: 0,
+      responseTimeouts: 0,
+      failovers: 0,
+      replayedRequests: 0,
+      replayedBytes: 0,
+      handoffsPooled: 0,
+      handoffsNew: 0,
+      verifiedResumes: 0,
+      resumeMismatches: 0,
+      unrecoverable: 0,
+      framingErrors: 0,
       bytesFromClient: 0,
       bytesToClient: 0,
     }
@@ -181,6 +196,21 @@ export class Balancer extends EventEmitter implements ListenerOwner {
       sum.bytesToClient += e.client.bytesWritten
     }
     return sum
+  }
+
+  /** Hand-off latency over recent failovers (ms, from the failure to the first replayed byte at the client). */
+  handoffLatency(): Record<
+    'pooled' | 'new',
+    { count: number; p50: number | undefined; p99: number | undefined }
+  > {
+    const pooled = new LatencyRing(4096)
+    const fresh = new LatencyRing(4096)
+    for (const l of this.frontends) {
+      for (const v of l.latency.pooled.values()) pooled.add(v)
+      for (const v of l.latency.new.values()) fresh.add(v)
+    }
+    const stat = (r: LatencyRing) => ({ count: r.count, p50: r.percentile(50), p99: r.percentile(99) })
+    return { pooled: stat(pooled), new: stat(fresh) }
   }
 
   listenerSnapshots(): ListenerSnapshot[] {

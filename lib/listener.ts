@@ -9,7 +9,10 @@ import { createSelector } from './balancing/index.js'
 import type { Selector } from './balancing/types.js'
 import type { ListenerConfig } from './config/schema.js'
 import { ListenError } from './errors.js'
-import { Session, type SessionHost } from './session.js'
+import { framerFor, type FramerFactory } from './framing/index.js'
+import { WarmPool } from './pool/warm-pool.js'
+import type { ReplayBudget } from './replay/buffer.js'
+import { Session, type HandoffInfo, type ServerFailure, type SessionHost } from './session.js'
 import type { ConnectionTable } from './table.js'
 
 export interface ListenerCounters {
@@ -25,6 +28,21 @@ export interface ListenerCounters {
   serverTimeouts: number
   clientErrors: number
   serverErrors: number
+  /** Open server connections that failed (error, reset, EOF mid-request, response timeout). */
+  serverFailures: number
+  responseTimeouts: number
+  /** Sessions moved to another server connection with their unanswered requests. */
+  failovers: number
+  replayedRequests: number
+  replayedBytes: number
+  handoffsPooled: number
+  handoffsNew: number
+  /** Responses cut part-way and completed from another backend after checking the part already sent. */
+  verifiedResumes: number
+  resumeMismatches: number
+  /** Failures that could not be hidden: the client was closed as a plain L4 proxy would. */
+  unrecoverable: number
+  framingErrors: number
   /** Bytes of sessions that have ended (live sessions are added at read time). */
   bytesFromClient: number
   bytesToClient: number
@@ -33,6 +51,7 @@ export interface ListenerCounters {
 /** What a listener needs from the balancer that owns it. */
 export interface ListenerOwner {
   readonly table: ConnectionTable
+  readonly budget: ReplayBudget
   /** False when the global session limit is reached. */
   admit(): boolean
   onSessionOpen(session: Session): void
@@ -56,12 +75,26 @@ export class Listener implements SessionHost {
     serverTimeouts: 0,
     clientErrors: 0,
     serverErrors: 0,
+    serverFailures: 0,
+    responseTimeouts: 0,
+    failovers: 0,
+    replayedRequests: 0,
+    replayedBytes: 0,
+    handoffsPooled: 0,
+    handoffsNew: 0,
+    verifiedResumes: 0,
+    resumeMismatches: 0,
+    unrecoverable: 0,
+    framingErrors: 0,
     bytesFromClient: 0,
     bytesToClient: 0,
   }
   /** Sessions of this listener still alive. */
   active = 0
   readonly server: net.Server
+  readonly framer: FramerFactory | undefined
+  /** Recent hand-off latencies (ms, failure to first replayed byte at the client), newest last. */
+  readonly latency = { pooled: new LatencyRing(1024), new: new LatencyRing(1024) }
   private readonly selector: Selector<Backend>
   private readonly owner: ListenerOwner
   private lastRejectLog = 0
@@ -73,11 +106,19 @@ export class Listener implements SessionHost {
     this.log = log.child({ listener: this.name })
     this.backends = config.backends.map((b) => new Backend(b, config.passive))
     this.selector = createSelector(config.balance, this.backends)
+    this.framer = framerFor(config)
+    if (config.pool.idle > 0) {
+      for (const b of this.backends) b.pool = new WarmPool(b, config.pool)
+    }
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket))
   }
 
   get table(): ConnectionTable {
     return this.owner.table
+  }
+
+  get budget(): ReplayBudget {
+    return this.owner.budget
   }
 
   listen(): Promise<void> {
@@ -90,6 +131,7 @@ export class Listener implements SessionHost {
       this.server.listen({ host, port, backlog: this.config.backlog }, () => {
         this.server.off('error', onError)
         this.server.on('error', (err) => this.log.error({ err }, 'listener error'))
+        for (const b of this.backends) b.pool?.start()
         resolve()
       })
     })
@@ -104,11 +146,19 @@ export class Listener implements SessionHost {
   }
 
   /** Stop accepting; live sessions carry on. */
-  stopAccepting(): Promise<void> {
-    return new Promise((resolve) => {
-      if (!this.server.listening) return resolve()
-      this.server.close(() => resolve())
-    })
+  /**
+   * Stop accepting and empty the warm pools; live sessions carry on. (net.Server's close callback
+   * waits for every accepted connection, so it is not awaited here: see `closed()`.)
+   */
+  stopAccepting(): void {
+    for (const b of this.backends) b.pool?.stop()
+    if (this.server.listening) this.server.close()
+  }
+
+  /** Resolves once the listening socket and every connection it accepted are closed. */
+  whenClosed(): Promise<void> {
+    if (!this.server.listening && this.active === 0) return Promise.resolve()
+    return new Promise((resolve) => this.server.once('close', () => resolve()))
   }
 
   private accept(socket: Socket): void {
@@ -146,7 +196,7 @@ export class Listener implements SessionHost {
 
   connectFailed(session: Session, backend: Backend, err: Error): void {
     this.counters.connectErrors++
-    const down = backend.recordFailure()
+    const down = backend.recordFailure('connect')
     if (down) {
       this.log.warn(
         {
@@ -158,6 +208,64 @@ export class Listener implements SessionHost {
       )
     }
     this.owner.onBackendFailure(this, backend, err, down)
+  }
+
+  serverFailed(session: Session, backend: Backend, kind: ServerFailure, err: Error): void {
+    this.counters.serverFailures++
+    if (kind === 'timeout') this.counters.responseTimeouts++
+    const down = backend.recordFailure('server')
+    this.log.info(
+      { session: session.id, backend: backend.name, failure: kind, err: err.message },
+      'server connection failed'
+    )
+    if (down) {
+      this.log.warn(
+        {
+          backend: backend.name,
+          failures: backend.consecutiveFailures,
+          cooldownMs: this.config.passive.cooldown,
+        },
+        'backend marked down after consecutive failures'
+      )
+    }
+    this.owner.onBackendFailure(this, backend, err, down)
+  }
+
+  handedOff(session: Session, h: HandoffInfo): void {
+    const c = this.counters
+    c.failovers++
+    c.replayedRequests += h.requests
+    c.replayedBytes += h.bytes
+    if (h.pooled) c.handoffsPooled++
+    else c.handoffsNew++
+    this.log.info(
+      {
+        session: session.id,
+        from: h.from.name,
+        to: h.to.name,
+        connection: h.pooled ? 'pooled' : 'new',
+        requests: h.requests,
+        bytes: h.bytes,
+        ms: h.ms,
+      },
+      'failover'
+    )
+  }
+
+  handoffLatency(_session: Session, pooled: boolean, ms: number): void {
+    ;(pooled ? this.latency.pooled : this.latency.new).add(ms)
+  }
+
+  resumed(_session: Session, ok: boolean): void {
+    if (ok) this.counters.verifiedResumes++
+    else this.counters.resumeMismatches++
+  }
+
+  unrecoverable(session: Session, reason: string): void {
+    this.log.warn(
+      { session: session.id, backend: session.backend?.name, reason },
+      'failure cannot be hidden, closing client'
+    )
   }
 
   connected(_session: Session, backend: Backend): void {
@@ -193,6 +301,16 @@ export class Listener implements SessionHost {
       case 'server-error':
         c.serverErrors++
         break
+      case 'unrecoverable':
+        c.unrecoverable++
+        break
+      case 'framing-error':
+        c.framingErrors++
+        this.log.warn(
+          { session: session.id, backend: session.backend?.name, err: session.error?.message },
+          'framing error, session closed'
+        )
+        break
     }
     if (this.log.isLevelEnabled('debug')) {
       this.log.debug(
@@ -214,3 +332,30 @@ export class Listener implements SessionHost {
 }
 
 function ignore(): void {}
+
+/** The last `size` samples, for percentiles over recent hand-offs. */
+export class LatencyRing {
+  private readonly samples: number[] = []
+  private next = 0
+  count = 0
+  constructor(private readonly size: number) {}
+
+  add(v: number): void {
+    this.count++
+    if (this.samples.length < this.size) this.samples.push(v)
+    else {
+      this.samples[this.next] = v
+      this.next = (this.next + 1) % this.size
+    }
+  }
+
+  values(): number[] {
+    return [...this.samples]
+  }
+
+  percentile(p: number): number | undefined {
+    if (this.samples.length === 0) return undefined
+    const sorted = [...this.samples].sort((a, b) => a - b)
+    return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]
+  }
+}

@@ -1,23 +1,32 @@
 /**
  * A session: one accepted client connection and its current server connection, spliced both ways.
+ * It is the session's entry in the connection table; a failover swaps the server side in place.
  *
- *   client ──data──► [held until connected] ──write──► server
- *   client ◄──write── ─────────────────────── ◄──data── server
+ *   client ──data──► framer ─► replay buffer (refs) ──write──► server
+ *   client ◄──write── [verify while resuming] ◄── framer ◄──data── server
  *
  * - Backpressure: a `write()` that returns false pauses the other side's reads until `drain`.
  * - Half-close: both sockets are `allowHalfOpen`; a FIN from one side ends the other side's write
  *   half, and the session ends when both sockets have closed.
- * - An error, reset or idle timeout on either side destroys both; nothing outlives the session.
+ * - Failover: when the server fails (error, reset, EOF with a request unanswered, response timeout)
+ *   and the unanswered requests may be re-sent, the session takes a pooled or new connection to
+ *   another backend, re-sends them, and carries on; the client sees nothing. A response that was cut
+ *   part-way is resumed verified: the replacement's first bytes are hashed against what the client
+ *   already has, and only the rest is passed on. Anything else ends the session as a plain L4 proxy
+ *   would, counted as `unrecoverable`.
  *
  * The handlers are module-level functions that find their session through `socket[kSession]`
  * (as Node's net.js and undici do) so a session costs no closures. A server socket that is no
  * longer the session's current one has its back-reference removed, so its late events are ignored.
  */
+import { createHash, type Hash } from 'node:crypto'
 import net, { type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Backend } from './backend.js'
 import { BatonError } from './errors.js'
 import type { ListenerConfig } from './config/schema.js'
+import type { Framer, FramerFactory, FramerSink, FramingError } from './framing/types.js'
+import { ReplayBuffer, type ReplayBudget } from './replay/buffer.js'
 import type { SessionState, TableEntry, ConnectionTable } from './table.js'
 
 export const kSession = Symbol('baton.session')
@@ -32,7 +41,11 @@ export type Outcome =
   | 'server-timeout'
   | 'no-backend'
   | 'connect-failed'
+  | 'unrecoverable'
+  | 'framing-error'
   | 'shutdown'
+
+export type ServerFailure = 'error' | 'eof' | 'timeout'
 
 /** What a session needs from the listener that accepted it. */
 export interface SessionHost {
@@ -40,14 +53,30 @@ export interface SessionHost {
   readonly config: ListenerConfig
   readonly table: ConnectionTable
   readonly log: Logger
+  readonly framer: FramerFactory | undefined
+  readonly budget: ReplayBudget
   /** A backend for this session, avoiding `avoid`; undefined when none is usable. */
   pick(session: Session, avoid: ReadonlySet<Backend> | undefined): Backend | undefined
   connectFailed(session: Session, backend: Backend, err: Error): void
   connected(session: Session, backend: Backend): void
+  serverFailed(session: Session, backend: Backend, kind: ServerFailure, err: Error): void
+  handedOff(session: Session, info: HandoffInfo): void
+  handoffLatency(session: Session, pooled: boolean, ms: number): void
+  unrecoverable(session: Session, reason: string): void
+  resumed(session: Session, ok: boolean): void
   closed(session: Session): void
 }
 
-export class Session implements TableEntry {
+export interface HandoffInfo {
+  from: Backend
+  to: Backend
+  pooled: boolean
+  requests: number
+  bytes: number
+  ms: number
+}
+
+export class Session implements TableEntry, FramerSink {
   readonly id: number
   readonly listener: string
   readonly client: Socket
@@ -58,19 +87,43 @@ export class Session implements TableEntry {
   state: SessionState = 'connecting'
   outcome: Outcome | undefined = undefined
   error: Error | undefined = undefined
+  /** Times this session moved to another server connection. */
+  failovers = 0
 
   private readonly host: SessionHost
-  /** Client bytes that arrived before the server connection was up, in order. */
+  /** Client bytes not (yet) in the replay buffer that arrived while no server was attached. */
   private held: Buffer[] = []
   private heldBytes = 0
   private clientEnded = false
   private clientClosed = false
   private serverClosed = false
-  /** Connect attempts so far; the first one plus up to `retries` more. */
+  /** Connect attempts for the current (re)connect; the first one plus up to `retries` more. */
   private attempts = 0
-  /** Backends that failed to connect for this session (allocated only on the first failure). */
+  /** Backends that failed for this session (allocated only on the first failure). */
   private failed: Set<Backend> | undefined = undefined
   private connectTimer: NodeJS.Timeout | undefined = undefined
+
+  // Replay state, used only when the listener has a framer.
+  readonly framer: Framer | undefined
+  private readonly replay: ReplayBuffer | undefined
+  /** False once the replay bound was passed, until the session is at a clean boundary again. */
+  private recording: boolean
+  /** Absolute count of client bytes seen by the framer. */
+  private clientOffset = 0
+  /** Times the oldest unanswered request has been sent. */
+  private headAttempts = 0
+  /** Bytes of the open (incomplete) response already forwarded, and their running hash. */
+  private forwarded = 0
+  private forwardedHash: Hash | undefined = undefined
+  /** While resuming: replacement bytes still to check against `expected` before forwarding. */
+  private skip = 0
+  private resumeTotal = 0
+  private expected: Buffer | undefined = undefined
+  private verifying: Hash | undefined = undefined
+  private waiting = false
+  private responseTimer: NodeJS.Timeout | undefined = undefined
+  /** Set while a failover is in progress, until the replacement's first byte reaches the client. */
+  private handoff: { from: Backend; at: number; requests: number; pooled: boolean; sent: boolean } | undefined
 
   constructor(host: SessionHost, client: Socket) {
     this.host = host
@@ -80,7 +133,7 @@ export class Session implements TableEntry {
     const c = client as SessionSocket
     c[kSession] = this
     client.setNoDelay(true)
-    client.on('data', onClientData)
+    client.on('data', host.framer === undefined ? onClientData : onClientDataFramed)
     client.on('end', onClientEnd)
     client.on('error', onClientError)
     client.on('close', onClientClose)
@@ -89,38 +142,151 @@ export class Session implements TableEntry {
       client.setTimeout(host.config.clientTimeout)
       client.on('timeout', onClientTimeout)
     }
+    if (host.framer !== undefined) {
+      this.framer = host.framer(this)
+      this.replay = new ReplayBuffer(host.budget)
+      this.recording = host.config.replay.mode !== 'none'
+    } else {
+      this.recording = false
+    }
     host.table.add(this)
   }
 
-  /** Choose a backend and connect to it; called once at start and again after a failed connect. */
+  /** Choose a backend and connect to it: at start, after a failed connect, and for a failover. */
   connect(): void {
     const backend = this.host.pick(this, this.failed)
     if (backend === undefined) {
-      this.destroy('no-backend', new BatonError('ERR_BATON_NO_BACKEND', 'server', 'no usable backend'))
+      if (this.handoff !== undefined) this.host.unrecoverable(this, 'no other backend is usable')
+      this.destroy(
+        this.handoff !== undefined ? 'unrecoverable' : 'no-backend',
+        new BatonError('ERR_BATON_NO_BACKEND', 'server', 'no usable backend')
+      )
       return
     }
     this.attempts++
     backend.active++
-    const server = net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true, noDelay: true })
-    ;(server as SessionSocket)[kSession] = this
-    server.on('connect', onServerConnect)
+    const pooled = backend.pool?.take()
+    const server = (pooled ??
+      net.connect({
+        host: backend.host,
+        port: backend.port,
+        allowHalfOpen: true,
+        noDelay: true,
+      })) as SessionSocket
+    server[kSession] = this
     server.on('data', onServerData)
     server.on('end', onServerEnd)
     server.on('error', onServerError)
     server.on('close', onServerClose)
     server.on('drain', onServerDrain)
     this.host.table.attach(this, backend, server)
+    this.serverClosed = false
+    if (pooled !== undefined) {
+      this.onConnected(server, true)
+      return
+    }
+    server.once('connect', onServerConnect)
     this.connectTimer = setTimeout(onConnectTimeout, this.host.config.connectTimeout, this)
   }
 
-  /** Client bytes while connecting: hold them, and stop reading once the cap is reached. */
+  /** Client bytes while no server is attached: hold them, stop reading once a cap is reached. */
   hold(chunk: Buffer): void {
     this.held.push(chunk)
     this.heldBytes += chunk.length
     if (this.heldBytes >= this.host.config.maxPendingBytes) this.client.pause()
   }
 
-  onConnected(server: Socket): void {
+  /** Client bytes on the replay path: find request edges, keep a reference, forward. */
+  fromClient(chunk: Buffer): void {
+    const framer = this.framer!
+    const err = framer.request(chunk)
+    if (err !== undefined) return this.framingError(err, 'client')
+    this.clientOffset += chunk.length
+    const server = this.server
+    const open = this.state === 'open' && server !== undefined
+    if (this.recording) {
+      const replay = this.replay!
+      replay.push(chunk)
+      if (replay.bytes > this.host.config.replay.maxBytes || this.host.budget.exceeded) {
+        if (open) {
+          // Past the bound: not replayable until every request in flight is answered.
+          this.recording = false
+          replay.reset(this.clientOffset)
+        } else {
+          this.client.pause() // nothing may be dropped before it reached a server
+        }
+      }
+    } else if (!open) {
+      this.hold(chunk)
+    }
+    if (open) {
+      if (!server.write(chunk)) this.client.pause()
+      if (!this.waiting && this.host.config.responseTimeout > 0) this.armResponseTimer()
+    } else if (this.state === 'open') {
+      // The server left at a clean boundary: this request opens a new server connection.
+      this.state = 'connecting'
+      this.attempts = 0
+      this.connect()
+    }
+  }
+
+  /** Server bytes on the replay path. */
+  fromServer(server: Socket, chunk: Buffer): void {
+    const framer = this.framer!
+    if (this.skip > 0) {
+      const n = Math.min(this.skip, chunk.length)
+      const part = n === chunk.length ? chunk : chunk.subarray(0, n)
+      const err = framer.response(part)
+      if (err !== undefined) return this.framingError(err, 'server')
+      this.verifying!.update(part)
+      this.skip -= n
+      if (this.skip > 0 && !framer.responseOpen) return this.resumeFailed()
+      if (this.skip === 0) {
+        const digest = this.verifying!.copy().digest()
+        if (!digest.equals(this.expected!)) return this.resumeFailed()
+        this.host.resumed(this, true)
+        this.forwardedHash = this.verifying
+        this.verifying = undefined
+        this.expected = undefined
+      }
+      if (n === chunk.length) return
+      chunk = chunk.subarray(n)
+    }
+    const err = framer.response(chunk)
+    if (err !== undefined) return this.framingError(err, 'server')
+    if (framer.delimited && this.recording) {
+      // Keep a running hash of the open response's forwarded bytes, for a verified resume.
+      const start = framer.openStart
+      if (!framer.responseOpen) {
+        this.forwarded = 0
+        this.forwardedHash = undefined
+      } else if (start >= 0) {
+        this.forwardedHash = createHash('sha1').update(start === 0 ? chunk : chunk.subarray(start))
+        this.forwarded = chunk.length - start
+      } else {
+        this.forwardedHash?.update(chunk)
+        this.forwarded += chunk.length
+      }
+    }
+    if (this.handoff !== undefined) this.handoffDone()
+    if (this.waiting) {
+      if (framer.pending() > 0) this.responseTimer!.refresh()
+      else this.waiting = false
+    }
+    if (!this.recording && this.host.config.replay.mode !== 'none' && framer.atBoundary()) {
+      this.recording = true
+      this.replay!.reset(this.clientOffset)
+    }
+    if (!this.client.write(chunk)) server.pause()
+  }
+
+  /** FramerSink: the requests before `upTo` are answered. */
+  answered(upTo: number): void {
+    this.replay!.release(upTo)
+    this.headAttempts = 0
+  }
+
+  onConnected(server: Socket, pooled: boolean): void {
     clearTimeout(this.connectTimer)
     this.connectTimer = undefined
     this.state = 'open'
@@ -131,16 +297,41 @@ export class Session implements TableEntry {
       server.on('timeout', onServerTimeout)
     }
     let flowing = true
-    if (this.held.length > 0) {
+    const replayBytes = this.recording ? this.replay!.bytes : 0
+    if (replayBytes > 0 || this.held.length > 0) {
       server.cork()
+      if (replayBytes > 0) flowing = this.replay!.writeTo(server)
       for (const chunk of this.held) flowing = server.write(chunk)
       server.uncork()
       this.held = []
       this.heldBytes = 0
     }
+    const h = this.handoff
+    if (h !== undefined) {
+      h.pooled = pooled
+      h.sent = true
+      this.host.handedOff(this, {
+        from: h.from,
+        to: backend,
+        pooled,
+        requests: h.requests,
+        bytes: replayBytes,
+        ms: Date.now() - h.at,
+      })
+      if (h.requests === 0) this.handoff = undefined
+    }
+    if (this.framer !== undefined && this.framer.pending() > 0 && this.host.config.responseTimeout > 0) {
+      this.armResponseTimer()
+    }
     if (this.clientEnded) server.end()
     else if (flowing) this.client.resume()
     else this.client.pause()
+  }
+
+  private handoffDone(): void {
+    const h = this.handoff!
+    this.handoff = undefined
+    this.host.handoffLatency(this, h.pooled, Date.now() - h.at)
   }
 
   /** The current connect failed or timed out: count it against the backend and try another. */
@@ -148,14 +339,12 @@ export class Session implements TableEntry {
     clearTimeout(this.connectTimer)
     this.connectTimer = undefined
     const backend = this.backend!
-    delete (server as SessionSocket)[kSession]
-    server.destroy()
-    this.host.table.detach(this)
-    backend.active--
+    this.detachServer(server)
     this.host.connectFailed(this, backend, err)
     if (this.state !== 'connecting') return // the client went away meanwhile
     if (this.attempts > this.host.config.retries) {
-      this.destroy('connect-failed', err)
+      if (this.handoff !== undefined) this.host.unrecoverable(this, 'every connect for the hand-off failed')
+      this.destroy(this.handoff !== undefined ? 'unrecoverable' : 'connect-failed', err)
       return
     }
     // Never the backend that just failed, unless it is the only one this listener has.
@@ -163,13 +352,137 @@ export class Session implements TableEntry {
     this.connect()
   }
 
-  onClientEnd(): void {
-    this.clientEnded = true
-    if (this.state === 'open') this.server?.end()
+  /**
+   * The open server connection failed. Fail over when what is in flight may be re-sent; pass the
+   * failure on as a plain proxy would when not.
+   */
+  onServerFailed(server: Socket, kind: ServerFailure, err: Error): void {
+    const framer = this.framer
+    const backend = this.backend!
+    if (framer === undefined) {
+      if (kind === 'eof') return void this.client.end()
+      this.host.serverFailed(this, backend, kind, err)
+      return this.destroy(kind === 'timeout' ? 'server-timeout' : 'server-error', err)
+    }
+    const pending = framer.pending()
+    const resuming = this.expected !== undefined
+    const partial = framer.responseOpen || resuming
+    if (pending === 0 && !partial) {
+      if (!framer.delimited) {
+        // opaque, nothing unanswered: the close may delimit a response, so it goes on to the client.
+        if (kind === 'eof') return void this.client.end()
+        this.host.serverFailed(this, backend, kind, err)
+        return this.destroy('server-error', err)
+      }
+      // A clean boundary: drop the connection; the next request opens another.
+      if (kind !== 'eof') this.host.serverFailed(this, backend, kind, err)
+      this.detachServer(server)
+      this.serverClosed = true
+      if (!this.recording && this.host.config.replay.mode !== 'none') {
+        this.recording = true
+        this.replay!.reset(this.clientOffset)
+      }
+      if (this.clientEnded) this.client.end()
+      return
+    }
+    this.host.serverFailed(this, backend, kind, err)
+    const mode = this.host.config.replay.mode
+    const why =
+      mode === 'none'
+        ? 'replay is off'
+        : !this.recording
+          ? 'the unanswered requests passed replay.maxBytes'
+          : mode === 'safe' && !framer.pendingSafe()
+            ? 'an unanswered request is not safe to re-send'
+            : partial && !framer.delimited
+              ? 'part of the response was already forwarded'
+              : this.headAttempts + 1 >= this.host.config.replay.maxAttempts
+                ? 'replay.maxAttempts reached'
+                : undefined
+    if (why !== undefined) {
+      this.host.unrecoverable(this, why)
+      return this.destroy('unrecoverable', err)
+    }
+    if (resuming) {
+      // Failed again while checking a replacement: the client still has the same `resumeTotal` bytes.
+      this.skip = this.resumeTotal
+      this.verifying = createHash('sha1')
+    } else if (partial) {
+      // Resume verified: the replacement's first `forwarded` bytes must hash to what was sent.
+      this.resumeTotal = this.skip = this.forwarded
+      this.expected = this.forwardedHash!.digest()
+      this.verifying = createHash('sha1')
+    }
+    this.forwarded = 0
+    this.forwardedHash = undefined
+    framer.restartResponse()
+    this.headAttempts++
+    this.failovers++
+    this.handoff = { from: backend, at: Date.now(), requests: pending, pooled: false, sent: false }
+    this.detachServer(server)
+    ;(this.failed ??= new Set()).add(backend)
+    this.state = 'connecting'
+    this.attempts = 0
+    this.connect()
   }
 
-  onServerEnd(): void {
-    this.client.end()
+  private resumeFailed(): void {
+    this.host.resumed(this, false)
+    this.host.unrecoverable(this, 'the replacement response differs from what the client already has')
+    this.destroy(
+      'unrecoverable',
+      new BatonError('ERR_BATON_RESUME_MISMATCH', 'server', 'resumed response differs')
+    )
+  }
+
+  private framingError(err: FramingError, side: 'client' | 'server'): void {
+    this.destroy('framing-error', new BatonError(err.code, side, `${side} framing: ${err.message}`))
+  }
+
+  private armResponseTimer(): void {
+    this.waiting = true
+    if (this.responseTimer === undefined) {
+      this.responseTimer = setTimeout(onResponseTimeout, this.host.config.responseTimeout, this)
+    } else {
+      this.responseTimer.refresh()
+    }
+  }
+
+  /** @internal */
+  responseTimedOut(): void {
+    if (!this.waiting || this.server === undefined || this.state !== 'open') return
+    this.waiting = false
+    const ms = this.host.config.responseTimeout
+    this.onServerFailed(
+      this.server,
+      'timeout',
+      new BatonError('ERR_BATON_RESPONSE_TIMEOUT', 'server', `no response within ${ms} ms`)
+    )
+  }
+
+  /** Let go of a server connection: no more of its events reach this session. */
+  private detachServer(server: Socket): void {
+    delete (server as SessionSocket)[kSession]
+    server.destroy()
+    this.backend!.active--
+    this.host.table.detach(this)
+    this.waiting = false
+  }
+
+  onClientEnd(): void {
+    this.clientEnded = true
+    if (this.state !== 'open') return
+    if (this.server !== undefined) this.server.end()
+    else this.client.end() // no server attached and nothing in flight: the session is done
+  }
+
+  onServerEnd(server: Socket): void {
+    const framer = this.framer
+    if (framer !== undefined && (framer.delimited || framer.pending() > 0 || framer.responseOpen)) {
+      this.onServerFailed(server, 'eof', new BatonError('ERR_BATON_SERVER_EOF', 'server', 'server closed'))
+    } else {
+      this.client.end()
+    }
   }
 
   onClientClose(): void {
@@ -201,10 +514,12 @@ export class Session implements TableEntry {
     this.state = 'closed'
     this.outcome = outcome
     clearTimeout(this.connectTimer)
+    clearTimeout(this.responseTimer)
     this.connectTimer = undefined
     this.held = []
+    this.replay?.reset(0)
     // The backend's slot was taken when the connect started and is given back once: here, or in
-    // onConnectFailed (which also clears `server`).
+    // detachServer (which also clears `server`).
     if (this.backend !== undefined && this.server !== undefined) this.backend.active--
     this.host.table.remove(this)
     this.host.closed(this)
@@ -221,6 +536,11 @@ function onClientData(this: SessionSocket, chunk: Buffer): void {
   } else if (s.state === 'connecting') {
     s.hold(chunk)
   }
+}
+
+function onClientDataFramed(this: SessionSocket, chunk: Buffer): void {
+  const s = this[kSession]
+  if (s !== undefined && s.state !== 'closed') s.fromClient(chunk)
 }
 
 function onClientEnd(this: SessionSocket): void {
@@ -245,24 +565,26 @@ function onClientTimeout(this: SessionSocket): void {
 
 function onServerConnect(this: SessionSocket): void {
   const s = this[kSession]
-  if (s !== undefined && s.server === this) s.onConnected(this)
+  if (s !== undefined && s.server === this) s.onConnected(this, false)
 }
 
 function onServerData(this: SessionSocket, chunk: Buffer): void {
   const s = this[kSession]
-  if (s !== undefined && !s.client.write(chunk)) this.pause()
+  if (s === undefined) return
+  if (s.framer !== undefined) s.fromServer(this, chunk)
+  else if (!s.client.write(chunk)) this.pause()
 }
 
 function onServerEnd(this: SessionSocket): void {
   const s = this[kSession]
-  if (s !== undefined && s.server === this) s.onServerEnd()
+  if (s !== undefined && s.server === this) s.onServerEnd(this)
 }
 
 function onServerError(this: SessionSocket, err: Error): void {
   const s = this[kSession]
   if (s === undefined || s.server !== this) return
   if (s.state === 'connecting') s.onConnectFailed(this, err)
-  else s.destroy('server-error', err)
+  else s.onServerFailed(this, 'error', err)
 }
 
 function onServerClose(this: SessionSocket): void {
@@ -287,4 +609,8 @@ function onConnectTimeout(s: Session): void {
     server,
     new BatonError('ERR_BATON_CONNECT_TIMEOUT', 'server', `connect to ${s.backend?.address} timed out`)
   )
+}
+
+function onResponseTimeout(s: Session): void {
+  s.responseTimedOut()
 }

@@ -98,6 +98,57 @@ const listenerSchema = z.strictObject({
   retries: z.int().min(0).max(100).default(3),
   /** Client bytes held while the server connection is being set up; past it, reading pauses. */
   maxPendingBytes: size.default(65536),
+  /** How Baton finds request and response edges, which makes in-flight failover possible. */
+  protocol: z.enum(['opaque', 'length-prefixed']).default('opaque'),
+  /** Frame layout for `protocol: length-prefixed`: [lengthOffset bytes][length field][body]. */
+  framing: z
+    .strictObject({
+      /** Size of the length field. */
+      lengthBytes: z
+        .union([z.literal(1), z.literal(2), z.literal(4), z.literal(8)], { error: 'expected 1, 2, 4 or 8' })
+        .default(4),
+      littleEndian: z.boolean().default(false),
+      /** Whether the length counts the header (offset + length field) as well as the body. */
+      lengthIncludesHeader: z.boolean().default(false),
+      /** Bytes before the length field (a type or flags field), part of the header. */
+      lengthOffset: z.int().min(0).max(16).default(0),
+      /** A frame over this size closes the session (logged and counted). */
+      maxFrameBytes: size.default(16 * 1024 * 1024),
+    })
+    .prefault({}),
+  /**
+   * Re-sending requests that were in flight when a server failed. `safe` re-sends what the framer
+   * knows to be safe (for opaque and length-prefixed, which know nothing of idempotency: every
+   * request), `all` everything, `none` nothing (a failure mid-request closes the client).
+   */
+  replay: z.preprocess(
+    (v) => (typeof v === 'string' ? { mode: v } : v),
+    z
+      .strictObject({
+        mode: z.enum(['safe', 'all', 'none']).default('safe'),
+        /** Unanswered request bytes held per session; past it the session is not replayable until it drains. */
+        maxBytes: size.default(1024 * 1024),
+        /** Times one request may be sent (the first time included) before the client is closed. */
+        maxAttempts: z.int().min(1).max(20).default(3),
+      })
+      .prefault({})
+  ),
+  /**
+   * A request with no response byte within this time is a failure of that server: its connection
+   * is destroyed and the request goes elsewhere. 0 = off.
+   */
+  responseTimeout: duration.default(0),
+  /** Warm pool of established idle connections per backend, used for new sessions and hand-offs. */
+  pool: z
+    .strictObject({
+      /** Idle connections kept ready per backend. 0 = no pool. */
+      idle: z.int().min(0).max(1000).default(0),
+      /** A pooled connection older than this is closed and replaced. */
+      maxAge: duration.default(60_000),
+      /** Give a server connection back to the pool when its client leaves at a clean boundary (never for opaque). */
+      reuse: z.boolean().default(false),
+    })
+    .prefault({}),
   /** Passive marking: a backend failing `failures` connects in a row is skipped for `cooldown`. */
   passive: z
     .strictObject({
@@ -111,6 +162,12 @@ export const configSchema = z.strictObject({
   listeners: z.array(listenerSchema).min(1, { error: 'expected at least one listener' }),
   /** Most sessions at once over all listeners. 0 = no limit. */
   maxConnections: z.int().min(0).default(0),
+  replay: z
+    .strictObject({
+      /** Replay bytes held over every session of the process; past it new bytes are not kept. */
+      maxTotalBytes: size.default(256 * 1024 * 1024),
+    })
+    .prefault({}),
   /** On stop, how long live sessions get to finish before they are closed. */
   shutdownGrace: duration.default(30_000),
   log: z

@@ -1,0 +1,54 @@
+/**
+ * The framer interface: finds request edges in the client's bytes and response edges in the
+ * server's, incrementally, one chunk at a time, never joining buffers. One framer instance per
+ * session; it is a pure parser (no sockets), unit-tested by feeding bytes.
+ *
+ * Offsets are absolute: the count of client bytes the framer has seen since the session began.
+ * When a response completes, the framer tells the session up to which client offset the requests
+ * are now answered, and the session releases those bytes from its replay buffer.
+ *
+ *   client bytes:  |== req 1 ==|== req 2 ==|== req 3 (partial)
+ *                  ^released   ^answered(upTo) after response 1 completes
+ */
+export interface FramerSink {
+  /** Every client byte before absolute offset `upTo` is answered and may be released. */
+  answered(upTo: number): void
+}
+
+/** A framing error closes the session with this message in the log and a counter. */
+export interface FramingError {
+  readonly code: 'ERR_BATON_FRAME_TOO_LARGE' | 'ERR_BATON_FRAME_MALFORMED'
+  readonly message: string
+}
+
+export interface Framer {
+  /**
+   * True when the framer delimits every response itself: a server FIN at a clean boundary can be
+   * hidden from the client (the session just gets a new server connection), and a response that
+   * was cut part-way can be resumed verified on another backend.
+   */
+  readonly delimited: boolean
+  /** Parse client bytes (in order). Returns an error for malformed or oversized framing. */
+  request(chunk: Buffer): FramingError | undefined
+  /**
+   * Parse server bytes (in order). Calls `sink.answered()` for each response completed. Afterwards
+   * `responseOpen` says whether a response is still incomplete, and `openStart` where in this chunk
+   * it began (-1 when it began in an earlier chunk).
+   */
+  response(chunk: Buffer): FramingError | undefined
+  readonly responseOpen: boolean
+  readonly openStart: number
+  /** Requests sent (wholly or in part) and not yet fully answered. */
+  pending(): number
+  /** Whether the oldest unanswered requests may all be re-sent under `replay: safe`. */
+  pendingSafe(): boolean
+  /** Nothing sent and unanswered, no request or response part-way. */
+  atBoundary(): boolean
+  /**
+   * A new server connection replaces the old one: the response parser starts again at the start of
+   * the oldest unanswered response (the replacement will send it whole).
+   */
+  restartResponse(): void
+}
+
+export type FramerFactory = (sink: FramerSink) => Framer

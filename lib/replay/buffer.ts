@@ -1,0 +1,99 @@
+/**
+ * The replay buffer: references (never copies) to the client chunks of requests that were sent to
+ * the server and are not yet fully answered, so they can be re-sent to another backend.
+ *
+ *   chunks:  [ c0 | c1 | c2 | c3 ]        head = index of the first live chunk
+ *              ^^^^ headOffset bytes of chunks[head] already released
+ *   absolute: start ............ end      (client byte offsets since the session began)
+ *
+ * `release(upTo)` drops everything before an absolute offset the moment its response completes.
+ * Bounded per session by the caller (`replay.maxBytes`) and across the process by a shared budget
+ * (`replay.maxTotalBytes`).
+ */
+import type { Socket } from 'node:net'
+
+/** Replay bytes held across every session of the process. */
+export class ReplayBudget {
+  total = 0
+  constructor(readonly max: number) {}
+  get exceeded(): boolean {
+    return this.total > this.max
+  }
+}
+
+export class ReplayBuffer {
+  private chunks: Buffer[] = []
+  private head = 0
+  private headOffset = 0
+  /** Absolute client offset of the first byte held. */
+  start = 0
+  /** Absolute client offset just after the last byte held. */
+  end = 0
+  private readonly budget: ReplayBudget
+
+  constructor(budget: ReplayBudget) {
+    this.budget = budget
+  }
+
+  get bytes(): number {
+    return this.end - this.start
+  }
+
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk)
+    this.end += chunk.length
+    this.budget.total += chunk.length
+  }
+
+  /** Drop every byte before absolute offset `upTo`. */
+  release(upTo: number): void {
+    if (upTo > this.end) upTo = this.end
+    if (upTo <= this.start) return
+    this.budget.total -= upTo - this.start
+    const chunks = this.chunks
+    while (this.start < upTo) {
+      const c = chunks[this.head]!
+      const left = c.length - this.headOffset
+      if (this.start + left <= upTo) {
+        this.start += left
+        this.head++
+        this.headOffset = 0
+      } else {
+        this.headOffset += upTo - this.start
+        this.start = upTo
+      }
+    }
+    if (this.head === chunks.length) {
+      chunks.length = 0
+      this.head = 0
+    } else if (this.head >= 64 && this.head * 2 >= chunks.length) {
+      chunks.splice(0, this.head)
+      this.head = 0
+    }
+  }
+
+  /** Drop everything and carry on counting from absolute offset `at`. */
+  reset(at: number): void {
+    this.budget.total -= this.end - this.start
+    this.chunks = []
+    this.head = 0
+    this.headOffset = 0
+    this.start = at
+    this.end = at
+  }
+
+  /** Write every held byte to `socket`, in order, as slices of the original chunks. */
+  writeTo(socket: Socket): boolean {
+    let flowing = true
+    for (let i = this.head; i < this.chunks.length; i++) {
+      const c = this.chunks[i]!
+      flowing = socket.write(i === this.head && this.headOffset > 0 ? c.subarray(this.headOffset) : c)
+    }
+    return flowing
+  }
+
+  /** Number of chunk references held (for tests and the snapshot). */
+  get chunkCount(): number {
+    return this.chunks.length - this.head
+  }
+}
