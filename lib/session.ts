@@ -21,6 +21,7 @@
  */
 import { createHash, type Hash } from 'node:crypto'
 import net, { type Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { Backend } from './backend.js'
 import { BatonError } from './errors.js'
@@ -316,7 +317,7 @@ export class Session implements TableEntry, FramerSink {
         pooled,
         requests: h.requests,
         bytes: replayBytes,
-        ms: Date.now() - h.at,
+        ms: Math.round((performance.now() - h.at) * 1000) / 1000,
       })
       if (h.requests === 0) this.handoff = undefined
     }
@@ -331,7 +332,7 @@ export class Session implements TableEntry, FramerSink {
   private handoffDone(): void {
     const h = this.handoff!
     this.handoff = undefined
-    this.host.handoffLatency(this, h.pooled, Date.now() - h.at)
+    this.host.handoffLatency(this, h.pooled, performance.now() - h.at)
   }
 
   /** The current connect failed or timed out: count it against the backend and try another. */
@@ -418,7 +419,7 @@ export class Session implements TableEntry, FramerSink {
     framer.restartResponse()
     this.headAttempts++
     this.failovers++
-    this.handoff = { from: backend, at: Date.now(), requests: pending, pooled: false, sent: false }
+    this.handoff = { from: backend, at: performance.now(), requests: pending, pooled: false, sent: false }
     this.detachServer(server)
     ;(this.failed ??= new Set()).add(backend)
     this.state = 'connecting'

@@ -24,6 +24,11 @@ Options:
   -b, --backend SPEC       HOST:PORT, optionally ",weight=N" and ",maxconn=N"; repeat for each backend
       --balance NAME       round-robin (default), least-connections, random, power-of-two,
                            source-hash, first
+      --protocol NAME      opaque (default) or length-prefixed: how requests and responses are
+                           delimited, which decides what can be re-sent when a backend fails
+      --replay MODE        safe (default), all, none
+      --response-timeout D a request with no response byte within D fails over (default off)
+      --pool-idle N        idle connections kept ready per backend for hand-offs (default 0)
       --connect-timeout D  backend connect timeout, e.g. 500ms, 5s (default 5s)
       --retries N          other backends to try when a connect fails (default 3)
       --max-connections N  most sessions at once, 0 = no limit (default 0)
@@ -45,6 +50,10 @@ const OPTIONS = {
   backend: { type: 'string', short: 'b', multiple: true },
   balance: { type: 'string' },
   'connect-timeout': { type: 'string' },
+  protocol: { type: 'string' },
+  replay: { type: 'string' },
+  'response-timeout': { type: 'string' },
+  'pool-idle': { type: 'string' },
   retries: { type: 'string' },
   'max-connections': { type: 'string' },
   'log-level': { type: 'string' },
@@ -67,7 +76,18 @@ export function parseCommand(argv: readonly string[], readFile = readConfigFile)
   let config: Record<string, unknown>
   let source: string
   if (values.config !== undefined) {
-    const simple = ['listen', 'backend', 'balance', 'connect-timeout', 'retries', 'max-connections'] as const
+    const simple = [
+      'listen',
+      'backend',
+      'balance',
+      'connect-timeout',
+      'protocol',
+      'replay',
+      'response-timeout',
+      'pool-idle',
+      'retries',
+      'max-connections',
+    ] as const
     const both = simple.filter((k) => values[k] !== undefined)
     if (both.length > 0) {
       throw new ConfigError([`--${both[0]}: cannot be combined with --config; put it in the config file`])
@@ -85,6 +105,11 @@ export function parseCommand(argv: readonly string[], readFile = readConfigFile)
     }
     if (values.balance !== undefined) listener.balance = values.balance
     if (values['connect-timeout'] !== undefined) listener.connectTimeout = values['connect-timeout']
+    if (values.protocol !== undefined) listener.protocol = values.protocol
+    if (values.replay !== undefined) listener.replay = values.replay
+    if (values['response-timeout'] !== undefined) listener.responseTimeout = values['response-timeout']
+    if (values['pool-idle'] !== undefined)
+      listener.pool = { idle: integerFlag('pool-idle', values['pool-idle']) }
     if (values.retries !== undefined) listener.retries = integerFlag('retries', values.retries)
     config = { listeners: [listener] }
     if (values['max-connections'] !== undefined) {
