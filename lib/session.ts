@@ -473,8 +473,37 @@ export class Session implements TableEntry, FramerSink {
   onClientEnd(): void {
     this.clientEnded = true
     if (this.state !== 'open') return
-    if (this.server !== undefined) this.server.end()
-    else this.client.end() // no server attached and nothing in flight: the session is done
+    const server = this.server
+    if (server === undefined) return void this.client.end() // nothing attached, nothing in flight
+    if (
+      this.host.config.pool.reuse &&
+      this.framer?.delimited === true &&
+      this.framer.atBoundary() &&
+      this.skip === 0
+    ) {
+      // The client left at a clean boundary: the server connection can serve someone else.
+      const pool = this.backend!.pool
+      this.releaseServer(server)
+      if (pool === undefined || !pool.give(server)) server.end()
+      this.serverClosed = true
+      return void this.client.end()
+    }
+    server.end()
+  }
+
+  /** Hand a healthy server connection back (pool.reuse): none of this session's listeners stay on it. */
+  private releaseServer(server: Socket): void {
+    delete (server as SessionSocket)[kSession]
+    server.off('data', onServerData)
+    server.off('end', onServerEnd)
+    server.off('error', onServerError)
+    server.off('close', onServerClose)
+    server.off('drain', onServerDrain)
+    server.off('timeout', onServerTimeout)
+    server.setTimeout(0)
+    this.backend!.active--
+    this.host.table.detach(this)
+    this.waiting = false
   }
 
   onServerEnd(server: Socket): void {
