@@ -36,6 +36,7 @@ export function splitHostPort(text: string): { host: string; port: string } | un
   const v6 = /^\[([^\]]+)\]:(.*)$/.exec(text)
   if (v6 !== null) return { host: v6[1]!, port: v6[2]! }
   const i = text.lastIndexOf(':')
-  if (i < 0) return undefined
+  // No port, or an IPv6 address without brackets ("::1"): not a host:port.
+  if (i < 0 || text.indexOf(':') !== i || text.startsWith('[')) return undefined
   return { host: text.slice(0, i), port: text.slice(i + 1) }
 }

@@ -162,8 +162,9 @@ export function parseBackendFlag(spec: string, index: number): Record<string, un
 
 const BACKEND_PARAMS: Record<string, string> = { weight: 'weight', maxconn: 'maxConnections', name: 'name' }
 
-function integerFlag(name: string, value: string): number | string {
-  return /^\d+$/.test(value) ? Number(value) : value
+function integerFlag(name: string, value: string): number {
+  if (!/^\d+$/.test(value)) throw new ConfigError([`--${name}: expected a whole number, got "${value}"`])
+  return Number(value)
 }
 
 function usageMessage(err: Error): string {

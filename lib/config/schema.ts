@@ -21,6 +21,17 @@ const listenPort = z.preprocess(
   z.int({ error: LISTEN_PORT_MSG }).min(0, { error: LISTEN_PORT_MSG }).max(65535, { error: LISTEN_PORT_MSG })
 )
 
+/** An integer in [min, max] (max optional); "12" is read as 12, like ports. */
+function int(min: number, max?: number) {
+  const msg =
+    max === undefined ? `expected an integer of ${min} or more` : `expected an integer from ${min} to ${max}`
+  const base = z.int({ error: msg }).min(min, { error: msg })
+  return z.preprocess(
+    (v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v),
+    max === undefined ? base : base.max(max, { error: msg })
+  )
+}
+
 const host = z
   .string({ error: 'expected a host name or IP address' })
   .min(1, { error: 'expected a host name or IP address' })
@@ -64,13 +75,13 @@ export const backendSchema = z.preprocess(
   z.strictObject(
     {
       /** Name in logs, metrics and the API; defaults to `host:port`. */
-      name: z.string().min(1).optional(),
+      name: z.string({ error: 'expected a name' }).min(1, { error: 'expected a non-empty name' }).optional(),
       host,
       port,
       /** Relative share of new sessions (nginx `weight`, HAProxy `weight`). */
-      weight: z.int({ error: 'expected an integer from 1 to 1000' }).min(1).max(1000).default(1),
+      weight: int(1, 1000).default(1),
       /** Most sessions at once on this backend; a full backend is skipped. 0 = no limit. */
-      maxConnections: z.int().min(0).default(0),
+      maxConnections: int(0).default(0),
     },
     { error: ADDRESS_MSG }
   )
@@ -78,16 +89,16 @@ export const backendSchema = z.preprocess(
 
 const listenerSchema = z.strictObject({
   /** Name in logs and metrics; defaults to the listen address. */
-  name: z.string().min(1).optional(),
+  name: z.string({ error: 'expected a name' }).min(1, { error: 'expected a non-empty name' }).optional(),
   /** Address to accept on: `host:port` or `{ host, port }`. */
   listen: z.preprocess(listenAddress, z.strictObject({ host, port: listenPort }, { error: ADDRESS_MSG })),
   backends: z.array(backendSchema).min(1, { error: 'expected at least one backend' }),
   /** How a backend is chosen for each new session. */
   balance: z.enum(ALGORITHMS).default('round-robin'),
   /** Most sessions at once on this listener. 0 = no limit (the global limit still applies). */
-  maxConnections: z.int().min(0).default(0),
+  maxConnections: int(0).default(0),
   /** Kernel accept queue length. */
-  backlog: z.int().min(1).default(511),
+  backlog: int(1).default(511),
   /** Time allowed for a backend's TCP connect before trying another (HAProxy `timeout connect`). */
   connectTimeout: duration.default(5000),
   /** Close a session when the client has sent and received nothing for this long. 0 = never. */
@@ -95,7 +106,7 @@ const listenerSchema = z.strictObject({
   /** Close a session when the server has sent and received nothing for this long. 0 = never. */
   serverTimeout: duration.default(600_000),
   /** Further backends to try when a connect is refused, unreachable or times out. */
-  retries: z.int().min(0).max(100).default(3),
+  retries: int(0, 100).default(3),
   /** Client bytes held while the server connection is being set up; past it, reading pauses. */
   maxPendingBytes: size.default(65536),
   /** How Baton finds request and response edges, which makes in-flight failover possible. */
@@ -111,7 +122,7 @@ const listenerSchema = z.strictObject({
       /** Whether the length counts the header (offset + length field) as well as the body. */
       lengthIncludesHeader: z.boolean().default(false),
       /** Bytes before the length field (a type or flags field), part of the header. */
-      lengthOffset: z.int().min(0).max(16).default(0),
+      lengthOffset: int(0, 16).default(0),
       /** A frame over this size closes the session (logged and counted). */
       maxFrameBytes: size.default(16 * 1024 * 1024),
     })
@@ -129,7 +140,7 @@ const listenerSchema = z.strictObject({
         /** Unanswered request bytes held per session; past it the session is not replayable until it drains. */
         maxBytes: size.default(1024 * 1024),
         /** Times one request may be sent (the first time included) before the client is closed. */
-        maxAttempts: z.int().min(1).max(20).default(3),
+        maxAttempts: int(1, 20).default(3),
       })
       .prefault({})
   ),
@@ -142,7 +153,7 @@ const listenerSchema = z.strictObject({
   pool: z
     .strictObject({
       /** Idle connections kept ready per backend. 0 = no pool. */
-      idle: z.int().min(0).max(1000).default(0),
+      idle: int(0, 1000).default(0),
       /** A pooled connection older than this is closed and replaced. */
       maxAge: duration.default(60_000),
       /** Give a server connection back to the pool when its client leaves at a clean boundary (never for opaque). */
@@ -152,7 +163,7 @@ const listenerSchema = z.strictObject({
   /** Passive marking: a backend failing `failures` connects in a row is skipped for `cooldown`. */
   passive: z
     .strictObject({
-      failures: z.int().min(1).default(3),
+      failures: int(1).default(3),
       cooldown: duration.default(10_000),
     })
     .prefault({}),
@@ -161,7 +172,7 @@ const listenerSchema = z.strictObject({
 export const configSchema = z.strictObject({
   listeners: z.array(listenerSchema).min(1, { error: 'expected at least one listener' }),
   /** Most sessions at once over all listeners. 0 = no limit. */
-  maxConnections: z.int().min(0).default(0),
+  maxConnections: int(0).default(0),
   replay: z
     .strictObject({
       /** Replay bytes held over every session of the process; past it new bytes are not kept. */

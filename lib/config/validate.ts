@@ -10,7 +10,7 @@ import { configSchema, type Config } from './schema.js'
 export function validateConfig(input: unknown): Config {
   const result = configSchema.safeParse(input, { reportInput: true })
   if (result.success) return Object.freeze(result.data) as Config
-  throw new ConfigError(result.error.issues.map(formatIssue))
+  throw new ConfigError(result.error.issues.flatMap((issue) => formatIssue(issue).split('\n')))
 }
 
 export function formatPath(path: readonly PropertyKey[]): string {
