@@ -185,13 +185,14 @@ export class Listener implements SessionHost {
     this.log.warn({ rejected: this.counters.rejected }, 'connection limit reached, closing new clients')
   }
 
-  pick(session: Session, avoid: ReadonlySet<Backend> | undefined): Backend | undefined {
-    const source = session.client.remoteAddress
-    if (avoid !== undefined) this.counters.retries++
-    const picked = this.selector.pick({ source, avoid })
-    if (picked !== undefined || avoid === undefined) return picked
-    // Every usable backend failed for this session: retry the last one only when it is the only one.
-    return this.backends.length === 1 && this.backends[0]!.usable() ? this.backends[0] : undefined
+  pick(session: Session, avoid: ReadonlySet<Backend> | undefined, retry: boolean): Backend | undefined {
+    let picked = this.selector.pick({ source: session.client.remoteAddress, avoid })
+    // Every usable backend failed for this session: try again only when it is the only one.
+    if (picked === undefined && avoid !== undefined && this.backends.length === 1 && this.backends[0]!.usable()) {
+      picked = this.backends[0]
+    }
+    if (retry && picked !== undefined) this.counters.retries++
+    return picked
   }
 
   connectFailed(session: Session, backend: Backend, err: Error): void {

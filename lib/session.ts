@@ -57,7 +57,8 @@ export interface SessionHost {
   readonly framer: FramerFactory | undefined
   readonly budget: ReplayBudget
   /** A backend for this session, avoiding `avoid`; undefined when none is usable. */
-  pick(session: Session, avoid: ReadonlySet<Backend> | undefined): Backend | undefined
+  /** `retry`: this connect replaces one that failed for the same request (counted `retries`). */
+  pick(session: Session, avoid: ReadonlySet<Backend> | undefined, retry: boolean): Backend | undefined
   connectFailed(session: Session, backend: Backend, err: Error): void
   connected(session: Session, backend: Backend): void
   serverFailed(session: Session, backend: Backend, kind: ServerFailure, err: Error): void
@@ -155,7 +156,7 @@ export class Session implements TableEntry, FramerSink {
 
   /** Choose a backend and connect to it: at start, after a failed connect, and for a failover. */
   connect(): void {
-    const backend = this.host.pick(this, this.failed)
+    const backend = this.host.pick(this, this.failed, this.attempts > 0)
     if (backend === undefined) {
       if (this.handoff !== undefined) this.host.unrecoverable(this, 'no other backend is usable')
       this.destroy(
@@ -208,14 +209,15 @@ export class Session implements TableEntry, FramerSink {
     if (this.recording) {
       const replay = this.replay!
       replay.push(chunk)
-      if (replay.bytes > this.host.config.replay.maxBytes || this.host.budget.exceeded) {
-        if (open) {
+      if (open) {
+        if (replay.bytes > this.host.config.replay.maxBytes || this.host.budget.exceeded) {
           // Past the bound: not replayable until every request in flight is answered.
           this.recording = false
           replay.reset(this.clientOffset)
-        } else {
-          this.client.pause() // nothing may be dropped before it reached a server
         }
+      } else if (replay.bytes >= this.host.config.maxPendingBytes) {
+        // No server to write to yet: nothing may be dropped, so stop reading instead.
+        this.client.pause()
       }
     } else if (!open) {
       this.hold(chunk)
