@@ -30,6 +30,7 @@ export class WarmPool {
   private connecting = 0
   private backoff = 0
   private timer: NodeJS.Timeout | undefined
+  private due = 0
   private stopped = false
   /** Connections handed out, connections dropped (data, close, error, age). */
   taken = 0
@@ -87,8 +88,15 @@ export class WarmPool {
     return true
   }
 
+  /** Run `fill()` after `delay`, or sooner if a fill is already due sooner (refills beat ageing). */
   private schedule(delay: number): void {
-    if (this.stopped || this.timer !== undefined) return
+    if (this.stopped) return
+    const due = Date.now() + delay
+    if (this.timer !== undefined) {
+      if (this.due <= due) return
+      clearTimeout(this.timer)
+    }
+    this.due = due
     this.timer = setTimeout(onFillTimer, delay, this)
     this.timer.unref()
   }

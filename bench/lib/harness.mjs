@@ -1,0 +1,365 @@
+/**
+ * bench/lib/harness.mjs — pieces shared by the multi-process benchmarks (written for failover.mjs,
+ * following the conventions of splice.mjs so either can move onto it):
+ *
+ * - flags: `--name value` / `--name=value`, durations like 5s / 500ms / 1m
+ * - children: the benchmark file forks itself with `--role=<name>`; each child answers
+ *   { id, type } RPC messages and exits when the IPC channel closes, so none can outlive the parent.
+ *   The parent stops every child by pid: politely at the end, SIGKILL on error, SIGINT, SIGTERM.
+ * - statistics (median, nearest-rank percentiles, spread), a plain text table, machine and build info.
+ *
+ * Only 127.0.0.1 is ever used.
+ */
+import { fork, execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { performance } from 'node:perf_hooks'
+
+export const HOST = '127.0.0.1'
+export const MiB = 1024 * 1024
+export const now = () => performance.now()
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+export const noop = () => {}
+
+// ---------------------------------------------------------------------------------------------
+// Flags
+
+export class UsageError extends Error {}
+
+export function parseArgs(argv, valueFlags, booleanFlags) {
+  const flags = {}
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (!a.startsWith('--')) throw new UsageError(`unexpected argument ${a}`)
+    const eq = a.indexOf('=')
+    const name = eq > 0 ? a.slice(2, eq) : a.slice(2)
+    if (!valueFlags.includes(name) && !booleanFlags.includes(name))
+      throw new UsageError(`unknown flag --${name}`)
+    if (eq > 0) flags[name] = a.slice(eq + 1)
+    else if (booleanFlags.includes(name)) flags[name] = true
+    else if (i + 1 < argv.length) flags[name] = argv[++i]
+    else throw new UsageError(`${a} needs a value`)
+  }
+  return flags
+}
+
+/** "5s", "500ms", "1m" or a plain number of seconds → milliseconds. */
+export function parseDuration(v, name = 'duration') {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(String(v).trim())
+  if (m === null) throw new UsageError(`--${name}: bad duration ${v} (expected e.g. 5s, 500ms, 1m)`)
+  const n = Number(m[1])
+  const ms = m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000
+  if (ms < 50) throw new UsageError(`--${name}: at least 50ms`)
+  return Math.round(ms)
+}
+
+export function parseIntFlag(v, name, min, max) {
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new UsageError(`--${name} expects an integer from ${min} to ${max}`)
+  return n
+}
+
+/** Child side: `--role=x --k=v ...` → { role: 'x', k: 'v' }, or undefined in the parent. */
+export function roleArgs(argv = process.argv.slice(2)) {
+  if (!argv.some((a) => a.startsWith('--role='))) return undefined
+  const args = {}
+  for (const a of argv) {
+    const m = /^--([^=]+)=(.*)$/s.exec(a)
+    if (m) args[m[1]] = m[2]
+  }
+  return args
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child side
+
+/** Answer { id, type } messages with { id, ok, ... }; exit when the parent goes away. */
+export function serveRpc(handlers) {
+  process.on('message', async (m) => {
+    if (m === null || typeof m !== 'object' || m.id === undefined) return
+    try {
+      const h = handlers[m.type]
+      if (h === undefined) throw new Error(`unknown request ${m.type}`)
+      process.send({ id: m.id, ok: true, ...(await h(m)) })
+    } catch (err) {
+      process.send({ id: m.id, ok: false, error: String(err?.stack ?? err) })
+    }
+  })
+  process.on('disconnect', () => process.exit(0))
+}
+
+export const cpuHandler = () => ({ cpu: process.cpuUsage(), rss: process.memoryUsage().rss })
+export const cpuSecs = (u) => (u.user + u.system) / 1e6
+
+// ---------------------------------------------------------------------------------------------
+// Parent side: children
+
+/**
+ * Children of one benchmark file. `tag` prefixes messages ("bench/failover: ...").
+ * `spawn(role, args, execArgv)` resolves once the child sent { type: 'ready', ...info }.
+ */
+export function childManager(self, tag) {
+  const children = new Set()
+  let stopping = false
+
+  function killAll() {
+    for (const c of children) {
+      if (c.exitCode === null && c.signalCode === null) {
+        try {
+          process.kill(c.pid, 'SIGKILL')
+        } catch {
+          /* already gone */
+        }
+      }
+    }
+  }
+
+  function fatal(msg) {
+    console.error(`${tag}: ${msg}`)
+    stopping = true
+    killAll()
+    process.exit(1)
+  }
+
+  function spawn(role, args = {}, execArgv = []) {
+    const argv = [`--role=${role}`, ...Object.entries(args).map(([k, v]) => `--${k}=${v}`)]
+    const child = fork(self, argv, { execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+    child.role = role
+    child.command = [process.execPath, ...execArgv, self, ...argv].join(' ')
+    children.add(child)
+    child.on('exit', (code, signal) => {
+      if (!stopping)
+        fatal(`${role} child (pid ${child.pid}) exited unexpectedly: ${signal ?? `code ${code}`}`)
+    })
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${role} child did not start within 15 s`)), 15_000)
+      child.on('message', function onReady(m) {
+        if (m?.type !== 'ready') return
+        clearTimeout(t)
+        child.off('message', onReady)
+        child.info = m
+        resolve(child)
+      })
+      child.once('error', reject)
+    })
+  }
+
+  let seq = 0
+  function rpc(child, type, extra = {}, timeoutMs = 10_000) {
+    const id = ++seq
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => {
+        child.off('message', on)
+        reject(new Error(`${child.role} child: no answer to ${type}`))
+      }, timeoutMs)
+      const on = (m) => {
+        if (m?.id !== id) return
+        clearTimeout(t)
+        child.off('message', on)
+        if (m.ok) resolve(m)
+        else reject(new Error(`${child.role} child: ${m.error}`))
+      }
+      child.on('message', on)
+      child.send({ ...extra, id, type })
+    })
+  }
+
+  /** Ask each child to exit, wait up to 5 s, then SIGKILL what is left — always by pid. */
+  async function stopAll() {
+    stopping = true
+    await Promise.all(
+      [...children].map(async (c) => {
+        if (c.exitCode !== null || c.signalCode !== null) return
+        const exited = new Promise((r) => c.once('exit', r))
+        try {
+          await rpc(c, 'exit', {}, 5000)
+        } catch {
+          /* killed below */
+        }
+        const t = setTimeout(() => {
+          try {
+            process.kill(c.pid, 'SIGKILL')
+          } catch {
+            /* gone */
+          }
+        }, 5000)
+        await exited
+        clearTimeout(t)
+      })
+    )
+  }
+
+  /** Kill the children on exit, SIGINT, SIGTERM, SIGHUP, and on any uncaught error. */
+  function installHandlers() {
+    process.on('exit', killAll)
+    for (const [sig, code] of [
+      ['SIGINT', 130],
+      ['SIGTERM', 143],
+      ['SIGHUP', 129],
+    ]) {
+      process.on(sig, () => {
+        console.error(`${tag}: ${sig}, stopping children`)
+        stopping = true
+        killAll()
+        process.exit(code)
+      })
+    }
+    process.on('uncaughtException', (err) => fatal(err?.stack ?? String(err)))
+    process.on('unhandledRejection', (err) => fatal(err?.stack ?? String(err)))
+  }
+
+  return { spawn, rpc, stopAll, killAll, fatal, installHandlers, children }
+}
+
+export function withTimeout(promise, ms, what) {
+  let t
+  return Promise.race([
+    promise,
+    new Promise(
+      (_, reject) => (t = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms))
+    ),
+  ]).finally(() => clearTimeout(t))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics and output
+
+/** A growable array of numbers with nearest-rank percentiles. */
+export class Samples {
+  constructor() {
+    this.a = new Float64Array(1 << 12)
+    this.n = 0
+  }
+  push(v) {
+    if (this.n === this.a.length) {
+      const b = new Float64Array(this.a.length * 2)
+      b.set(this.a)
+      this.a = b
+    }
+    this.a[this.n++] = v
+  }
+  values() {
+    return Array.from(this.a.subarray(0, this.n))
+  }
+  /** Nearest-rank percentiles, p in 0..1. */
+  percentiles(ps) {
+    return percentiles(this.a.slice(0, this.n), ps)
+  }
+}
+
+/** Nearest-rank percentiles of `xs` (p in 0..1); null for an empty set. */
+export function percentiles(xs, ps) {
+  const s = Float64Array.from(xs).sort()
+  const n = s.length
+  return ps.map((p) => (n === 0 ? null : s[Math.min(n - 1, Math.max(0, Math.ceil(p * n) - 1))]))
+}
+
+export function median(xs) {
+  const s = xs.filter((x) => x !== null && x !== undefined && Number.isFinite(x)).sort((a, b) => a - b)
+  if (s.length === 0) return null
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+/** Half the min–max range as % of the median ("±7%"), or '' for fewer than two values. */
+export function spread(xs) {
+  const s = xs.filter((x) => x !== null && x !== undefined && Number.isFinite(x))
+  const m = median(s)
+  if (s.length < 2 || !m) return ''
+  return `±${Math.round(((Math.max(...s) - Math.min(...s)) / 2 / m) * 100)}%`
+}
+
+/** Microseconds as "83 µs" or "1.24 ms". */
+export function fmtUs(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '—'
+  return Math.abs(v) >= 1000 ? `${(v / 1000).toFixed(2)} ms` : `${v.toFixed(0)} µs`
+}
+
+export function fmtNum(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '—'
+  if (Math.abs(v) >= 100) return Math.round(v).toLocaleString('en-US')
+  return v.toFixed(1)
+}
+
+/** Rows of cells → text; the first `left` columns are left-aligned, the rest right-aligned. */
+export function table(rows, left = 2) {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i] ?? '').length)))
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => (i < left ? String(c ?? '').padEnd(widths[i]) : String(c ?? '').padStart(widths[i])))
+        .join('  ')
+        .trimEnd()
+    )
+    .join('\n')
+}
+
+export function readSysctl(name) {
+  try {
+    return fs
+      .readFileSync(`/proc/sys/${name.replaceAll('.', '/')}`, 'utf8')
+      .trim()
+      .replace(/\s+/g, ' ')
+  } catch {
+    return undefined
+  }
+}
+
+export function machineInfo() {
+  return {
+    node: process.version,
+    v8: process.versions.v8,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    cpus: os.cpus().length,
+    totalMemMiB: Math.round(os.totalmem() / MiB),
+    sysctl: Object.fromEntries(
+      ['net.ipv4.tcp_tw_reuse', 'net.ipv4.ip_local_port_range', 'net.core.somaxconn'].map((n) => [
+        n,
+        readSysctl(n),
+      ])
+    ),
+  }
+}
+
+/** What Baton build was measured: dist/ changes under concurrent work, so record its time and hash. */
+export function distInfo(dir) {
+  const hash = createHash('sha256')
+  let newest = 0
+  const walk = (d) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true }).sort((x, y) => (x.name < y.name ? -1 : 1))) {
+      const f = path.join(d, e.name)
+      if (e.isDirectory()) walk(f)
+      else if (e.name.endsWith('.js')) {
+        hash.update(f.slice(dir.length)).update(fs.readFileSync(f))
+        newest = Math.max(newest, fs.statSync(f).mtimeMs)
+      }
+    }
+  }
+  walk(dir)
+  return { dir, sha256: hash.digest('hex').slice(0, 16), newestFile: new Date(newest).toISOString() }
+}
+
+export function gitInfo(root) {
+  const git = (args) =>
+    execFileSync('git', args, {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 5000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
+  try {
+    const commit = git(['rev-parse', 'HEAD']).trim()
+    const dirty = git(['status', '--porcelain', '--', 'lib']).split('\n').filter(Boolean)
+    return { commit, dirtyLibFiles: dirty.length }
+  } catch {
+    return undefined
+  }
+}
+
+export function timestamp(d = new Date()) {
+  return d.toISOString().replace(/[:.]/g, '-')
+}
