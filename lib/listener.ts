@@ -186,7 +186,9 @@ export class Listener implements SessionHost {
   }
 
   pick(session: Session, avoid: ReadonlySet<Backend> | undefined, retry: boolean): Backend | undefined {
-    let picked = this.selector.pick({ source: session.client.remoteAddress, avoid })
+    // remoteAddress is a getpeername() call: only source-hash needs it.
+    const source = this.config.balance === 'source-hash' ? session.client.remoteAddress : undefined
+    let picked = this.selector.pick({ source, avoid })
     // Every usable backend failed for this session: try again only when it is the only one.
     if (picked === undefined && avoid !== undefined && this.backends.length === 1 && this.backends[0]!.usable()) {
       picked = this.backends[0]
