@@ -190,7 +190,12 @@ export class Listener implements SessionHost {
     const source = this.config.balance === 'source-hash' ? session.client.remoteAddress : undefined
     let picked = this.selector.pick({ source, avoid })
     // Every usable backend failed for this session: try again only when it is the only one.
-    if (picked === undefined && avoid !== undefined && this.backends.length === 1 && this.backends[0]!.usable()) {
+    if (
+      picked === undefined &&
+      avoid !== undefined &&
+      this.backends.length === 1 &&
+      this.backends[0]!.usable()
+    ) {
       picked = this.backends[0]
     }
     if (retry && picked !== undefined) this.counters.retries++

@@ -123,6 +123,8 @@ export class Session implements TableEntry, FramerSink {
   private expected: Buffer | undefined = undefined
   private verifying: Hash | undefined = undefined
   private waiting = false
+  /** A connect to the current backend checking whether its EOF was a crash (opaque only). */
+  private probe: Socket | undefined = undefined
   private responseTimer: NodeJS.Timeout | undefined = undefined
   /** Set while a failover is in progress, until the replacement's first byte reaches the client. */
   private handoff: { from: Backend; at: number; requests: number; pooled: boolean; sent: boolean } | undefined
@@ -393,15 +395,17 @@ export class Session implements TableEntry, FramerSink {
     const why =
       mode === 'none'
         ? 'replay is off'
-        : !this.recording
-          ? 'the unanswered requests passed replay.maxBytes'
-          : mode === 'safe' && !framer.pendingSafe()
-            ? 'an unanswered request is not safe to re-send'
-            : partial && !framer.delimited
-              ? 'part of the response was already forwarded'
-              : this.headAttempts + 1 >= this.host.config.replay.maxAttempts
-                ? 'replay.maxAttempts reached'
-                : undefined
+        : framer.pinned
+          ? 'the session is pinned to its server'
+          : !this.recording
+            ? 'the unanswered requests passed replay.maxBytes'
+            : mode === 'safe' && !framer.pendingSafe()
+              ? 'an unanswered request is not safe to re-send'
+              : partial && !framer.delimited
+                ? 'part of the response was already forwarded'
+                : this.headAttempts + 1 >= this.host.config.replay.maxAttempts
+                  ? 'replay.maxAttempts reached'
+                  : undefined
     if (why !== undefined) {
       this.host.unrecoverable(this, why)
       return this.destroy('unrecoverable', err)
@@ -510,11 +514,44 @@ export class Session implements TableEntry, FramerSink {
 
   onServerEnd(server: Socket): void {
     const framer = this.framer
-    if (framer !== undefined && (framer.delimited || framer.pending() > 0 || framer.responseOpen)) {
-      this.onServerFailed(server, 'eof', new BatonError('ERR_BATON_SERVER_EOF', 'server', 'server closed'))
-    } else {
-      this.client.end()
+    if (framer === undefined || !(framer.delimited || framer.pending() > 0 || framer.responseOpen)) {
+      return void this.client.end()
     }
+    if (framer.delimited || this.probe !== undefined) {
+      return this.onServerFailed(
+        server,
+        'eof',
+        new BatonError('ERR_BATON_SERVER_EOF', 'server', 'server closed')
+      )
+    }
+    // opaque, a request unanswered: a crash and a graceful half-close look the same on the wire
+    // (DESIGN.md). Ask the backend at once: if it refuses, it died and the request goes elsewhere;
+    // if it answers, the server closed on purpose and the FIN goes on to the client.
+    const backend = this.backend!
+    const probe = net.connect({ host: backend.host, port: backend.port })
+    ;(probe as SessionSocket)[kSession] = this
+    probe.setTimeout(Math.min(this.host.config.connectTimeout, 1000))
+    probe.once('connect', onProbeAlive)
+    probe.once('timeout', onProbeDead)
+    probe.once('error', onProbeDead)
+    this.probe = probe
+  }
+
+  /** @internal The EOF probe's verdict. */
+  probed(probe: Socket, alive: boolean): void {
+    if (this.probe !== probe) return
+    this.probe = undefined
+    delete (probe as SessionSocket)[kSession]
+    probe.destroy()
+    const server = this.server
+    if (this.state !== 'open' || server === undefined) return
+    if (alive) this.client.end()
+    else
+      this.onServerFailed(
+        server,
+        'eof',
+        new BatonError('ERR_BATON_SERVER_EOF', 'server', 'server closed and refuses connections')
+      )
   }
 
   onClientClose(): void {
@@ -548,6 +585,11 @@ export class Session implements TableEntry, FramerSink {
     clearTimeout(this.connectTimer)
     clearTimeout(this.responseTimer)
     this.connectTimer = undefined
+    if (this.probe !== undefined) {
+      delete (this.probe as SessionSocket)[kSession]
+      this.probe.destroy()
+      this.probe = undefined
+    }
     this.held = []
     this.replay?.reset(0)
     // The backend's slot was taken when the connect started and is given back once: here, or in
@@ -641,6 +683,14 @@ function onConnectTimeout(s: Session): void {
     server,
     new BatonError('ERR_BATON_CONNECT_TIMEOUT', 'server', `connect to ${s.backend?.address} timed out`)
   )
+}
+
+function onProbeAlive(this: SessionSocket): void {
+  this[kSession]?.probed(this, true)
+}
+
+function onProbeDead(this: SessionSocket): void {
+  this[kSession]?.probed(this, false)
 }
 
 function onResponseTimeout(s: Session): void {

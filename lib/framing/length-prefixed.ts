@@ -265,6 +265,7 @@ class OffsetQueue {
 
 export class LengthPrefixedFramer implements Framer {
   readonly delimited = true
+  readonly pinned = false
   responseOpen = false
   openStart = -1
   private readonly sink: FramerSink

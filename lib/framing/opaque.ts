@@ -16,6 +16,8 @@ export class OpaqueFramer implements Framer {
   readonly delimited = false
   readonly responseOpen = false
   readonly openStart = -1
+  /** The server spoke before the client's first byte (a greeting): a new server would greet again. */
+  pinned = false
   private readonly sink: FramerSink
   /** Absolute client offset seen so far. */
   private seen = 0
@@ -32,6 +34,7 @@ export class OpaqueFramer implements Framer {
   }
 
   response(_chunk: Buffer): FramingError | undefined {
+    if (this.seen === 0) this.pinned = true
     if (this.answeredTo !== this.seen) {
       this.answeredTo = this.seen
       this.sink.answered(this.seen)

@@ -40,6 +40,12 @@ export interface Framer {
   readonly openStart: number
   /** Requests sent (wholly or in part) and not yet fully answered. */
   pending(): number
+  /**
+   * The session cannot be replayed at all, whatever `replay` says: a replacement server could not
+   * continue it (opaque: the server spoke first, so a new one would greet again; later framers:
+   * transactions, subscriptions). A failure then closes the client as a plain proxy would.
+   */
+  readonly pinned: boolean
   /** Whether the oldest unanswered requests may all be re-sent under `replay: safe`. */
   pendingSafe(): boolean
   /** Nothing sent and unanswered, no request or response part-way. */

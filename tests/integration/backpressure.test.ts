@@ -21,7 +21,8 @@ const RSS_BOUND = 32 * MiB
 
 function onlySession(balancer: Balancer): { client: Socket; server: Socket } {
   const entries = [...balancer.table.values()]
-  if (entries.length !== 1 || entries[0]!.server === undefined) throw new Error('expected one connected session')
+  if (entries.length !== 1 || entries[0]!.server === undefined)
+    throw new Error('expected one connected session')
   return { client: entries[0]!.client, server: entries[0]!.server }
 }
 
@@ -29,7 +30,12 @@ function onlySession(balancer: Balancer): { client: Socket; server: Socket } {
  * Wait until `flushed()` (bytes the writer got into the kernel) has not moved for `turns` polls
  * while the writer is blocked: the pipe through Baton is full and stays full.
  */
-async function stalled(what: string, blocked: () => boolean, flushed: () => number, turns = 20): Promise<void> {
+async function stalled(
+  what: string,
+  blocked: () => boolean,
+  flushed: () => number,
+  turns = 20
+): Promise<void> {
   let last = -1
   let still = 0
   await until(
@@ -63,11 +69,17 @@ t.test('slow client: the backend is stopped, Baton buffers stay bounded, all dat
   const { client: toClient, server: fromServer } = onlySession(balancer)
   const buffered = toClient.writableLength + fromServer.readableLength
   t.ok(server.blockedCount > 0, 'the backend saw write() return false')
-  t.ok(server.flushed < payload.length, `the backend is stuck at ${server.flushed} of ${payload.length} bytes`)
+  t.ok(
+    server.flushed < payload.length,
+    `the backend is stuck at ${server.flushed} of ${payload.length} bytes`
+  )
   t.ok(fromServer.isPaused(), 'Baton stopped reading from the backend')
   t.ok(buffered <= BUFFER_BOUND, `Baton holds ${buffered} bytes for the session (bound ${BUFFER_BOUND})`)
   const rssGrowth = process.memoryUsage().rss - rssBefore
-  t.ok(rssGrowth < RSS_BOUND, `RSS grew by ${(rssGrowth / MiB).toFixed(1)} MiB (bound ${RSS_BOUND / MiB} MiB)`)
+  t.ok(
+    rssGrowth < RSS_BOUND,
+    `RSS grew by ${(rssGrowth / MiB).toFixed(1)} MiB (bound ${RSS_BOUND / MiB} MiB)`
+  )
 
   const got = await client.digest(BULK_MS)
   t.same(got, { bytes: payload.length, sha256: sha256(payload) }, 'the client then reads all 64 MiB intact')
@@ -113,7 +125,10 @@ t.test('slow backend: the client is stopped, Baton buffers stay bounded, all dat
   t.ok(fromClient.isPaused(), 'Baton stopped reading from the client')
   t.ok(buffered <= BUFFER_BOUND, `Baton holds ${buffered} bytes for the session (bound ${BUFFER_BOUND})`)
   const rssGrowth = process.memoryUsage().rss - rssBefore
-  t.ok(rssGrowth < RSS_BOUND, `RSS grew by ${(rssGrowth / MiB).toFixed(1)} MiB (bound ${RSS_BOUND / MiB} MiB)`)
+  t.ok(
+    rssGrowth < RSS_BOUND,
+    `RSS grew by ${(rssGrowth / MiB).toFixed(1)} MiB (bound ${RSS_BOUND / MiB} MiB)`
+  )
 
   const digest = once<[Digest]>(sink, 'digest', { timeoutMs: BULK_MS })
   sink.resume()

@@ -32,7 +32,11 @@ for (const replay of ['none', 'safe'] as const) {
 
     const [[atServer], atClient] = await Promise.all([serverDigest, clientDigest])
     t.same(atServer, { bytes: up.length, sha256: sha256(up) }, 'the server got every client byte, in order')
-    t.same(atClient, { bytes: down.length, sha256: sha256(down) }, 'the client got every server byte, in order')
+    t.same(
+      atClient,
+      { bytes: down.length, sha256: sha256(down) },
+      'the client got every server byte, in order'
+    )
     await within(client.closed, 'client close')
     t.equal(client.error, undefined, 'the client saw no error')
     t.equal(server.accepted, 1, 'over one server connection')

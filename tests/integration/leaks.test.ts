@@ -27,7 +27,9 @@ t.test('no sockets, timers or table entries are left after many sessions and clo
   const reset = await resetServer({ afterRead: 100 }, 'reset')
   const hole = await blackholeServer('hole')
   const backends: Endpoint[] = [echo, reset, hole]
-  const served = await startBalancer(oneListener([dead, echo], { name: 'served', passive: { failures: 1000 } }))
+  const served = await startBalancer(
+    oneListener([dead, echo], { name: 'served', passive: { failures: 1000 } })
+  )
   const resetting = await startBalancer(oneListener([reset], { replay: 'none' }))
   const stuck = await startBalancer(oneListener([hole], { connectTimeout: 60_000 }))
   const balancers = [served.balancer, resetting.balancer, stuck.balancer]
@@ -64,7 +66,10 @@ t.test('no sockets, timers or table entries are left after many sessions and clo
     for (const b of balancers) await within(b.close(), 'balancer close')
     for (const b of balancers) t.same(b.sessions(), [], 'no session left in the table')
     t.equal(served.balancer.counters().active, 0)
-    await until(() => echo.connections === 0 && reset.connections === 0, 'backends to see every connection closed')
+    await until(
+      () => echo.connections === 0 && reset.connections === 0,
+      'backends to see every connection closed'
+    )
     t.equal(echo.connections, 0, 'the echo backend holds no connection')
     t.equal(reset.connections, 0, 'the reset backend holds no connection')
     t.equal(echo.accepted, 30)
@@ -89,7 +94,11 @@ t.test('no sockets, timers or table entries are left after many sessions and clo
     'handles to be released',
     { timeoutMs: 2000 }
   ).catch(() => {})
-  t.equal(after.TCPSocketWrap, before.TCPSocketWrap, `no socket left (${after.TCPSocketWrap} vs ${before.TCPSocketWrap})`)
+  t.equal(
+    after.TCPSocketWrap,
+    before.TCPSocketWrap,
+    `no socket left (${after.TCPSocketWrap} vs ${before.TCPSocketWrap})`
+  )
   t.equal(after.TCPServerWrap, before.TCPServerWrap, 'no listening socket left')
   t.ok(after.Timeout <= before.Timeout, `no timer left (${after.Timeout} vs ${before.Timeout} before)`)
 })

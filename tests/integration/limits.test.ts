@@ -79,7 +79,13 @@ t.test('backend maxConnections: a full backend is skipped, all full closes the c
   const a = await s.server(echoServer('a'))
   const b = await s.server(echoServer('b'))
   const { balancer, port } = await s.balancer(
-    oneListener([{ endpoint: a, maxConnections: 1 }, { endpoint: b, maxConnections: 1 }], { balance: 'first' })
+    oneListener(
+      [
+        { endpoint: a, maxConnections: 1 },
+        { endpoint: b, maxConnections: 1 },
+      ],
+      { balance: 'first' }
+    )
   )
   const c1 = await s.connect(port)
   t.ok(await served(c1, 1))
@@ -100,7 +106,9 @@ t.test('backend maxConnections: a full backend is skipped, all full closes the c
     ]
   )
 
-  const closed = once<[SessionCloseEvent]>(balancer, 'sessionClose', { filter: (e) => e.outcome === 'no-backend' })
+  const closed = once<[SessionCloseEvent]>(balancer, 'sessionClose', {
+    filter: (e) => e.outcome === 'no-backend',
+  })
   const c3 = s.client(port)
   t.ok(await closedAtOnce(c3), 'with both full, the third client is closed at once')
   t.equal((await closed)[0].outcome, 'no-backend')

@@ -100,7 +100,10 @@ t.test('after the cool-down the backend is tried again, and one more failure eje
   balancer.once('backendFailure', () => balancer.once('backendFailure', () => (downAt = Date.now())))
   for (let i = 0; i < 2; i++) await serve(s, port, i)
   t.equal(backend(balancer, 'dead').health, 'down')
-  await until(() => backend(balancer, 'dead').health === 'up', 'cool-down to end', { timeoutMs: 5000, intervalMs: 10 })
+  await until(() => backend(balancer, 'dead').health === 'up', 'cool-down to end', {
+    timeoutMs: 5000,
+    intervalMs: 10,
+  })
   t.ok(Date.now() - downAt >= cooldown, 'the cool-down lasted at least `cooldown`')
 
   const failure = once<[BackendFailureEvent]>(balancer, 'backendFailure')
@@ -129,7 +132,10 @@ t.test('a backend that comes back after its cool-down emits backendUp', async (t
   t.ok(await serve(s, port, 0))
   t.equal(backend(balancer, 'back').health, 'down')
   const back = await s.server(echoServer('back', backPort))
-  await until(() => backend(balancer, 'back').health === 'up', 'cool-down to end', { timeoutMs: 5000, intervalMs: 10 })
+  await until(() => backend(balancer, 'back').health === 'up', 'cool-down to end', {
+    timeoutMs: 5000,
+    intervalMs: 10,
+  })
   const up = once<[{ listener: string; backend: string }]>(balancer, 'backendUp')
   t.ok(await serve(s, port, 1))
   const [event] = await up

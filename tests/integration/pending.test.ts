@@ -82,39 +82,46 @@ t.test('a first connect that is refused: early bytes still arrive in order', asy
 // Run on both data paths: the plain splice (`replay: 'none'`, no framer) and the default one, where
 // client bytes also go to the replay buffer. `maxPendingBytes` is documented for both.
 for (const replay of ['none', 'safe'] as const) {
-  t.test(`maxPendingBytes (replay: ${replay}): past the cap Baton stops reading the client until connected`, async (t) => {
-    const s = scope(t)
-    const hole = await s.server(blackholeServer())
-    const echo = await s.server(echoServer())
-    const cap = 16 * KiB
-    const { balancer, port } = await s.balancer(
-      oneListener([hole, echo], {
-        balance: 'first',
-        connectTimeout: 300,
-        retries: 1,
-        maxPendingBytes: cap,
-        replay,
-      })
-    )
-    const snapshot = atFirstFailure(balancer)
-    const payload = randomBytes(8 * MiB)
-    const client = s.client(port)
-    const echoed = client.digest(BULK_MS)
-    const writing = client.write(payload, BULK_MS)
+  t.test(
+    `maxPendingBytes (replay: ${replay}): past the cap Baton stops reading the client until connected`,
+    async (t) => {
+      const s = scope(t)
+      const hole = await s.server(blackholeServer())
+      const echo = await s.server(echoServer())
+      const cap = 16 * KiB
+      const { balancer, port } = await s.balancer(
+        oneListener([hole, echo], {
+          balance: 'first',
+          connectTimeout: 300,
+          retries: 1,
+          maxPendingBytes: cap,
+          replay,
+        })
+      )
+      const snapshot = atFirstFailure(balancer)
+      const payload = randomBytes(8 * MiB)
+      const client = s.client(port)
+      const echoed = client.digest(BULK_MS)
+      const writing = client.write(payload, BULK_MS)
 
-    const held = await snapshot
-    t.equal(held.state, 'connecting')
-    // One more read of up to 64 KiB may land after the cap, plus the readable stream's own buffer.
-    const bound = cap + 256 * KiB
-    t.ok(held.bytesFromClient >= cap, `Baton read ${held.bytesFromClient} bytes, at least the cap`)
-    t.ok(
-      held.bytesFromClient <= bound,
-      `while connecting Baton read only ${held.bytesFromClient} of ${payload.length} bytes (bound ${bound})`
-    )
-    await writing
-    client.socket.end()
-    const got = await echoed
-    t.same(got, { bytes: payload.length, sha256: sha256(payload) }, 'all 8 MiB came back intact once connected')
-    await within(client.closed, 'client close')
-  })
+      const held = await snapshot
+      t.equal(held.state, 'connecting')
+      // One more read of up to 64 KiB may land after the cap, plus the readable stream's own buffer.
+      const bound = cap + 256 * KiB
+      t.ok(held.bytesFromClient >= cap, `Baton read ${held.bytesFromClient} bytes, at least the cap`)
+      t.ok(
+        held.bytesFromClient <= bound,
+        `while connecting Baton read only ${held.bytesFromClient} of ${payload.length} bytes (bound ${bound})`
+      )
+      await writing
+      client.socket.end()
+      const got = await echoed
+      t.same(
+        got,
+        { bytes: payload.length, sha256: sha256(payload) },
+        'all 8 MiB came back intact once connected'
+      )
+      await within(client.closed, 'client close')
+    }
+  )
 }

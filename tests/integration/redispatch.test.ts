@@ -37,7 +37,10 @@ t.test('refused backend: 20 sequential clients all served by the other one', asy
   t.equal(c.retries, c.connectErrors, 'each refused connect was retried exactly once')
   t.equal(c.noBackend, 0)
   t.equal(c.clientErrors + c.serverErrors, 0, 'no session ended in error')
-  t.ok(failures.length === c.connectErrors && failures.every((f) => f.backend === 'dead'), 'each failure named dead')
+  t.ok(
+    failures.length === c.connectErrors && failures.every((f) => f.backend === 'dead'),
+    'each failure named dead'
+  )
   t.equal((failures[0]?.error as NodeJS.ErrnoException | undefined)?.code, 'ECONNREFUSED')
   const [snap] = balancer.listenerSnapshots()
   t.equal(snap!.backends[0]!.counters.connectErrors, c.connectErrors, 'counted against dead')
@@ -100,9 +103,7 @@ t.test('retries: 0 — the first refused connect closes the client', async (t) =
 t.test('a single refused backend is retried `retries` times, then the client is closed', async (t) => {
   const s = scope(t)
   const dead = await s.server(refusedPort('dead'))
-  const { balancer, port } = await s.balancer(
-    oneListener([dead], { retries: 2, passive: { failures: 100 } })
-  )
+  const { balancer, port } = await s.balancer(oneListener([dead], { retries: 2, passive: { failures: 100 } }))
   const failures = collect<BackendFailureEvent>(balancer, 'backendFailure', 3)
   const closed = once<[SessionCloseEvent]>(balancer, 'sessionClose')
   const client = s.client(port)

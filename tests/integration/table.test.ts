@@ -36,7 +36,9 @@ t.test('sessions() lists each live session with its client, backend and history'
     t.equal(entry.state, 'open')
     t.equal(entry.backend, 'live', 'current backend')
     t.same(entry.backends, ['dead', 'live'], 'history: the refused backend, then the live one')
-    const serverSide = [...live.sockets].find((sock) => `${sock.remoteAddress}:${sock.remotePort}` === entry.server)
+    const serverSide = [...live.sockets].find(
+      (sock) => `${sock.remoteAddress}:${sock.remotePort}` === entry.server
+    )
     t.ok(serverSide !== undefined, `the server connection ${entry.server} is one the backend holds`)
     t.equal(entry.bytesFromClient, sizes[i], 'bytes from the client')
     t.equal(entry.bytesToClient, sizes[i], 'bytes to the client')

@@ -26,7 +26,9 @@ t.test('clientTimeout closes an idle client', async (t) => {
   t.equal(event.outcome, 'client-timeout')
   t.equal(balancer.counters().clientTimeouts, 1)
   await within(
-    new Promise<void>((resolve) => (echo.connections === 0 ? resolve() : echo.once('disconnect', () => resolve()))),
+    new Promise<void>((resolve) =>
+      echo.connections === 0 ? resolve() : echo.once('disconnect', () => resolve())
+    ),
     'backend connection closed too'
   )
   t.equal(echo.connections, 0, 'the server connection went with it')
@@ -54,16 +56,18 @@ t.test('connectTimeout: a connect that never completes fails over, or closes the
   const hole = await s.server(blackholeServer())
 
   await t.test('with no other backend: client closed, connect-failed', async (t) => {
-    const { balancer, port } = await s.balancer(
-      oneListener([hole], { connectTimeout: 150, retries: 0 })
-    )
+    const { balancer, port } = await s.balancer(oneListener([hole], { connectTimeout: 150, retries: 0 }))
     const failure = once<[BackendFailureEvent]>(balancer, 'backendFailure')
     const closed = once<[SessionCloseEvent]>(balancer, 'sessionClose')
     const started = Date.now()
     const client = s.client(port)
     const [event] = await failure
     const took = Date.now() - started
-    t.equal((event.error as { code?: string }).code, 'ERR_BATON_CONNECT_TIMEOUT', 'the failure is a connect timeout')
+    t.equal(
+      (event.error as { code?: string }).code,
+      'ERR_BATON_CONNECT_TIMEOUT',
+      'the failure is a connect timeout'
+    )
     t.equal(event.backend, 'blackhole')
     t.ok(took >= 120 && took < 2000, `it took ${took} ms (connectTimeout 150)`)
     await within(client.closed, 'client closed', 2000)
@@ -71,7 +75,11 @@ t.test('connectTimeout: a connect that never completes fails over, or closes the
     const c = balancer.counters()
     t.equal(c.connectErrors, 1)
     t.equal(c.noBackend, 1)
-    t.equal(balancer.listenerSnapshots()[0]!.backends[0]!.active, 0, 'the timed-out connect gave its slot back')
+    t.equal(
+      balancer.listenerSnapshots()[0]!.backends[0]!.active,
+      0,
+      'the timed-out connect gave its slot back'
+    )
   })
 
   await t.test('with an echo backend behind it: the client is served', async (t) => {
