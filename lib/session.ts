@@ -373,7 +373,7 @@ export class Session implements TableEntry, FramerSink {
     const resuming = this.expected !== undefined
     const partial = framer.responseOpen || resuming
     if (pending === 0 && !partial) {
-      if (!framer.delimited) {
+      if (!framer.delimited && server.bytesRead > 0) {
         // opaque, nothing unanswered: the close may delimit a response, so it goes on to the client.
         if (kind === 'eof') return void this.client.end()
         this.host.serverFailed(this, backend, kind, err)
@@ -514,10 +514,16 @@ export class Session implements TableEntry, FramerSink {
 
   onServerEnd(server: Socket): void {
     const framer = this.framer
-    if (framer === undefined || !(framer.delimited || framer.pending() > 0 || framer.responseOpen)) {
+    // Closed without a word (at accept, or a pooled connection already closing): as good as a
+    // refused connect; whatever was sent to it goes elsewhere.
+    const silent = server.bytesRead === 0 && this.recording
+    if (
+      framer === undefined ||
+      !(framer.delimited || framer.pending() > 0 || framer.responseOpen || silent)
+    ) {
       return void this.client.end()
     }
-    if (framer.delimited || this.probe !== undefined) {
+    if (framer.delimited || silent || this.probe !== undefined) {
       return this.onServerFailed(
         server,
         'eof',
