@@ -251,6 +251,7 @@ export class Session implements TableEntry, FramerSink {
         if (!digest.equals(this.expected!)) return this.resumeFailed()
         this.host.resumed(this, true)
         this.forwardedHash = this.verifying
+        this.forwarded = this.resumeTotal
         this.verifying = undefined
         this.expected = undefined
       }
@@ -306,6 +307,11 @@ export class Session implements TableEntry, FramerSink {
     if (replayBytes > 0 || this.held.length > 0) {
       server.cork()
       if (replayBytes > 0) flowing = this.replay!.writeTo(server)
+      if (replayBytes > this.host.config.replay.maxBytes) {
+        // Read whole while connecting, past the bound: sent, but not replayable until it drains.
+        this.recording = false
+        this.replay!.reset(this.clientOffset)
+      }
       for (const chunk of this.held) flowing = server.write(chunk)
       server.uncork()
       this.held = []

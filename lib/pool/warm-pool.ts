@@ -137,6 +137,7 @@ export class WarmPool {
     this.backoff = 0
     s.bornAt = Date.now()
     this.adopt(release(s))
+    this.schedule(Math.max(50, this.options.maxAge / 2)) // age it out even if nobody takes it
   }
 
   private adopt(s: PooledSocket): void {

@@ -22,8 +22,7 @@ type TopInput = Omit<ConfigInput, 'listeners'>
 
 /** A backend entry: an endpoint (named after it), optionally with more backend options. */
 export type BackendSpec =
-  | Endpoint
-  | { endpoint: Endpoint; maxConnections?: number; weight?: number; name?: string }
+  Endpoint | { endpoint: Endpoint; maxConnections?: number; weight?: number; name?: string }
 
 export function backendsOf(specs: readonly BackendSpec[]): unknown[] {
   return specs.map((spec) => {
@@ -46,7 +45,10 @@ export function oneListener(
 }
 
 /** Build and bind a balancer; `port` is the first listener's. */
-export async function startBalancer(config: ConfigInput, options?: BalancerOptions): Promise<RunningBalancer> {
+export async function startBalancer(
+  config: ConfigInput,
+  options?: BalancerOptions
+): Promise<RunningBalancer> {
   const balancer = createBalancer({ log: { level: 'silent' }, ...config }, options)
   await balancer.listen()
   const { host, port } = balancer.address(0)

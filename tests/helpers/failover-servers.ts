@@ -204,7 +204,7 @@ export function frameServer(name: string, options: FrameServerOptions = {}): Pro
   return new FrameServer(name, options).listen()
 }
 
-/** Accepts, then `end()`s (FIN) or `destroy()`s the connection at once. */
+/** Accepts, then `end()`s (FIN; it still reads, allowHalfOpen) or `destroy()`s the connection at once. */
 export function closeOnAcceptServer(
   how: 'end' | 'destroy',
   name = `close-on-accept-${how}`
@@ -339,6 +339,22 @@ export function sameBytes(a: Buffer, b: Buffer): string | undefined {
   while (i < n && a[i] === b[i]) i++
   return `${a.length} vs ${b.length} bytes, first difference at ${i}`
 }
+
+/** Known bugs, each shown by a test marked with `knownBug(BUGS.x)`. */
+export const BUGS = {
+  opaqueBetweenTurns:
+    'opaque passes a server FIN or reset between turns (nothing unanswered) on to the client even when ' +
+    'the backend is dead (lib/session.ts onServerEnd, onServerFailed)',
+  resumeForwarded:
+    'after a verified resume, `forwarded` is not set to `resumeTotal`, so a second mid-response failure ' +
+    'resumes with too short a `skip` and a false mismatch (lib/session.ts fromServer)',
+  maxBytesWhileConnecting:
+    'a request read whole while the server connection is being set up is recorded past replay.maxBytes ' +
+    'and replayed (lib/session.ts fromClient only pauses; onConnected never re-checks the bound)',
+  poolAge:
+    'a warm pool whose fill() left nothing idle arms no age-out timer, so its connections go stale and ' +
+    'the next take() drops them all (lib/pool/warm-pool.ts fill, connected)',
+} as const
 
 /**
  * Options for a test that shows a known bug: `{ todo }` (tap then does not run it), unless

@@ -139,7 +139,10 @@ export class ResetServer extends TestServer {
   }
 }
 
-export function resetServer(options: { afterRead?: number; greeting?: Buffer }, name = 'reset'): Promise<ResetServer> {
+export function resetServer(
+  options: { afterRead?: number; greeting?: Buffer },
+  name = 'reset'
+): Promise<ResetServer> {
   return new ResetServer(options, name).listen()
 }
 
@@ -256,7 +259,11 @@ export class StreamServer extends TestServer {
   }
 }
 
-export function streamServer(payload: Buffer, options: StreamOptions = {}, name = 'stream'): Promise<StreamServer> {
+export function streamServer(
+  payload: Buffer,
+  options: StreamOptions = {},
+  name = 'stream'
+): Promise<StreamServer> {
   return new StreamServer(payload, options, name).listen()
 }
 
@@ -278,7 +285,10 @@ export function halfCloseServer(reply: Buffer, name = 'half-close'): Promise<Tes
 }
 
 /** Reads until the client's FIN, then writes `answer(bytes read)` and ends. */
-export function replyOnEndServer(answer: (received: Buffer) => Buffer, name = 'reply-on-end'): Promise<TestServer> {
+export function replyOnEndServer(
+  answer: (received: Buffer) => Buffer,
+  name = 'reply-on-end'
+): Promise<TestServer> {
   return new TestServer(name, (socket) => {
     const chunks: Buffer[] = []
     socket.on('data', (c: Buffer) => chunks.push(c))
@@ -331,7 +341,9 @@ export class BlackholeServer implements Endpoint {
       for (const s of this.fillers) s.destroy()
       Atomics.store(this.flag, 0, 1)
       Atomics.notify(this.flag, 0)
-      await within(once(this.worker, 'exit'), 'blackhole worker exit', WAIT_MS).catch(() => this.worker.terminate())
+      await within(once(this.worker, 'exit'), 'blackhole worker exit', WAIT_MS).catch(() =>
+        this.worker.terminate()
+      )
     })()
     return this.closing
   }

@@ -34,7 +34,12 @@ export function once<A extends unknown[] = unknown[]>(
 }
 
 /** The first `n` `event`s from `emitter`, each as its first argument. */
-export function collect<T>(emitter: EventEmitter, event: string, n: number, timeoutMs = WAIT_MS): Promise<T[]> {
+export function collect<T>(
+  emitter: EventEmitter,
+  event: string,
+  n: number,
+  timeoutMs = WAIT_MS
+): Promise<T[]> {
   return new Promise<T[]>((resolve, reject) => {
     const got: T[] = []
     const onEvent = (arg: T): void => {
@@ -72,10 +77,13 @@ export async function settlesWithin(promise: Promise<unknown>, timeoutMs: number
     timer = setTimeout(() => resolve(false), timeoutMs)
   })
   try {
-    return await Promise.race([promise.then(
-      () => true,
-      () => true
-    ), expired])
+    return await Promise.race([
+      promise.then(
+        () => true,
+        () => true
+      ),
+      expired,
+    ])
   } finally {
     clearTimeout(timer)
   }
