@@ -345,15 +345,6 @@ export const BUGS = {
   opaqueBetweenTurns:
     'opaque passes a server FIN or reset between turns (nothing unanswered) on to the client even when ' +
     'the backend is dead (lib/session.ts onServerEnd, onServerFailed)',
-  resumeForwarded:
-    'after a verified resume, `forwarded` is not set to `resumeTotal`, so a second mid-response failure ' +
-    'resumes with too short a `skip` and a false mismatch (lib/session.ts fromServer)',
-  maxBytesWhileConnecting:
-    'a request read whole while the server connection is being set up is recorded past replay.maxBytes ' +
-    'and replayed (lib/session.ts fromClient only pauses; onConnected never re-checks the bound)',
-  poolAge:
-    'a warm pool whose fill() left nothing idle arms no age-out timer, so its connections go stale and ' +
-    'the next take() drops them all (lib/pool/warm-pool.ts fill, connected)',
 } as const
 
 /**
