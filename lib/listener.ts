@@ -293,7 +293,7 @@ export class Listener implements SessionHost {
       case 'connect-failed':
         c.noBackend++
         this.log.warn(
-          { session: session.id, client: session.client.remoteAddress },
+          { session: session.id, client: session.remote },
           'no backend available, client closed'
         )
         break
@@ -324,7 +324,7 @@ export class Listener implements SessionHost {
       this.log.debug(
         {
           session: session.id,
-          client: `${session.client.remoteAddress}:${session.client.remotePort}`,
+          client: session.remote,
           backend: session.backend?.name,
           bytesFromClient: session.client.bytesRead,
           bytesToClient: session.client.bytesWritten,

@@ -82,6 +82,8 @@ export class Session implements TableEntry, FramerSink {
   readonly id: number
   readonly listener: string
   readonly client: Socket
+  /** The client's `address:port`. */
+  readonly remote: string
   readonly startedAt = Date.now()
   server: Socket | undefined = undefined
   backend: Backend | undefined = undefined
@@ -136,6 +138,9 @@ export class Session implements TableEntry, FramerSink {
     this.client = client
     const c = client as SessionSocket
     c[kSession] = this
+    // Read (and so cached by Node) now: once the socket is closed its peer address is gone, and
+    // the close log line and events still need it.
+    this.remote = `${client.remoteAddress}:${client.remotePort}`
     client.setNoDelay(true)
     client.on('data', host.framer === undefined ? onClientData : onClientDataFramed)
     client.on('end', onClientEnd)

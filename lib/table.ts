@@ -13,6 +13,8 @@ export interface TableEntry {
   readonly id: number
   readonly listener: string
   readonly client: Socket
+  /** The client's `address:port`, read at accept. */
+  readonly remote: string
   readonly startedAt: number
   /** The current server connection, undefined while connecting or between connections. */
   server: Socket | undefined
@@ -92,7 +94,7 @@ export function snapshotOf(e: TableEntry, now = Date.now()): SessionSnapshot {
     id: e.id,
     listener: e.listener,
     state: e.state,
-    client: `${e.client.remoteAddress ?? '?'}:${e.client.remotePort ?? '?'}`,
+    client: e.remote,
     backend: e.backend?.name,
     server: e.server?.localPort !== undefined ? `${e.server.localAddress}:${e.server.localPort}` : undefined,
     backends: e.history.map((b) => b.name),
