@@ -240,6 +240,8 @@ async function batonMain(args) {
       listen: `${HOST}:0`,
       backends: [`${HOST}:${backends[name]}`],
       balance: 'round-robin',
+      // Extra listener options for experiments, e.g. BATON_LISTENER='{"replay":"none"}'.
+      ...JSON.parse(process.env.BATON_LISTENER ?? '{}'),
     })),
     log: { level: 'silent' },
   })

@@ -8,12 +8,10 @@ import type { SessionCloseEvent } from '../../lib/balancer.js'
 import { oneListener, scope } from '../helpers/balancer.js'
 import {
   body,
-  BUGS,
   expectedResponse,
   frame,
   frameServer,
   HANDOFFS,
-  knownBug,
   listenerOptions,
   okAnswer,
   poolsFilled,

@@ -86,7 +86,7 @@ t.test(
 
     const bug = knownBug(BUGS.opaqueBetweenTurns)
     for (const f of failures.slice(0, 20)) t.comment(f)
-  t.same(failures, [], 'zero client errors', bug)
+    t.same(failures, [], 'zero client errors', bug)
     t.equal(
       checked.reduce((a, b) => a + b, 0),
       CLIENTS * ROUNDS,
