@@ -19,6 +19,14 @@ export interface FramerSink {
 export interface FramingError {
   readonly code: 'ERR_BATON_FRAME_TOO_LARGE' | 'ERR_BATON_FRAME_MALFORMED'
   readonly message: string
+  /** Bytes to send the client before closing it (HTTP: a `400 Bad Request`), for client-side errors. */
+  readonly reply?: Buffer
+}
+
+/** Session state a replacement server connection must be given before the replayed requests. */
+export interface Prologue {
+  /** Requests to send first (Redis AUTH, HELLO, SELECT, CLIENT SETNAME, READONLY…), in order. */
+  readonly requests: readonly Buffer[]
 }
 
 export interface Framer {
@@ -57,4 +65,28 @@ export interface Framer {
   restartResponse(): void
 }
 
-export type FramerFactory = (sink: FramerSink) => Framer
+/**
+ * Optional powers of protocol framers (http1, resp); the session uses them when present.
+ */
+export interface FramerExtras {
+  /**
+   * The session state recorded so far, to replay first on a replacement connection; undefined when
+   * there is none.
+   */
+  prologue?(): Prologue | undefined
+  /**
+   * Parse one reply to a prologue request at the start of `chunk` without forwarding it. Returns
+   * the number of bytes of `chunk` it used (the whole chunk while the reply is incomplete) and, once
+   * complete, whether it was an error reply (a wrong password: the client is then closed).
+   */
+  swallowReply?(chunk: Buffer): { used: number; complete: boolean; error: boolean } | FramingError
+  /**
+   * The open response is delimited by the server's close (an HTTP/1.0-style body with neither
+   * Content-Length nor chunked): the server's FIN completes it and goes on to the client.
+   */
+  readonly closeDelimited?: boolean
+  /** The oldest unanswered request may legitimately wait long (BLPOP, XREAD BLOCK): no response timeout. */
+  pendingBlocking?(): boolean
+}
+
+export type FramerFactory = (sink: FramerSink) => Framer & FramerExtras
