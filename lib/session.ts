@@ -26,7 +26,7 @@ import type { Logger } from 'pino'
 import type { Backend } from './backend.js'
 import { BatonError } from './errors.js'
 import type { ListenerConfig } from './config/schema.js'
-import type { Framer, FramerFactory, FramerSink, FramingError } from './framing/types.js'
+import type { Framer, FramerExtras, FramerFactory, FramerSink, FramingError } from './framing/types.js'
 import { ReplayBuffer, type ReplayBudget } from './replay/buffer.js'
 import type { SessionState, TableEntry, ConnectionTable } from './table.js'
 
@@ -108,7 +108,7 @@ export class Session implements TableEntry, FramerSink {
   private connectTimer: NodeJS.Timeout | undefined = undefined
 
   // Replay state, used only when the listener has a framer.
-  readonly framer: Framer | undefined
+  readonly framer: (Framer & FramerExtras) | undefined
   private readonly replay: ReplayBuffer | undefined
   /** False once the replay bound was passed, until the session is at a clean boundary again. */
   private recording: boolean
@@ -127,6 +127,8 @@ export class Session implements TableEntry, FramerSink {
   private waiting = false
   /** A connect to the current backend checking whether its EOF was a crash (opaque only). */
   private probe: Socket | undefined = undefined
+  private probeKind: ServerFailure = 'eof'
+  private probeError: Error | undefined = undefined
   private responseTimer: NodeJS.Timeout | undefined = undefined
   /** Set while a failover is in progress, until the replacement's first byte reaches the client. */
   private handoff: { from: Backend; at: number; requests: number; pooled: boolean; sent: boolean } | undefined
@@ -372,7 +374,7 @@ export class Session implements TableEntry, FramerSink {
    * The open server connection failed. Fail over when what is in flight may be re-sent; pass the
    * failure on as a plain proxy would when not.
    */
-  onServerFailed(server: Socket, kind: ServerFailure, err: Error): void {
+  onServerFailed(server: Socket, kind: ServerFailure, err: Error, checked = false): void {
     const framer = this.framer
     const backend = this.backend!
     if (framer === undefined) {
@@ -384,11 +386,10 @@ export class Session implements TableEntry, FramerSink {
     const resuming = this.expected !== undefined
     const partial = framer.responseOpen || resuming
     if (pending === 0 && !partial) {
-      if (!framer.delimited && server.bytesRead > 0) {
-        // opaque, nothing unanswered: the close may delimit a response, so it goes on to the client.
-        if (kind === 'eof') return void this.client.end()
-        this.host.serverFailed(this, backend, kind, err)
-        return this.destroy('server-error', err)
+      if (!framer.delimited && server.bytesRead > 0 && !checked) {
+        // opaque, nothing unanswered: the close may end a response, or the backend may have died
+        // between turns. Ask the backend before deciding (see checkBackend).
+        return this.checkBackend(kind, err)
       }
       // A clean boundary: drop the connection; the next request opens another.
       if (kind !== 'eof') this.host.serverFailed(this, backend, kind, err)
@@ -525,26 +526,28 @@ export class Session implements TableEntry, FramerSink {
 
   onServerEnd(server: Socket): void {
     const framer = this.framer
-    // Closed without a word (at accept, or a pooled connection already closing): as good as a
-    // refused connect; whatever was sent to it goes elsewhere.
+    // No framer (plain proxy), or an HTTP body that ends at the close: the FIN goes on.
+    if (framer === undefined || framer.closeDelimited === true) return void this.client.end()
+    // The client already half-closed and everything is answered: the ordinary end of the conversation.
+    if (this.clientEnded && framer.pending() === 0 && !framer.responseOpen) return void this.client.end()
+    const eof = new BatonError('ERR_BATON_SERVER_EOF', 'server', 'server closed')
+    // A framer that delimits responses knows whether anything was cut; a connection closed without
+    // a word (at accept, or a pooled one already closing) is as good as a refused connect.
     const silent = server.bytesRead === 0 && this.recording
-    if (
-      framer === undefined ||
-      !(framer.delimited || framer.pending() > 0 || framer.responseOpen || silent)
-    ) {
-      return void this.client.end()
-    }
-    if (framer.delimited || silent || this.probe !== undefined) {
-      return this.onServerFailed(
-        server,
-        'eof',
-        new BatonError('ERR_BATON_SERVER_EOF', 'server', 'server closed')
-      )
-    }
-    // opaque, a request unanswered: a crash and a graceful half-close look the same on the wire
-    // (DESIGN.md). Ask the backend at once: if it refuses, it died and the request goes elsewhere;
-    // if it answers, the server closed on purpose and the FIN goes on to the client.
+    if (framer.delimited || silent || this.probe !== undefined) return this.onServerFailed(server, 'eof', eof)
+    this.checkBackend('eof', eof)
+  }
+
+  /**
+   * opaque: a crash and a graceful close look the same on the wire (DESIGN.md). Ask the backend at
+   * once, with the client paused: if it still accepts, the server closed on purpose and the FIN (or
+   * reset) goes on to the client as a plain proxy would pass it; if it refuses, it died — requests
+   * in flight are re-sent elsewhere, and between turns the client simply gets a new server
+   * connection for its next request. Costs one connect per server-side close, only with replay on.
+   */
+  private checkBackend(kind: ServerFailure, err: Error): void {
     const backend = this.backend!
+    this.client.pause()
     const probe = net.connect({ host: backend.host, port: backend.port })
     ;(probe as SessionSocket)[kSession] = this
     probe.setTimeout(Math.min(this.host.config.connectTimeout, 1000))
@@ -552,9 +555,11 @@ export class Session implements TableEntry, FramerSink {
     probe.once('timeout', onProbeDead)
     probe.once('error', onProbeDead)
     this.probe = probe
+    this.probeKind = kind
+    this.probeError = err
   }
 
-  /** @internal The EOF probe's verdict. */
+  /** @internal The backend check's verdict. */
   probed(probe: Socket, alive: boolean): void {
     if (this.probe !== probe) return
     this.probe = undefined
@@ -562,13 +567,28 @@ export class Session implements TableEntry, FramerSink {
     probe.destroy()
     const server = this.server
     if (this.state !== 'open' || server === undefined) return
-    if (alive) this.client.end()
-    else
-      this.onServerFailed(
-        server,
-        'eof',
-        new BatonError('ERR_BATON_SERVER_EOF', 'server', 'server closed and refuses connections')
-      )
+    this.client.resume()
+    const kind = this.probeKind
+    const err = this.probeError!
+    this.probeError = undefined
+    if (alive) {
+      if (kind === 'eof') return void this.client.end()
+      this.host.serverFailed(this, this.backend!, kind, err)
+      return this.destroy('server-error', err)
+    }
+    const framer = this.framer!
+    if (framer.pending() > 0 || framer.responseOpen) return this.onServerFailed(server, kind, err, true)
+    // Between turns, and the backend is gone: the client need not know.
+    const backend = this.backend!
+    this.host.serverFailed(this, backend, kind, err)
+    this.detachServer(server)
+    this.serverClosed = true
+    ;(this.failed ??= new Set()).add(backend)
+    if (!this.recording && this.host.config.replay.mode !== 'none') {
+      this.recording = true
+      this.replay!.reset(this.clientOffset)
+    }
+    if (this.clientEnded) this.client.end()
   }
 
   onClientClose(): void {

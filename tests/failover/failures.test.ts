@@ -15,13 +15,11 @@ import type { SessionSnapshot } from '../../lib/table.js'
 import { oneListener, scope } from '../helpers/balancer.js'
 import {
   body,
-  BUGS,
   closeOnAcceptServer,
   expectedResponse,
   frame,
   frameServer,
   HANDOFFS,
-  knownBug,
   LATE_BYTES,
   lateServer,
   listenerOptions,
@@ -218,7 +216,7 @@ for (const protocol of PROTOCOLS) {
       for (const how of ['reset', 'FIN'] as const) {
         t.test(
           `backend dies between turns (${how}): the next request is answered elsewhere`,
-          protocol === 'opaque' ? knownBug(BUGS.opaqueBetweenTurns) : {},
+          {},
           async (t) => {
             const s = scope(t)
             const a = await s.server(frameServer('a'))

@@ -15,12 +15,10 @@ import type { SessionCloseEvent } from '../../lib/balancer.js'
 import { oneListener, scope } from '../helpers/balancer.js'
 import {
   body,
-  BUGS,
   expectedResponse,
   frame,
   frameServer,
   HANDOFFS,
-  knownBug,
   listenerOptions,
   poolsFilled,
   PROTOCOLS,
@@ -37,9 +35,6 @@ for (const protocol of PROTOCOLS) {
   for (const handoff of HANDOFFS) {
     for (const when of ['in flight', 'anytime'] as const) {
       const name = `${protocol}, ${handoff} hand-off, killed ${when}: ${SESSIONS} sessions, one of 3 backends killed`
-      // Known bugs: the assertions they break are marked todo (the test still runs and reports).
-      const betweenTurns =
-        protocol === 'opaque' && when === 'anytime' ? knownBug(BUGS.opaqueBetweenTurns) : {}
       t.test(name, async (t) => {
         const s = scope(t)
         const backends = [
@@ -98,12 +93,12 @@ for (const protocol of PROTOCOLS) {
         const closes = await allClosed
 
         for (const f of failures.slice(0, 20)) t.comment(f)
-        t.same(failures, [], 'zero client errors', betweenTurns)
+        t.same(failures, [], 'zero client errors')
         t.equal(
           checked.reduce((a, b) => a + b, 0),
           SESSIONS * ROUNDS,
           'every response was checked',
-          betweenTurns
+          {}
         )
         t.ok(
           atKill.used > 0,
@@ -111,7 +106,7 @@ for (const protocol of PROTOCOLS) {
         )
         const outcomes = new Map<string, number>()
         for (const e of closes) outcomes.set(e.outcome, (outcomes.get(e.outcome) ?? 0) + 1)
-        t.same(Object.fromEntries(outcomes), { done: SESSIONS }, 'every session ended "done"', betweenTurns)
+        t.same(Object.fromEntries(outcomes), { done: SESSIONS }, 'every session ended "done"')
         const moved = closes.filter((e) => e.backends.length > 1).length
         const c = balancer.counters()
         t.comment(
@@ -131,7 +126,7 @@ for (const protocol of PROTOCOLS) {
           c.unrecoverable + c.clientErrors + c.serverErrors + c.framingErrors,
           0,
           'nothing unrecoverable',
-          betweenTurns
+          {}
         )
       })
     }

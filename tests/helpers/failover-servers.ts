@@ -342,11 +342,6 @@ export function sameBytes(a: Buffer, b: Buffer): string | undefined {
 
 /** Known bugs, each shown by a test (or assertions) marked with `knownBug(BUGS.x)`. */
 export const BUGS = {
-  opaqueBetweenTurns:
-    'opaque passes a server FIN or reset between turns (the server has spoken, nothing is unanswered) on ' +
-    'to the client even when the backend is dead: documented (README), but against the zero-client-errors ' +
-    'goal; the backend probe of DESIGN.md runs only with a request unanswered (lib/session.ts ' +
-    'onServerEnd, onServerFailed)',
 } as const
 
 /**

@@ -39,7 +39,14 @@ for (const replay of ['none', 'safe'] as const) {
     )
     await within(client.closed, 'client close')
     t.equal(client.error, undefined, 'the client saw no error')
-    t.equal(server.accepted, 1, 'over one server connection')
+    // With replay on, a server FIN while client bytes are unanswered makes Baton check that the
+    // backend is alive (a connect that sends nothing) before passing the FIN on: at most one more.
+    if (replay === 'none') t.equal(server.accepted, 1, 'over one server connection')
+    else
+      t.ok(
+        server.accepted <= 2,
+        `one server connection, plus at most the liveness check (${server.accepted})`
+      )
 
     await until(() => balancer.counters().active === 0, 'the session to end')
     const c = balancer.counters()
