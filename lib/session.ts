@@ -128,6 +128,12 @@ export class Session implements TableEntry, FramerSink {
   /** A connect to the current backend checking whether its EOF was a crash (opaque only). */
   private probe: Socket | undefined = undefined
   private probeKind: ServerFailure = 'eof'
+  /** How the session ends once the client socket closes, while `closing`. */
+  private closingOutcome: Outcome = 'done'
+  /** The session has had a server connection before: a new one first gets the prologue. */
+  private connectedOnce = false
+  /** Replies to prologue requests still to be read and dropped on the current server connection. */
+  private swallow = 0
   private probeError: Error | undefined = undefined
   private responseTimer: NodeJS.Timeout | undefined = undefined
   /** Set while a failover is in progress, until the replacement's first byte reaches the client. */
@@ -245,6 +251,22 @@ export class Session implements TableEntry, FramerSink {
   /** Server bytes on the replay path. */
   fromServer(server: Socket, chunk: Buffer): void {
     const framer = this.framer!
+    while (this.swallow > 0) {
+      const r = framer.swallowReply!(chunk)
+      if ('code' in r) return this.framingError(r, 'server')
+      if (r.complete) {
+        this.swallow--
+        if (r.error) {
+          this.host.unrecoverable(this, 'the replacement server refused the session state (prologue)')
+          return this.destroy(
+            'unrecoverable',
+            new BatonError('ERR_BATON_PROLOGUE', 'server', 'prologue refused')
+          )
+        }
+      }
+      if (r.used >= chunk.length) return
+      chunk = chunk.subarray(r.used)
+    }
     if (this.skip > 0) {
       const n = Math.min(this.skip, chunk.length)
       const part = n === chunk.length ? chunk : chunk.subarray(0, n)
@@ -283,7 +305,7 @@ export class Session implements TableEntry, FramerSink {
     }
     if (this.handoff !== undefined) this.handoffDone()
     if (this.waiting) {
-      if (framer.pending() > 0) this.responseTimer!.refresh()
+      if (framer.pending() > 0 && framer.pendingBlocking?.() !== true) this.responseTimer!.refresh()
       else this.waiting = false
     }
     if (!this.recording && this.host.config.replay.mode !== 'none' && framer.atBoundary()) {
@@ -311,6 +333,15 @@ export class Session implements TableEntry, FramerSink {
     }
     let flowing = true
     const replayBytes = this.recording ? this.replay!.bytes : 0
+    // Session state (Redis AUTH, SELECT…) goes first on every connection after the first one.
+    const prologue = this.connectedOnce ? this.framer?.prologue?.() : undefined
+    this.connectedOnce = true
+    if (prologue !== undefined && prologue.requests.length > 0) {
+      server.cork()
+      for (const request of prologue.requests) server.write(request)
+      this.swallow = prologue.requests.length
+      server.uncork()
+    }
     if (replayBytes > 0 || this.held.length > 0) {
       server.cork()
       if (replayBytes > 0) flowing = this.replay!.writeTo(server)
@@ -455,10 +486,21 @@ export class Session implements TableEntry, FramerSink {
   }
 
   private framingError(err: FramingError, side: 'client' | 'server'): void {
-    this.destroy('framing-error', new BatonError(err.code, side, `${side} framing: ${err.message}`))
+    const error = new BatonError(err.code, side, `${side} framing: ${err.message}`)
+    if (side === 'server' || err.reply === undefined) return this.destroy('framing-error', error)
+    // Tell the client why (HTTP: 400 Bad Request), then close it once the reply is written.
+    this.error = error
+    const server = this.server
+    if (server !== undefined) this.detachServer(server)
+    this.serverClosed = true
+    this.state = 'closing'
+    this.closingOutcome = 'framing-error'
+    this.client.write(err.reply)
+    this.client.destroySoon()
   }
 
   private armResponseTimer(): void {
+    if (this.framer?.pendingBlocking?.() === true) return // BLPOP and friends may wait as long as they like
     this.waiting = true
     if (this.responseTimer === undefined) {
       this.responseTimer = setTimeout(onResponseTimeout, this.host.config.responseTimeout, this)
@@ -497,9 +539,12 @@ export class Session implements TableEntry, FramerSink {
       this.host.config.pool.reuse &&
       this.framer?.delimited === true &&
       this.framer.atBoundary() &&
-      this.skip === 0
+      this.skip === 0 &&
+      !this.framer.pinned &&
+      this.framer.prologue?.() === undefined
     ) {
-      // The client left at a clean boundary: the server connection can serve someone else.
+      // The client left at a clean boundary with no session state (a Redis SELECT or AUTH would
+      // follow the connection): the server connection can serve someone else.
       const pool = this.backend!.pool
       this.releaseServer(server)
       if (pool === undefined || !pool.give(server)) server.end()
@@ -593,6 +638,7 @@ export class Session implements TableEntry, FramerSink {
 
   onClientClose(): void {
     this.clientClosed = true
+    if (this.state === 'closing') return this.finish(this.closingOutcome)
     if (this.state === 'connecting') this.destroy('client-error')
     else if (this.serverClosed) this.finish('done')
   }
@@ -651,7 +697,7 @@ function onClientData(this: SessionSocket, chunk: Buffer): void {
 
 function onClientDataFramed(this: SessionSocket, chunk: Buffer): void {
   const s = this[kSession]
-  if (s !== undefined && s.state !== 'closed') s.fromClient(chunk)
+  if (s !== undefined && (s.state === 'open' || s.state === 'connecting')) s.fromClient(chunk)
 }
 
 function onClientEnd(this: SessionSocket): void {
