@@ -24,7 +24,7 @@ Options:
   -b, --backend SPEC       HOST:PORT, optionally ",weight=N" and ",maxconn=N"; repeat for each backend
       --balance NAME       round-robin (default), least-connections, random, power-of-two,
                            source-hash, first
-      --protocol NAME      opaque (default) or length-prefixed: how requests and responses are
+      --protocol NAME      opaque (default), length-prefixed, http1 or resp: how requests and responses are
                            delimited, which decides what can be re-sent when a backend fails
       --replay MODE        safe (default), all, none
       --response-timeout D a request with no response byte within D fails over (default off)

@@ -110,7 +110,7 @@ const listenerSchema = z.strictObject({
   /** Client bytes held while the server connection is being set up; past it, reading pauses. */
   maxPendingBytes: size.default(65536),
   /** How Baton finds request and response edges, which makes in-flight failover possible. */
-  protocol: z.enum(['opaque', 'length-prefixed']).default('opaque'),
+  protocol: z.enum(['opaque', 'length-prefixed', 'http1', 'resp']).default('opaque'),
   /** Frame layout for `protocol: length-prefixed`: [lengthOffset bytes][length field][body]. */
   framing: z
     .strictObject({
