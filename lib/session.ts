@@ -216,6 +216,9 @@ export class Session implements TableEntry, FramerSink {
   /** Client bytes on the replay path: find request edges, keep a reference, forward. */
   fromClient(chunk: Buffer): void {
     const framer = this.framer!
+    // Keep the reference before parsing: a response that came before its request was whole is
+    // answered inside request(), and its release must reach the end of this chunk.
+    if (this.recording) this.replay!.push(chunk)
     const err = framer.request(chunk)
     if (err !== undefined) return this.framingError(err, 'client')
     this.clientOffset += chunk.length
@@ -223,7 +226,6 @@ export class Session implements TableEntry, FramerSink {
     const open = this.state === 'open' && server !== undefined
     if (this.recording) {
       const replay = this.replay!
-      replay.push(chunk)
       if (open) {
         if (replay.bytes > this.host.config.replay.maxBytes || this.host.budget.exceeded) {
           // Past the bound: not replayable until every request in flight is answered.
