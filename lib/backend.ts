@@ -9,6 +9,8 @@ import type { Candidate } from './balancing/types.js'
 import type { BackendConfig } from './config/schema.js'
 import type { WarmPool } from './pool/warm-pool.js'
 
+export type AdminState = 'ready' | 'drain' | 'maint'
+
 export interface BackendCounters {
   /** Sessions ever sent here (each connect that succeeded). */
   sessions: number
@@ -25,7 +27,9 @@ export interface BackendSnapshot {
   weight: number
   active: number
   maxConnections: number
+  /** `down` while active checks fail or passive marking has it cooling down. */
   health: 'up' | 'down'
+  admin: AdminState
   consecutiveFailures: number
   /** Idle connections in the warm pool. */
   pool: number
@@ -49,6 +53,10 @@ export class Backend implements Candidate {
   /** Epoch ms until which passive health keeps this backend out; 0 when healthy. */
   coolingUntil = 0
   readonly counters: BackendCounters = { sessions: 0, connectErrors: 0, serverFailures: 0, ejections: 0 }
+  /** Admin state, kept apart from health: `drain` takes no new sessions, `maint` none at all. */
+  admin: AdminState = 'ready'
+  /** Health from active checks; true until a checker says otherwise. */
+  checkedUp = true
   /** Established idle connections kept ready (`pool.idle` > 0). */
   pool: WarmPool | undefined = undefined
   private readonly passive: PassiveHealth
@@ -76,7 +84,12 @@ export class Backend implements Candidate {
   }
 
   usable(): boolean {
-    return !this.isFull() && !(this.coolingUntil !== 0 && this.isDown())
+    return (
+      this.admin === 'ready' &&
+      this.checkedUp &&
+      !this.isFull() &&
+      !(this.coolingUntil !== 0 && this.isDown())
+    )
   }
 
   /** A connect succeeded. Returns true when this ends a cool-down (the backend came back). */
@@ -109,7 +122,8 @@ export class Backend implements Candidate {
       weight: this.weight,
       active: this.active,
       maxConnections: this.maxConnections,
-      health: this.isDown() ? 'down' : 'up',
+      health: this.isDown() || !this.checkedUp ? 'down' : 'up',
+      admin: this.admin,
       consecutiveFailures: this.consecutiveFailures,
       pool: this.pool?.size ?? 0,
       counters: { ...this.counters },
