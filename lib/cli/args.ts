@@ -29,6 +29,9 @@ Options:
       --replay MODE        safe (default), all, none
       --response-timeout D a request with no response byte within D fails over (default off)
       --pool-idle N        idle connections kept ready per backend for hand-offs (default 0)
+      --health-check KIND  active checks: tcp, http:/PATH, redis (default none)
+      --check-interval D   time between health checks (default 2s)
+      --admin HOST:PORT    admin server: status page, /api, /metrics (loopback)
       --connect-timeout D  backend connect timeout, e.g. 500ms, 5s (default 5s)
       --retries N          other backends to try when a connect fails (default 3)
       --max-connections N  most sessions at once, 0 = no limit (default 0)
@@ -51,6 +54,9 @@ const OPTIONS = {
   balance: { type: 'string' },
   'connect-timeout': { type: 'string' },
   protocol: { type: 'string' },
+  'health-check': { type: 'string' },
+  'check-interval': { type: 'string' },
+  admin: { type: 'string' },
   replay: { type: 'string' },
   'response-timeout': { type: 'string' },
   'pool-idle': { type: 'string' },
@@ -85,6 +91,8 @@ export function parseCommand(argv: readonly string[], readFile = readConfigFile)
       'replay',
       'response-timeout',
       'pool-idle',
+      'health-check',
+      'check-interval',
       'retries',
       'max-connections',
     ] as const
@@ -110,12 +118,18 @@ export function parseCommand(argv: readonly string[], readFile = readConfigFile)
     if (values['response-timeout'] !== undefined) listener.responseTimeout = values['response-timeout']
     if (values['pool-idle'] !== undefined)
       listener.pool = { idle: integerFlag('pool-idle', values['pool-idle']) }
+    if (values['health-check'] !== undefined || values['check-interval'] !== undefined) {
+      listener.healthCheck = healthCheckFlag(values['health-check'] ?? 'tcp', values['check-interval'])
+    }
     if (values.retries !== undefined) listener.retries = integerFlag('retries', values.retries)
     config = { listeners: [listener] }
     if (values['max-connections'] !== undefined) {
       config.maxConnections = integerFlag('max-connections', values['max-connections'])
     }
     source = 'command line'
+  }
+  if (values.admin !== undefined) {
+    config.admin = { ...((config.admin as Record<string, unknown> | undefined) ?? {}), listen: values.admin }
   }
   if (values['log-level'] !== undefined || values.pretty !== undefined) {
     const log = { ...((config.log as Record<string, unknown> | undefined) ?? {}) }
@@ -158,6 +172,20 @@ export function parseBackendFlag(spec: string, index: number): Record<string, un
   }
   void index
   return backend
+}
+
+/** `tcp`, `redis`, `http:/PATH` (or `http` for `/`). */
+function healthCheckFlag(kind: string, interval: string | undefined): Record<string, unknown> {
+  const check: Record<string, unknown> = {}
+  if (kind === 'tcp' || kind === 'redis' || kind === 'none') check.type = kind
+  else if (kind === 'http' || kind.startsWith('http:')) {
+    check.type = 'http'
+    check.path = kind.length > 5 ? kind.slice(5) : '/'
+  } else {
+    throw new ConfigError([`--health-check: expected tcp, http:/PATH or redis, got "${kind}"`])
+  }
+  if (interval !== undefined) check.interval = interval
+  return check
 }
 
 const BACKEND_PARAMS: Record<string, string> = { weight: 'weight', maxconn: 'maxConnections', name: 'name' }

@@ -70,6 +70,34 @@ function listenAddress(v: unknown): unknown {
 
 const ADDRESS_MSG = 'expected "host:port" or { host, port }'
 
+/**
+ * Active health checks (HAProxy `check`): `tcp` (connect), `http` (GET a path, expect a status
+ * range), `redis` (PING → PONG), `send-expect` (bytes out, a string or regular expression in).
+ */
+const healthCheckSchema = z.strictObject({
+  type: z.enum(['none', 'tcp', 'http', 'redis', 'send-expect']).default('none'),
+  /** http: the path to GET. */
+  path: z.string().default('/'),
+  /** http: accepted status range, inclusive. */
+  expectStatus: z.tuple([int(100, 599), int(100, 599)]).default([200, 399]),
+  /** send-expect: text to send, or `sendHex` for bytes. */
+  send: z.string().optional(),
+  sendHex: z
+    .string()
+    .regex(/^([0-9a-fA-F]{2})*$/, { error: 'expected hex bytes such as 50494e470d0a' })
+    .optional(),
+  /** send-expect: text expected in the reply (a regular expression with `expectRegex`). */
+  expect: z.string().optional(),
+  expectRegex: z.boolean().default(false),
+  /** Time between checks (± 10% jitter). */
+  interval: duration.default(2000),
+  /** A check with no verdict within this time fails. Default: the interval. */
+  timeout: duration.optional(),
+  /** Consecutive successes for a down backend to come up, and failures for an up one to go down. */
+  rise: int(1, 100).default(2),
+  fall: int(1, 100).default(3),
+})
+
 export const backendSchema = z.preprocess(
   hostPort,
   z.strictObject(
@@ -160,6 +188,8 @@ const listenerSchema = z.strictObject({
       reuse: z.boolean().default(false),
     })
     .prefault({}),
+  /** Active health checks for every backend of this listener (off by default, as in HAProxy). */
+  healthCheck: healthCheckSchema.prefault({}),
   /** Passive marking: a backend failing `failures` connects in a row is skipped for `cooldown`. */
   passive: z
     .strictObject({
@@ -173,6 +203,17 @@ export const configSchema = z.strictObject({
   listeners: z.array(listenerSchema).min(1, { error: 'expected at least one listener' }),
   /** Most sessions at once over all listeners. 0 = no limit. */
   maxConnections: int(0).default(0),
+  /** The admin HTTP server: status page, JSON API, Prometheus metrics. Off unless `listen` is set. */
+  admin: z
+    .strictObject({
+      /** `host:port`; loopback unless a token is set. */
+      listen: z
+        .preprocess(hostPort, z.strictObject({ host, port: listenPort }, { error: ADDRESS_MSG }))
+        .optional(),
+      /** Bearer token every non-GET request must carry; required to bind beyond loopback. */
+      token: z.string().min(8, { error: 'expected a token of at least 8 characters' }).optional(),
+    })
+    .prefault({}),
   replay: z
     .strictObject({
       /** Replay bytes held over every session of the process; past it new bytes are not kept. */

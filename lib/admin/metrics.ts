@@ -1,0 +1,216 @@
+/**
+ * Prometheus metrics for the admin server, through prom-client with a registry of its own (never
+ * the global one, so an embedding application's metrics and ours do not mix).
+ *
+ * Nothing is counted here: the data path already keeps plain counters on each Listener and Backend,
+ * and every metric below copies them in its `collect()` callback, which prom-client runs at scrape
+ * time. Counters are `reset()` and re-filled on each scrape, so a listener or backend that goes
+ * away (a reload) drops out instead of lingering with its last value.
+ *
+ * Hand-off latency: the samples live in each listener's LatencyRing (the last 1024). The histogram
+ * observes only the samples added since the previous scrape, found through the ring's running
+ * `count`, so its `_count` and buckets are true cumulative counters as Prometheus expects. If more
+ * than a ring's worth of hand-offs happen between two scrapes the oldest of them are not observed
+ * (they are already gone from the ring); `baton_handoffs_total` still counts every one of them.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { AdminState, Backend } from '../backend.js'
+import type { Balancer } from '../balancer.js'
+import type { LatencyRing, Listener, ListenerCounters } from '../listener.js'
+
+const ADMIN_STATES: readonly AdminState[] = ['ready', 'drain', 'maint']
+
+/** Hand-offs take from under a millisecond (pooled) to a few seconds (a slow connect). */
+const HANDOFF_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+
+type ListenerLabel = 'listener'
+type BackendLabel = 'listener' | 'backend'
+
+/** Listener counters exposed as `baton_<name>_total{listener}`. */
+const LISTENER_COUNTERS: readonly [name: string, help: string, key: keyof ListenerCounters][] = [
+  ['sessions_total', 'Client connections accepted (including rejected ones).', 'accepted'],
+  ['rejected_total', 'Clients closed at once because a connection limit was reached.', 'rejected'],
+  ['no_backend_total', 'Clients closed because no backend could take them.', 'noBackend'],
+  ['connect_errors_total', 'Backend connects that failed.', 'connectErrors'],
+  ['failovers_total', 'Sessions moved to another server connection with their unanswered requests.', 'failovers'],
+  ['replayed_requests_total', 'Requests re-sent to another backend on failover.', 'replayedRequests'],
+  ['replayed_bytes_total', 'Bytes re-sent to another backend on failover.', 'replayedBytes'],
+  ['verified_resumes_total', 'Responses cut part-way and completed from another backend.', 'verifiedResumes'],
+  ['resume_mismatches_total', 'Resumes abandoned because the new response differed from the part sent.', 'resumeMismatches'],
+  ['unrecoverable_total', 'Failures that could not be hidden from the client.', 'unrecoverable'],
+  ['response_timeouts_total', 'Server connections that failed for want of a response in time.', 'responseTimeouts'],
+  ['framing_errors_total', 'Sessions closed because a message could not be framed.', 'framingErrors'],
+]
+
+/** Per-backend gauges, `baton_backend_<name>{listener,backend}`. */
+const BACKEND_GAUGES: readonly [name: string, help: string, read: (b: Backend) => number][] = [
+  ['backend_up', 'Backend health: 1 up, 0 down (passive cool-down or failing checks).', (b) => (b.isDown() || !b.checkedUp ? 0 : 1)],
+  ['backend_sessions_active', 'Sessions holding or connecting a server connection to the backend.', (b) => b.active],
+  ['backend_pool_idle', 'Idle connections in the backend warm pool.', (b) => b.pool?.size ?? 0],
+  ['backend_weight', 'Configured (or admin-set) weight of the backend.', (b) => b.weight],
+]
+
+/** Per-backend counters, `baton_backend_<name>{listener,backend}`. */
+const BACKEND_COUNTERS: readonly [name: string, help: string, read: (b: Backend) => number][] = [
+  ['backend_sessions_total', 'Sessions sent to the backend (successful connects).', (b) => b.counters.sessions],
+  ['backend_connect_errors_total', 'Connects to the backend that failed.', (b) => b.counters.connectErrors],
+  ['backend_server_failures_total', 'Open server connections to the backend that failed.', (b) => b.counters.serverFailures],
+  ['backend_ejections_total', 'Times the backend was put in cool-down.', (b) => b.counters.ejections],
+]
+
+/**
+ * The samples added to `ring` after the first `seen` ever added, oldest first, given its running
+ * `count`. Sample k (0-based, over the ring's life) sits at index k % length once the ring has
+ * wrapped, and at index k before, which is the same formula; only the last `length` are still held.
+ */
+export function newSamples(ring: LatencyRing, seen: number): number[] {
+  const values = ring.values()
+  const from = Math.max(seen, ring.count - values.length)
+  const out: number[] = []
+  for (let k = from; k < ring.count; k++) out.push(values[k % values.length]!)
+  return out
+}
+
+/** Live sessions' bytes per listener: the listener counters only include sessions that ended. */
+function liveBytes(balancer: Balancer): Map<string, { from: number; to: number }> {
+  const out = new Map<string, { from: number; to: number }>()
+  for (const e of balancer.table.values()) {
+    let sum = out.get(e.listener)
+    if (sum === undefined) out.set(e.listener, (sum = { from: 0, to: 0 }))
+    sum.from += e.client.bytesRead
+    sum.to += e.client.bytesWritten
+  }
+  return out
+}
+
+/** A registry whose metrics read `balancer` at scrape time. */
+export function createMetrics(balancer: Balancer): Registry {
+  const registry = new Registry()
+  const registers = [registry]
+  const listeners = (): readonly Listener[] => balancer.frontends
+
+  new Gauge<ListenerLabel>({
+    name: 'baton_sessions_active',
+    help: 'Sessions alive now.',
+    labelNames: ['listener'],
+    registers,
+    collect() {
+      this.reset()
+      for (const l of listeners()) this.set({ listener: l.name }, l.active)
+    },
+  })
+
+  for (const [name, help, key] of LISTENER_COUNTERS) {
+    new Counter<ListenerLabel>({
+      name: `baton_${name}`,
+      help,
+      labelNames: ['listener'],
+      registers,
+      collect() {
+        this.reset()
+        for (const l of listeners()) this.inc({ listener: l.name }, l.counters[key])
+      },
+    })
+  }
+
+  for (const [name, help, side] of [
+    ['baton_client_bytes_received_total', 'Bytes read from clients (live sessions included).', 'from'],
+    ['baton_client_bytes_sent_total', 'Bytes written to clients (live sessions included).', 'to'],
+  ] as const) {
+    new Counter<ListenerLabel>({
+      name,
+      help,
+      labelNames: ['listener'],
+      registers,
+      collect() {
+        this.reset()
+        const live = liveBytes(balancer)
+        for (const l of listeners()) {
+          const ended = side === 'from' ? l.counters.bytesFromClient : l.counters.bytesToClient
+          this.inc({ listener: l.name }, ended + (live.get(l.name)?.[side] ?? 0))
+        }
+      },
+    })
+  }
+
+  new Counter<'listener' | 'connection'>({
+    name: 'baton_handoffs_total',
+    help: 'Failover hand-offs, by whether the new server connection came from the warm pool.',
+    labelNames: ['listener', 'connection'],
+    registers,
+    collect() {
+      this.reset()
+      for (const l of listeners()) {
+        this.inc({ listener: l.name, connection: 'pooled' }, l.counters.handoffsPooled)
+        this.inc({ listener: l.name, connection: 'new' }, l.counters.handoffsNew)
+      }
+    },
+  })
+
+  // Cumulative: never reset. Keyed by ring so a listener replaced on reload starts from zero.
+  const seen = new WeakMap<LatencyRing, number>()
+  new Histogram<'listener' | 'connection'>({
+    name: 'baton_handoff_latency_seconds',
+    help: 'Failover hand-off latency: from the failure to the first replayed byte reaching the client.',
+    labelNames: ['listener', 'connection'],
+    buckets: HANDOFF_BUCKETS,
+    registers,
+    collect() {
+      for (const l of listeners()) {
+        for (const connection of ['pooled', 'new'] as const) {
+          const ring = l.latency[connection]
+          const labels = { listener: l.name, connection }
+          // zero() makes the series exist before the first hand-off, so rate() has a start point.
+          if (!seen.has(ring)) this.zero(labels)
+          for (const ms of newSamples(ring, seen.get(ring) ?? 0)) this.observe(labels, ms / 1000)
+          seen.set(ring, ring.count)
+        }
+      }
+    },
+  })
+
+  const eachBackend = (fn: (labels: Record<BackendLabel, string>, b: Backend) => void): void => {
+    for (const l of listeners()) for (const b of l.backends) fn({ listener: l.name, backend: b.name }, b)
+  }
+
+  for (const [name, help, read] of BACKEND_GAUGES) {
+    new Gauge<BackendLabel>({
+      name: `baton_${name}`,
+      help,
+      labelNames: ['listener', 'backend'],
+      registers,
+      collect() {
+        this.reset()
+        eachBackend((labels, b) => this.set(labels, read(b)))
+      },
+    })
+  }
+
+  for (const [name, help, read] of BACKEND_COUNTERS) {
+    new Counter<BackendLabel>({
+      name: `baton_${name}`,
+      help,
+      labelNames: ['listener', 'backend'],
+      registers,
+      collect() {
+        this.reset()
+        eachBackend((labels, b) => this.inc(labels, read(b)))
+      },
+    })
+  }
+
+  new Gauge<BackendLabel | 'state'>({
+    name: 'baton_backend_admin_state',
+    help: 'Backend admin state: 1 for the current one of ready, drain, maint.',
+    labelNames: ['listener', 'backend', 'state'],
+    registers,
+    collect() {
+      this.reset()
+      eachBackend((labels, b) => {
+        for (const state of ADMIN_STATES) this.set({ ...labels, state }, b.admin === state ? 1 : 0)
+      })
+    },
+  })
+
+  return registry
+}
