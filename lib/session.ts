@@ -122,6 +122,11 @@ export class Session implements TableEntry, FramerSink {
   /** While resuming: replacement bytes still to check against `expected` before forwarding. */
   private skip = 0
   private resumeTotal = 0
+  /** http1: the open response's bytes from its first byte (a reference into the chunk). */
+  private openHead: Buffer | undefined = undefined
+  /** http1, while resuming: the head the client already has, to stand in for the replacement's. */
+  private resumeHead: Buffer | undefined = undefined
+  private savedHead: Buffer | undefined = undefined
   private expected: Buffer | undefined = undefined
   private verifying: Hash | undefined = undefined
   private waiting = false
@@ -269,6 +274,23 @@ export class Session implements TableEntry, FramerSink {
       if (r.used >= chunk.length) return
       chunk = chunk.subarray(r.used)
     }
+    const originalHead = this.resumeHead
+    if (originalHead !== undefined) {
+      // http1: the client has the first server's head. The replacement's own head (its Date may
+      // differ) is checked on what identifies the representation, then stands in for it.
+      const end = chunk.indexOf(HEAD_END)
+      if (end < 0) return this.resumeFailed() // the replacement's head did not come in one read
+      const head = chunk.subarray(0, end + HEAD_END.length)
+      const err = framer.response(head)
+      if (err !== undefined) return this.framingError(err, 'server')
+      if (headIdentity(head) !== headIdentity(originalHead)) return this.resumeFailed()
+      this.verifying!.update(originalHead)
+      this.skip -= originalHead.length
+      this.resumeHead = undefined
+      if (this.skip === 0 && !this.resumeVerified()) return
+      if (head.length === chunk.length) return
+      chunk = chunk.subarray(head.length)
+    }
     if (this.skip > 0) {
       const n = Math.min(this.skip, chunk.length)
       const part = n === chunk.length ? chunk : chunk.subarray(0, n)
@@ -277,15 +299,7 @@ export class Session implements TableEntry, FramerSink {
       this.verifying!.update(part)
       this.skip -= n
       if (this.skip > 0 && !framer.responseOpen) return this.resumeFailed()
-      if (this.skip === 0) {
-        const digest = this.verifying!.copy().digest()
-        if (!digest.equals(this.expected!)) return this.resumeFailed()
-        this.host.resumed(this, true)
-        this.forwardedHash = this.verifying
-        this.forwarded = this.resumeTotal
-        this.verifying = undefined
-        this.expected = undefined
-      }
+      if (this.skip === 0 && !this.resumeVerified()) return
       if (n === chunk.length) return
       chunk = chunk.subarray(n)
     }
@@ -297,9 +311,13 @@ export class Session implements TableEntry, FramerSink {
       if (!framer.responseOpen) {
         this.forwarded = 0
         this.forwardedHash = undefined
+        this.openHead = undefined
       } else if (start >= 0) {
-        this.forwardedHash = createHash('sha1').update(start === 0 ? chunk : chunk.subarray(start))
+        const opened = start === 0 ? chunk : chunk.subarray(start)
+        this.forwardedHash = createHash('sha1').update(opened)
         this.forwarded = chunk.length - start
+        // http1: keep a reference to where the head is, for a header-aware resume.
+        if (this.host.config.protocol === 'http1') this.openHead = opened
       } else {
         this.forwardedHash?.update(chunk)
         this.forwarded += chunk.length
@@ -459,12 +477,21 @@ export class Session implements TableEntry, FramerSink {
       // Failed again while checking a replacement: the client still has the same `resumeTotal` bytes.
       this.skip = this.resumeTotal
       this.verifying = createHash('sha1')
+      this.resumeHead = this.savedHead
     } else if (partial) {
       // Resume verified: the replacement's first `forwarded` bytes must hash to what was sent.
       this.resumeTotal = this.skip = this.forwarded
       this.expected = this.forwardedHash!.digest()
       this.verifying = createHash('sha1')
+      // http1, head wholly forwarded and in one read: compare heads by meaning, not by bytes.
+      const end = this.openHead?.indexOf(HEAD_END) ?? -1
+      this.savedHead =
+        end >= 0 && end + HEAD_END.length <= this.forwarded
+          ? this.openHead!.subarray(0, end + HEAD_END.length)
+          : undefined
+      this.resumeHead = this.savedHead
     }
+    this.openHead = undefined
     this.forwarded = 0
     this.forwardedHash = undefined
     framer.restartResponse()
@@ -476,6 +503,21 @@ export class Session implements TableEntry, FramerSink {
     this.state = 'connecting'
     this.attempts = 0
     this.connect()
+  }
+
+  /** The replacement matched every byte the client already had: pass on the rest. */
+  private resumeVerified(): boolean {
+    const digest = this.verifying!.copy().digest()
+    if (!digest.equals(this.expected!)) {
+      this.resumeFailed()
+      return false
+    }
+    this.host.resumed(this, true)
+    this.forwardedHash = this.verifying
+    this.forwarded = this.resumeTotal
+    this.verifying = undefined
+    this.expected = undefined
+    return true
   }
 
   private resumeFailed(): void {
@@ -683,6 +725,32 @@ export class Session implements TableEntry, FramerSink {
     this.host.table.remove(this)
     this.host.closed(this)
   }
+}
+
+const HEAD_END = Buffer.from('\r\n\r\n')
+/** Fields that identify an HTTP representation: a resumed body must come from the same one. */
+const IDENTITY_FIELDS = new Set([
+  'content-length',
+  'transfer-encoding',
+  'etag',
+  'last-modified',
+  'content-type',
+  'content-encoding',
+  'content-range',
+])
+
+/** The status code and the identifying fields of an HTTP response head, order-independent. */
+export function headIdentity(head: Buffer): string {
+  const lines = head.toString('latin1').split('\r\n')
+  const fields: string[] = []
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!
+    const colon = line.indexOf(':')
+    if (colon <= 0) continue
+    const name = line.slice(0, colon).toLowerCase()
+    if (IDENTITY_FIELDS.has(name)) fields.push(`${name}:${line.slice(colon + 1).trim()}`)
+  }
+  return `${lines[0]!.slice(9, 12)}\n${fields.sort().join('\n')}`
 }
 
 // Module-level handlers: `this` is the socket, the session is found through kSession.
