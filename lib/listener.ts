@@ -10,6 +10,8 @@ import type { Selector } from './balancing/types.js'
 import type { ListenerConfig } from './config/schema.js'
 import { ListenError } from './errors.js'
 import { framerFor, type FramerFactory } from './framing/index.js'
+import { HealthChecker } from './health/checker.js'
+import type { CheckSpec } from './health/checks.js'
 import { WarmPool } from './pool/warm-pool.js'
 import type { ReplayBudget } from './replay/buffer.js'
 import { Session, type HandoffInfo, type ServerFailure, type SessionHost } from './session.js'
@@ -95,6 +97,7 @@ export class Listener implements SessionHost {
   readonly framer: FramerFactory | undefined
   /** Recent hand-off latencies (ms, failure to first replayed byte at the client), newest last. */
   readonly latency = { pooled: new LatencyRing(1024), new: new LatencyRing(1024) }
+  private readonly checkers: HealthChecker[] = []
   private readonly selector: Selector<Backend>
   private readonly owner: ListenerOwner
   private lastRejectLog = 0
@@ -132,6 +135,7 @@ export class Listener implements SessionHost {
         this.server.off('error', onError)
         this.server.on('error', (err) => this.log.error({ err }, 'listener error'))
         for (const b of this.backends) b.pool?.start()
+        this.startChecks()
         resolve()
       })
     })
@@ -151,6 +155,7 @@ export class Listener implements SessionHost {
    * waits for every accepted connection, so it is not awaited here: see `closed()`.)
    */
   stopAccepting(): void {
+    for (const c of this.checkers.splice(0)) c.stop()
     for (const b of this.backends) b.pool?.stop()
     if (this.server.listening) this.server.close()
   }
@@ -159,6 +164,48 @@ export class Listener implements SessionHost {
   whenClosed(): Promise<void> {
     if (!this.server.listening && this.active === 0) return Promise.resolve()
     return new Promise((resolve) => this.server.once('close', () => resolve()))
+  }
+
+  /** Active health checks, one checker per backend, when `healthCheck.type` is not `none`. */
+  private startChecks(): void {
+    const hc = this.config.healthCheck
+    if (hc.type === 'none') return
+    const spec: CheckSpec =
+      hc.type === 'http'
+        ? { type: 'http', path: hc.path, expectStatus: hc.expectStatus }
+        : hc.type === 'send-expect'
+          ? {
+              type: 'send-expect',
+              ...(hc.send !== undefined ? { send: hc.send } : {}),
+              ...(hc.sendHex !== undefined ? { sendHex: hc.sendHex } : {}),
+              expect: hc.expect ?? '',
+              expectRegex: hc.expectRegex,
+            }
+          : { type: hc.type }
+    for (const b of this.backends) {
+      const checker = new HealthChecker(
+        { host: b.host, port: b.port },
+        spec,
+        { interval: hc.interval, timeout: hc.timeout ?? hc.interval, rise: hc.rise, fall: hc.fall },
+        (up, reason) => this.healthFlipped(b, up, reason)
+      )
+      this.checkers.push(checker)
+      checker.start()
+    }
+  }
+
+  /** A backend's active-check health flipped: logged once, on the flip. */
+  private healthFlipped(b: Backend, up: boolean, reason: string | undefined): void {
+    b.checkedUp = up
+    if (up) {
+      this.log.info({ backend: b.name }, 'health check: backend is up')
+      b.pool?.start()
+      this.owner.onBackendUp(this, b)
+    } else {
+      this.log.warn({ backend: b.name, reason }, 'health check: backend is down')
+      b.pool?.stop()
+      this.owner.onBackendFailure(this, b, new Error(`health check failed: ${reason ?? 'no reason'}`), true)
+    }
   }
 
   private accept(socket: Socket): void {
@@ -292,10 +339,7 @@ export class Listener implements SessionHost {
       case 'no-backend':
       case 'connect-failed':
         c.noBackend++
-        this.log.warn(
-          { session: session.id, client: session.remote },
-          'no backend available, client closed'
-        )
+        this.log.warn({ session: session.id, client: session.remote }, 'no backend available, client closed')
         break
       case 'client-timeout':
         c.clientTimeouts++

@@ -69,9 +69,11 @@ export class HealthChecker {
       interval,
     }
     for (const key of ['interval', 'timeout'] as const) {
-      if (!(Number.isFinite(merged[key]) && merged[key] > 0)) throw new RangeError(`health check ${key} must be > 0, got ${merged[key]}`)
+      if (!(Number.isFinite(merged[key]) && merged[key] > 0))
+        throw new RangeError(`health check ${key} must be > 0, got ${merged[key]}`)
     }
-    if (!(merged.jitter >= 0 && merged.jitter < 1)) throw new RangeError(`health check jitter must be in [0, 1), got ${merged.jitter}`)
+    if (!(merged.jitter >= 0 && merged.jitter < 1))
+      throw new RangeError(`health check jitter must be in [0, 1), got ${merged.jitter}`)
     this.options = Object.freeze(merged)
     this.state = new HealthState(merged.rise, merged.fall, merged.initiallyUp)
     this.check = checkOf(spec)

@@ -83,12 +83,15 @@ function probe(
       if (result !== undefined) return finish(result)
       if (data.length >= MAX_READ) finish({ ok: false, reason: `no expected response in ${MAX_READ} bytes` })
     })
-    socket.on('end', () => finish(judge?.(data, true) ?? { ok: false, reason: 'connection closed before a response' }))
+    socket.on('end', () =>
+      finish(judge?.(data, true) ?? { ok: false, reason: 'connection closed before a response' })
+    )
   })
 }
 
 /** Up when a TCP connection is accepted. */
-export const tcpCheck: CheckFn = (target, timeoutMs, signal) => probe(target, timeoutMs, signal, undefined, undefined)
+export const tcpCheck: CheckFn = (target, timeoutMs, signal) =>
+  probe(target, timeoutMs, signal, undefined, undefined)
 
 export interface SendExpectOptions {
   /** Text to write once connected (UTF-8). */
@@ -102,15 +105,19 @@ export interface SendExpectOptions {
 /** Up when the response contains `expect` before the server closes or the timeout. */
 export function sendExpectCheck(options: SendExpectOptions): CheckFn {
   const { send, sendHex, expect } = options
-  if (send !== undefined && sendHex !== undefined) throw new TypeError('send-expect: give send or sendHex, not both')
+  if (send !== undefined && sendHex !== undefined)
+    throw new TypeError('send-expect: give send or sendHex, not both')
   if (sendHex !== undefined && !/^(?:[0-9a-fA-F]{2})*$/.test(sendHex)) {
     throw new TypeError(`send-expect: sendHex must be an even number of hex digits, got "${sendHex}"`)
   }
-  if (typeof expect === 'string' && expect.length === 0) throw new TypeError('send-expect: expect must not be empty')
-  const bytes = sendHex !== undefined ? Buffer.from(sendHex, 'hex') : send !== undefined ? Buffer.from(send) : undefined
+  if (typeof expect === 'string' && expect.length === 0)
+    throw new TypeError('send-expect: expect must not be empty')
+  const bytes =
+    sendHex !== undefined ? Buffer.from(sendHex, 'hex') : send !== undefined ? Buffer.from(send) : undefined
   const needle = typeof expect === 'string' ? Buffer.from(expect) : undefined
   // A global or sticky regex keeps `lastIndex` between tests; a private copy without those flags does not.
-  const pattern = expect instanceof RegExp ? new RegExp(expect.source, expect.flags.replace(/[gy]/g, '')) : undefined
+  const pattern =
+    expect instanceof RegExp ? new RegExp(expect.source, expect.flags.replace(/[gy]/g, '')) : undefined
 
   const judge: Judge = (data, ended) => {
     const hit = needle !== undefined ? data.includes(needle) : pattern!.test(data.toString('utf8'))
@@ -136,8 +143,10 @@ export function httpCheck(options: HttpCheckOptions): CheckFn {
   const { path, host } = options
   const [min, max] = options.expectStatus ?? [200, 399]
   // CR or LF in a header value would let a config inject headers or a second request.
-  if (!path.startsWith('/') || /[\s]/.test(path)) throw new TypeError(`http check: path must start with / and hold no whitespace, got "${path}"`)
-  if (host !== undefined && /[\r\n]/.test(host)) throw new TypeError('http check: host must not contain CR or LF')
+  if (!path.startsWith('/') || /[\s]/.test(path))
+    throw new TypeError(`http check: path must start with / and hold no whitespace, got "${path}"`)
+  if (host !== undefined && /[\r\n]/.test(host))
+    throw new TypeError('http check: host must not contain CR or LF')
   if (!(Number.isInteger(min) && Number.isInteger(max) && 100 <= min && min <= max && max <= 599)) {
     throw new TypeError(`http check: expectStatus must be [min, max] within 100..599, got [${min}, ${max}]`)
   }
@@ -149,7 +158,9 @@ export function httpCheck(options: HttpCheckOptions): CheckFn {
     const match = STATUS_LINE.exec(line)
     if (match === null) return { ok: false, reason: `bad status line: ${excerpt(data.subarray(0, eol))}` }
     const status = Number(match[1])
-    return status >= min && status <= max ? { ok: true, reason: `status ${status}` } : { ok: false, reason: `status ${status}` }
+    return status >= min && status <= max
+      ? { ok: true, reason: `status ${status}` }
+      : { ok: false, reason: `status ${status}` }
   }
   return (target, timeoutMs, signal) => {
     const request = Buffer.from(
@@ -169,7 +180,9 @@ export const redisCheck: CheckFn = (target, timeoutMs, signal) =>
     const eol = data.indexOf('\r\n')
     if (eol < 0) return ended ? { ok: false, reason: `no reply line: ${excerpt(data)}` } : undefined
     const line = data.subarray(0, eol)
-    return line.toString('latin1') === '+PONG' ? { ok: true } : { ok: false, reason: `reply ${excerpt(line)}` }
+    return line.toString('latin1') === '+PONG'
+      ? { ok: true }
+      : { ok: false, reason: `reply ${excerpt(line)}` }
   })
 
 /** Build the check a spec describes; throws a TypeError on invalid options (validate once, at start). */
@@ -217,6 +230,9 @@ function describe(expect: string | RegExp): string {
 
 /** The first bytes of a response, printable, for a log line. */
 function excerpt(data: Buffer): string {
-  const text = data.subarray(0, 64).toString('latin1').replace(/[^\x20-\x7e]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+  const text = data
+    .subarray(0, 64)
+    .toString('latin1')
+    .replace(/[^\x20-\x7e]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
   return data.length > 64 ? `"${text}…"` : `"${text}"`
 }
