@@ -59,7 +59,7 @@ export class Backend implements Candidate {
   checkedUp = true
   /** Established idle connections kept ready (`pool.idle` > 0). */
   pool: WarmPool | undefined = undefined
-  private readonly passive: PassiveHealth
+  private passive: PassiveHealth
 
   constructor(config: BackendConfig, passive: PassiveHealth) {
     this.host = config.host
@@ -73,6 +73,10 @@ export class Backend implements Candidate {
 
   get address(): string {
     return `${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`
+  }
+
+  setPassive(passive: PassiveHealth): void {
+    this.passive = passive
   }
 
   isDown(now = Date.now()): boolean {

@@ -38,6 +38,14 @@ export interface ListenerSnapshot {
   backends: BackendSnapshot[]
 }
 
+export interface ReloadResult {
+  listenersAdded: string[]
+  listenersRemoved: string[]
+  /** `listener/backend` names. */
+  backendsAdded: string[]
+  backendsRemoved: string[]
+}
+
 export interface BackendFailureEvent {
   listener: string
   backend: string
@@ -49,11 +57,11 @@ export interface BackendFailureEvent {
 export type SessionCloseEvent = SessionSnapshot & { outcome: Outcome; error?: string }
 
 export class Balancer extends EventEmitter implements ListenerOwner {
-  readonly config: Config
+  config: Config
   readonly log: Logger
   readonly table = new ConnectionTable()
   readonly budget: ReplayBudget
-  readonly frontends: Listener[]
+  frontends: Listener[]
   private closing: Promise<void> | undefined
 
   constructor(config: Config, options: BalancerOptions = {}) {
@@ -154,6 +162,68 @@ export class Balancer extends EventEmitter implements ListenerOwner {
     }
     await Promise.all(this.frontends.map((l) => l.whenClosed()))
     this.log.info('stopped')
+  }
+
+  /**
+   * Apply a new configuration without dropping a live session (SIGHUP, `POST /api/reload`).
+   * Listeners are matched by name and address: new ones are bound first (if one cannot be, nothing
+   * changes and the error says why), removed ones stop accepting while their sessions finish, kept
+   * ones take their new backends, weights and settings. An invalid config throws ConfigError and
+   * leaves the running one in place.
+   */
+  async reload(input: unknown): Promise<ReloadResult> {
+    const config = validateConfig(input)
+    const current = new Map(this.frontends.map((l) => [l.name, l]))
+    const plan: { config: Config['listeners'][number]; kept: Listener | undefined }[] = []
+    for (const lc of config.listeners) {
+      const name = lc.name ?? `${lc.listen.host}:${lc.listen.port}`
+      const kept = current.get(name)
+      // The same address as configured, or as bound (a port 0 listener named by its real port).
+      const same =
+        kept !== undefined &&
+        kept.config.listen.host === lc.listen.host &&
+        (kept.config.listen.port === lc.listen.port || kept.address().port === lc.listen.port)
+      plan.push({ config: lc, kept: same ? kept : undefined })
+      if (same) current.delete(name)
+    }
+    const bound: Listener[] = []
+    try {
+      for (const p of plan) {
+        if (p.kept !== undefined) continue
+        const l = new Listener(p.config, this, this.log)
+        await l.listen()
+        bound.push(l)
+      }
+    } catch (err) {
+      for (const l of bound) l.stopAccepting()
+      throw err
+    }
+    const result: ReloadResult = {
+      listenersAdded: bound.map((l) => l.name),
+      listenersRemoved: [],
+      backendsAdded: [],
+      backendsRemoved: [],
+    }
+    for (const l of current.values()) {
+      l.stopAccepting()
+      result.listenersRemoved.push(l.name)
+    }
+    const next: Listener[] = []
+    for (const p of plan) {
+      if (p.kept !== undefined) {
+        const { added, removed } = p.kept.reconfigure(p.config)
+        result.backendsAdded.push(...added.map((b) => `${p.kept!.name}/${b}`))
+        result.backendsRemoved.push(...removed.map((b) => `${p.kept!.name}/${b}`))
+        next.push(p.kept)
+      } else {
+        next.push(bound.shift()!)
+      }
+    }
+    this.frontends = next
+    this.config = config
+    this.budget.max = config.replay.maxTotalBytes
+    this.log.info(result, 'configuration reloaded')
+    return result
   }
 
   /** Every live session: client, current backend and server connection, history, bytes. */

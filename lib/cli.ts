@@ -2,12 +2,14 @@
 /**
  * The `baton` command. Bad input (flags, config file, an address that cannot be bound) prints one
  * line per problem, no stack trace, and exits with status 2. SIGINT/SIGTERM stop accepting, give live
- * sessions `shutdownGrace` to finish, and exit 0.
+ * sessions `shutdownGrace` to finish, and exit 0. SIGHUP (and `POST /api/reload`) re-reads the config
+ * file and applies it without dropping a live session; an invalid one is refused, and says why.
  */
 import { readFileSync } from 'node:fs'
 import { Balancer } from './balancer.js'
 import { validateConfig } from './config/validate.js'
 import { parseCommand, USAGE } from './cli/args.js'
+import { startAdmin, type AdminServer } from './admin/server.js'
 import { BatonError } from './errors.js'
 
 function version(): string {
@@ -19,6 +21,8 @@ function version(): string {
 
 async function main(argv: readonly string[]): Promise<number> {
   let balancer: Balancer
+  let admin: AdminServer | undefined
+  let fromFile = false
   try {
     const command = parseCommand(argv)
     if (command.kind === 'help') {
@@ -36,7 +40,19 @@ async function main(argv: readonly string[]): Promise<number> {
       )
       return 0
     }
+    fromFile = command.source !== 'command line'
     await balancer.listen()
+    const a = balancer.config.admin
+    if (a.listen !== undefined) {
+      const b = balancer
+      admin = await startAdmin(b, {
+        host: a.listen.host,
+        port: a.listen.port,
+        ...(a.token !== undefined ? { token: a.token } : {}),
+        log: b.log.child({ component: 'admin' }),
+        ...(fromFile ? { reload: () => reload(b, argv) } : {}),
+      })
+    }
   } catch (err) {
     if (err instanceof BatonError) {
       process.stderr.write(`baton: ${err.message.split('\n').join('\nbaton: ')}\n`)
@@ -53,14 +69,33 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     stopping = true
     balancer.log.info({ signal, graceMs: balancer.config.shutdownGrace }, 'stopping')
-    void balancer.close().then(() => {
+    void Promise.all([admin?.close(), balancer.close()]).then(() => {
       balancer.log.flush()
       process.exit(0)
     })
   }
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
+  process.on('SIGHUP', () => {
+    if (!fromFile) return balancer.log.warn('SIGHUP: nothing to reload without --config')
+    reload(balancer, argv).catch(() => {}) // reload() logs why
+  })
   return -1
+}
+
+/** Re-read the same command line (and so the config file) and apply it. */
+async function reload(balancer: Balancer, argv: readonly string[]): Promise<unknown> {
+  try {
+    const command = parseCommand(argv)
+    if (command.kind !== 'run') throw new Error('not a run command')
+    return await balancer.reload(command.config)
+  } catch (err) {
+    balancer.log.error(
+      { reason: err instanceof BatonError ? err.message.split('\n') : String(err) },
+      'reload refused, the running configuration stays'
+    )
+    throw err
+  }
 }
 
 main(process.argv.slice(2)).then(

@@ -3,12 +3,15 @@
  * `listen()`, `close(graceMs?)`, `sessions()`, `counters()`, `listenerSnapshots()` and events.
  */
 export { createBalancer, Balancer } from './balancer.js'
+export { startAdmin } from './admin/server.js'
+export type { AdminOptions, AdminServer } from './admin/server.js'
 export type {
   BalancerOptions,
   Counters,
   ListenerSnapshot,
   BackendFailureEvent,
   SessionCloseEvent,
+  ReloadResult,
 } from './balancer.js'
 export type { Config, ConfigInput, ListenerConfig, BackendConfig } from './config/schema.js'
 export { configSchema } from './config/schema.js'

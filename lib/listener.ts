@@ -64,8 +64,8 @@ export interface ListenerOwner {
 
 export class Listener implements SessionHost {
   readonly name: string
-  readonly config: ListenerConfig
-  readonly backends: Backend[]
+  config: ListenerConfig
+  backends: Backend[]
   readonly log: Logger
   readonly counters: ListenerCounters = {
     accepted: 0,
@@ -94,11 +94,11 @@ export class Listener implements SessionHost {
   /** Sessions of this listener still alive. */
   active = 0
   readonly server: net.Server
-  readonly framer: FramerFactory | undefined
+  framer: FramerFactory | undefined
   /** Recent hand-off latencies (ms, failure to first replayed byte at the client), newest last. */
   readonly latency = { pooled: new LatencyRing(1024), new: new LatencyRing(1024) }
   private readonly checkers: HealthChecker[] = []
-  private readonly selector: Selector<Backend>
+  private selector: Selector<Backend>
   private readonly owner: ListenerOwner
   private lastRejectLog = 0
 
@@ -164,6 +164,51 @@ export class Listener implements SessionHost {
   whenClosed(): Promise<void> {
     if (!this.server.listening && this.active === 0) return Promise.resolve()
     return new Promise((resolve) => this.server.once('close', () => resolve()))
+  }
+
+  /**
+   * Take a new configuration for this listener (reload): backends are matched by name and address
+   * and keep their state and live sessions; new ones are added; removed ones drain (no new
+   * sessions, live ones finish on them). Timeouts, limits, algorithm and protocol apply to new
+   * sessions. The listen address is not changed here (the balancer adds and removes listeners).
+   */
+  reconfigure(config: ListenerConfig): { added: string[]; removed: string[] } {
+    const old = new Map(this.backends.map((b) => [b.name, b]))
+    const next: Backend[] = []
+    const added: string[] = []
+    for (const bc of config.backends) {
+      const fresh = new Backend(bc, config.passive)
+      const kept = old.get(fresh.name)
+      if (kept !== undefined && kept.host === fresh.host && kept.port === fresh.port) {
+        kept.weight = bc.weight
+        kept.maxConnections = bc.maxConnections
+        kept.setPassive(config.passive)
+        old.delete(fresh.name)
+        next.push(kept)
+      } else {
+        next.push(fresh)
+        added.push(fresh.name)
+      }
+    }
+    for (const gone of old.values()) {
+      gone.admin = 'drain'
+      gone.pool?.stop()
+      gone.pool = undefined
+    }
+    for (const c of this.checkers.splice(0)) c.stop()
+    for (const b of next) {
+      b.pool?.stop()
+      b.pool = config.pool.idle > 0 ? new WarmPool(b, config.pool) : undefined
+    }
+    this.config = config
+    this.backends = next
+    this.selector = createSelector(config.balance, next)
+    this.framer = framerFor(config)
+    if (this.server.listening) {
+      for (const b of next) b.pool?.start()
+      this.startChecks()
+    }
+    return { added, removed: [...old.keys()] }
   }
 
   /** Active health checks, one checker per backend, when `healthCheck.type` is not `none`. */

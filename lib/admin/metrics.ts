@@ -32,29 +32,57 @@ const LISTENER_COUNTERS: readonly [name: string, help: string, key: keyof Listen
   ['rejected_total', 'Clients closed at once because a connection limit was reached.', 'rejected'],
   ['no_backend_total', 'Clients closed because no backend could take them.', 'noBackend'],
   ['connect_errors_total', 'Backend connects that failed.', 'connectErrors'],
-  ['failovers_total', 'Sessions moved to another server connection with their unanswered requests.', 'failovers'],
+  [
+    'failovers_total',
+    'Sessions moved to another server connection with their unanswered requests.',
+    'failovers',
+  ],
   ['replayed_requests_total', 'Requests re-sent to another backend on failover.', 'replayedRequests'],
   ['replayed_bytes_total', 'Bytes re-sent to another backend on failover.', 'replayedBytes'],
   ['verified_resumes_total', 'Responses cut part-way and completed from another backend.', 'verifiedResumes'],
-  ['resume_mismatches_total', 'Resumes abandoned because the new response differed from the part sent.', 'resumeMismatches'],
+  [
+    'resume_mismatches_total',
+    'Resumes abandoned because the new response differed from the part sent.',
+    'resumeMismatches',
+  ],
   ['unrecoverable_total', 'Failures that could not be hidden from the client.', 'unrecoverable'],
-  ['response_timeouts_total', 'Server connections that failed for want of a response in time.', 'responseTimeouts'],
+  [
+    'response_timeouts_total',
+    'Server connections that failed for want of a response in time.',
+    'responseTimeouts',
+  ],
   ['framing_errors_total', 'Sessions closed because a message could not be framed.', 'framingErrors'],
 ]
 
 /** Per-backend gauges, `baton_backend_<name>{listener,backend}`. */
 const BACKEND_GAUGES: readonly [name: string, help: string, read: (b: Backend) => number][] = [
-  ['backend_up', 'Backend health: 1 up, 0 down (passive cool-down or failing checks).', (b) => (b.isDown() || !b.checkedUp ? 0 : 1)],
-  ['backend_sessions_active', 'Sessions holding or connecting a server connection to the backend.', (b) => b.active],
+  [
+    'backend_up',
+    'Backend health: 1 up, 0 down (passive cool-down or failing checks).',
+    (b) => (b.isDown() || !b.checkedUp ? 0 : 1),
+  ],
+  [
+    'backend_sessions_active',
+    'Sessions holding or connecting a server connection to the backend.',
+    (b) => b.active,
+  ],
   ['backend_pool_idle', 'Idle connections in the backend warm pool.', (b) => b.pool?.size ?? 0],
   ['backend_weight', 'Configured (or admin-set) weight of the backend.', (b) => b.weight],
 ]
 
 /** Per-backend counters, `baton_backend_<name>{listener,backend}`. */
 const BACKEND_COUNTERS: readonly [name: string, help: string, read: (b: Backend) => number][] = [
-  ['backend_sessions_total', 'Sessions sent to the backend (successful connects).', (b) => b.counters.sessions],
+  [
+    'backend_sessions_total',
+    'Sessions sent to the backend (successful connects).',
+    (b) => b.counters.sessions,
+  ],
   ['backend_connect_errors_total', 'Connects to the backend that failed.', (b) => b.counters.connectErrors],
-  ['backend_server_failures_total', 'Open server connections to the backend that failed.', (b) => b.counters.serverFailures],
+  [
+    'backend_server_failures_total',
+    'Open server connections to the backend that failed.',
+    (b) => b.counters.serverFailures,
+  ],
   ['backend_ejections_total', 'Times the backend was put in cool-down.', (b) => b.counters.ejections],
 ]
 

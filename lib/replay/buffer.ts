@@ -15,7 +15,7 @@ import type { Socket } from 'node:net'
 /** Replay bytes held across every session of the process. */
 export class ReplayBudget {
   total = 0
-  constructor(readonly max: number) {}
+  constructor(public max: number) {}
   get exceeded(): boolean {
     return this.total > this.max
   }

@@ -1,0 +1,140 @@
+/**
+ * The admin API's operations on a balancer, apart from HTTP: finding a backend by name, paging
+ * sessions, changing admin state and weight. Each failure is an HttpError carrying its status, so
+ * the server turns it into `{ error }` with that status and nothing else.
+ */
+import type { AdminState, Backend } from '../backend.js'
+import type { Balancer } from '../balancer.js'
+import type { Listener } from '../listener.js'
+import { snapshotOf, type SessionSnapshot } from '../table.js'
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {}
+  ) {
+    super(message)
+    this.name = 'HttpError'
+  }
+}
+
+export const ADMIN_STATES: readonly AdminState[] = ['ready', 'drain', 'maint']
+export const MAX_PAGE = 1000
+export const WEIGHT_MIN = 1
+export const WEIGHT_MAX = 1000 // as the config schema
+
+export interface BackendJson {
+  listener: string
+  name: string
+  address: string
+  weight: number
+  health: 'up' | 'down'
+  admin: AdminState
+  active: number
+  maxConnections: number
+  pool: number
+  /** Successful connects ever. */
+  sessions: number
+  failures: { consecutive: number; connectErrors: number; serverFailures: number; ejections: number }
+}
+
+export function backendJson(listener: Listener, backend: Backend): BackendJson {
+  const s = backend.snapshot()
+  return {
+    listener: listener.name,
+    name: s.name,
+    address: s.address,
+    weight: s.weight,
+    health: s.health,
+    admin: s.admin,
+    active: s.active,
+    maxConnections: s.maxConnections,
+    pool: s.pool,
+    sessions: s.counters.sessions,
+    failures: {
+      consecutive: s.consecutiveFailures,
+      connectErrors: s.counters.connectErrors,
+      serverFailures: s.counters.serverFailures,
+      ejections: s.counters.ejections,
+    },
+  }
+}
+
+export function allBackends(balancer: Balancer): BackendJson[] {
+  return balancer.frontends.flatMap((l) => l.backends.map((b) => backendJson(l, b)))
+}
+
+/**
+ * `listener/backend`, or a backend name alone when only one listener has it. The qualified form is
+ * tried first, so a backend whose own name holds a `/` can still be reached through its listener.
+ */
+export function findBackend(balancer: Balancer, name: string): { listener: Listener; backend: Backend } {
+  const qualified: { listener: Listener; backend: Backend }[] = []
+  const bare: { listener: Listener; backend: Backend }[] = []
+  for (const listener of balancer.frontends) {
+    for (const backend of listener.backends) {
+      if (`${listener.name}/${backend.name}` === name) qualified.push({ listener, backend })
+      if (backend.name === name) bare.push({ listener, backend })
+    }
+  }
+  const found = qualified.length > 0 ? qualified : bare
+  if (found.length === 0) throw new HttpError(404, `no backend "${name}"`)
+  if (found.length > 1) {
+    const which = found.map((f) => `${f.listener.name}/${f.backend.name}`).join(', ')
+    throw new HttpError(409, `backend name "${name}" is ambiguous, use one of: ${which}`)
+  }
+  return found[0]!
+}
+
+/**
+ * Set the admin state. `maint` also empties the warm pool (no connections held to a server being
+ * worked on); `ready` refills it, unless the listener has stopped accepting (shutting down).
+ */
+export function setAdmin(listener: Listener, backend: Backend, state: AdminState): AdminState {
+  const was = backend.admin
+  backend.admin = state
+  if (state === 'maint') backend.pool?.stop()
+  else if (state === 'ready' && listener.server.listening) backend.pool?.start()
+  return was
+}
+
+/** The weight from a `{ "weight": N }` body, N an integer from 1 to 1000. */
+export function parseWeight(body: unknown): number {
+  const w = typeof body === 'object' && body !== null ? (body as { weight?: unknown }).weight : undefined
+  if (typeof w !== 'number' || !Number.isInteger(w) || w < WEIGHT_MIN || w > WEIGHT_MAX)
+    throw new HttpError(400, `weight: expected an integer from ${WEIGHT_MIN} to ${WEIGHT_MAX}`)
+  return w
+}
+
+function intParam(params: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
+  const raw = params.get(name)
+  if (raw === null || raw === '') return fallback
+  const n = /^\d+$/.test(raw) ? Number(raw) : NaN
+  if (!Number.isSafeInteger(n) || n < min || n > max)
+    throw new HttpError(400, `${name}: expected an integer from ${min} to ${max}`)
+  return n
+}
+
+export interface SessionPage {
+  total: number
+  offset: number
+  limit: number
+  sessions: SessionSnapshot[]
+}
+
+/** One page of live sessions in id order; only the page's entries are snapshotted. */
+export function sessionPage(balancer: Balancer, params: URLSearchParams): SessionPage {
+  const offset = intParam(params, 'offset', 0, 0, Number.MAX_SAFE_INTEGER)
+  const limit = intParam(params, 'limit', 100, 1, MAX_PAGE)
+  const total = balancer.table.size
+  const sessions: SessionSnapshot[] = []
+  const now = Date.now()
+  let i = 0
+  for (const e of balancer.table.values()) {
+    if (i++ < offset) continue
+    if (sessions.length === limit) break
+    sessions.push(snapshotOf(e, now))
+  }
+  return { total, offset, limit, sessions }
+}

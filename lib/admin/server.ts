@@ -1,0 +1,293 @@
+/**
+ * The admin server: a small `node:http` server beside the data path, for metrics, a status page
+ * and a JSON API that drains, parks or re-weights backends.
+ *
+ *   GET  /                                 status page (HTML, refreshes itself)
+ *   GET  /metrics                          Prometheus text (prom-client, own registry)
+ *   GET  /api/listeners                    listener snapshots with counters
+ *   GET  /api/backends                     every backend of every listener
+ *   GET  /api/sessions?offset=&limit=      live sessions, paged (limit 1..1000, default 100)
+ *   POST /api/backends/NAME/ready|drain|maint
+ *   PUT  /api/backends/NAME/weight         body { "weight": 1..1000 }
+ *   POST /api/reload                       re-read the config file (400 with the reason if invalid)
+ *
+ * NAME is `listener/backend` or a backend name that only one listener has (URL-encoded either way).
+ * Who may call what is in access.ts. Every request runs inside its own catch: a bug here answers
+ * 500 and is logged, it never reaches the balancer's sockets. All reads happen at request time; the
+ * data path does no work for the admin server.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import type { Logger } from 'pino'
+import type { AdminState } from '../backend.js'
+import type { Balancer } from '../balancer.js'
+import { BatonError, ListenError } from '../errors.js'
+import { hostOfHeader, isLoopback, sameOrigin, tokenChecker } from './access.js'
+import {
+  ADMIN_STATES,
+  allBackends,
+  backendJson,
+  findBackend,
+  HttpError,
+  parseWeight,
+  sessionPage,
+  setAdmin,
+} from './api.js'
+import { createMetrics } from './metrics.js'
+import { renderPage } from './page.js'
+
+export interface AdminOptions {
+  host: string
+  port: number
+  /** Required to bind anything but loopback; then needed for every non-GET request. */
+  token?: string
+  log: Logger
+  /** Re-reads and applies the configuration (the CLI passes its SIGHUP handler); 501 without it. */
+  reload?: () => Promise<unknown>
+}
+
+export interface AdminServer {
+  address(): { host: string; port: number }
+  close(): Promise<void>
+}
+
+const MAX_BODY = 4096
+/** The admin server is for a handful of operators and one scraper. */
+const MAX_CONNECTIONS = 64
+
+type Handler = (req: IncomingMessage, res: ServerResponse, url: URL, name: string) => Promise<void> | void
+
+/** Start the admin server. Rejects with BatonError `ERR_BATON_ADMIN` on bad options. */
+export async function startAdmin(balancer: Balancer, options: AdminOptions): Promise<AdminServer> {
+  const { host, port, token, log } = options
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new BatonError(
+      'ERR_BATON_ADMIN',
+      'config',
+      `admin port must be an integer from 0 to 65535, got ${port}`
+    )
+  if (token !== undefined && !/^[\x21-\x7e]+$/.test(token))
+    throw new BatonError(
+      'ERR_BATON_ADMIN',
+      'config',
+      'admin token must be non-empty printable ASCII without spaces (it is sent as "Authorization: Bearer <token>")'
+    )
+  if (token === undefined && !isLoopback(host))
+    throw new BatonError(
+      'ERR_BATON_ADMIN',
+      'config',
+      `admin server refuses to bind ${host} without a token: bind 127.0.0.1 (or ::1, localhost), or set a token`
+    )
+
+  const registry = createMetrics(balancer)
+  const authorized = token === undefined ? () => false : tokenChecker(token)
+
+  const read: Record<string, Handler> = {
+    '/': (_req, res) => send(res, 200, renderPage(balancer), 'text/html; charset=utf-8'),
+    '/metrics': async (_req, res) => send(res, 200, await registry.metrics(), registry.contentType),
+    '/api/listeners': (_req, res) => json(res, 200, balancer.listenerSnapshots()),
+    '/api/backends': (_req, res) => json(res, 200, allBackends(balancer)),
+    '/api/sessions': (_req, res, url) => json(res, 200, sessionPage(balancer, url.searchParams)),
+  }
+
+  const setState =
+    (state: AdminState): Handler =>
+    (_req, res, _url, name) => {
+      const { listener, backend } = findBackend(balancer, name)
+      const was = setAdmin(listener, backend, state)
+      if (was !== state)
+        log.info(
+          { listener: listener.name, backend: backend.name, from: was, to: state },
+          'backend admin state changed'
+        )
+      json(res, 200, backendJson(listener, backend))
+    }
+
+  const setWeight: Handler = async (req, res, _url, name) => {
+    const { listener, backend } = findBackend(balancer, name)
+    const weight = parseWeight(await readJson(req))
+    const was = backend.weight
+    backend.weight = weight
+    if (was !== weight)
+      log.info(
+        { listener: listener.name, backend: backend.name, from: was, to: weight },
+        'backend weight changed'
+      )
+    json(res, 200, backendJson(listener, backend))
+  }
+
+  /** Method table for a path, and the backend name for `/api/backends/NAME/ACTION`. */
+  const route = (path: string): { methods: Record<string, Handler>; name: string } | undefined => {
+    const get = read[path]
+    if (get !== undefined) return { methods: { GET: get, HEAD: get }, name: '' }
+    if (path === '/api/reload')
+      return {
+        methods: {
+          POST: async (_req, res) => {
+            if (options.reload === undefined) return json(res, 501, { error: 'reload needs a config file' })
+            try {
+              json(res, 200, await options.reload())
+            } catch (err) {
+              json(res, 400, { error: (err as Error).message })
+            }
+          },
+        },
+        name: '',
+      }
+    const m = /^\/api\/backends\/(.+)\/([^/]+)$/.exec(path)
+    if (m === null) return undefined
+    const name = m[1]!.split('/').map(decode).join('/')
+    const action = m[2]!
+    if ((ADMIN_STATES as readonly string[]).includes(action))
+      return { methods: { POST: setState(action as AdminState) }, name }
+    if (action === 'weight') return { methods: { PUT: setWeight }, name }
+    return undefined
+  }
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    let url: URL
+    try {
+      url = new URL(`http://admin.invalid${req.url ?? '/'}`) // origin-form only: `//x` is a path, not a host
+    } catch {
+      throw new HttpError(400, 'bad request target')
+    }
+    const method = req.method ?? 'GET'
+    const readOnly = method === 'GET' || method === 'HEAD'
+    const withToken = authorized(req.headers.authorization)
+    // Trust by peer address only for a Host that a DNS-rebinding page cannot forge (see access.ts).
+    const hostHeader = req.headers.host ?? ''
+    const hostName = hostOfHeader(hostHeader)
+    const trustedPeer =
+      isLoopback(req.socket.remoteAddress ?? '') && (isLoopback(hostName) || /^[\d.]+$|^\[/.test(hostName))
+
+    if (token !== undefined && !withToken && !(readOnly && trustedPeer))
+      throw new HttpError(401, 'missing or wrong bearer token', {
+        'www-authenticate': 'Bearer realm="baton"',
+      })
+    if (!withToken && !trustedPeer) throw new HttpError(403, `host "${hostName}" is not a loopback name`)
+    if (!readOnly && !sameOrigin(req.headers.origin, hostHeader))
+      throw new HttpError(403, 'cross-origin request refused')
+
+    const r = route(url.pathname)
+    if (r === undefined) throw new HttpError(404, `no route ${url.pathname}`)
+    const handler = r.methods[method]
+    if (handler === undefined)
+      throw new HttpError(405, `${method} not allowed on ${url.pathname}`, {
+        allow: Object.keys(r.methods).join(', '),
+      })
+    await handler(req, res, url, r.name)
+  }
+
+  const server = http.createServer(
+    { headersTimeout: 5_000, requestTimeout: 10_000, keepAliveTimeout: 5_000 },
+    (req, res) => {
+      req.on('error', ignore) // an aborted upload; the response side reports nothing either
+      handle(req, res).catch((err: unknown) => fail(res, err, log))
+    }
+  )
+  server.maxConnections = MAX_CONNECTIONS
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void =>
+      reject(new ListenError('admin', `${host}:${port}`, err))
+    server.once('error', onError)
+    server.listen({ host, port }, () => {
+      server.off('error', onError)
+      server.on('error', (err) => log.error({ err }, 'admin server error'))
+      resolve()
+    })
+  })
+  const address = (): { host: string; port: number } => {
+    const a = server.address()
+    return a === null || typeof a === 'string' ? { host, port } : { host: a.address, port: a.port }
+  }
+  const bound = address()
+  log.info({ address: `${bound.host}:${bound.port}`, token: token !== undefined }, 'admin server listening')
+
+  let closing: Promise<void> | undefined
+  return {
+    address,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        // Admin requests are short and idempotent to retry: do not wait for keep-alive clients.
+        server.closeAllConnections()
+      })
+      return closing
+    },
+  }
+}
+
+function decode(segment: string): string {
+  try {
+    return decodeURIComponent(segment)
+  } catch {
+    throw new HttpError(400, `bad percent-encoding in "${segment}"`)
+  }
+}
+
+/**
+ * The JSON body, at most MAX_BODY bytes. A larger body is drained (not stored) before the 413, so
+ * the answer can still be written on the connection.
+ */
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY)
+    throw new HttpError(413, `body larger than ${MAX_BODY} bytes`)
+  const chunks: Buffer[] = []
+  let size = 0
+  await new Promise<void>((resolve, reject) => {
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length
+      if (size <= MAX_BODY) chunks.push(chunk)
+    })
+    req.once('end', resolve)
+    req.once('error', reject)
+  })
+  if (size > MAX_BODY) throw new HttpError(413, `body larger than ${MAX_BODY} bytes`)
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown
+  } catch {
+    throw new HttpError(400, 'body: expected JSON')
+  }
+}
+
+function send(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  type: string,
+  headers: Record<string, string> = {}
+): void {
+  res.writeHead(status, {
+    'content-type': type,
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    ...headers,
+  })
+  res.end(body)
+}
+
+function json(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void {
+  send(res, status, `${JSON.stringify(body)}\n`, 'application/json; charset=utf-8', headers)
+}
+
+function fail(res: ServerResponse, err: unknown, log: Logger): void {
+  try {
+    if (res.headersSent) {
+      res.destroy()
+      return
+    }
+    if (err instanceof HttpError) {
+      json(res, err.status, { error: err.message }, err.headers)
+      // A body we refused to read keeps the connection busy: do not reuse it.
+      if (err.status === 413) res.shouldKeepAlive = false
+      return
+    }
+    log.error({ err }, 'admin request failed')
+    json(res, 500, { error: 'internal error' })
+  } catch {
+    res.destroy()
+  }
+}
+
+function ignore(): void {}
