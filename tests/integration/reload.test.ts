@@ -5,7 +5,7 @@
  */
 import net from 'node:net'
 import t from 'tap'
-import { ConfigError, createBalancer } from '../../lib/index.js'
+import { ConfigError, createBalancer, type ConfigInput } from '../../lib/index.js'
 
 async function echo(): Promise<net.Server> {
   const srv = net.createServer((s) => {
@@ -41,7 +41,7 @@ t.test('backends replaced, listener added, live session kept, invalid config ref
     a.close()
     b.close()
   })
-  const config = (backends: string[], extra: object[] = []) => ({
+  const config = (backends: string[], extra: ConfigInput['listeners'] = []): ConfigInput => ({
     listeners: [{ name: 'web', listen: '127.0.0.1:0', backends }, ...extra],
     log: { level: 'silent' as const },
   })
@@ -50,7 +50,7 @@ t.test('backends replaced, listener added, live session kept, invalid config ref
   t.teardown(() => balancer.close(0))
   const port = balancer.address('web').port
   // A reload keeps the bound listener: give the running port in the new config.
-  const same = (backends: string[], extra: object[] = []) => {
+  const same = (backends: string[], extra: ConfigInput['listeners'] = []): ConfigInput => {
     const c = config(backends, extra)
     c.listeners[0] = { ...c.listeners[0]!, listen: `127.0.0.1:${port}` }
     return c
