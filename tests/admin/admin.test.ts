@@ -295,7 +295,7 @@ t.test('with a token, changes need it and reads stay open on loopback', async (t
   t.equal((await call('GET', '/api/backends')).status, 200)
   const reload = await call('POST', '/api/reload', { headers: auth })
   t.equal(reload.status, 501)
-  t.same(reload.body, { error: 'reload is not implemented yet' })
+  t.same(reload.body, { error: 'reload needs a config file' })
 })
 
 t.test('binding outside loopback needs a token; bad tokens and ports are refused', async (t) => {
