@@ -142,7 +142,7 @@ export class Session implements TableEntry, FramerSink {
   private probeError: Error | undefined = undefined
   private responseTimer: NodeJS.Timeout | undefined = undefined
   /** Set while a failover is in progress, until the replacement's first byte reaches the client. */
-  private handoff: { from: Backend; at: number; requests: number; pooled: boolean; sent: boolean } | undefined
+  private handoff: { from: Backend; at: number; requests: number; pooled: boolean } | undefined
 
   constructor(host: SessionHost, client: Socket) {
     this.host = host
@@ -378,7 +378,6 @@ export class Session implements TableEntry, FramerSink {
     const h = this.handoff
     if (h !== undefined) {
       h.pooled = pooled
-      h.sent = true
       this.host.handedOff(this, {
         from: h.from,
         to: backend,
@@ -387,7 +386,6 @@ export class Session implements TableEntry, FramerSink {
         bytes: replayBytes,
         ms: Math.round((performance.now() - h.at) * 1000) / 1000,
       })
-      if (h.requests === 0) this.handoff = undefined
     }
     if (this.framer !== undefined && this.framer.pending() > 0 && this.host.config.responseTimeout > 0) {
       this.armResponseTimer()
@@ -497,7 +495,7 @@ export class Session implements TableEntry, FramerSink {
     framer.restartResponse()
     this.headAttempts++
     this.failovers++
-    this.handoff = { from: backend, at: performance.now(), requests: pending, pooled: false, sent: false }
+    this.handoff = { from: backend, at: performance.now(), requests: pending, pooled: false }
     this.detachServer(server)
     ;(this.failed ??= new Set()).add(backend)
     this.state = 'connecting'
