@@ -45,8 +45,13 @@ export class Backend implements Candidate {
   readonly name: string
   readonly host: string
   readonly port: number
-  weight: number
+  /** Configured weight (the API and reloads change it); `weight` is what balancing reads. */
+  baseWeight: number
   maxConnections: number
+  /** Slow start: after coming back up, the effective weight ramps from 5% to full over this long. */
+  slowStart = 0
+  /** Epoch ms when the backend last came back up, while it is still ramping; 0 otherwise. */
+  private upSince = 0
   /** Sessions holding (or connecting) a server connection to this backend right now. */
   active = 0
   consecutiveFailures = 0
@@ -66,9 +71,29 @@ export class Backend implements Candidate {
     this.port = config.port
     this.name =
       config.name ?? `${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`
-    this.weight = config.weight
+    this.baseWeight = config.weight
     this.maxConnections = config.maxConnections
     this.passive = passive
+  }
+
+  /** Effective weight: the configured one, ramped after coming back up when `slowStart` is set. */
+  get weight(): number {
+    if (this.upSince === 0) return this.baseWeight
+    const elapsed = Date.now() - this.upSince
+    if (elapsed >= this.slowStart) {
+      this.upSince = 0
+      return this.baseWeight
+    }
+    return this.baseWeight * Math.max(0.05, elapsed / this.slowStart)
+  }
+
+  set weight(weight: number) {
+    this.baseWeight = weight
+  }
+
+  /** The backend came back up (health check, end of cool-down): start the slow-start ramp. */
+  cameUp(now = Date.now()): void {
+    if (this.slowStart > 0) this.upSince = now
   }
 
   get address(): string {

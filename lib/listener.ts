@@ -108,6 +108,7 @@ export class Listener implements SessionHost {
     this.owner = owner
     this.log = log.child({ listener: this.name })
     this.backends = config.backends.map((b) => new Backend(b, config.passive))
+    for (const b of this.backends) b.slowStart = config.slowStart
     this.selector = createSelector(config.balance, this.backends)
     this.framer = framerFor(config)
     if (config.pool.idle > 0) {
@@ -200,6 +201,7 @@ export class Listener implements SessionHost {
       b.pool?.stop()
       b.pool = config.pool.idle > 0 ? new WarmPool(b, config.pool) : undefined
     }
+    for (const b of next) b.slowStart = config.slowStart
     this.config = config
     this.backends = next
     this.selector = createSelector(config.balance, next)
@@ -243,6 +245,7 @@ export class Listener implements SessionHost {
   private healthFlipped(b: Backend, up: boolean, reason: string | undefined): void {
     b.checkedUp = up
     if (up) {
+      b.cameUp()
       this.log.info({ backend: b.name }, 'health check: backend is up')
       b.pool?.start()
       this.owner.onBackendUp(this, b)
@@ -370,6 +373,7 @@ export class Listener implements SessionHost {
 
   connected(_session: Session, backend: Backend): void {
     if (backend.recordSuccess()) {
+      backend.cameUp()
       this.log.info({ backend: backend.name }, 'backend is answering again')
       this.owner.onBackendUp(this, backend)
     }

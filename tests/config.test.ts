@@ -71,6 +71,7 @@ t.test('a minimal config resolves every default', async (t) => {
           rise: 2,
           fall: 3,
         },
+        slowStart: 0,
         passive: { failures: 3, cooldown: 10_000 },
       },
     ],

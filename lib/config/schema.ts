@@ -190,6 +190,8 @@ const listenerSchema = z.strictObject({
     .prefault({}),
   /** Active health checks for every backend of this listener (off by default, as in HAProxy). */
   healthCheck: healthCheckSchema.prefault({}),
+  /** After a backend comes back up, its weight ramps from 5% to full over this long (HAProxy `slowstart`). 0 = off. */
+  slowStart: duration.default(0),
   /** Passive marking: a backend failing `failures` connects in a row is skipped for `cooldown`. */
   passive: z
     .strictObject({
