@@ -137,6 +137,8 @@ export class Session implements TableEntry, FramerSink {
   private closingOutcome: Outcome = 'done'
   /** The session has had a server connection before: a new one first gets the prologue. */
   private connectedOnce = false
+  /** Client offset answered while no server was attached, released once the buffer is written. */
+  private releaseAfterWrite = 0
   /** Replies to prologue requests still to be read and dropped on the current server connection. */
   private swallow = 0
   private probeError: Error | undefined = undefined
@@ -337,8 +339,11 @@ export class Session implements TableEntry, FramerSink {
 
   /** FramerSink: the requests before `upTo` are answered. */
   answered(upTo: number): void {
-    this.replay!.release(upTo)
     this.headAttempts = 0
+    if (this.state === 'open' && this.server !== undefined) return this.replay!.release(upTo)
+    // No server yet: the replay buffer is what will be written once connected (a Redis SUBSCRIBE
+    // passes through "answered" at once), so let go only after that write.
+    if (upTo > this.releaseAfterWrite) this.releaseAfterWrite = upTo
   }
 
   onConnected(server: Socket, pooled: boolean): void {
@@ -365,6 +370,10 @@ export class Session implements TableEntry, FramerSink {
     if (replayBytes > 0 || this.held.length > 0) {
       server.cork()
       if (replayBytes > 0) flowing = this.replay!.writeTo(server)
+      if (this.releaseAfterWrite > 0) {
+        this.replay!.release(this.releaseAfterWrite)
+        this.releaseAfterWrite = 0
+      }
       if (replayBytes > this.host.config.replay.maxBytes) {
         // Read whole while connecting, past the bound: sent, but not replayable until it drains.
         this.recording = false
@@ -434,6 +443,17 @@ export class Session implements TableEntry, FramerSink {
     const pending = framer.pending()
     const resuming = this.expected !== undefined
     const partial = framer.responseOpen || resuming
+    if (framer.pinned) {
+      // Server-side state (a transaction, subscriptions, a tunnel) that no other connection has:
+      // pass the failure on as a plain proxy would.
+      this.host.serverFailed(this, backend, kind, err)
+      if (pending === 0 && !partial) {
+        if (kind === 'eof') return void this.client.end()
+        return this.destroy('server-error', err)
+      }
+      this.host.unrecoverable(this, 'the session is pinned to its server')
+      return this.destroy('unrecoverable', err)
+    }
     if (pending === 0 && !partial) {
       if (!framer.delimited && server.bytesRead > 0 && !checked) {
         // opaque, nothing unanswered: the close may end a response, or the backend may have died
@@ -456,17 +476,15 @@ export class Session implements TableEntry, FramerSink {
     const why =
       mode === 'none'
         ? 'replay is off'
-        : framer.pinned
-          ? 'the session is pinned to its server'
-          : !this.recording
-            ? 'the unanswered requests passed replay.maxBytes'
-            : mode === 'safe' && !framer.pendingSafe()
-              ? 'an unanswered request is not safe to re-send'
-              : partial && !framer.delimited
-                ? 'part of the response was already forwarded'
-                : this.headAttempts + 1 >= this.host.config.replay.maxAttempts
-                  ? 'replay.maxAttempts reached'
-                  : undefined
+        : !this.recording
+          ? 'the unanswered requests passed replay.maxBytes'
+          : mode === 'safe' && !framer.pendingSafe()
+            ? 'an unanswered request is not safe to re-send'
+            : partial && !framer.delimited
+              ? 'part of the response was already forwarded'
+              : this.headAttempts + 1 >= this.host.config.replay.maxAttempts
+                ? 'replay.maxAttempts reached'
+                : undefined
     if (why !== undefined) {
       this.host.unrecoverable(this, why)
       return this.destroy('unrecoverable', err)
@@ -613,8 +631,9 @@ export class Session implements TableEntry, FramerSink {
 
   onServerEnd(server: Socket): void {
     const framer = this.framer
-    // No framer (plain proxy), or an HTTP body that ends at the close: the FIN goes on.
-    if (framer === undefined || framer.closeDelimited === true) return void this.client.end()
+    // No framer (plain proxy), an HTTP body that ends at the close, or a pinned session (a tunnel,
+    // a subscription): the FIN goes on.
+    if (framer === undefined || framer.closeDelimited === true || framer.pinned) return void this.client.end()
     // The client already half-closed and everything is answered: the ordinary end of the conversation.
     if (this.clientEnded && framer.pending() === 0 && !framer.responseOpen) return void this.client.end()
     const eof = new BatonError('ERR_BATON_SERVER_EOF', 'server', 'server closed')
