@@ -13,7 +13,7 @@ import type { Logger } from 'pino'
 import type { Backend, BackendSnapshot } from './backend.js'
 import type { Config, ConfigInput } from './config/schema.js'
 import { validateConfig } from './config/validate.js'
-import { LatencyRing, Listener, type ListenerCounters, type ListenerOwner } from './listener.js'
+import { LatencyRing, Listener, zeroCounters, type ListenerCounters, type ListenerOwner } from './listener.js'
 import { createLogger } from './log.js'
 import { ReplayBudget } from './replay/buffer.js'
 import type { Outcome, Session } from './session.js'
@@ -233,31 +233,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
 
   /** Counters summed over listeners, including the bytes of live sessions. */
   counters(): Counters {
-    const sum: Counters = {
-      active: this.table.size,
-      accepted: 0,
-      rejected: 0,
-      noBackend: 0,
-      connectErrors: 0,
-      retries: 0,
-      clientTimeouts: 0,
-      serverTimeouts: 0,
-      clientErrors: 0,
-      serverErrors: 0,
-      serverFailures: 0,
-      responseTimeouts: 0,
-      failovers: 0,
-      replayedRequests: 0,
-      replayedBytes: 0,
-      handoffsPooled: 0,
-      handoffsNew: 0,
-      verifiedResumes: 0,
-      resumeMismatches: 0,
-      unrecoverable: 0,
-      framingErrors: 0,
-      bytesFromClient: 0,
-      bytesToClient: 0,
-    }
+    const sum: Counters = { active: this.table.size, ...zeroCounters() }
     for (const l of this.frontends) {
       for (const k of Object.keys(l.counters) as (keyof ListenerCounters)[]) sum[k] += l.counters[k]
     }

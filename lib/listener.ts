@@ -50,24 +50,9 @@ export interface ListenerCounters {
   bytesToClient: number
 }
 
-/** What a listener needs from the balancer that owns it. */
-export interface ListenerOwner {
-  readonly table: ConnectionTable
-  readonly budget: ReplayBudget
-  /** False when the global session limit is reached. */
-  admit(): boolean
-  onSessionOpen(session: Session): void
-  onSessionClose(session: Session): void
-  onBackendFailure(listener: Listener, backend: Backend, err: Error, down: boolean): void
-  onBackendUp(listener: Listener, backend: Backend): void
-}
-
-export class Listener implements SessionHost {
-  readonly name: string
-  config: ListenerConfig
-  backends: Backend[]
-  readonly log: Logger
-  readonly counters: ListenerCounters = {
+/** A fresh set of counters, every one at 0: one list of names for listeners and their sum. */
+export function zeroCounters(): ListenerCounters {
+  return {
     accepted: 0,
     rejected: 0,
     noBackend: 0,
@@ -91,6 +76,26 @@ export class Listener implements SessionHost {
     bytesFromClient: 0,
     bytesToClient: 0,
   }
+}
+
+/** What a listener needs from the balancer that owns it. */
+export interface ListenerOwner {
+  readonly table: ConnectionTable
+  readonly budget: ReplayBudget
+  /** False when the global session limit is reached. */
+  admit(): boolean
+  onSessionOpen(session: Session): void
+  onSessionClose(session: Session): void
+  onBackendFailure(listener: Listener, backend: Backend, err: Error, down: boolean): void
+  onBackendUp(listener: Listener, backend: Backend): void
+}
+
+export class Listener implements SessionHost {
+  readonly name: string
+  config: ListenerConfig
+  backends: Backend[]
+  readonly log: Logger
+  readonly counters: ListenerCounters = zeroCounters()
   /** Sessions of this listener still alive. */
   active = 0
   readonly server: net.Server
