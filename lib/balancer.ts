@@ -22,6 +22,15 @@ import { ConnectionTable, snapshotOf, type SessionSnapshot } from './table.js'
 export interface BalancerOptions {
   /** A pino logger to use instead of one made from `config.log`. */
   logger?: Logger
+  /**
+   * False: a view of the configuration that never binds a port, for a process where others accept
+   * (the `--workers` primary: its admin server, health checks and reloads act on this view, and its
+   * workers are told). `listen()` and reloads then bind nothing, and `close()` resolves at once.
+   * Default true.
+   */
+  bind?: boolean
+  /** The connection table to use (the cluster primary passes one that counts its workers' sessions). */
+  table?: ConnectionTable
 }
 
 export interface Counters extends ListenerCounters {
@@ -59,21 +68,26 @@ export type SessionCloseEvent = SessionSnapshot & { outcome: Outcome; error?: st
 export class Balancer extends EventEmitter implements ListenerOwner {
   config: Config
   readonly log: Logger
-  readonly table = new ConnectionTable()
+  readonly table: ConnectionTable
   readonly budget: ReplayBudget
   frontends: Listener[]
+  /** False for a view that never binds (BalancerOptions.bind). */
+  readonly binds: boolean
   private closing: Promise<void> | undefined
 
   constructor(config: Config, options: BalancerOptions = {}) {
     super()
     this.config = config
     this.log = options.logger ?? createLogger(config.log)
+    this.table = options.table ?? new ConnectionTable()
+    this.binds = options.bind ?? true
     this.budget = new ReplayBudget(config.replay.maxTotalBytes)
     this.frontends = config.listeners.map((l) => new Listener(l, this, this.log))
   }
 
   /** Bind every listener. On failure the ones already bound are closed and the error names the listener. */
   async listen(): Promise<void> {
+    if (!this.binds) return
     try {
       for (const l of this.frontends) {
         await l.listen()
@@ -137,6 +151,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
    * the rest. Resolves when every session is gone.
    */
   close(graceMs = this.config.shutdownGrace): Promise<void> {
+    if (!this.binds) return Promise.resolve()
     this.closing ??= this.shutdown(graceMs)
     return this.closing
   }
@@ -191,7 +206,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
       for (const p of plan) {
         if (p.kept !== undefined) continue
         const l = new Listener(p.config, this, this.log)
-        await l.listen()
+        if (this.binds) await l.listen()
         bound.push(l)
       }
     } catch (err) {

@@ -4,9 +4,17 @@
  * line per problem, no stack trace, and exits with status 2. SIGINT/SIGTERM stop accepting, give live
  * sessions `shutdownGrace` to finish, and exit 0. SIGHUP (and `POST /api/reload`) re-reads the config
  * file and applies it without dropping a live session; an invalid one is refused, and says why.
+ *
+ * `--workers N` (or `workers:` in the file; `auto` is one per core) with N > 1 runs a primary and N
+ * worker processes instead (lib/cluster/primary.ts); N = 1, the default, is the single process below.
+ * node:cluster starts each worker by running this file again: it then takes its configuration from
+ * the primary, not from the command line.
  */
+import cluster from 'node:cluster'
 import { readFileSync } from 'node:fs'
 import { Balancer } from './balancer.js'
+import { startPrimary, workerCount } from './cluster/primary.js'
+import { runWorker } from './cluster/worker.js'
 import { validateConfig } from './config/validate.js'
 import { parseCommand, USAGE } from './cli/args.js'
 import { startAdmin, type AdminServer } from './admin/server.js'
@@ -20,8 +28,13 @@ function version(): string {
 }
 
 async function main(argv: readonly string[]): Promise<number> {
+  if (cluster.isWorker) {
+    runWorker()
+    return -1
+  }
   let balancer: Balancer
   let admin: AdminServer | undefined
+  let listening: Balancer | undefined
   let fromFile = false
   try {
     const command = parseCommand(argv)
@@ -41,7 +54,17 @@ async function main(argv: readonly string[]): Promise<number> {
       return 0
     }
     fromFile = command.source !== 'command line'
+    const workers = workerCount(balancer.config.workers)
+    if (workers > 1) {
+      await startPrimary(balancer.config, {
+        workers,
+        logger: balancer.log,
+        ...(fromFile ? { reread: () => rereadConfig(argv) } : {}),
+      })
+      return -1
+    }
     await balancer.listen()
+    listening = balancer
     const a = balancer.config.admin
     if (a.listen !== undefined) {
       const b = balancer
@@ -56,6 +79,8 @@ async function main(argv: readonly string[]): Promise<number> {
   } catch (err) {
     if (err instanceof BatonError) {
       process.stderr.write(`baton: ${err.message.split('\n').join('\nbaton: ')}\n`)
+      // The listeners may already be bound (the admin server failed): close them, or they keep the process up.
+      await listening?.close(0)
       return 2
     }
     throw err
@@ -83,12 +108,17 @@ async function main(argv: readonly string[]): Promise<number> {
   return -1
 }
 
+/** The configuration input of the same command line, the config file read again. */
+function rereadConfig(argv: readonly string[]): Record<string, unknown> {
+  const command = parseCommand(argv)
+  if (command.kind !== 'run') throw new Error('not a run command')
+  return command.config
+}
+
 /** Re-read the same command line (and so the config file) and apply it. */
 async function reload(balancer: Balancer, argv: readonly string[]): Promise<unknown> {
   try {
-    const command = parseCommand(argv)
-    if (command.kind !== 'run') throw new Error('not a run command')
-    return await balancer.reload(command.config)
+    return await balancer.reload(rereadConfig(argv))
   } catch (err) {
     balancer.log.error(
       { reason: err instanceof BatonError ? err.message.split('\n') : String(err) },

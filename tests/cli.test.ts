@@ -673,3 +673,105 @@ t.test('a real run: traffic through two weighted backends, debug lines, SIGTERM'
   )
   t.equal(baton.stderr.all.join('\n'), '', 'nothing on stderr')
 })
+
+t.test('--workers: bad values exit 2; --check shows the setting; a file may carry it', async (t) => {
+  await usageErrors(t, [
+    [
+      ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:7101', '--workers', '0'],
+      'workers: expected "auto" or an integer from 1 to 1024, got 0',
+    ],
+    [
+      ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:7101', '--workers', 'many'],
+      'workers: expected "auto" or an integer from 1 to 1024, got "many"',
+    ],
+    [
+      ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:7101', '--wokers', '2'],
+      '--wokers: unknown option (did you mean "--workers"?); see --help',
+    ],
+  ])
+  let r = await run([
+    '--listen',
+    '127.0.0.1:0',
+    '--backend',
+    '127.0.0.1:7101',
+    '--workers',
+    'auto',
+    '--check',
+  ])
+  t.equal(r.code, 0, r.stderr)
+  t.equal(JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))).workers, 'auto')
+  r = await run(['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:7101', '--check'])
+  t.equal(
+    JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))).workers,
+    undefined,
+    'absent: one process'
+  )
+
+  const dir = t.testdir({
+    'baton.yaml': 'listeners: [{ listen: "127.0.0.1:0", backends: ["127.0.0.1:7101"] }]\nworkers: 3\n',
+  })
+  r = await run(['--config', join(dir, 'baton.yaml'), '--check'])
+  t.equal(JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))).workers, 3, 'from the file')
+  r = await run(['--config', join(dir, 'baton.yaml'), '--workers', '2', '--check'])
+  t.equal(r.code, 0, r.stderr)
+  t.equal(JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))).workers, 2, 'the flag wins')
+  r = await run(['--help'])
+  t.match(r.stdout, /--workers N\|auto/)
+})
+
+t.test('--workers 2: address already in use exits 2 naming the listener, workers and all', async (t) => {
+  const blocker = net.createServer()
+  await new Promise<void>((resolve, reject) => {
+    blocker.once('error', reject)
+    blocker.listen({ host: '127.0.0.1', port: 0 }, resolve)
+  })
+  t.teardown(() => new Promise<void>((resolve) => blocker.close(() => resolve())))
+  const { port } = blocker.address() as net.AddressInfo
+  const backend = await freePort()
+  const r = await run([
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--backend',
+    `127.0.0.1:${backend}`,
+    '--workers',
+    '2',
+  ])
+  t.equal(r.code, 2, r.stderr)
+  t.notMatch(r.stderr, /\n {4}at /, 'no stack trace')
+  t.equal(
+    r.stderr,
+    `baton: listener "127.0.0.1:${port}" cannot bind 127.0.0.1:${port}: address already in use\n`,
+    'one line, as with one process'
+  )
+})
+
+t.test('--workers 2 from the command line: traffic, SIGTERM exits 0', async (t) => {
+  const echo = await echoServer(t)
+  const baton = start(t, ['--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${echo}`, '--workers', '2'])
+  const started = await baton.stdout.waitLog((l) => l.msg === 'workers started', 'workers started')
+  t.equal(started.workers, 2)
+  t.equal(started.scheduling, 'none', 'the kernel spreads connections (SCHED_NONE) unless told otherwise')
+  const listening = await baton.stdout.waitLog((l) => l.msg === 'listening', 'listening')
+  const port = Number(/:(\d+)$/.exec(String(listening.address))![1])
+  for (let i = 0; i < 4; i++) {
+    const payload = Buffer.from(`hello ${i}`)
+    t.ok((await exchange(port, payload)).equals(payload), `session ${i} echoed`)
+  }
+  // SIGHUP without a config file: a warning, nothing else.
+  baton.child.kill('SIGHUP')
+  await baton.stdout.waitLog((l) => l.msg === 'SIGHUP: nothing to reload without --config', 'SIGHUP warning')
+  t.strictSame(await baton.stop('SIGTERM'), { code: 0, signal: null }, 'SIGTERM exits 0')
+  t.equal(baton.stderr.all.join('\n'), '', 'nothing on stderr')
+})
+
+t.test('an admin address that cannot be used: exit 2, with one process or with workers', async (t) => {
+  const backend = await freePort()
+  const base = ['--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${backend}`, '--admin', '10.0.0.1:9']
+  const expected =
+    'baton: admin server refuses to bind 10.0.0.1 without a token: bind 127.0.0.1 (or ::1, localhost), or set a token\n'
+  const [single, workers] = await Promise.all([run(base), run([...base, '--workers', '2'])])
+  t.equal(single.code, 2, 'one process: exits, the bound listener closed')
+  t.equal(single.stderr, expected)
+  t.equal(workers.code, 2, 'workers: exits, the workers stopped')
+  t.equal(workers.stderr, expected)
+})

@@ -5,6 +5,7 @@
  */
 import type { AdminState, Backend } from '../backend.js'
 import type { Balancer } from '../balancer.js'
+import { WorkersTable } from '../cluster/view.js'
 import type { Listener } from '../listener.js'
 import { snapshotOf, type SessionSnapshot } from '../table.js'
 
@@ -120,13 +121,29 @@ export interface SessionPage {
   total: number
   offset: number
   limit: number
+  /** With `--workers`, each also carries `worker` (the cluster worker id) and that worker's `pid`. */
   sessions: SessionSnapshot[]
 }
 
-/** One page of live sessions in id order; only the page's entries are snapshotted. */
+/** `offset` and `limit` of a session page request (400 when out of range). */
+export function pageParams(params: URLSearchParams): { offset: number; limit: number } {
+  return {
+    offset: intParam(params, 'offset', 0, 0, Number.MAX_SAFE_INTEGER),
+    limit: intParam(params, 'limit', 100, 1, MAX_PAGE),
+  }
+}
+
+/**
+ * One page of live sessions in id order; only the page's entries are snapshotted. On a `--workers`
+ * primary, the page its workers were asked for just before (WorkersTable) is served instead.
+ */
 export function sessionPage(balancer: Balancer, params: URLSearchParams): SessionPage {
-  const offset = intParam(params, 'offset', 0, 0, Number.MAX_SAFE_INTEGER)
-  const limit = intParam(params, 'limit', 100, 1, MAX_PAGE)
+  const { offset, limit } = pageParams(params)
+  if (balancer.table instanceof WorkersTable) {
+    return (
+      balancer.table.takePage(offset, limit) ?? { total: balancer.table.size, offset, limit, sessions: [] }
+    )
+  }
   const total = balancer.table.size
   const sessions: SessionSnapshot[] = []
   const now = Date.now()

@@ -12,8 +12,15 @@
  * `count`, so its `_count` and buckets are true cumulative counters as Prometheus expects. If more
  * than a ring's worth of hand-offs happen between two scrapes the oldest of them are not observed
  * (they are already gone from the ring); `baton_handoffs_total` still counts every one of them.
+ *
+ * With `--workers`, each worker builds this registry and the primary sums them with prom-client's
+ * `AggregatorRegistry.aggregate` (lib/cluster/primary.ts). Counters, histograms and the gauges that
+ * count things (sessions, pool) are summed. Per-backend state gauges are the same in every worker
+ * except while a change travels or passive health differs between workers, and are combined so that
+ * they say what all workers agree on: `backend_up` and `backend_admin_state` take the minimum (up,
+ * or in a state, only when every worker says so), `backend_weight` the maximum.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, type Aggregator } from 'prom-client'
 import type { AdminState, Backend } from '../backend.js'
 import type { Balancer } from '../balancer.js'
 import type { LatencyRing, Listener, ListenerCounters } from '../listener.js'
@@ -54,20 +61,22 @@ const LISTENER_COUNTERS: readonly [name: string, help: string, key: keyof Listen
   ['framing_errors_total', 'Sessions closed because a message could not be framed.', 'framingErrors'],
 ]
 
-/** Per-backend gauges, `baton_backend_<name>{listener,backend}`. */
-const BACKEND_GAUGES: readonly [name: string, help: string, read: (b: Backend) => number][] = [
+/** Per-backend gauges, `baton_backend_<name>{listener,backend}`, and how workers' values combine. */
+const BACKEND_GAUGES: readonly [name: string, help: string, read: (b: Backend) => number, Aggregator][] = [
   [
     'backend_up',
     'Backend health: 1 up, 0 down (passive cool-down or failing checks).',
     (b) => (b.isDown() || !b.checkedUp ? 0 : 1),
+    'min',
   ],
   [
     'backend_sessions_active',
     'Sessions holding or connecting a server connection to the backend.',
     (b) => b.active,
+    'sum',
   ],
-  ['backend_pool_idle', 'Idle connections in the backend warm pool.', (b) => b.pool?.size ?? 0],
-  ['backend_weight', 'Configured (or admin-set) weight of the backend.', (b) => b.weight],
+  ['backend_pool_idle', 'Idle connections in the backend warm pool.', (b) => b.pool?.size ?? 0, 'sum'],
+  ['backend_weight', 'Configured (or admin-set) weight of the backend.', (b) => b.weight, 'max'],
 ]
 
 /** Per-backend counters, `baton_backend_<name>{listener,backend}`. */
@@ -122,6 +131,7 @@ export function createMetrics(balancer: Balancer): Registry {
     help: 'Sessions alive now.',
     labelNames: ['listener'],
     registers,
+    aggregator: 'sum',
     collect() {
       this.reset()
       for (const l of listeners()) this.set({ listener: l.name }, l.active)
@@ -201,12 +211,13 @@ export function createMetrics(balancer: Balancer): Registry {
     for (const l of listeners()) for (const b of l.backends) fn({ listener: l.name, backend: b.name }, b)
   }
 
-  for (const [name, help, read] of BACKEND_GAUGES) {
+  for (const [name, help, read, aggregator] of BACKEND_GAUGES) {
     new Gauge<BackendLabel>({
       name: `baton_${name}`,
       help,
       labelNames: ['listener', 'backend'],
       registers,
+      aggregator,
       collect() {
         this.reset()
         eachBackend((labels, b) => this.set(labels, read(b)))
@@ -232,6 +243,7 @@ export function createMetrics(balancer: Balancer): Registry {
     help: 'Backend admin state: 1 for the current one of ready, drain, maint.',
     labelNames: ['listener', 'backend', 'state'],
     registers,
+    aggregator: 'min',
     collect() {
       this.reset()
       eachBackend((labels, b) => {

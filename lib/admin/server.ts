@@ -7,6 +7,7 @@
  *   GET  /api/listeners                    listener snapshots with counters
  *   GET  /api/backends                     every backend of every listener
  *   GET  /api/sessions?offset=&limit=      live sessions, paged (limit 1..1000, default 100)
+ *   GET  /api/history                      per listener, the last minutes of sessions and failovers
  *   POST /api/backends/NAME/ready|drain|maint
  *   PUT  /api/backends/NAME/weight         body { "weight": 1..1000 }
  *   POST /api/reload                       re-read the config file (400 with the reason if invalid)
@@ -32,6 +33,7 @@ import {
   sessionPage,
   setAdmin,
 } from './api.js'
+import { History, type HistoryOptions } from './history.js'
 import { createMetrics } from './metrics.js'
 import { renderPage } from './page.js'
 
@@ -43,6 +45,19 @@ export interface AdminOptions {
   log: Logger
   /** Re-reads and applies the configuration (the CLI passes its SIGHUP handler); 501 without it. */
   reload?: () => Promise<unknown>
+  /**
+   * `--workers` primary: the balancer handed in is a view that serves no traffic. `metrics` gives the
+   * Prometheus text to serve instead of the view's own registry (the workers' registries summed);
+   * `refresh` runs before each GET other than /metrics and brings the view up to date from the
+   * workers; `changed` runs after each POST or PUT that succeeded, to pass the change on to them.
+   */
+  cluster?: {
+    metrics(): Promise<{ text: string; contentType: string }>
+    refresh(url: URL): Promise<void>
+    changed(): void
+  }
+  /** The status page's sampler: interval (default 5 s) and samples kept (default 120). */
+  history?: Pick<HistoryOptions, 'intervalMs' | 'samples'>
 }
 
 export interface AdminServer {
@@ -80,13 +95,25 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
 
   const registry = createMetrics(balancer)
   const authorized = token === undefined ? () => false : tokenChecker(token)
+  // Built here so bad history options are refused with the rest; sampling starts once listening.
+  const history = new History(balancer, {
+    ...options.history,
+    onError: (err) => log.error({ err }, 'history sample failed'),
+  })
 
   const read: Record<string, Handler> = {
-    '/': (_req, res) => send(res, 200, renderPage(balancer), 'text/html; charset=utf-8'),
-    '/metrics': async (_req, res) => send(res, 200, await registry.metrics(), registry.contentType),
+    '/': (_req, res) => send(res, 200, renderPage(balancer, history), 'text/html; charset=utf-8'),
+    '/metrics': async (_req, res) => {
+      const m =
+        options.cluster !== undefined
+          ? await options.cluster.metrics()
+          : { text: await registry.metrics(), contentType: registry.contentType }
+      send(res, 200, m.text, m.contentType)
+    },
     '/api/listeners': (_req, res) => json(res, 200, balancer.listenerSnapshots()),
     '/api/backends': (_req, res) => json(res, 200, allBackends(balancer)),
     '/api/sessions': (_req, res, url) => json(res, 200, sessionPage(balancer, url.searchParams)),
+    '/api/history': (_req, res) => json(res, 200, history.toJSON()),
   }
 
   const setState =
@@ -174,7 +201,9 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
       throw new HttpError(405, `${method} not allowed on ${url.pathname}`, {
         allow: Object.keys(r.methods).join(', '),
       })
+    if (readOnly && url.pathname !== '/metrics') await options.cluster?.refresh(url)
     await handler(req, res, url, r.name)
+    if (!readOnly) options.cluster?.changed()
   }
 
   const server = http.createServer(
@@ -202,11 +231,13 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
   }
   const bound = address()
   log.info({ address: `${bound.host}:${bound.port}`, token: token !== undefined }, 'admin server listening')
+  history.start()
 
   let closing: Promise<void> | undefined
   return {
     address,
     close() {
+      history.stop()
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve())
         // Admin requests are short and idempotent to retry: do not wait for keep-alive clients.

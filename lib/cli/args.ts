@@ -35,6 +35,8 @@ Options:
       --connect-timeout D  backend connect timeout, e.g. 500ms, 5s (default 5s)
       --retries N          other backends to try when a connect fails (default 3)
       --max-connections N  most sessions at once, 0 = no limit (default 0)
+      --workers N|auto     processes that accept and splice: 1 (default) is one process; N > 1 or
+                           auto (one per core) add a primary for checks, admin and reloads
       --log-level LEVEL    trace, debug, info (default), warn, error, fatal, silent
       --pretty             human-readable logs (default when stdout is a terminal)
       --check              validate the configuration, print it resolved, and exit
@@ -62,6 +64,7 @@ const OPTIONS = {
   'pool-idle': { type: 'string' },
   retries: { type: 'string' },
   'max-connections': { type: 'string' },
+  workers: { type: 'string' },
   'log-level': { type: 'string' },
   pretty: { type: 'boolean' },
   check: { type: 'boolean' },
@@ -128,6 +131,8 @@ export function parseCommand(argv: readonly string[], readFile = readConfigFile)
     }
     source = 'command line'
   }
+  // Like --admin and --log-level, --workers may also override a config file.
+  if (values.workers !== undefined) config.workers = values.workers
   if (values.admin !== undefined) {
     config.admin = { ...((config.admin as Record<string, unknown> | undefined) ?? {}), listen: values.admin }
   }

@@ -69,6 +69,7 @@ function listenAddress(v: unknown): unknown {
 }
 
 const ADDRESS_MSG = 'expected "host:port" or { host, port }'
+const WORKERS_MSG = 'expected "auto" or an integer from 1 to 1024'
 
 /**
  * Active health checks (HAProxy `check`): `tcp` (connect), `http` (GET a path, expect a status
@@ -224,6 +225,20 @@ export const configSchema = z.strictObject({
     .prefault({}),
   /** On stop, how long live sessions get to finish before they are closed. */
   shutdownGrace: duration.default(30_000),
+  /**
+   * Processes that accept and splice (`--workers`): 1 is a single process; N > 1 or `auto` (one per
+   * core) start a primary that runs health checks, the admin server and reloads, and N workers.
+   * Absent means 1 (left unresolved so that a config without it reads back as it was written).
+   * Read at start only: a reload that changes it is applied at the next restart.
+   */
+  workers: z
+    .preprocess(
+      (v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v),
+      z.union([z.literal('auto'), z.int().min(1, { error: WORKERS_MSG }).max(1024, { error: WORKERS_MSG })], {
+        error: WORKERS_MSG,
+      })
+    )
+    .optional(),
   log: z
     .strictObject({
       level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

@@ -1,0 +1,125 @@
+/**
+ * A `--workers` worker: takes its configuration from the primary (never from the file, which may
+ * have changed since the primary read it), accepts and splices, follows the backend state the
+ * primary sends, and answers its questions (figures, sessions, metrics, reload).
+ *
+ * Stopping: the primary's `stop` message, or SIGINT/SIGTERM sent to the worker itself (a terminal's
+ * Ctrl-C reaches the whole process group), closes the balancer with the grace period and exits 0;
+ * a second signal exits at once. If the primary goes away (its IPC channel closes), the worker stops
+ * the same way rather than linger. SIGHUP is ignored: reloads come from the primary.
+ */
+import cluster from 'node:cluster'
+import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
+import { createMetrics } from '../admin/metrics.js'
+import { Balancer } from '../balancer.js'
+import { BatonError } from '../errors.js'
+import { createLogger } from '../log.js'
+import { snapshotOf } from '../table.js'
+import { isBatonMessage, type Ask, type FromWorker, type ToWorker } from './protocol.js'
+import { applyState, settlePools } from './state.js'
+import { figuresOf, type WorkerSession } from './view.js'
+
+export function runWorker(): void {
+  const id = cluster.worker?.id ?? 0
+  let balancer: Balancer | undefined
+  let log: Logger | undefined
+  let registry: Registry | undefined
+  let stopping = false
+  let signals = 0
+
+  const send = (msg: FromWorker, then?: () => void): void => {
+    if (!process.connected) return then?.()
+    process.send!(msg, undefined, {}, () => then?.())
+  }
+
+  const exit = (code: number): void => {
+    log?.flush()
+    process.exit(code)
+  }
+
+  const stop = (graceMs?: number): void => {
+    if (stopping) return
+    stopping = true
+    if (balancer === undefined) return exit(0)
+    void balancer.close(graceMs ?? balancer.config.shutdownGrace).then(() => exit(0))
+  }
+
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (++signals > 1) {
+      log?.warn({ signal }, 'second signal, exiting now')
+      return exit(1)
+    }
+    stop()
+  }
+
+  const start = async (msg: Extract<ToWorker, { type: 'baton:init' }>): Promise<void> => {
+    if (balancer !== undefined || stopping) return
+    log = createLogger(msg.config.log).child({ worker: id })
+    balancer = new Balancer(msg.config, { logger: log })
+    applyState(balancer, msg.state, log)
+    try {
+      await balancer.listen()
+    } catch (err) {
+      const message = err instanceof BatonError ? err.message : String(err)
+      return send({ type: 'baton:failed', message }, () => exit(2))
+    }
+    settlePools(balancer)
+    registry = createMetrics(balancer)
+    send({ type: 'baton:ready' })
+  }
+
+  const answer = async (ask: Ask): Promise<unknown> => {
+    const b = balancer
+    if (b === undefined) throw new Error('not started')
+    switch (ask.op) {
+      case 'snapshot':
+        return figuresOf(b)
+      case 'sessions': {
+        const sessions: WorkerSession[] = []
+        const now = Date.now()
+        let i = 0
+        for (const e of b.table.values()) {
+          if (i++ < ask.offset) continue
+          if (sessions.length === ask.limit) break
+          sessions.push({ ...snapshotOf(e, now), worker: id, pid: process.pid })
+        }
+        return { total: b.table.size, sessions }
+      }
+      case 'metrics':
+        return registry!.getMetricsAsJSON()
+      case 'reload':
+        return b.reload(ask.config)
+    }
+  }
+
+  process.on('message', (msg: unknown) => {
+    if (!isBatonMessage<ToWorker>(msg)) return
+    switch (msg.type) {
+      case 'baton:init':
+        void start(msg)
+        break
+      case 'baton:state':
+        if (balancer !== undefined) applyState(balancer, msg.state, log!)
+        break
+      case 'baton:ask':
+        answer(msg).then(
+          (value) => send({ type: 'baton:reply', id: msg.id, ok: true, value }),
+          (err: unknown) =>
+            send({ type: 'baton:reply', id: msg.id, ok: false, error: (err as Error).message ?? String(err) })
+        )
+        break
+      case 'baton:stop':
+        stop(msg.graceMs)
+        break
+    }
+  })
+  process.on('disconnect', () => {
+    log?.warn('the primary is gone, stopping')
+    stop()
+  })
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  process.on('SIGHUP', () => {})
+  send({ type: 'baton:hello' })
+}
