@@ -39,7 +39,12 @@ export interface BackendSnapshot {
 export interface PassiveHealth {
   readonly failures: number
   readonly cooldown: number
+  /** Longest cool-down, however often the backend was ejected lately. Default: `cooldown` × 30. */
+  readonly maxCooldown?: number
 }
+
+/** What changed on a backend, for the listener to act on (migrate sessions, rebuild a table). */
+export type BackendChange = 'admin' | 'weight'
 
 export class Backend implements Candidate {
   readonly name: string
@@ -58,8 +63,14 @@ export class Backend implements Candidate {
   /** Epoch ms until which passive health keeps this backend out; 0 when healthy. */
   coolingUntil = 0
   readonly counters: BackendCounters = { sessions: 0, connectErrors: 0, serverFailures: 0, ejections: 0 }
-  /** Admin state, kept apart from health: `drain` takes no new sessions, `maint` none at all. */
-  admin: AdminState = 'ready'
+  /** Admin state (see `admin`). */
+  private adminState: AdminState = 'ready'
+  /** Ejections that still count towards a longer cool-down; one is forgiven per healthy `cooldown`. */
+  private streak = 0
+  /** When the last cool-down ended (or is due to). */
+  private cooledAt = 0
+  /** Told when the admin state or the configured weight changes (the listener sets it). */
+  onChange: ((backend: Backend, what: BackendChange) => void) | undefined = undefined
   /** Health from active checks; true until a checker says otherwise. */
   checkedUp = true
   /** Established idle connections kept ready (`pool.idle` > 0). */
@@ -88,7 +99,20 @@ export class Backend implements Candidate {
   }
 
   set weight(weight: number) {
+    if (weight === this.baseWeight) return
     this.baseWeight = weight
+    this.onChange?.(this, 'weight')
+  }
+
+  /** Admin state, kept apart from health: `drain` takes no new sessions, `maint` none at all. */
+  get admin(): AdminState {
+    return this.adminState
+  }
+
+  set admin(state: AdminState) {
+    if (state === this.adminState) return
+    this.adminState = state
+    this.onChange?.(this, 'admin')
   }
 
   /** The backend came back up (health check, end of cool-down): start the slow-start ramp. */
@@ -131,17 +155,25 @@ export class Backend implements Candidate {
   }
 
   /**
-   * A connect failed, or an open connection failed. Returns true when this failure starts a
-   * cool-down (log it once, on the flip).
+   * A connect failed, or an open connection failed. Returns the cool-down in ms when this failure
+   * starts one (log it once, on the flip), else 0. `mayEject` false (too many backends out
+   * already) counts the failure without ejecting.
    */
-  recordFailure(kind: 'connect' | 'server' = 'connect', now = Date.now()): boolean {
+  recordFailure(kind: 'connect' | 'server' = 'connect', now = Date.now(), mayEject = true): number {
     if (kind === 'connect') this.counters.connectErrors++
     else this.counters.serverFailures++
     this.consecutiveFailures++
-    if (this.consecutiveFailures < this.passive.failures || this.isDown(now)) return false
-    this.coolingUntil = now + this.passive.cooldown
+    if (this.consecutiveFailures < this.passive.failures || this.isDown(now) || !mayEject) return 0
+    const base = this.passive.cooldown
+    if (this.streak > 0 && base > 0) {
+      // Healthy since the last cool-down ended: forgive one ejection per `cooldown` of it.
+      this.streak = Math.max(0, this.streak - Math.floor((now - this.cooledAt) / base))
+    }
+    this.streak++
+    const cooldown = Math.min(base * this.streak, this.passive.maxCooldown ?? base * 30)
+    this.coolingUntil = this.cooledAt = now + cooldown
     this.counters.ejections++
-    return true
+    return cooldown
   }
 
   snapshot(): BackendSnapshot {

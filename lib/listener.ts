@@ -4,7 +4,7 @@
  */
 import net, { type Socket } from 'node:net'
 import type { Logger } from 'pino'
-import { Backend } from './backend.js'
+import { Backend, type BackendChange } from './backend.js'
 import { createSelector } from './balancing/index.js'
 import type { Selector } from './balancing/types.js'
 import type { ListenerConfig } from './config/schema.js'
@@ -45,6 +45,8 @@ export interface ListenerCounters {
   /** Failures that could not be hidden: the client was closed as a plain L4 proxy would. */
   unrecoverable: number
   framingErrors: number
+  /** Sessions moved off a backend that went down or drains, at a clean boundary, unseen by the client. */
+  migrations: number
   /** Bytes of sessions that have ended (live sessions are added at read time). */
   bytesFromClient: number
   bytesToClient: number
@@ -73,6 +75,7 @@ export function zeroCounters(): ListenerCounters {
     resumeMismatches: 0,
     unrecoverable: 0,
     framingErrors: 0,
+    migrations: 0,
     bytesFromClient: 0,
     bytesToClient: 0,
   }
@@ -113,7 +116,10 @@ export class Listener implements SessionHost {
     this.owner = owner
     this.log = log.child({ listener: this.name })
     this.backends = config.backends.map((b) => new Backend(b, config.passive))
-    for (const b of this.backends) b.slowStart = config.slowStart
+    for (const b of this.backends) {
+      b.slowStart = config.slowStart
+      b.onChange = this.onBackendChange
+    }
     this.selector = createSelector(config.balance, this.backends)
     this.framer = framerFor(config)
     if (config.pool.idle > 0) {
@@ -197,16 +203,20 @@ export class Listener implements SessionHost {
       }
     }
     for (const gone of old.values()) {
-      gone.admin = 'drain'
       gone.pool?.stop()
       gone.pool = undefined
+      gone.admin = 'drain' // its sessions finish or migrate, per onDrain
+      gone.onChange = undefined
     }
     for (const c of this.checkers.splice(0)) c.stop()
     for (const b of next) {
       b.pool?.stop()
       b.pool = config.pool.idle > 0 ? new WarmPool(b, config.pool) : undefined
     }
-    for (const b of next) b.slowStart = config.slowStart
+    for (const b of next) {
+      b.slowStart = config.slowStart
+      b.onChange = this.onBackendChange
+    }
     this.config = config
     this.backends = next
     this.selector = createSelector(config.balance, next)
@@ -258,7 +268,59 @@ export class Listener implements SessionHost {
       this.log.warn({ backend: b.name, reason }, 'health check: backend is down')
       b.pool?.stop()
       this.owner.onBackendFailure(this, b, new Error(`health check failed: ${reason ?? 'no reason'}`), true)
+      if (this.onDown === 'migrate') this.migrateFrom(b)
     }
+  }
+
+  /** `onDown`, with its default: migrate where the framer knows clean boundaries. */
+  get onDown(): 'migrate' | 'keep' {
+    return this.config.onDown ?? (this.config.protocol === 'opaque' ? 'keep' : 'migrate')
+  }
+
+  /** `onDrain`, with its default: migrate where the framer knows clean boundaries. */
+  get onDrain(): 'migrate' | 'finish' {
+    return this.config.onDrain ?? (this.config.protocol === 'opaque' ? 'finish' : 'migrate')
+  }
+
+  /** A backend's admin state or configured weight changed (API, reload). */
+  private readonly onBackendChange = (b: Backend, what: BackendChange): void => {
+    if (what === 'weight') {
+      // Tables built from weights (source-hash's Maglev table) are built again.
+      this.selector = createSelector(this.config.balance, this.backends)
+      return
+    }
+    if (b.admin !== 'ready' && this.onDrain === 'migrate') this.migrateFrom(b)
+  }
+
+  /** Move every live session on `b` to another backend, each at its next clean boundary. */
+  migrateFrom(b: Backend): void {
+    for (const entry of this.table.values()) {
+      if (entry.backend === b && entry instanceof Session) entry.migrate()
+    }
+  }
+
+  /** Passive ejection stops short of taking out more than `maxEjectPercent` of the backends. */
+  private mayEject(now: number): boolean {
+    const cap = Math.max(1, Math.floor((this.backends.length * this.config.passive.maxEjectPercent) / 100))
+    let out = 0
+    for (const b of this.backends) if (b.isDown(now)) out++
+    return out < cap
+  }
+
+  /** A failure (connect or open connection) counted against `backend`; it may eject it. */
+  private passiveFailure(backend: Backend, kind: 'connect' | 'server'): boolean {
+    const now = Date.now()
+    const cooldown = backend.recordFailure(kind, now, this.mayEject(now))
+    if (cooldown === 0) return false
+    this.log.warn(
+      { backend: backend.name, failures: backend.consecutiveFailures, cooldownMs: cooldown },
+      kind === 'connect'
+        ? 'backend marked down after consecutive connect failures'
+        : 'backend marked down after consecutive failures'
+    )
+    backend.pool?.stop()
+    if (this.onDown === 'migrate') this.migrateFrom(backend)
+    return true
   }
 
   private accept(socket: Socket): void {
@@ -304,38 +366,18 @@ export class Listener implements SessionHost {
 
   connectFailed(session: Session, backend: Backend, err: Error): void {
     this.counters.connectErrors++
-    const down = backend.recordFailure('connect')
-    if (down) {
-      this.log.warn(
-        {
-          backend: backend.name,
-          failures: backend.consecutiveFailures,
-          cooldownMs: this.config.passive.cooldown,
-        },
-        'backend marked down after consecutive connect failures'
-      )
-    }
+    const down = this.passiveFailure(backend, 'connect')
     this.owner.onBackendFailure(this, backend, err, down)
   }
 
   serverFailed(session: Session, backend: Backend, kind: ServerFailure, err: Error): void {
     this.counters.serverFailures++
     if (kind === 'timeout') this.counters.responseTimeouts++
-    const down = backend.recordFailure('server')
     this.log.info(
       { session: session.id, backend: backend.name, failure: kind, err: err.message },
       'server connection failed'
     )
-    if (down) {
-      this.log.warn(
-        {
-          backend: backend.name,
-          failures: backend.consecutiveFailures,
-          cooldownMs: this.config.passive.cooldown,
-        },
-        'backend marked down after consecutive failures'
-      )
-    }
+    const down = this.passiveFailure(backend, 'server')
     this.owner.onBackendFailure(this, backend, err, down)
   }
 
@@ -376,9 +418,15 @@ export class Listener implements SessionHost {
     )
   }
 
+  migrated(session: Session, from: Backend): void {
+    this.counters.migrations++
+    this.log.info({ session: session.id, from: from.name }, 'session leaves its backend at a clean boundary')
+  }
+
   connected(_session: Session, backend: Backend): void {
     if (backend.recordSuccess()) {
       backend.cameUp()
+      if (this.server.listening) backend.pool?.start()
       this.log.info({ backend: backend.name }, 'backend is answering again')
       this.owner.onBackendUp(this, backend)
     }

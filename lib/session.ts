@@ -19,15 +19,17 @@
  * (as Node's net.js and undici do) so a session costs no closures. A server socket that is no
  * longer the session's current one has its back-reference removed, so its late events are ignored.
  */
-import { createHash, type Hash } from 'node:crypto'
 import net, { type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { Backend } from './backend.js'
 import { BatonError } from './errors.js'
 import type { ListenerConfig } from './config/schema.js'
+import { DEFAULT_MAX_HEAD_BYTES } from './framing/http1.js'
+import { ClientView, Http1Resumer, rangeRequest } from './framing/http1-resume.js'
 import type { Framer, FramerExtras, FramerFactory, FramerSink, FramingError } from './framing/types.js'
 import { ReplayBuffer, type ReplayBudget } from './replay/buffer.js'
+import { LazyHash } from './replay/lazy-hash.js'
 import type { SessionState, TableEntry, ConnectionTable } from './table.js'
 
 export const kSession = Symbol('baton.session')
@@ -66,6 +68,8 @@ export interface SessionHost {
   handoffLatency(session: Session, pooled: boolean, ms: number): void
   unrecoverable(session: Session, reason: string): void
   resumed(session: Session, ok: boolean): void
+  /** The session left `from` at a clean boundary (the backend went down or drains). */
+  migrated(session: Session, from: Backend): void
   closed(session: Session): void
 }
 
@@ -116,19 +120,21 @@ export class Session implements TableEntry, FramerSink {
   private clientOffset = 0
   /** Times the oldest unanswered request has been sent. */
   private headAttempts = 0
-  /** Bytes of the open (incomplete) response already forwarded, and their running hash. */
-  private forwarded = 0
-  private forwardedHash: Hash | undefined = undefined
+  /** The open (incomplete) response's bytes already forwarded: count and (lazy) hash. */
+  private sent = new LazyHash()
   /** While resuming: replacement bytes still to check against `expected` before forwarding. */
   private skip = 0
   private resumeTotal = 0
-  /** http1: the open response's bytes from its first byte (a reference into the chunk). */
-  private openHead: Buffer | undefined = undefined
-  /** http1, while resuming: the head the client already has, to stand in for the replacement's. */
-  private resumeHead: Buffer | undefined = undefined
-  private savedHead: Buffer | undefined = undefined
+  /** http1 with replay on: what the client has of the open response (http1-resume.ts). */
+  private readonly view: ClientView | undefined
+  /** http1: server bytes of a response head not yet whole, held back from the client. */
+  private heldHead: Buffer[] | undefined = undefined
+  /** http1, after a failover mid-response: fits the replacement's answer onto the client's view. */
+  private resumer: Http1Resumer | undefined = undefined
+  /** http1: `Range`/`If-Range` lines to add to the re-sent GET, to fetch only the rest. */
+  private rangeInsert: { at: number; lines: Buffer } | undefined = undefined
   private expected: Buffer | undefined = undefined
-  private verifying: Hash | undefined = undefined
+  private verifying: LazyHash | undefined = undefined
   private waiting = false
   /** A connect to the current backend checking whether its EOF was a crash (opaque only). */
   private probe: Socket | undefined = undefined
@@ -145,6 +151,8 @@ export class Session implements TableEntry, FramerSink {
   private responseTimer: NodeJS.Timeout | undefined = undefined
   /** Set while a failover is in progress, until the replacement's first byte reaches the client. */
   private handoff: { from: Backend; at: number; requests: number; pooled: boolean } | undefined
+  /** The backend went down or drains: leave it at the next clean boundary. */
+  private leaving = false
 
   constructor(host: SessionHost, client: Socket) {
     this.host = host
@@ -170,8 +178,10 @@ export class Session implements TableEntry, FramerSink {
       this.framer = host.framer(this)
       this.replay = new ReplayBuffer(host.budget)
       this.recording = host.config.replay.mode !== 'none'
+      this.view = this.recording && host.config.protocol === 'http1' ? new ClientView() : undefined
     } else {
       this.recording = false
+      this.view = undefined
     }
     host.table.add(this)
   }
@@ -276,24 +286,19 @@ export class Session implements TableEntry, FramerSink {
       if (r.used >= chunk.length) return
       chunk = chunk.subarray(r.used)
     }
-    const originalHead = this.resumeHead
-    if (originalHead !== undefined) {
-      // http1: the client has the first server's head. The replacement's own head (its Date may
-      // differ) is checked on what identifies the representation, then stands in for it.
-      const end = chunk.indexOf(HEAD_END)
-      if (end < 0) return this.resumeFailed() // the replacement's head did not come in one read
-      const head = chunk.subarray(0, end + HEAD_END.length)
-      const err = framer.response(head)
+    if (this.resumer !== undefined) {
+      // http1: the replacement's answer is fitted onto what the client already has.
+      const step = this.resumer.feed(chunk)
+      if (typeof step === 'string') return this.resumeFailed(step)
+      const err = framer.response(step.used === chunk.length ? chunk : chunk.subarray(0, step.used))
       if (err !== undefined) return this.framingError(err, 'server')
-      if (headIdentity(head) !== headIdentity(originalHead)) return this.resumeFailed()
-      this.verifying!.update(originalHead)
-      this.skip -= originalHead.length
-      this.resumeHead = undefined
-      if (this.skip === 0 && !this.resumeVerified()) return
-      if (head.length === chunk.length) return
-      chunk = chunk.subarray(head.length)
-    }
-    if (this.skip > 0) {
+      if (step.verified) this.host.resumed(this, true)
+      if (step.done) this.resumer = undefined
+      if (!framer.responseOpen) this.view!.reset()
+      if (step.out.length > 0) this.sendMade(server, step.out)
+      if (step.used === chunk.length) return this.responseRead()
+      chunk = chunk.subarray(step.used)
+    } else if (this.skip > 0) {
       const n = Math.min(this.skip, chunk.length)
       const part = n === chunk.length ? chunk : chunk.subarray(0, n)
       const err = framer.response(part)
@@ -307,25 +312,118 @@ export class Session implements TableEntry, FramerSink {
     }
     const err = framer.response(chunk)
     if (err !== undefined) return this.framingError(err, 'server')
-    if (framer.delimited && this.recording) {
+    if (this.view !== undefined && (this.recording || this.heldHead !== undefined)) {
+      const out = this.viewHttp1(chunk)
+      if (out === undefined) return this.responseRead()
+      chunk = out
+    } else if (framer.delimited && this.recording) {
       // Keep a running hash of the open response's forwarded bytes, for a verified resume.
       const start = framer.openStart
       if (!framer.responseOpen) {
-        this.forwarded = 0
-        this.forwardedHash = undefined
-        this.openHead = undefined
+        this.sent.reset()
       } else if (start >= 0) {
-        const opened = start === 0 ? chunk : chunk.subarray(start)
-        this.forwardedHash = createHash('sha1').update(opened)
-        this.forwarded = chunk.length - start
-        // http1: keep a reference to where the head is, for a header-aware resume.
-        if (this.host.config.protocol === 'http1') this.openHead = opened
+        this.sent.reset()
+        this.sent.update(start === 0 ? chunk : chunk.subarray(start))
       } else {
-        this.forwardedHash?.update(chunk)
-        this.forwarded += chunk.length
+        this.sent.update(chunk)
       }
     }
     if (this.handoff !== undefined) this.handoffDone()
+    this.responseRead()
+    if (!this.client.write(chunk)) server.pause()
+  }
+
+  /**
+   * http1: follow what the client gets of the open response, holding back a head that is not whole
+   * (a failure inside it then counts as "not started"). Returns the bytes to write now, if any.
+   */
+  private viewHttp1(chunk: Buffer): Buffer | undefined {
+    const framer = this.framer!
+    const view = this.view!
+    const held = this.heldHead
+    if (!framer.responseOpen) {
+      view.reset()
+      if (held === undefined) return chunk
+      this.heldHead = undefined
+      return Buffer.concat([...held, chunk])
+    }
+    const start = framer.openStart
+    if (start >= 0) {
+      view.reset()
+      const opened = start === 0 ? chunk : chunk.subarray(start)
+      if (framer.responseInHead === true) {
+        this.heldHead = [opened]
+        if (held === undefined) return start === 0 ? undefined : chunk.subarray(0, start)
+        return Buffer.concat([...held, chunk.subarray(0, start)])
+      }
+      view.observe(opened, framer.responseChunked === true)
+      if (held === undefined) return chunk
+      this.heldHead = undefined
+      return Buffer.concat([...held, chunk])
+    }
+    if (held !== undefined) {
+      if (framer.responseInHead === true) {
+        held.push(chunk)
+        return undefined
+      }
+      const whole = Buffer.concat([...held, chunk])
+      this.heldHead = undefined
+      view.observe(whole, framer.responseChunked === true)
+      return whole
+    }
+    view.observe(chunk, false)
+    return chunk
+  }
+
+  /** Write bytes a resumer made to the client; the client's view follows them. */
+  private sendMade(server: Socket, out: Buffer[]): void {
+    const view = this.view!
+    const client = this.client
+    let flowing = true
+    if (out.length > 1) client.cork()
+    for (const b of out) {
+      view.observe(b, false)
+      flowing = client.write(b)
+    }
+    if (out.length > 1) client.uncork()
+    if (this.handoff !== undefined) this.handoffDone()
+    if (!flowing) server.pause()
+  }
+
+  /**
+   * Move to another backend at the next clean boundary, unseen by the client: the server
+   * connection is dropped between requests and the next request opens one elsewhere (with the
+   * session's prologue, for Redis). Only where the framer knows the boundaries; pinned sessions stay.
+   */
+  migrate(): void {
+    const framer = this.framer
+    if (framer === undefined || !framer.delimited || framer.pinned || this.state !== 'open') return
+    this.leaving = true
+    this.leaveAtBoundary()
+  }
+
+  private leaveAtBoundary(): void {
+    const server = this.server
+    const framer = this.framer!
+    if (server === undefined) return void (this.leaving = false)
+    if (!framer.atBoundary() || this.resumer !== undefined || this.skip > 0 || this.swallow > 0) return
+    if (framer.pinned) return void (this.leaving = false)
+    this.leaving = false
+    const from = this.backend!
+    this.detachServer(server)
+    this.serverClosed = true
+    if (!this.recording && this.host.config.replay.mode !== 'none') {
+      this.recording = true
+      this.replay!.reset(this.clientOffset)
+    }
+    this.host.migrated(this, from)
+    if (this.clientEnded) this.client.end()
+  }
+
+  /** After server bytes were read: the response timer, and recording again at a clean boundary. */
+  private responseRead(): void {
+    const framer = this.framer!
+    if (this.leaving) this.leaveAtBoundary()
     if (this.waiting) {
       if (framer.pending() > 0 && framer.pendingBlocking?.() !== true) this.responseTimer!.refresh()
       else this.waiting = false
@@ -334,7 +432,6 @@ export class Session implements TableEntry, FramerSink {
       this.recording = true
       this.replay!.reset(this.clientOffset)
     }
-    if (!this.client.write(chunk)) server.pause()
   }
 
   /** FramerSink: the requests before `upTo` are answered. */
@@ -369,7 +466,8 @@ export class Session implements TableEntry, FramerSink {
     }
     if (replayBytes > 0 || this.held.length > 0) {
       server.cork()
-      if (replayBytes > 0) flowing = this.replay!.writeTo(server)
+      if (replayBytes > 0) flowing = this.replay!.writeTo(server, this.rangeInsert)
+      this.rangeInsert = undefined
       if (this.releaseAfterWrite > 0) {
         this.replay!.release(this.releaseAfterWrite)
         this.releaseAfterWrite = 0
@@ -441,8 +539,12 @@ export class Session implements TableEntry, FramerSink {
       return this.destroy(kind === 'timeout' ? 'server-timeout' : 'server-error', err)
     }
     const pending = framer.pending()
-    const resuming = this.expected !== undefined
-    const partial = framer.responseOpen || resuming
+    const view = this.view
+    // http1: a head held back never reached the client; the response has not started for it.
+    this.heldHead = undefined
+    const resuming = view !== undefined ? this.resumer !== undefined : this.expected !== undefined
+    const partial =
+      view !== undefined ? resuming || (framer.responseOpen && !view.empty) : framer.responseOpen || resuming
     if (framer.pinned) {
       // Server-side state (a transaction, subscriptions, a tunnel) that no other connection has:
       // pass the failure on as a plain proxy would.
@@ -489,27 +591,37 @@ export class Session implements TableEntry, FramerSink {
       this.host.unrecoverable(this, why)
       return this.destroy('unrecoverable', err)
     }
-    if (resuming) {
+    if (view !== undefined) {
+      this.resumer = undefined
+      this.rangeInsert = undefined
+      if (partial) {
+        const point = view.resumePoint()
+        if (typeof point === 'string') {
+          this.host.unrecoverable(this, point)
+          return this.destroy('unrecoverable', err)
+        }
+        // Where the representation allows it, ask the replacement for the rest only.
+        const whole = view.rangeable()
+        const range =
+          whole === undefined
+            ? undefined
+            : rangeRequest(this.replay!.peek(DEFAULT_MAX_HEAD_BYTES), point.bodyBytes, whole.etag)
+        this.rangeInsert = range
+        this.resumer = new Http1Resumer(point, range && whole, DEFAULT_MAX_HEAD_BYTES)
+      } else {
+        view.reset()
+      }
+    } else if (resuming) {
       // Failed again while checking a replacement: the client still has the same `resumeTotal` bytes.
       this.skip = this.resumeTotal
-      this.verifying = createHash('sha1')
-      this.resumeHead = this.savedHead
+      this.verifying = new LazyHash()
     } else if (partial) {
-      // Resume verified: the replacement's first `forwarded` bytes must hash to what was sent.
-      this.resumeTotal = this.skip = this.forwarded
-      this.expected = this.forwardedHash!.digest()
-      this.verifying = createHash('sha1')
-      // http1, head wholly forwarded and in one read: compare heads by meaning, not by bytes.
-      const end = this.openHead?.indexOf(HEAD_END) ?? -1
-      this.savedHead =
-        end >= 0 && end + HEAD_END.length <= this.forwarded
-          ? this.openHead!.subarray(0, end + HEAD_END.length)
-          : undefined
-      this.resumeHead = this.savedHead
+      // Resume verified: the replacement's first bytes must hash to what was sent.
+      this.resumeTotal = this.skip = this.sent.bytes
+      this.expected = this.sent.digest()
+      this.verifying = new LazyHash()
     }
-    this.openHead = undefined
-    this.forwarded = 0
-    this.forwardedHash = undefined
+    this.sent.reset()
     framer.restartResponse()
     this.headAttempts++
     this.failovers++
@@ -523,22 +635,20 @@ export class Session implements TableEntry, FramerSink {
 
   /** The replacement matched every byte the client already had: pass on the rest. */
   private resumeVerified(): boolean {
-    const digest = this.verifying!.copy().digest()
-    if (!digest.equals(this.expected!)) {
+    if (!this.verifying!.digest().equals(this.expected!)) {
       this.resumeFailed()
       return false
     }
     this.host.resumed(this, true)
-    this.forwardedHash = this.verifying
-    this.forwarded = this.resumeTotal
+    this.sent = this.verifying! // the client's bytes so far, and the hash runs on
     this.verifying = undefined
     this.expected = undefined
     return true
   }
 
-  private resumeFailed(): void {
+  private resumeFailed(why = 'the replacement response differs from what the client already has'): void {
     this.host.resumed(this, false)
-    this.host.unrecoverable(this, 'the replacement response differs from what the client already has')
+    this.host.unrecoverable(this, why)
     this.destroy(
       'unrecoverable',
       new BatonError('ERR_BATON_RESUME_MISMATCH', 'server', 'resumed response differs')
@@ -600,6 +710,7 @@ export class Session implements TableEntry, FramerSink {
       this.framer?.delimited === true &&
       this.framer.atBoundary() &&
       this.skip === 0 &&
+      this.resumer === undefined &&
       !this.framer.pinned &&
       this.framer.prologue?.() === undefined
     ) {
@@ -635,7 +746,9 @@ export class Session implements TableEntry, FramerSink {
     // a subscription): the FIN goes on.
     if (framer === undefined || framer.closeDelimited === true || framer.pinned) return void this.client.end()
     // The client already half-closed and everything is answered: the ordinary end of the conversation.
-    if (this.clientEnded && framer.pending() === 0 && !framer.responseOpen) return void this.client.end()
+    // So is a close the last exchange announced (`Connection: close`): the client expects it.
+    if ((this.clientEnded || framer.closeAfter === true) && framer.pending() === 0 && !framer.responseOpen)
+      return void this.client.end()
     const eof = new BatonError('ERR_BATON_SERVER_EOF', 'server', 'server closed')
     // A framer that delimits responses knows whether anything was cut; a connection closed without
     // a word (at accept, or a pooled one already closing) is as good as a refused connect.
@@ -742,32 +855,6 @@ export class Session implements TableEntry, FramerSink {
     this.host.table.remove(this)
     this.host.closed(this)
   }
-}
-
-const HEAD_END = Buffer.from('\r\n\r\n')
-/** Fields that identify an HTTP representation: a resumed body must come from the same one. */
-const IDENTITY_FIELDS = new Set([
-  'content-length',
-  'transfer-encoding',
-  'etag',
-  'last-modified',
-  'content-type',
-  'content-encoding',
-  'content-range',
-])
-
-/** The status code and the identifying fields of an HTTP response head, order-independent. */
-export function headIdentity(head: Buffer): string {
-  const lines = head.toString('latin1').split('\r\n')
-  const fields: string[] = []
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!
-    const colon = line.indexOf(':')
-    if (colon <= 0) continue
-    const name = line.slice(0, colon).toLowerCase()
-    if (IDENTITY_FIELDS.has(name)) fields.push(`${name}:${line.slice(colon + 1).trim()}`)
-  }
-  return `${lines[0]!.slice(9, 12)}\n${fields.sort().join('\n')}`
 }
 
 // Module-level handlers: `this` is the socket, the session is found through kSession.

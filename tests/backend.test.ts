@@ -7,9 +7,9 @@ const passive = { failures: 3, cooldown: 1000 }
 t.test('passive marking: N failures in a row start a cool-down, a success ends it', async (t) => {
   const b = new Backend(config, passive)
   const now = 1_000_000
-  t.equal(b.recordFailure('connect', now), false)
-  t.equal(b.recordFailure('server', now), false)
-  t.equal(b.recordFailure('connect', now), true, 'the third in a row flips it')
+  t.equal(b.recordFailure('connect', now), 0)
+  t.equal(b.recordFailure('server', now), 0)
+  t.equal(b.recordFailure('connect', now), 1000, 'the third in a row flips it, for `cooldown`')
   t.ok(b.isDown(now + 999))
   t.notOk(b.isDown(now + 1000), 'the cool-down lasts `cooldown`')
   t.equal(b.counters.connectErrors, 2)
@@ -43,4 +43,41 @@ t.test('slow start ramps the effective weight after coming up', async (t) => {
   t.equal(b.weight, 10, 'full weight once the ramp is over')
   b.weight = 4
   t.equal(b.baseWeight, 4, 'setting the weight sets the configured one')
+})
+
+t.test('repeat ejections: the cool-down grows with each, up to maxCooldown, and is forgiven with time', async (t) => {
+  const b = new Backend(config, { failures: 1, cooldown: 1000, maxCooldown: 3500 })
+  let now = 1_000_000
+  const cooldowns: number[] = []
+  for (let i = 0; i < 5; i++) {
+    const c = b.recordFailure('connect', now)
+    cooldowns.push(c)
+    t.ok(b.isDown(now + c - 1) && !b.isDown(now + c), `ejection ${i + 1} lasts ${c} ms`)
+    now += c // fails again the moment it is back
+  }
+  t.same(cooldowns, [1000, 2000, 3000, 3500, 3500], 'cooldown × ejections, capped')
+  // Healthy for 3 cool-downs: 3 of the 5 ejections forgiven, the next one counts as the third.
+  now += 3000
+  t.equal(b.recordFailure('connect', now), 3000)
+  t.equal(b.counters.ejections, 6)
+})
+
+t.test('mayEject false counts the failure but keeps the backend in', async (t) => {
+  const b = new Backend(config, { failures: 1, cooldown: 1000 })
+  t.equal(b.recordFailure('connect', 1000, false), 0)
+  t.notOk(b.isDown(1000))
+  t.equal(b.counters.connectErrors, 1)
+  t.equal(b.counters.ejections, 0)
+})
+
+t.test('admin and weight changes are told to onChange, once per real change', async (t) => {
+  const b = new Backend(config, passive)
+  const seen: string[] = []
+  b.onChange = (_b, what) => seen.push(`${what}:${what === 'admin' ? b.admin : b.baseWeight}`)
+  b.admin = 'drain'
+  b.admin = 'drain'
+  b.weight = 20
+  b.weight = 20
+  b.admin = 'ready'
+  t.same(seen, ['admin:drain', 'weight:20', 'admin:ready'])
 })

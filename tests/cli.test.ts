@@ -495,7 +495,7 @@ t.test('--config with YAML and JSON files and --check', async (t) => {
   t.match(r.stdout, /configuration OK/)
   config = JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))) as Record<string, any>
   t.strictSame(config.listeners[0].listen, { host: '127.0.0.1', port: 0 })
-  t.strictSame(config.listeners[0].passive, { failures: 3, cooldown: 60_000 })
+  t.strictSame(config.listeners[0].passive, { failures: 3, cooldown: 60_000, maxCooldown: 300_000, maxEjectPercent: 50 })
 })
 
 t.test('bad config files: exit 2, one line each', async (t) => {

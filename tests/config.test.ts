@@ -72,7 +72,7 @@ t.test('a minimal config resolves every default', async (t) => {
           fall: 3,
         },
         slowStart: 0,
-        passive: { failures: 3, cooldown: 10_000 },
+        passive: { failures: 3, cooldown: 10_000, maxCooldown: 300_000, maxEjectPercent: 50 },
       },
     ],
     maxConnections: 0,
@@ -168,7 +168,7 @@ t.test('every option given explicitly, durations and sizes as text', async (t) =
   t.equal(l.serverTimeout, 600_000)
   t.equal(l.retries, 0)
   t.equal(l.maxPendingBytes, 65536)
-  t.strictSame(l.passive, { failures: 1, cooldown: 1500 })
+  t.strictSame(l.passive, { failures: 1, cooldown: 1500, maxCooldown: 300_000, maxEjectPercent: 50 })
   t.equal(config.maxConnections, 1000)
   t.equal(config.shutdownGrace, 3_600_000)
   t.strictSame(config.log, { level: 'debug', pretty: true })

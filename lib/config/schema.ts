@@ -193,13 +193,31 @@ const listenerSchema = z.strictObject({
   healthCheck: healthCheckSchema.prefault({}),
   /** After a backend comes back up, its weight ramps from 5% to full over this long (HAProxy `slowstart`). 0 = off. */
   slowStart: duration.default(0),
-  /** Passive marking: a backend failing `failures` connects in a row is skipped for `cooldown`. */
+  /**
+   * Passive marking: a backend failing `failures` times in a row (connects, resets, response
+   * timeouts) is ejected for `cooldown`, times how often it was ejected lately, up to `maxCooldown`
+   * (Envoy's outlier detection). Never more than `maxEjectPercent` of the backends at once (at least one).
+   */
   passive: z
     .strictObject({
       failures: int(1).default(3),
       cooldown: duration.default(10_000),
+      maxCooldown: duration.default(300_000),
+      maxEjectPercent: int(1, 100).default(50),
     })
     .prefault({}),
+  /**
+   * What live sessions do when their backend goes down: `migrate` moves each to another backend at
+   * its next clean boundary (between requests), unseen by the client; `keep` leaves them be.
+   * Default: `migrate` with a framer that knows boundaries, `keep` for opaque.
+   */
+  onDown: z.enum(['migrate', 'keep']).optional(),
+  /**
+   * What live sessions do when their backend is set to drain or maint (API, or removed by a reload):
+   * `migrate` as above, so a backend can be restarted with no client noticing; `finish` lets them
+   * end where they are. Default: `migrate` with a framer that knows boundaries, `finish` for opaque.
+   */
+  onDrain: z.enum(['migrate', 'finish']).optional(),
 })
 
 export const configSchema = z.strictObject({

@@ -79,6 +79,7 @@ const F_CONNECT = 4 // a 2xx answer starts a tunnel
 const F_TUNNEL = 8 // CONNECT or an upgrade request: later client bytes wait for its response
 const F_EXPECT = 16 // Expect: 100-continue (recorded; framing needs nothing more than 1xx handling)
 const F_METHOD = 32 // the request line has been read (the method is known)
+const F_CLOSE = 64 // the client asked for the connection to close after the response
 
 const SAFE_METHODS = ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']
 
@@ -162,6 +163,9 @@ class MessageParser {
   private chunkedLast = false
   private upgrade = false
   private connectionUpgrade = false
+  /** `Connection: close`, and `Connection: keep-alive` (which HTTP/1.0 needs to stay open). */
+  connectionClose = false
+  keepAlive = false
 
   constructor(side: 'request' | 'response', max: number) {
     this.side = side
@@ -287,6 +291,8 @@ class MessageParser {
     this.chunkedLast = false
     this.upgrade = false
     this.connectionUpgrade = false
+    this.connectionClose = false
+    this.keepAlive = false
   }
 
   /** A whole line of `end` content bytes is in `this.line`. False on error. */
@@ -398,8 +404,8 @@ class MessageParser {
       else if (nameIs(line, 0, j, 'expect')) {
         if (nameIs(line, from, to - from, '100-continue')) this.flags |= F_EXPECT
       } else if (nameIs(line, 0, j, 'upgrade')) this.upgrade = to > from
-      else if (nameIs(line, 0, j, 'connection')) this.connectionField(from, to)
     }
+    if (nameIs(line, 0, j, 'connection')) this.connectionField(from, to)
     return true
   }
 
@@ -456,7 +462,7 @@ class MessageParser {
     return true
   }
 
-  /** Connection: a comma list of tokens; only `upgrade` matters. */
+  /** Connection: a comma list of tokens; `upgrade`, `close` and `keep-alive` matter. */
   private connectionField(from: number, to: number): void {
     const line = this.line
     let k = from
@@ -465,6 +471,8 @@ class MessageParser {
       const s = k
       while (k < to && TCHAR[line[k]!] === 1) k++
       if (nameIs(line, s, k - s, 'upgrade')) this.connectionUpgrade = true
+      else if (nameIs(line, s, k - s, 'close')) this.connectionClose = true
+      else if (nameIs(line, s, k - s, 'keep-alive')) this.keepAlive = true
       while (k < to && line[k] !== 0x2c) k++
     }
   }
@@ -511,6 +519,11 @@ class MessageParser {
   }
 
   /** The request asks to switch protocols (`Upgrade` named in `Connection`). */
+  /** The message says the connection ends after this exchange. */
+  get closes(): boolean {
+    return this.connectionClose || (this.minor === 0 && !this.keepAlive)
+  }
+
   get upgradeRequested(): boolean {
     return this.upgrade && this.connectionUpgrade
   }
@@ -603,6 +616,12 @@ export class Http1Framer implements Framer, FramerExtras {
   openStart = -1
   pinned = false
   closeDelimited = false
+  /**
+   * The last exchange said the connection ends after it (`Connection: close` either way, or
+   * HTTP/1.0 without keep-alive): the server's FIN that follows is expected and goes on to the
+   * client, where an unannounced one (an idle keep-alive close) is hidden.
+   */
+  closeAfter = false
   private readonly sink: FramerSink
   private readonly requests: MessageParser
   private readonly responses: MessageParser
@@ -622,6 +641,18 @@ export class Http1Framer implements Framer, FramerExtras {
     this.sink = sink
     this.requests = new MessageParser('request', maxHeadBytes)
     this.responses = new MessageParser('response', maxHeadBytes)
+  }
+
+  /** The open response's head is not whole yet (the session holds such bytes back from the client). */
+  get responseInHead(): boolean {
+    const r = this.responses
+    return r.midMessage && (r.state === S_START || r.state === S_HEADER)
+  }
+
+  /** The open response's body is chunked. */
+  get responseChunked(): boolean {
+    const state = this.responses.state
+    return state >= S_CHUNK_SIZE && state <= S_TRAILER
   }
 
   /** False while the server's close is what ends the open response, and in a tunnel. */
@@ -728,6 +759,7 @@ export class Http1Framer implements Framer, FramerExtras {
       return false
     }
     if (parser.upgradeRequested) parser.flags |= F_TUNNEL
+    if (parser.closes) parser.flags |= F_CLOSE
     // CONNECT has no content (RFC 9110 §9.3.6): what follows the head is for the tunnel.
     if ((parser.flags & F_CONNECT) !== 0) parser.beginBody('none')
     else parser.beginBody(framing, parser.contentLength)
@@ -793,6 +825,8 @@ export class Http1Framer implements Framer, FramerExtras {
       this.interim = false
       return
     }
+    const flags = this.queue.count > 0 ? this.queue.peek() : this.requests.flags
+    this.closeAfter = (flags & F_CLOSE) !== 0 || this.responses.closes
     if (this.queue.count > 0) this.answer(this.queue.shift())
     else this.answeredEarly = true // its request is the partial one (checked when the response began)
   }

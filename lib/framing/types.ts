@@ -85,6 +85,12 @@ export interface FramerExtras {
    * Content-Length nor chunked): the server's FIN completes it and goes on to the client.
    */
   readonly closeDelimited?: boolean
+  /** http1: the last exchange announced the close (`Connection: close`): pass the server's FIN on. */
+  readonly closeAfter?: boolean
+  /** http1: the open response's head is not whole yet. */
+  readonly responseInHead?: boolean
+  /** http1: the open response's body is chunked. */
+  readonly responseChunked?: boolean
   /** The oldest unanswered request may legitimately wait long (BLPOP, XREAD BLOCK): no response timeout. */
   pendingBlocking?(): boolean
 }

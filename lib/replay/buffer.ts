@@ -82,14 +82,41 @@ export class ReplayBuffer {
     this.end = at
   }
 
-  /** Write every held byte to `socket`, in order, as slices of the original chunks. */
-  writeTo(socket: Socket): boolean {
+  /**
+   * Write every held byte to `socket`, in order, as slices of the original chunks. `insert` adds
+   * bytes of Baton's own at an offset from the start (http1: a `Range` for a resumed GET).
+   */
+  writeTo(socket: Socket, insert?: { at: number; lines: Buffer }): boolean {
     let flowing = true
+    let offset = 0
     for (let i = this.head; i < this.chunks.length; i++) {
       const c = this.chunks[i]!
-      flowing = socket.write(i === this.head && this.headOffset > 0 ? c.subarray(this.headOffset) : c)
+      let part = i === this.head && this.headOffset > 0 ? c.subarray(this.headOffset) : c
+      if (insert !== undefined && insert.at >= offset && insert.at < offset + part.length) {
+        const cut = insert.at - offset
+        if (cut > 0) socket.write(part.subarray(0, cut))
+        socket.write(insert.lines)
+        offset += cut
+        part = part.subarray(cut)
+        insert = undefined
+      }
+      offset += part.length
+      flowing = socket.write(part)
     }
     return flowing
+  }
+
+  /** The first `max` held bytes (or fewer), copied: for a look at the oldest request on a failover. */
+  peek(max: number): Buffer {
+    const parts: Buffer[] = []
+    let n = 0
+    for (let i = this.head; i < this.chunks.length && n < max; i++) {
+      const c = this.chunks[i]!
+      const part = i === this.head && this.headOffset > 0 ? c.subarray(this.headOffset) : c
+      parts.push(part)
+      n += part.length
+    }
+    return Buffer.concat(parts, Math.min(n, max))
   }
 
   /** Number of chunk references held (for tests and the snapshot). */

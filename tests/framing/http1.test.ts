@@ -561,3 +561,52 @@ t.test('options are checked at the edge', async (t) => {
   t.throws(() => http1({ maxHeadBytes: '100' as unknown as number }), ConfigError)
   t.doesNotThrow(() => http1({}))
 })
+
+t.test('closeAfter: an exchange that announces the close, and one that does not', async (t) => {
+  const cases: [string, string, string, boolean][] = [
+    [
+      'keep-alive both ways',
+      'GET / HTTP/1.1\r\nHost: x\r\n\r\n',
+      'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n',
+      false,
+    ],
+    [
+      'client asks to close',
+      'GET / HTTP/1.1\r\nConnection: close\r\n\r\n',
+      'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n',
+      true,
+    ],
+    [
+      'server says close',
+      'GET / HTTP/1.1\r\n\r\n',
+      'HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 0\r\n\r\n',
+      true,
+    ],
+    [
+      'close in a token list',
+      'GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n',
+      'HTTP/1.1 204 No Content\r\n\r\n',
+      true,
+    ],
+    ['HTTP/1.0 response', 'GET / HTTP/1.1\r\n\r\n', 'HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n', true],
+    [
+      'HTTP/1.0 with keep-alive',
+      'GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n',
+      'HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n',
+      false,
+    ],
+  ]
+  for (const [name, request, response, closes] of cases) {
+    const { framer } = recording(http1())
+    t.equal(framer.request(Buffer.from(request)), undefined)
+    t.equal(framer.response(Buffer.from(response)), undefined)
+    t.equal((framer as { closeAfter?: boolean }).closeAfter, closes, name)
+  }
+  // A later keep-alive exchange clears it.
+  const { framer } = recording(http1())
+  framer.request(Buffer.from('GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n'))
+  framer.response(Buffer.from('HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n'))
+  t.equal((framer as { closeAfter?: boolean }).closeAfter, true)
+  framer.response(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'))
+  t.equal((framer as { closeAfter?: boolean }).closeAfter, false)
+})

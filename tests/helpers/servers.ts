@@ -77,10 +77,19 @@ export class TestServer extends EventEmitter implements Endpoint {
   }
 
   async listen(port = 0): Promise<this> {
+    this.closing = undefined // listening again after close(): a restart
     this.server.listen({ host: HOST, port })
     await within(once(this.server, 'listening'), `${this.name} listening`)
     this.port = (this.server.address() as net.AddressInfo).port
     return this
+  }
+
+  /**
+   * Stop accepting; the connections it has carry on. (The listening socket closes at once; the
+   * `close` event waits for the last connection, which is why `close()` destroys them.)
+   */
+  stopAccepting(): void {
+    this.server.close()
   }
 
   /** Destroy every connection, stop listening; resolves once the server has closed. */
