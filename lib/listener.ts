@@ -10,8 +10,7 @@ import type { Selector } from './balancing/types.js'
 import type { ListenerConfig } from './config/schema.js'
 import { ListenError } from './errors.js'
 import { framerFor, type FramerFactory } from './framing/index.js'
-import { HealthChecker } from './health/checker.js'
-import type { CheckSpec } from './health/checks.js'
+import { checkerFor, type HealthChecker } from './health/checker.js'
 import { WarmPool } from './pool/warm-pool.js'
 import type { ReplayBudget } from './replay/buffer.js'
 import { Session, type HandoffInfo, type ServerFailure, type SessionHost } from './session.js'
@@ -230,27 +229,11 @@ export class Listener implements SessionHost {
 
   /** Active health checks, one checker per backend, when `healthCheck.type` is not `none`. */
   private startChecks(): void {
-    const hc = this.config.healthCheck
-    if (hc.type === 'none') return
-    const spec: CheckSpec =
-      hc.type === 'http'
-        ? { type: 'http', path: hc.path, expectStatus: hc.expectStatus }
-        : hc.type === 'send-expect'
-          ? {
-              type: 'send-expect',
-              ...(hc.send !== undefined ? { send: hc.send } : {}),
-              ...(hc.sendHex !== undefined ? { sendHex: hc.sendHex } : {}),
-              expect: hc.expect ?? '',
-              expectRegex: hc.expectRegex,
-            }
-          : { type: hc.type }
     for (const b of this.backends) {
-      const checker = new HealthChecker(
-        { host: b.host, port: b.port },
-        spec,
-        { interval: hc.interval, timeout: hc.timeout ?? hc.interval, rise: hc.rise, fall: hc.fall },
-        (up, reason) => this.healthFlipped(b, up, reason)
+      const checker = checkerFor(b, this.config.healthCheck, (up, reason) =>
+        this.healthFlipped(b, up, reason)
       )
+      if (checker === undefined) return
       this.checkers.push(checker)
       checker.start()
     }

@@ -59,6 +59,11 @@ const LISTENER_COUNTERS: readonly [name: string, help: string, key: keyof Listen
     'responseTimeouts',
   ],
   ['framing_errors_total', 'Sessions closed because a message could not be framed.', 'framingErrors'],
+  [
+    'migrations_total',
+    'Sessions moved off a backend that went down or drains, at a clean boundary.',
+    'migrations',
+  ],
 ]
 
 /** Per-backend gauges, `baton_backend_<name>{listener,backend}`, and how workers' values combine. */

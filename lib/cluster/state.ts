@@ -59,6 +59,7 @@ export function applyState(balancer: Balancer, states: readonly BackendState[], 
           if (l.server.listening && b.admin !== 'maint') b.pool?.start()
         } else {
           b.pool?.stop()
+          if (l.onDown === 'migrate') l.migrateFrom(b)
         }
         log.debug({ listener: l.name, backend: b.name, up: s.up }, 'backend health from the primary')
       }

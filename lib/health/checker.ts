@@ -8,6 +8,7 @@
  * out (HAProxy's `spread-checks`). Timers are unref'd: checking never keeps the process alive.
  * `stop()` clears the timer and aborts the check in flight, which destroys its socket.
  */
+import type { ListenerConfig } from '../config/schema.js'
 import { checkOf, type CheckFn, type CheckResult, type CheckSpec, type CheckTarget } from './checks.js'
 import { HealthState } from './state.js'
 
@@ -128,4 +129,50 @@ export class HealthChecker {
 
 function withoutUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+/** The check a listener's `healthCheck` setting asks for; undefined for `none`. */
+export function checkSpecOf(hc: ListenerConfig['healthCheck']): CheckSpec | undefined {
+  switch (hc.type) {
+    case 'none':
+      return undefined
+    case 'http':
+      return { type: 'http', path: hc.path, expectStatus: hc.expectStatus }
+    case 'send-expect':
+      return {
+        type: 'send-expect',
+        ...(hc.send !== undefined ? { send: hc.send } : {}),
+        ...(hc.sendHex !== undefined ? { sendHex: hc.sendHex } : {}),
+        expect: hc.expect ?? '',
+        expectRegex: hc.expectRegex,
+      }
+    default:
+      return { type: hc.type }
+  }
+}
+
+/**
+ * A checker for one backend per a listener's `healthCheck`, not started; undefined for `none`.
+ * It starts from the backend's current health, so a backend found down before a reload stays down
+ * until it passes `rise` checks (and its flip back up is seen).
+ */
+export function checkerFor(
+  backend: CheckTarget & { readonly checkedUp: boolean },
+  hc: ListenerConfig['healthCheck'],
+  onFlip: FlipListener
+): HealthChecker | undefined {
+  const spec = checkSpecOf(hc)
+  if (spec === undefined) return undefined
+  return new HealthChecker(
+    { host: backend.host, port: backend.port },
+    spec,
+    {
+      interval: hc.interval,
+      timeout: hc.timeout ?? hc.interval,
+      rise: hc.rise,
+      fall: hc.fall,
+      initiallyUp: backend.checkedUp,
+    },
+    onFlip
+  )
 }
