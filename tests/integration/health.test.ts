@@ -5,6 +5,7 @@
 import net from 'node:net'
 import t from 'tap'
 import { createBalancer, type BackendFailureEvent } from '../../lib/index.js'
+import { within } from '../helpers/wait.js'
 
 /** Echo for data; answers an HTTP health GET with `status()`. */
 async function backend(status: () => number): Promise<net.Server> {
@@ -82,4 +83,45 @@ t.test('http check: a failing backend is skipped, and comes back', async (t) => 
   await up
   await echoOnce(port)
   t.equal(balancer.listenerSnapshots()[0]!.backends[0]!.counters.sessions, 2, 'a takes sessions again')
+})
+
+t.test('a backend down at a reload is still seen coming back up', async (t) => {
+  let aStatus = 500
+  const a = await backend(() => aStatus)
+  const b = await backend(() => 200)
+  t.teardown(() => {
+    a.close()
+    b.close()
+  })
+  const listener = {
+    name: 'web',
+    listen: '127.0.0.1:0',
+    balance: 'first' as const,
+    backends: [a, b].map((s, i) => ({
+      name: i === 0 ? 'a' : 'b',
+      host: '127.0.0.1',
+      port: (s.address() as net.AddressInfo).port,
+    })),
+    healthCheck: { type: 'http' as const, path: '/health', interval: 30, rise: 2, fall: 2 },
+  }
+  const balancer = createBalancer({ listeners: [listener], log: { level: 'silent' } })
+  await balancer.listen()
+  t.teardown(() => balancer.close(0))
+  const down = new Promise<void>((resolve) =>
+    balancer.on('backendFailure', (e: BackendFailureEvent) => e.backend === 'a' && e.down && resolve())
+  )
+  await down
+  const port = balancer.address().port
+  await balancer.reload({
+    listeners: [{ ...listener, maxConnections: 100 }],
+    log: { level: 'silent' },
+  })
+  t.equal(balancer.listenerSnapshots()[0]!.backends[0]!.health, 'down', 'still down after the reload')
+  const up = new Promise<void>((resolve) =>
+    balancer.on('backendUp', (e: { backend: string }) => e.backend === 'a' && resolve())
+  )
+  aStatus = 200
+  await within(up, 'a seen up again', 5000)
+  await echoOnce(port)
+  t.equal(balancer.listenerSnapshots()[0]!.backends[0]!.counters.sessions, 1, 'a takes sessions again')
 })
