@@ -7,12 +7,16 @@
  *   { id, type } RPC messages and exits when the IPC channel closes, so none can outlive the parent.
  *   The parent stops every child by pid: politely at the end, SIGKILL on error, SIGINT, SIGTERM.
  * - statistics (median, nearest-rank percentiles, spread), a plain text table, machine and build info.
+ * - other programs (peers such as nginx or HAProxy, load tools, Baton's CLI): free ports, waiting
+ *   for a port (by connecting, or from /proc/net without connecting), a processManager that starts
+ *   them with a log file each and stops them — and their descendants — by pid, RSS from /proc.
  *
  * Only 127.0.0.1 is ever used.
  */
-import { fork, execFileSync } from 'node:child_process'
+import { fork, execFileSync, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -362,4 +366,296 @@ export function gitInfo(root) {
 
 export function timestamp(d = new Date()) {
   return d.toISOString().replace(/[:.]/g, '-')
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports and processes outside Node (peers such as nginx or HAProxy, load tools, Baton's CLI)
+
+/** A free TCP port on 127.0.0.1: bound to port 0 and released (fine on a machine of our own). */
+export async function freePort() {
+  const srv = net.createServer()
+  await new Promise((resolve, reject) => {
+    srv.once('error', reject)
+    srv.listen(0, HOST, resolve)
+  })
+  const { port } = srv.address()
+  await new Promise((r) => srv.close(r))
+  return port
+}
+
+/** Can something be connected to on HOST:port right now? */
+export function probePort(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, HOST)
+    s.once('connect', () => {
+      s.destroy()
+      resolve(true)
+    })
+    s.once('error', () => resolve(false))
+  })
+}
+
+/**
+ * Resolve once HOST:port accepts; reject after `ms`, or at once when `child` (a tracked process,
+ * optional) exits first — with the end of its log in the message.
+ */
+export async function waitPort(port, ms = 10_000, child) {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (child !== undefined && (child.exitCode !== null || child.signalCode !== null))
+      throw new Error(
+        `${child.name} exited (${child.signalCode ?? child.exitCode}) before port ${port} opened${logTail(child)}`
+      )
+    if (await probePort(port)) return
+    await sleep(25)
+  }
+  throw new Error(`port ${port} did not open within ${ms} ms${child ? logTail(child) : ''}`)
+}
+
+/**
+ * Is a socket listening on local TCP `port` (IPv4 or IPv6)? Read from /proc/net, without connecting.
+ * The kernel lists listening sockets first, so reading stops at the first other one: a table with
+ * tens of thousands of TIME_WAIT entries costs nothing.
+ */
+export function isListening(port) {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`
+  const buf = Buffer.allocUnsafe(64 * 1024)
+  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let fd
+    try {
+      fd = fs.openSync(f, 'r')
+    } catch {
+      continue
+    }
+    try {
+      let rest = ''
+      let header = true
+      scan: for (;;) {
+        const n = fs.readSync(fd, buf, 0, buf.length, null)
+        if (n === 0) break
+        const lines = (rest + buf.toString('latin1', 0, n)).split('\n')
+        rest = lines.pop()
+        for (const line of lines) {
+          if (header) {
+            header = false
+            continue
+          }
+          // "sl local_address rem_address st …": state 0A is LISTEN.
+          const cols = line.trim().split(/\s+/)
+          if (cols[3] !== '0A') break scan
+          if (cols[1].endsWith(hex)) return true
+        }
+      }
+    } finally {
+      fs.closeSync(fd)
+    }
+  }
+  return false
+}
+
+/**
+ * Like waitPort, but without connecting: for servers where a probe connection is not free (iperf3
+ * takes it for a test; through a balancer it reaches a backend).
+ */
+export async function waitListening(port, ms = 10_000, child) {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (child !== undefined && (child.exitCode !== null || child.signalCode !== null))
+      throw new Error(
+        `${child.name} exited (${child.signalCode ?? child.exitCode}) before port ${port} opened${logTail(child)}`
+      )
+    if (isListening(port)) return
+    await sleep(25)
+  }
+  throw new Error(`port ${port} did not open within ${ms} ms${child ? logTail(child) : ''}`)
+}
+
+/** Pids of every descendant of `pid` (children, their children…), from /proc. */
+export function descendants(pid) {
+  const parentOf = new Map()
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8')
+      // "pid (comm) state ppid …": comm may hold spaces and parentheses, so split after the last ')'.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      parentOf.set(Number(name), ppid)
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  const out = []
+  const todo = [pid]
+  while (todo.length) {
+    const p = todo.pop()
+    for (const [c, pp] of parentOf) if (pp === p) (out.push(c), todo.push(c))
+  }
+  return out
+}
+
+/** VmRSS of a pid in KiB (from /proc/PID/status), or 0 when it is gone. */
+export function vmRssKiB(pid) {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m ? Number(m[1]) : 0
+  } catch {
+    return 0
+  }
+}
+
+function logTail(child, chars = 600) {
+  if (!child?.logFile) return ''
+  try {
+    const t = fs.readFileSync(child.logFile, 'utf8').trim()
+    return t ? `; its log (${child.logFile}) ends:\n${t.slice(-chars)}` : ''
+  } catch {
+    return ''
+  }
+}
+
+/**
+ * Processes of other programs, each started with its output in a log file of `logDir`, tracked, and
+ * stopped by pid — its descendants by pid too (a master and its workers) — at the end, also on
+ * error, SIGINT and SIGTERM (`installHandlers`; childManager's handlers trigger the same 'exit' hook).
+ */
+export function processManager(tag, logDir) {
+  const procs = new Set()
+  /** Every command line started or run, in order, for the report. */
+  const commands = []
+  let seq = 0
+
+  const alive = (c) => c.exitCode === null && c.signalCode === null
+  const signal = (pid, sig) => {
+    try {
+      process.kill(pid, sig)
+    } catch {
+      /* already gone */
+    }
+  }
+
+  /** Start a long-running process; `name` labels its log file and messages. */
+  function start(name, cmd, argv, { env, cwd } = {}) {
+    const logFile = path.join(
+      logDir,
+      `${String(++seq).padStart(3, '0')}-${name.replace(/[^\w.-]+/g, '_')}.log`
+    )
+    const fd = fs.openSync(logFile, 'a')
+    const child = spawn(cmd, argv, {
+      stdio: ['ignore', fd, fd],
+      env: env ? { ...process.env, ...env } : process.env,
+      cwd,
+    })
+    fs.closeSync(fd)
+    child.name = name
+    child.logFile = logFile
+    child.command = [cmd, ...argv].map(shellQuote).join(' ')
+    commands.push(child.command)
+    procs.add(child)
+    child.exited = new Promise((r) => child.once('exit', r))
+    child.once('error', (err) => {
+      fs.appendFileSync(logFile, `\n${tag}: cannot start ${cmd}: ${err.message}\n`)
+    })
+    child.exited.then(() => procs.delete(child))
+    return child
+  }
+
+  /**
+   * Stop one process by pid: SIGTERM (or `sig`) to it and to the descendants it has now, SIGKILL to
+   * whatever is left after `graceMs`.
+   */
+  async function stop(child, { sig = 'SIGTERM', graceMs = 3000 } = {}) {
+    if (child === undefined || !alive(child)) return
+    const tree = descendants(child.pid)
+    signal(child.pid, sig)
+    for (const p of tree) signal(p, sig)
+    const t = setTimeout(() => {
+      signal(child.pid, 'SIGKILL')
+      for (const p of tree) signal(p, 'SIGKILL')
+    }, graceMs)
+    await child.exited
+    clearTimeout(t)
+    for (const p of tree) signal(p, 'SIGKILL')
+  }
+
+  /**
+   * Run a command to completion (a load tool): resolves { code, signal, stdout, stderr, ms, timedOut }
+   * and never rejects; SIGKILLed by pid, with its descendants, after `timeoutMs`.
+   */
+  function run(cmd, argv, { timeoutMs = 60_000, env, cwd } = {}) {
+    const t0 = now()
+    const child = spawn(cmd, argv, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: env ? { ...process.env, ...env } : process.env,
+      cwd,
+    })
+    child.name = path.basename(cmd)
+    child.command = [cmd, ...argv].map(shellQuote).join(' ')
+    commands.push(child.command)
+    procs.add(child)
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d))
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d))
+    let timedOut = false
+    const t = setTimeout(() => {
+      timedOut = true
+      const tree = descendants(child.pid)
+      signal(child.pid, 'SIGKILL')
+      for (const p of tree) signal(p, 'SIGKILL')
+    }, timeoutMs)
+    return new Promise((resolve) => {
+      const done = (code, sig, err) => {
+        clearTimeout(t)
+        procs.delete(child)
+        resolve({
+          code,
+          signal: sig,
+          stdout,
+          stderr: err ? `${stderr}${err.message}` : stderr,
+          ms: now() - t0,
+          timedOut,
+          command: child.command,
+        })
+      }
+      child.once('error', (err) => done(null, null, err))
+      child.once('close', (code, sig) => done(code, sig))
+    })
+  }
+
+  /** Synchronous last resort: SIGKILL every tracked process and its descendants, by pid. */
+  function killAll() {
+    for (const c of procs) {
+      if (!alive(c)) continue
+      const tree = descendants(c.pid)
+      signal(c.pid, 'SIGKILL')
+      for (const p of tree) signal(p, 'SIGKILL')
+    }
+  }
+
+  async function stopAll() {
+    await Promise.all([...procs].map((c) => stop(c)))
+  }
+
+  /** On exit always; with `signals`, also turn SIGINT/SIGTERM/SIGHUP into an exit. */
+  function installHandlers({ signals = true } = {}) {
+    process.on('exit', killAll)
+    if (!signals) return
+    for (const [sig, code] of [
+      ['SIGINT', 130],
+      ['SIGTERM', 143],
+      ['SIGHUP', 129],
+    ])
+      process.on(sig, () => {
+        console.error(`${tag}: ${sig}, stopping every process started`)
+        process.exit(code)
+      })
+  }
+
+  return { start, stop, run, killAll, stopAll, installHandlers, procs, commands }
+}
+
+/** Quote one argument for a shell-pasteable command line. */
+export function shellQuote(a) {
+  const s = String(a)
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`
 }
