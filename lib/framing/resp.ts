@@ -116,6 +116,16 @@ flag(['AUTH', 'HELLO', 'SELECT', 'CLIENT', 'XREAD', 'XREADGROUP', 'ZADD'], F_ARG
 const FEW_ARGS = 16
 /** Longest command name (or short argument) looked at; longer ones are no command we know. */
 const NAME_MAX = 32
+
+/** Command names of up to this many bytes have a numeric key (length, then the bytes): no string per request. */
+const SHORT_NAME = 6
+const SHORT_NAMES = new Map<number, string>()
+for (const name of COMMANDS.keys()) {
+  if (name.length > SHORT_NAME) continue
+  let key = name.length
+  for (let k = 0; k < name.length; k++) key = key * 256 + name.charCodeAt(k)
+  SHORT_NAMES.set(key, name)
+}
 /** Bytes kept of a state command's arguments, or of an inline line. */
 const SCRATCH_MAX = 4096
 /** Largest multibulk or aggregate count accepted (Redis: INT_MAX). */
@@ -463,8 +473,18 @@ class RequestScanner {
 
   private commandName(): string {
     const name = this.name
-    for (let k = 0; k < this.nameLen; k++) if (name[k]! >= 0x61 && name[k]! <= 0x7a) name[k] = name[k]! - 0x20
-    return name.toString('latin1', 0, this.nameLen)
+    const len = this.nameLen
+    let key = len
+    for (let k = 0; k < len; k++) {
+      if (name[k]! >= 0x61 && name[k]! <= 0x7a) name[k] = name[k]! - 0x20
+      if (k < SHORT_NAME) key = key * 256 + name[k]!
+    }
+    // A known short name (GET, SET, HGETALL…) is found without making a string per command.
+    if (len <= SHORT_NAME) {
+      const known = SHORT_NAMES.get(key)
+      if (known !== undefined) return known
+    }
+    return name.toString('latin1', 0, len)
   }
 
   /** Keep inline line bytes, up to SCRATCH_MAX. */
