@@ -13,7 +13,7 @@ export const KEEP_BYTES = 64 * 1024
 export class LazyHash {
   /** Bytes seen since the last reset. */
   bytes = 0
-  private parts: Buffer[] = []
+  private readonly parts: Buffer[] = []
   private hash: Hash | undefined = undefined
 
   update(buf: Buffer): void {
@@ -34,13 +34,13 @@ export class LazyHash {
 
   reset(): void {
     this.bytes = 0
-    if (this.parts.length > 0) this.parts = []
+    if (this.parts.length > 0) this.parts.length = 0
     this.hash = undefined
   }
 
   private fold(): void {
     this.hash ??= createHash('sha1')
     for (const p of this.parts) this.hash.update(p)
-    this.parts = []
+    this.parts.length = 0
   }
 }
