@@ -117,6 +117,32 @@ const FEW_ARGS = 16
 /** Longest command name (or short argument) looked at; longer ones are no command we know. */
 const NAME_MAX = 32
 
+/** The length of the bulk string `wholeBulkString` last found (no object per call). */
+let bulkLength = 0
+
+/**
+ * `$N\r\n` + N bytes + `\r\n` at `chunk[i]` (the `$`), wholly in `chunk[.., len)`, N at most
+ * `max` and at most 15 digits: returns the index after it and sets `bulkLength`; else -1.
+ */
+function wholeBulkString(chunk: Buffer, i: number, len: number, max: number): number {
+  let j = i + 1
+  let n = 0
+  const digitsEnd = Math.min(len, j + 15)
+  while (j < digitsEnd) {
+    const d = chunk[j]! - 0x30
+    if (d < 0 || d > 9) break
+    n = n * 10 + d
+    j++
+  }
+  if (j === i + 1 || n > max) return -1
+  const body = j + 2
+  const end = body + n + 2
+  if (end > len || chunk[j] !== CR || chunk[j + 1] !== LF) return -1
+  if (chunk[body + n] !== CR || chunk[body + n + 1] !== LF) return -1
+  bulkLength = n
+  return end
+}
+
 /** Command names of up to this many bytes have a numeric key (length, then the bytes): no string per request. */
 const SHORT_NAME = 6
 const SHORT_NAMES = new Map<number, string>()
@@ -374,6 +400,13 @@ class RequestScanner {
           this.state = R_BULK_TYPE
           break
         case R_BULK_TYPE: {
+          // An argument wholly in this chunk: one step instead of one per byte.
+          const end = this.wholeArg(chunk, i, len)
+          if (end > 0) {
+            i = end
+            if (this.argEnded()) return i
+            break
+          }
           const b = chunk[i++]!
           if (b !== 0x24 /* $ */) {
             return this.fail('ERR_BATON_FRAME_MALFORMED', `expected '$', got byte 0x${b.toString(16)}`)
@@ -422,6 +455,28 @@ class RequestScanner {
     this.num = 0
     this.digits = 0
     this.negative = false
+  }
+
+  /**
+   * `$N\r\n` + N bytes + `\r\n` at `i`, all in `chunk`, N within maxBulkBytes: captured as the
+   * byte-by-byte path would, and the index after it returned. Otherwise -1 (nothing changed), and
+   * the byte-by-byte path takes it, errors included.
+   */
+  private wholeArg(chunk: Buffer, i: number, len: number): number {
+    if (chunk[i] !== 0x24) return -1
+    const end = wholeBulkString(chunk, i, len, this.limits.maxBulkBytes)
+    if (end < 0) return -1
+    const n = bulkLength
+    const body = end - n - 2
+    this.bulkBegins(n)
+    if (this.capture !== CAP_NONE) {
+      const into = this.capture === CAP_NAME ? this.name : this.scratch!
+      if (n <= 16) for (let k = 0; k < n; k++) into[this.capturePos + k] = chunk[body + k]!
+      else chunk.copy(into, this.capturePos, body, body + n)
+      this.capturePos += n
+    }
+    this.remaining = 0
+    return end
   }
 
   private bulkBegins(length: number): void {
@@ -640,14 +695,28 @@ class ReplyScanner {
     const len = chunk.length
     while (i < len) {
       switch (this.state) {
-        case S_TYPE:
+        case S_TYPE: {
           if (!this.midReply) {
             this.midReply = true
             this.replyStart = base + i
             this.topType = 0
           }
-          if (!this.typeByte(chunk[i++]!)) return -1
+          const b = chunk[i]!
+          if (b === 0x24 /* $ */) {
+            // The common reply, a bulk string wholly in this chunk: one step instead of one per byte.
+            const end = this.wholeBulk(chunk, i, len)
+            if (end > 0) {
+              if (this.depth === 0 && this.topType === 0) this.topType = b
+              this.valueDone(false)
+              i = end
+              if (!this.midReply) return i
+              break
+            }
+          }
+          i++
+          if (!this.typeByte(b)) return -1
           break
+        }
         case S_LINE: {
           const nl = chunk.indexOf(LF, i)
           const stop = nl < 0 ? len : nl
@@ -735,6 +804,16 @@ class ReplyScanner {
       }
     }
     return i
+  }
+
+  /**
+   * `$N\r\n` + N bytes + `\r\n` starting at `i`, all in `chunk`, N within maxBulkBytes and not
+   * part of a streamed string: returns the index after it. Anything else (a null, a partial one, a
+   * malformed one): -1, and the byte-by-byte path takes it, errors included.
+   */
+  private wholeBulk(chunk: Buffer, i: number, len: number): number {
+    if (this.depth > 0 && this.kinds[this.depth - 1] === K_STREAMED_STRING) return -1
+    return wholeBulkString(chunk, i, len, this.limits.maxBulkBytes)
   }
 
   private typeByte(b: number): boolean {
