@@ -2,17 +2,15 @@
  * The built `baton` command, run as a child process: exit codes, one-line errors without stack
  * traces, config files, and a real run with traffic and a clean SIGTERM.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
-import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
+import { children, CLI, ensureBuilt, parseLog, ROOT } from './helpers/cli.js'
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const CLI = join(ROOT, 'dist', 'cli.js')
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
 // Each case starts a node process; on a loaded 2-core CI box that is ~1s apiece, and the build in
 // t.before can take a while: give the whole file more than the default 60s (every wait stays bounded).
@@ -20,43 +18,7 @@ t.setTimeout(300_000)
 const RUN_TIMEOUT_MS = 30_000
 const WAIT_MS = 20_000
 
-function newestMtime(dir: string): number {
-  let newest = 0
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name)
-    if (entry.isDirectory()) newest = Math.max(newest, newestMtime(path))
-    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(path).mtimeMs)
-  }
-  return newest
-}
-
-t.before(() => {
-  const stale = !existsSync(CLI) || statSync(CLI).mtimeMs < newestMtime(join(ROOT, 'lib'))
-  if (!stale) return
-  try {
-    execFileSync(
-      process.execPath,
-      [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'],
-      {
-        cwd: ROOT,
-        stdio: 'pipe',
-        timeout: 120_000,
-      }
-    )
-  } catch (err) {
-    // tsc still emits on type errors; go on with what was built, but say why.
-    const out =
-      String((err as { stdout?: Buffer }).stdout ?? '') + String((err as { stderr?: Buffer }).stderr ?? '')
-    if (!existsSync(CLI)) throw new Error(`build failed and there is no dist/cli.js:\n${out}`)
-    t.comment(`tsc -p tsconfig.json reported errors; testing the emitted dist/ anyway:\n${out}`)
-  }
-})
-
-/** Every child started here, so none outlives this file even when it times out or crashes. */
-const children = new Set<ChildProcess>()
-process.once('exit', () => {
-  for (const child of children) child.kill('SIGKILL')
-})
+t.before(() => ensureBuilt((text) => t.comment(text)))
 
 function spawnCli(args: string[]): ChildProcess & { stdout: Readable; stderr: Readable } {
   const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -180,7 +142,7 @@ class Lines {
   /** JSON log records seen so far (non-JSON lines skipped). */
   logs(): LogLine[] {
     return this.all.flatMap((l) => {
-      const v = parseLog(l)
+      const v = parseLog<LogLine>(l)
       return v === undefined ? [] : [v]
     })
   }
@@ -189,24 +151,13 @@ class Lines {
   async waitLog(match: (log: LogLine) => boolean, what: string, timeoutMs = WAIT_MS): Promise<LogLine> {
     const line = await this.wait(
       (l) => {
-        const v = parseLog(l)
+        const v = parseLog<LogLine>(l)
         return v !== undefined && match(v)
       },
       what,
       timeoutMs
     )
-    return parseLog(line)!
-  }
-}
-
-function parseLog(line: string): LogLine | undefined {
-  try {
-    const v = JSON.parse(line) as unknown
-    return typeof v === 'object' && v !== null && typeof (v as LogLine).msg === 'string'
-      ? (v as LogLine)
-      : undefined
-  } catch {
-    return undefined
+    return parseLog<LogLine>(line)!
   }
 }
 
@@ -495,7 +446,12 @@ t.test('--config with YAML and JSON files and --check', async (t) => {
   t.match(r.stdout, /configuration OK/)
   config = JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))) as Record<string, any>
   t.strictSame(config.listeners[0].listen, { host: '127.0.0.1', port: 0 })
-  t.strictSame(config.listeners[0].passive, { failures: 3, cooldown: 60_000, maxCooldown: 300_000, maxEjectPercent: 50 })
+  t.strictSame(config.listeners[0].passive, {
+    failures: 3,
+    cooldown: 60_000,
+    maxCooldown: 300_000,
+    maxEjectPercent: 50,
+  })
 })
 
 t.test('bad config files: exit 2, one line each', async (t) => {

@@ -14,16 +14,16 @@
  * read from their "listening" lines. Every wait is bounded: log lines, polls with a bounded number
  * of turns, never a fixed sleep.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
 import http from 'node:http'
 import net, { type Socket } from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
-import { fileURLToPath } from 'node:url'
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
+import { children, CLI, ensureBuilt, parseLog, ROOT } from './helpers/cli.js'
 import { createBalancer } from '../lib/balancer.js'
 import { RespawnThrottle } from '../lib/cluster/respawn.js'
 import { applyState, stateOf } from '../lib/cluster/state.js'
@@ -41,8 +41,6 @@ import { validateConfig } from '../lib/config/validate.js'
 import { TestServer } from './helpers/servers.js'
 import { WAIT_MS } from './helpers/wait.js'
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const CLI = join(ROOT, 'dist', 'cli.js')
 const HOST = '127.0.0.1'
 // Each case starts three node processes; on a loaded 2-core box that takes seconds.
 t.setTimeout(300_000)
@@ -173,54 +171,9 @@ t.test('applyState: a worker follows admin state, weight and checked health', as
 // ---------------------------------------------------------------------------------------------
 // The built CLI as primary and workers
 
-function newestMtime(dir: string): number {
-  let newest = 0
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name)
-    if (entry.isDirectory()) newest = Math.max(newest, newestMtime(path))
-    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(path).mtimeMs)
-  }
-  return newest
-}
-
-t.before(() => {
-  if (existsSync(CLI) && statSync(CLI).mtimeMs >= newestMtime(join(ROOT, 'lib'))) return
-  try {
-    execFileSync(
-      process.execPath,
-      [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'],
-      {
-        cwd: ROOT,
-        stdio: 'pipe',
-        timeout: 120_000,
-      }
-    )
-  } catch (err) {
-    const out =
-      String((err as { stdout?: Buffer }).stdout ?? '') + String((err as { stderr?: Buffer }).stderr ?? '')
-    if (!existsSync(CLI)) throw new Error(`build failed and there is no dist/cli.js:\n${out}`)
-    t.comment(`tsc reported errors; testing the emitted dist/ anyway:\n${out}`)
-  }
-})
-
-/** Every process started here, so none outlives this file (a SIGKILLed primary's workers stop on disconnect). */
-const children = new Set<ChildProcess>()
-process.once('exit', () => {
-  for (const child of children) child.kill('SIGKILL')
-})
+t.before(() => ensureBuilt((text) => t.comment(text)))
 
 type LogLine = Record<string, unknown> & { level: number; msg: string; pid: number; worker?: number }
-
-function parseLog(line: string): LogLine | undefined {
-  try {
-    const v = JSON.parse(line) as unknown
-    return typeof v === 'object' && v !== null && typeof (v as LogLine).msg === 'string'
-      ? (v as LogLine)
-      : undefined
-  } catch {
-    return undefined
-  }
-}
 
 /** JSON log lines of a stream, kept, with bounded waits for one (or several) that match. */
 class Logs {
@@ -233,7 +186,7 @@ class Logs {
     const rl = createInterface({ input: stream, crlfDelay: Infinity })
     rl.on('line', (line) => {
       this.text.push(line)
-      const log = parseLog(line)
+      const log = parseLog<LogLine>(line)
       if (log !== undefined) this.all.push(log)
       for (const w of [...this.waiters]) w()
     })
