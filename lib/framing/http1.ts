@@ -42,6 +42,7 @@
  */
 import { ConfigError } from '../errors.js'
 import type { Framer, FramerExtras, FramerFactory, FramerSink, FramingError } from './types.js'
+import { RequestQueue } from './queue.js'
 
 export interface Http1Options {
   /** Largest request or response head (start line, headers, final CRLF), and largest trailer section and chunk-size line. Default 64 KiB. */
@@ -556,61 +557,6 @@ class MessageParser {
   }
 }
 
-/**
- * Complete, unanswered requests, oldest first: end offsets and F_* flags in two rings that grow
- * (by doubling) only when the pipeline gets deeper than ever before.
- */
-class RequestQueue {
-  private ends: number[] = new Array<number>(8).fill(0)
-  private flags: number[] = new Array<number>(8).fill(0)
-  private head = 0
-  count = 0
-  /** Queued requests without F_SAFE. */
-  unsafe = 0
-
-  push(end: number, flags: number): void {
-    if (this.count === this.ends.length) this.grow()
-    const at = (this.head + this.count) % this.ends.length
-    this.ends[at] = end
-    this.flags[at] = flags
-    this.count++
-    if ((flags & F_SAFE) === 0) this.unsafe++
-  }
-
-  /** Flags of the oldest. */
-  peek(): number {
-    return this.flags[this.head]!
-  }
-
-  /** Drops the oldest and returns its end offset. */
-  shift(): number {
-    const end = this.ends[this.head]!
-    if ((this.flags[this.head]! & F_SAFE) === 0) this.unsafe--
-    this.head = (this.head + 1) % this.ends.length
-    this.count--
-    return end
-  }
-
-  clear(): void {
-    this.head = 0
-    this.count = 0
-    this.unsafe = 0
-  }
-
-  private grow(): void {
-    const size = this.ends.length
-    const ends = new Array<number>(size * 2).fill(0)
-    const flags = new Array<number>(size * 2).fill(0)
-    for (let k = 0; k < this.count; k++) {
-      ends[k] = this.ends[(this.head + k) % size]!
-      flags[k] = this.flags[(this.head + k) % size]!
-    }
-    this.ends = ends
-    this.flags = flags
-    this.head = 0
-  }
-}
-
 export class Http1Framer implements Framer, FramerExtras {
   responseOpen = false
   openStart = -1
@@ -625,7 +571,7 @@ export class Http1Framer implements Framer, FramerExtras {
   private readonly sink: FramerSink
   private readonly requests: MessageParser
   private readonly responses: MessageParser
-  private readonly queue = new RequestQueue()
+  private readonly queue = new RequestQueue(F_SAFE)
   /** The partial request's response has already completed; answer it when the request does. */
   private answeredEarly = false
   /** The response being parsed is interim (1xx): it answers nothing. */

@@ -38,6 +38,7 @@
  */
 import { ConfigError } from '../errors.js'
 import type { Framer, FramerExtras, FramerFactory, FramerSink, FramingError, Prologue } from './types.js'
+import { RequestQueue } from './queue.js'
 
 export interface RespOptions {
   /** Largest bulk string (either side); default 512 MiB, Redis's `proto-max-bulk-len`. */
@@ -976,56 +977,6 @@ class ReplyScanner {
   }
 }
 
-/** Absolute client end offsets of complete unanswered requests, with their flags; a ring. */
-class RequestQueue {
-  private ends: number[] = new Array<number>(16).fill(0)
-  private flags: number[] = new Array<number>(16).fill(0)
-  private head = 0
-  count = 0
-
-  push(end: number, flags: number): void {
-    if (this.count === this.ends.length) this.grow()
-    const at = (this.head + this.count) % this.ends.length
-    this.ends[at] = end
-    this.flags[at] = flags
-    this.count++
-  }
-
-  get headFlags(): number {
-    return this.flags[this.head]!
-  }
-
-  shift(): number {
-    const end = this.ends[this.head]!
-    this.head = (this.head + 1) % this.ends.length
-    this.count--
-    return end
-  }
-
-  /** A request that gets no reply ended at `end`: release it with the last one. */
-  extendLast(end: number): void {
-    this.ends[(this.head + this.count - 1) % this.ends.length] = end
-  }
-
-  clear(): void {
-    this.head = 0
-    this.count = 0
-  }
-
-  private grow(): void {
-    const size = this.ends.length
-    const ends = new Array<number>(size * 2).fill(0)
-    const flags = new Array<number>(size * 2).fill(0)
-    for (let k = 0; k < this.count; k++) {
-      ends[k] = this.ends[(this.head + k) % size]!
-      flags[k] = this.flags[(this.head + k) % size]!
-    }
-    this.ends = ends
-    this.flags = flags
-    this.head = 0
-  }
-}
-
 interface StateRequest {
   readonly kind: string
   readonly request: Buffer
@@ -1043,7 +994,7 @@ export class RespFramer implements Framer, FramerExtras {
   /** For `swallowReply()`; made on first use. */
   private swallower: ReplyScanner | undefined
   private swallowed = 0
-  private readonly queue = new RequestQueue()
+  private readonly queue = new RequestQueue(0, 16)
   /** Queued requests not in SAFE_COMMANDS. */
   private unsafe = 0
   /** The queued F_STATE requests, oldest first: recorded when answered without an error. */
@@ -1119,7 +1070,7 @@ export class RespFramer implements Framer, FramerExtras {
   }
 
   pendingBlocking(): boolean {
-    return this.queue.count > 0 && (this.queue.headFlags & F_BLOCKING) !== 0
+    return this.queue.count > 0 && (this.queue.peek() & F_BLOCKING) !== 0
   }
 
   atBoundary(): boolean {
@@ -1176,7 +1127,7 @@ export class RespFramer implements Framer, FramerExtras {
     this.topChecked = false
     const type = this.replies.topType
     if (type !== PUSH) {
-      const flags = this.queue.headFlags
+      const flags = this.queue.peek()
       const end = this.queue.shift()
       if (!(flags & F_SAFE)) this.unsafe--
       if (flags & F_STATE) {
@@ -1190,7 +1141,7 @@ export class RespFramer implements Framer, FramerExtras {
 
   /** Every reply before a F_PASS request is in: from here on, pass everything through. */
   private passThroughIfDue(): boolean {
-    if (this.queue.count === 0 || !(this.queue.headFlags & F_PASS) || this.replies.midReply) return false
+    if (this.queue.count === 0 || !(this.queue.peek() & F_PASS) || this.replies.midReply) return false
     this.passThrough = true
     this.pinned = true
     this.queue.clear()
