@@ -9,7 +9,7 @@ import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { hasCommand, killPeer, spawnPeer, type Peer } from './process.js'
-import { freePort, waitForPort } from './socat.js'
+import { freePort, untilListening } from './socat.js'
 
 export interface NginxServer extends Peer {
   readonly host: string
@@ -109,17 +109,9 @@ export async function startNginx(
       'daemon off; master_process off;',
     ])
     const server: NginxServer = Object.assign(peer, { host, port, prefix })
-    let exitedEarly = false
-    const died = peer.exited.then(({ code, signal }) => {
-      exitedEarly = true
-      throw new Error(
-        `nginx on ${host}:${port} exited early (code ${code}, signal ${signal}): ${peer.stderr().trim()}`
-      )
-    })
-    died.catch(() => {}) // a later exit (our own kill) is not an error
     try {
-      await Promise.race([waitForPort(port, host, timeoutMs), died])
-      if (!exitedEarly) return server
+      await untilListening(peer.exited, 'nginx', () => peer.stderr().trim(), host, port, timeoutMs)
+      return server
     } catch (err) {
       lastError = err as Error
     }

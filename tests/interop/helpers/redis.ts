@@ -11,7 +11,7 @@ import type { Test } from 'tap'
 import { closeHard, type Teardown } from '../../helpers/balancer.js'
 import { until, within } from '../../helpers/wait.js'
 import { finished, hasCommand, killPeer, spawnPeer, stopAll, stopPeer, type Peer } from './process.js'
-import { freePort, waitForPort } from './socat.js'
+import { freePort, untilListening } from './socat.js'
 
 export interface RedisServer extends Peer {
   readonly host: string
@@ -56,18 +56,16 @@ export async function startRedis(
       'warning',
     ])
     const server: RedisServer = Object.assign(peer, { host, port, dir })
-    let exitedEarly = false
-    const died = peer.exited.then(({ code, signal }) => {
-      exitedEarly = true
-      throw new Error(
-        `redis-server on ${host}:${port} exited early (code ${code}, signal ${signal}): ` +
-          `${peer.stdout().trim()} ${peer.stderr().trim()}`
-      )
-    })
-    died.catch(() => {}) // a later exit (our own kill) is not an error
     try {
-      await Promise.race([waitForPort(port, host, timeoutMs), died])
-      if (!exitedEarly) return server
+      await untilListening(
+        peer.exited,
+        'redis-server',
+        () => `${peer.stdout().trim()} ${peer.stderr().trim()}`,
+        host,
+        port,
+        timeoutMs
+      )
+      return server
     } catch (err) {
       lastError = err as Error
     }

@@ -37,6 +37,29 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   })
 }
 
+/**
+ * Wait until a server just spawned accepts on `host:port`. Rejects when it exits first (the message
+ * names `what` and carries `output()`) or does not listen within `timeoutMs`; an exit after that
+ * (our own kill) is not an error.
+ */
+export async function untilListening(
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>,
+  what: string,
+  output: () => string,
+  host: string,
+  port: number,
+  timeoutMs: number
+): Promise<void> {
+  let early: Error | undefined
+  const died = exited.then(({ code, signal }) => {
+    early = new Error(`${what} on ${host}:${port} exited early (code ${code}, signal ${signal}): ${output()}`)
+    throw early
+  })
+  died.catch(() => {})
+  await Promise.race([waitForPort(port, host, timeoutMs), died])
+  if (early !== undefined) throw early
+}
+
 /** Try to connect until something accepts, for at most `timeoutMs`. */
 export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs
@@ -92,17 +115,10 @@ export async function startSocatEcho(
       host,
       port
     )
-    const died = server.exited.then(({ code, signal }) => {
-      throw new Error(
-        `socat on ${host}:${port} exited early (code ${code}, signal ${signal}): ${server.stderr().trim()}`
-      )
-    })
     try {
-      await Promise.race([waitForPort(port, host, timeoutMs), died])
-      died.catch(() => {}) // a later exit (our own kill) is not an error
+      await untilListening(server.exited, 'socat', () => server.stderr().trim(), host, port, timeoutMs)
       return server
     } catch (err) {
-      died.catch(() => {})
       killSocat(server)
       lastError = err as Error
     }
