@@ -364,6 +364,39 @@ t.test('bad values: exit 2 with the field path', async (t) => {
   ])
 })
 
+t.test('durations a timer cannot hold: exit 2 naming the field, from flags and from a file', async (t) => {
+  // Node would clamp each of these to 1 ms (TimeoutOverflowWarning): every request would time out.
+  const TOO_LONG = 'expected a duration of at most 24d20h31m23.647s (2147483647 ms)'
+  const flags = ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:7101', '--check']
+  const dir = t.testdir({
+    'baton.yaml': [
+      'listeners:',
+      '  - listen: 127.0.0.1:0',
+      '    connectTimeout: 99999999999999999999999h',
+      '    backends: [127.0.0.1:7101]',
+      '',
+    ].join('\n'),
+  })
+  await usageErrors(t, [
+    [[...flags, '--response-timeout', '600h'], `listeners[0].responseTimeout: ${TOO_LONG}, got "600h"`],
+    [
+      [...flags, '--connect-timeout', '99999999999999999999999h'],
+      `listeners[0].connectTimeout: ${TOO_LONG}, got "99999999999999999999999h"`,
+    ],
+    [
+      [...flags, '--check-interval', '600h'],
+      'listeners[0].healthCheck.interval: expected a duration of at most 22d14h17m37.86s (1952257860 ms), got "600h"',
+    ],
+    [
+      ['--config', join(dir, 'baton.yaml'), '--check'],
+      `listeners[0].connectTimeout: ${TOO_LONG}, got "99999999999999999999999h"`,
+    ],
+  ])
+  const r = await run([...flags, '--response-timeout', '596h'])
+  t.equal(r.code, 0, r.stderr)
+  t.match(r.stdout, /"responseTimeout": 2145600000,/, 'the longest whole hours that fit are accepted')
+})
+
 t.test('--check with flags prints the resolved config and exits 0', async (t) => {
   const r = await run([
     '--listen',

@@ -288,6 +288,69 @@ t.test('error: bad duration', async (t) => {
   rejects(t, one({ connectTimeout: '-1s' }), [`listeners[0].connectTimeout: ${D}, got "-1s"`])
 })
 
+/** `input` with `value` set at a dotted path (`listeners.0.pool.maxAge`), the objects on the way made. */
+function withPath(input: unknown, path: string, value: unknown): unknown {
+  const root = structuredClone(input) as Record<string, unknown>
+  const keys = path.split('.')
+  let node = root
+  for (const k of keys.slice(0, -1)) node = (node[k] ??= {}) as Record<string, unknown>
+  node[keys.at(-1)!] = value
+  return root
+}
+
+/** Every duration field: each must refuse what a Node timer cannot hold (it would fire after 1 ms). */
+const DURATION_FIELDS: [path: string, shown: string][] = [
+  'connectTimeout',
+  'clientTimeout',
+  'serverTimeout',
+  'responseTimeout',
+  'slowStart',
+  'pool.maxAge',
+  'healthCheck.interval',
+  'healthCheck.timeout',
+  'passive.cooldown',
+  'passive.maxCooldown',
+].map((f): [string, string] => [`listeners.0.${f}`, `listeners[0].${f}`])
+DURATION_FIELDS.push(['shutdownGrace', 'shutdownGrace'])
+
+const TIMER_MAX = 2 ** 31 - 1
+const TOO_LONG = 'expected a duration of at most 24d20h31m23.647s (2147483647 ms)'
+// The check interval is jittered by up to +10% before it is set: the interval itself must stay 10% under.
+const INTERVAL_MAX = Math.floor(TIMER_MAX / 1.1)
+const INTERVAL_TOO_LONG = `expected a duration of at most 22d14h17m37.86s (${INTERVAL_MAX} ms)`
+
+t.test('error: a duration a timer cannot hold is refused, in every duration field', async (t) => {
+  for (const [path, shown] of DURATION_FIELDS) {
+    const interval = path.endsWith('healthCheck.interval')
+    const max = interval ? INTERVAL_MAX : TIMER_MAX
+    const msg = interval ? INTERVAL_TOO_LONG : TOO_LONG
+    for (const [value, got] of [
+      ['600h', '"600h"'],
+      ['99999999999999999999999h', '"99999999999999999999999h"'],
+      [`${'9'.repeat(400)}ms`, `"${'9'.repeat(56)}...`], // Infinity once parsed
+      [max + 1, String(max + 1)],
+      [2 ** 31, String(2 ** 31)],
+      [1e300, '1e+300'],
+      [Infinity, 'Infinity'],
+    ] as const) {
+      rejects(t, withPath(one(), path, value), [`${shown}: ${msg}, got ${got}`])
+    }
+    rejects(t, withPath(one(), path, NaN), [
+      `${shown}: expected a duration such as 500ms, 2s or 10m, got NaN`,
+    ])
+    rejects(t, withPath(one(), path, -Infinity), [
+      `${shown}: expected a duration such as 500ms, 2s or 10m, got -Infinity`,
+    ])
+    // The longest that fits is accepted, as a number and as text.
+    for (const ok of [max, `${max}ms`]) {
+      const config = validateConfig(withPath(one(), path, ok)) as unknown as Record<string, unknown>
+      const got = path.split('.').reduce<unknown>((n, k) => (n as Record<string, unknown>)[k], config)
+      t.equal(got, max, `${shown}: ${String(ok)} accepted`)
+    }
+  }
+  t.equal(validateConfig(one({ responseTimeout: '596h' })).listeners[0]!.responseTimeout, 596 * 3_600_000)
+})
+
 t.test('error: bad size', async (t) => {
   const S = 'expected a size such as 65536, 64KiB or 1MiB'
   rejects(t, one({ maxPendingBytes: '64 zb' }), [`listeners[0].maxPendingBytes: ${S}, got "64 zb"`])

@@ -770,3 +770,42 @@ t.test('(g) SIGTERM: a session that outlives the grace period is closed, exit 0'
     'the worker closed it at the end of the grace period'
   )
 })
+
+t.test(
+  '(g) shutdownGrace at the longest a timer holds: SIGTERM still waits, no timer overflow',
+  async (t) => {
+    // The primary waits the grace period plus a margin for its workers: that sum must not overflow a
+    // timer (Node would fire it after 1 ms and kill the workers at once, with a TimeoutOverflowWarning).
+    const alpha = await appServer(t, 'alpha')
+    const c = await startCluster(
+      t,
+      {
+        listeners: [
+          { name: 'web', listen: '127.0.0.1:0', backends: [{ name: 'alpha', host: HOST, port: alpha.port }] },
+        ],
+        admin: { listen: '127.0.0.1:0' },
+        shutdownGrace: '2147483647ms',
+      },
+      t.testdir({})
+    )
+    const live = await hold(c.port)
+    t.teardown(() => live.destroy())
+    const closed = new Promise<void>((resolve) => live.once('close', () => resolve()))
+    c.child.kill('SIGTERM')
+    await c.logs.waitFor(
+      (l) => l.msg === 'waiting for sessions to finish',
+      'a worker waiting for its session'
+    )
+    const echoed = new Promise<string>((resolve) => live.once('data', (d: Buffer) => resolve(d.toString())))
+    live.write('still here')
+    t.equal(await echoed, 'still here', 'the session carries on')
+    live.end()
+    await closed
+    t.same(await c.exit(), { code: 0, signal: null })
+    t.notOk(
+      c.logs.all.some((l) => l.msg === 'workers did not exit in time, killing them'),
+      'no worker killed for want of time'
+    )
+    t.notMatch(c.stderr.text.join('\n'), /TimeoutOverflowWarning/, 'no timer overflowed')
+  }
+)

@@ -38,7 +38,7 @@ import { AggregatorRegistry, Counter, Gauge, Registry, type PrometheusContentTyp
 import { pageParams } from '../admin/api.js'
 import { startAdmin, type AdminServer } from '../admin/server.js'
 import { Balancer, type ReloadResult } from '../balancer.js'
-import type { Config } from '../config/schema.js'
+import { MAX_TIMER_MS, type Config } from '../config/schema.js'
 import { validateConfig } from '../config/validate.js'
 import { BatonError } from '../errors.js'
 import { PrimaryChecks } from './health.js'
@@ -466,7 +466,9 @@ export class Primary {
     clearInterval(this.refresher)
     this.checks.stop()
     for (const m of this.members.values()) this.send(m, { type: 'baton:stop', graceMs })
-    void Promise.all([this.admin?.close(), this.allExited(graceMs + KILL_MARGIN_MS)]).then(() => {
+    // The schema caps shutdownGrace at what a timer holds; the margin on top must not overflow it.
+    const waitMs = Math.min(graceMs + KILL_MARGIN_MS, MAX_TIMER_MS)
+    void Promise.all([this.admin?.close(), this.allExited(waitMs)]).then(() => {
       this.log.info('stopped')
       this.log.flush()
       process.exit(0)

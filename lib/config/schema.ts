@@ -5,6 +5,7 @@
  */
 import { z } from 'zod'
 import { ALGORITHMS } from '../balancing/types.js'
+import { CHECKER_DEFAULTS } from '../health/checker.js'
 import { parseDuration, parseSize, splitHostPort } from '../units.js'
 
 const PORT_MSG = 'expected an integer from 1 to 65535'
@@ -36,13 +37,58 @@ const host = z
   .string({ error: 'expected a host name or IP address' })
   .min(1, { error: 'expected a host name or IP address' })
 
-/** A duration: milliseconds as a number, or text such as `500ms`, `2s`, `10m`. 0 disables. */
-const duration = z.preprocess(
-  (v) => (typeof v === 'string' ? (parseDuration(v) ?? v) : v),
-  z
-    .number({ error: 'expected a duration such as 500ms, 2s or 10m' })
-    .min(0, { error: 'expected a duration of 0 or more' })
-)
+/**
+ * The longest delay a Node timer holds. `setTimeout`, `setInterval` and `socket.setTimeout` turn a
+ * longer one into 1 ms with only a TimeoutOverflowWarning: `responseTimeout: 600h` would fail every
+ * request at once. Every duration is refused past it (or past a lower `max` where the code adds to it).
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** 2147483647 → `24d20h31m23.647s`, for messages. */
+function spellDuration(ms: number): string {
+  let out = ''
+  let rest = ms
+  for (const [unit, size] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+  ] as const) {
+    const n = Math.floor(rest / size)
+    if (n > 0) out += `${n}${unit}`
+    rest -= n * size
+  }
+  return rest > 0 || out === '' ? `${out}${rest / 1000}s` : out
+}
+
+/**
+ * A duration: milliseconds as a number, or text such as `500ms`, `2s`, `10m`. 0 disables. At most
+ * `max`, checked here rather than after the number so that the message quotes the value as written
+ * (`got "600h"`). Infinity is too long; NaN is left to z.number(), which refuses it.
+ */
+function duration(max = MAX_TIMER_MS) {
+  const tooLong = `expected a duration of at most ${spellDuration(max)} (${max} ms)`
+  return z.preprocess(
+    (v, ctx) => {
+      const ms = typeof v === 'string' ? (parseDuration(v) ?? v) : v
+      if (typeof ms === 'number' && ms > max)
+        ctx.addIssue({
+          code: 'too_big',
+          origin: 'number',
+          maximum: max,
+          inclusive: true,
+          message: tooLong,
+          input: v,
+        })
+      return ms
+    },
+    z
+      .number({ error: 'expected a duration such as 500ms, 2s or 10m' })
+      .min(0, { error: 'expected a duration of 0 or more' })
+  )
+}
+
+/** Health checks run every `interval` plus up to 10% (checker.ts's jitter): that sum must fit a timer. */
+const CHECK_INTERVAL_MAX = Math.floor(MAX_TIMER_MS / (1 + CHECKER_DEFAULTS.jitter))
 
 /** A size: bytes as a number, or text such as `64KiB`, `1MiB`. */
 const size = z.preprocess(
@@ -91,9 +137,9 @@ const healthCheckSchema = z.strictObject({
   expect: z.string().optional(),
   expectRegex: z.boolean().default(false),
   /** Time between checks (± 10% jitter). */
-  interval: duration.default(2000),
+  interval: duration(CHECK_INTERVAL_MAX).default(2000),
   /** A check with no verdict within this time fails. Default: the interval. */
-  timeout: duration.optional(),
+  timeout: duration().optional(),
   /** Consecutive successes for a down backend to come up, and failures for an up one to go down. */
   rise: int(1, 100).default(2),
   fall: int(1, 100).default(3),
@@ -129,11 +175,11 @@ const listenerSchema = z.strictObject({
   /** Kernel accept queue length. */
   backlog: int(1).default(511),
   /** Time allowed for a backend's TCP connect before trying another (HAProxy `timeout connect`). */
-  connectTimeout: duration.default(5000),
+  connectTimeout: duration().default(5000),
   /** Close a session when the client has sent and received nothing for this long. 0 = never. */
-  clientTimeout: duration.default(600_000),
+  clientTimeout: duration().default(600_000),
   /** Close a session when the server has sent and received nothing for this long. 0 = never. */
-  serverTimeout: duration.default(600_000),
+  serverTimeout: duration().default(600_000),
   /** Further backends to try when a connect is refused, unreachable or times out. */
   retries: int(0, 100).default(3),
   /** Client bytes held while the server connection is being set up; past it, reading pauses. */
@@ -177,14 +223,14 @@ const listenerSchema = z.strictObject({
    * A request with no response byte within this time is a failure of that server: its connection
    * is destroyed and the request goes elsewhere. 0 = off.
    */
-  responseTimeout: duration.default(0),
+  responseTimeout: duration().default(0),
   /** Warm pool of established idle connections per backend, used for new sessions and hand-offs. */
   pool: z
     .strictObject({
       /** Idle connections kept ready per backend. 0 = no pool. */
       idle: int(0, 1000).default(0),
       /** A pooled connection older than this is closed and replaced. */
-      maxAge: duration.default(60_000),
+      maxAge: duration().default(60_000),
       /** Give a server connection back to the pool when its client leaves at a clean boundary (never for opaque). */
       reuse: z.boolean().default(false),
     })
@@ -192,7 +238,7 @@ const listenerSchema = z.strictObject({
   /** Active health checks for every backend of this listener (off by default, as in HAProxy). */
   healthCheck: healthCheckSchema.prefault({}),
   /** After a backend comes back up, its weight ramps from 5% to full over this long (HAProxy `slowstart`). 0 = off. */
-  slowStart: duration.default(0),
+  slowStart: duration().default(0),
   /**
    * Passive marking: a backend failing `failures` times in a row (connects, resets, response
    * timeouts) is ejected for `cooldown`, times how often it was ejected lately, up to `maxCooldown`
@@ -201,8 +247,8 @@ const listenerSchema = z.strictObject({
   passive: z
     .strictObject({
       failures: int(1).default(3),
-      cooldown: duration.default(10_000),
-      maxCooldown: duration.default(300_000),
+      cooldown: duration().default(10_000),
+      maxCooldown: duration().default(300_000),
       maxEjectPercent: int(1, 100).default(50),
     })
     .prefault({}),
@@ -242,7 +288,7 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   /** On stop, how long live sessions get to finish before they are closed. */
-  shutdownGrace: duration.default(30_000),
+  shutdownGrace: duration().default(30_000),
   /**
    * Processes that accept and splice (`--workers`): 1 is a single process; N > 1 or `auto` (one per
    * core) start a primary that runs health checks, the admin server and reloads, and N workers.

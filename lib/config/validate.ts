@@ -52,6 +52,7 @@ function formatIssue(issue: z.core.$ZodIssue): string {
 
 function show(v: unknown): string {
   if (typeof v === 'object' && v !== null) return Array.isArray(v) ? 'a list' : 'an object'
+  if (typeof v === 'number') return String(v) // NaN and Infinity, which JSON spells null
   const s = JSON.stringify(v)
   return s.length > 60 ? `${s.slice(0, 57)}...` : s
 }
