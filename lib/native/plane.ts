@@ -1,0 +1,416 @@
+/**
+ * The native splice data plane: loader and typed wrapper around build/Release/baton_plane.node
+ * (native/plane.c; the design is in docs/native-plane.md).
+ *
+ * The addon is optional. `loadNativePlane()` returns `{ plane }` when it loaded, or
+ * `{ plane: undefined, reason }` (not Linux, not built, failed to load, turned off with
+ * BATON_NATIVE=0) so the caller can say once why it runs on the JavaScript plane.
+ *
+ * Hand-off: once both sockets are connected, `attach(client, server, onEvent, options)` duplicates
+ * their descriptors into the addon and destroys the two net.Socket objects (closing the original
+ * descriptor sends nothing: the duplicate keeps the connection). From then on bytes move kernel to
+ * kernel and `onEvent` is called only when something happens. The caller must have stopped caring
+ * about the sockets first: destroy() still emits their 'close' event.
+ */
+import { createRequire } from 'node:module'
+import type { Socket } from 'node:net'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { getSystemErrorName } from 'node:util'
+import { BatonError } from '../errors.js'
+
+/** What the C side exports (native/plane.c, `init`). */
+interface Binding {
+  readonly version: string
+  readonly statsLength: number
+  readonly poolStatsLength: number
+  setCallback(fn: (id: number, kind: number, a: number, errno: number) => void): void
+  attach(clientFd: number, serverFd: number, replayBytes: number, flags: number, head?: Buffer): number
+  replaceServer(id: number, fd: number): number
+  shutdownClient(id: number): void
+  pause(id: number, paused: boolean): void
+  close(id: number): boolean
+  stats(id: number, out: Float64Array): boolean
+  poolStats(out: Float64Array): void
+  configure(maxIdlePipes: number, pipeSize: number): void
+}
+
+/** A session inside the native plane. Opaque: a stale handle is refused, never misused. */
+export type PlaneHandle = number & { readonly __planeHandle: true }
+
+export type PlaneSide = 'client' | 'server' | 'internal'
+export type PlaneCloseReason = 'done' | 'client-error' | 'internal-error'
+
+export interface PlaneStats {
+  /** Bytes read from the client (including an attach `head`). */
+  bytesFromClient: number
+  /** Bytes written to server connections (replays count again). */
+  bytesToServer: number
+  bytesFromServer: number
+  bytesToClient: number
+  /** When bytes last moved, in ms on libuv's loop clock (uv_now); see `idleMs`. */
+  lastActivity: number
+  /** Milliseconds since bytes last moved, on the same clock. */
+  idleMs: number
+  /** Client bytes held in the replay pipe (what a replaceServer would re-send). */
+  replayBytes: number
+  /** Client bytes since the server last spoke: the unanswered request (opaque turn-taking). */
+  unansweredBytes: number
+  /** Server bytes forwarded since the client last sent any: a response has started. */
+  serverBytesSinceRequest: number
+  /** Every unanswered byte is in the replay pipe (false after an overflow until the server speaks). */
+  replayable: boolean
+  /** unansweredBytes === 0: the server had answered everything the client sent. */
+  answered: boolean
+  /** serverBytesSinceRequest > 0: part (or all) of a response reached the client. */
+  responseStarted: boolean
+  /** Requests answered: times the server spoke after client bytes. */
+  turns: number
+  failovers: number
+  /** Bytes re-sent by replaceServer, summed. */
+  replayedBytes: number
+  /** Times recording stopped because the replay pipe could not take a request. */
+  replayOverflows: number
+  /** Pipes the session holds now (0 when idle). */
+  pipes: number
+  /** Bytes read from one side and not yet written to the other. */
+  pendingToServer: number
+  pendingToClient: number
+  clientEof: boolean
+  serverEof: boolean
+  /** The server's FIN is held for the caller (holdServerEof): shutdownClient, replaceServer or close. */
+  serverEofHeld: boolean
+  /** shutdown(SHUT_WR) done on the server / the client. */
+  finSentToServer: boolean
+  finSentToClient: boolean
+  /** The server connection failed and is closed; waiting for replaceServer or close. */
+  serverDown: boolean
+  paused: boolean
+  closed: boolean
+}
+
+export type PlaneEvent =
+  | { type: 'client-eof'; stats: PlaneStats }
+  | { type: 'server-eof'; held: boolean; stats: PlaneStats }
+  | { type: 'error'; side: PlaneSide; errno: number; code: string; stats: PlaneStats }
+  | { type: 'close'; reason: PlaneCloseReason; stats: PlaneStats }
+
+export type PlaneListener = (event: PlaneEvent) => void
+
+export interface AttachOptions {
+  /** Capacity of the replay pipe; 0 (default) records nothing. Rounded up to whole pages. */
+  replayBytes?: number
+  /** Hold a server FIN for the caller instead of passing it to the client (default false). */
+  holdServerEof?: boolean
+  /** Client bytes Node already read (an accept stage's peek): sent first, and recorded. */
+  head?: Buffer
+}
+
+export interface PoolStats {
+  /** Idle pipes in the pool. */
+  idle: number
+  /** Pipes held by sessions now. */
+  inUse: number
+  created: number
+  destroyed: number
+  /** F_SETPIPE_SZ calls (replay pipes, a changed pipeSize). */
+  resized: number
+  maxIdle: number
+  pipeSize: number
+  sessions: number
+}
+
+export interface PlaneConfig {
+  /** Idle pipes kept for reuse (default 1024); lowering it closes the extra ones at once. */
+  maxIdlePipes?: number
+  /** Capacity of data pipes in bytes (default: the kernel's, 64 KiB). */
+  pipeSize?: number
+}
+
+export interface NativePlane {
+  readonly version: string
+  /**
+   * Hand two connected sockets (or raw descriptors, which stay the caller's to close) to the plane.
+   * Sockets are destroyed after their descriptors are duplicated. `onEvent` runs on this thread.
+   */
+  attach(client: Socket | number, server: Socket | number, onEvent: PlaneListener, options?: AttachOptions): PlaneHandle
+  /** Live counters and state; undefined once the session is gone. Cheap: no allocation but the object. */
+  stats(handle: PlaneHandle): PlaneStats | undefined
+  /**
+   * Move the session to another server connection (new or pooled): the old server descriptor is
+   * closed and the replay pipe is sent to the new one (and kept, for another failover). Returns the
+   * bytes re-sent. Throws ERR_NATIVE_PLANE_NOT_REPLAYABLE when unanswered bytes were not recorded.
+   */
+  replaceServer(handle: PlaneHandle, server: Socket | number): number
+  /** No more server bytes; the FIN goes to the client after what is in flight (a held EOF passes on). */
+  shutdownClient(handle: PlaneHandle): void
+  /** Stop reading both sides (bytes already read still go out). */
+  pause(handle: PlaneHandle): void
+  resume(handle: PlaneHandle): void
+  /** Close both descriptors now (shutdown, timeouts). No event follows; returns the final stats. */
+  close(handle: PlaneHandle): PlaneStats | undefined
+  poolStats(): PoolStats
+  configure(config: PlaneConfig): void
+}
+
+export type NativePlaneLoad = { plane: NativePlane; reason: undefined } | { plane: undefined; reason: string }
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
+export const ADDON_PATH = path.join(ROOT, 'build', 'Release', 'baton_plane.node')
+const ABI_VERSION = '1'
+
+// Stats layout: native/plane.c, ST_*.
+const ST = {
+  fromClient: 0,
+  toServer: 1,
+  fromServer: 2,
+  toClient: 3,
+  lastActivity: 4,
+  replayBytes: 5,
+  unanswered: 6,
+  serverSinceReq: 7,
+  replayable: 8,
+  turns: 9,
+  failovers: 10,
+  replayed: 11,
+  overflows: 12,
+  pipes: 13,
+  c2sPending: 14,
+  s2cPending: 15,
+  flags: 16,
+  idleMs: 17,
+} as const
+const FL = {
+  clientEof: 1,
+  serverEof: 2,
+  serverFinSent: 4,
+  clientFinSent: 8,
+  serverDown: 16,
+  paused: 32,
+  closed: 64,
+  serverEofHeld: 128,
+} as const
+const EV_CLIENT_EOF = 1
+const EV_SERVER_EOF = 2
+const EV_ERROR = 3
+const EV_CLOSE = 4
+const SIDES: readonly PlaneSide[] = ['client', 'server', 'internal']
+const REASONS: readonly PlaneCloseReason[] = ['done', 'client-error', 'internal-error', 'done']
+const F_HOLD_SERVER_EOF = 1
+
+export class NativePlaneError extends BatonError {
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(code, 'internal', message, options)
+    this.name = 'NativePlaneError'
+  }
+}
+
+class Plane implements NativePlane {
+  readonly version: string
+  private readonly listeners = new Map<number, PlaneListener>()
+  private readonly scratch: Float64Array
+  private readonly poolScratch: Float64Array
+
+  constructor(private readonly binding: Binding) {
+    this.version = binding.version
+    this.scratch = new Float64Array(binding.statsLength)
+    this.poolScratch = new Float64Array(binding.poolStatsLength)
+    binding.setCallback(this.dispatch)
+  }
+
+  attach(client: Socket | number, server: Socket | number, onEvent: PlaneListener, options: AttachOptions = {}): PlaneHandle {
+    const replayBytes = options.replayBytes ?? 0
+    if (!Number.isInteger(replayBytes) || replayBytes < 0 || replayBytes > 1 << 30)
+      throw new NativePlaneError('ERR_INVALID_ARG_VALUE', `replayBytes must be an integer from 0 to 1 GiB, got ${replayBytes}`)
+    const clientFd = descriptorOf(client, 'client')
+    const serverFd = descriptorOf(server, 'server')
+    let head = options.head
+    if (typeof client !== 'number' && client.readableLength > 0) {
+      // Read by Node and not yet consumed: it goes first, like an accept stage's peek.
+      const buffered = client.read() as Buffer | null
+      if (buffered !== null) head = head === undefined ? buffered : Buffer.concat([head, buffered])
+    }
+    const id = this.binding.attach(clientFd, serverFd, replayBytes, options.holdServerEof === true ? F_HOLD_SERVER_EOF : 0, head)
+    this.listeners.set(id, onEvent)
+    if (typeof client !== 'number') client.destroy()
+    if (typeof server !== 'number') server.destroy()
+    return id as PlaneHandle
+  }
+
+  stats(handle: PlaneHandle): PlaneStats | undefined {
+    return this.binding.stats(handle, this.scratch) ? statsFrom(this.scratch) : undefined
+  }
+
+  replaceServer(handle: PlaneHandle, server: Socket | number): number {
+    const fd = descriptorOf(server, 'server')
+    const resent = this.binding.replaceServer(handle, fd)
+    if (typeof server !== 'number') server.destroy()
+    return resent
+  }
+
+  shutdownClient(handle: PlaneHandle): void {
+    this.binding.shutdownClient(handle)
+  }
+
+  pause(handle: PlaneHandle): void {
+    this.binding.pause(handle, true)
+  }
+
+  resume(handle: PlaneHandle): void {
+    this.binding.pause(handle, false)
+  }
+
+  close(handle: PlaneHandle): PlaneStats | undefined {
+    const last = this.stats(handle)
+    this.listeners.delete(handle)
+    if (!this.binding.close(handle) || last === undefined) return undefined
+    last.closed = true
+    return last
+  }
+
+  poolStats(): PoolStats {
+    const d = this.poolScratch
+    this.binding.poolStats(d)
+    return {
+      idle: d[0]!,
+      inUse: d[1]!,
+      created: d[2]!,
+      destroyed: d[3]!,
+      resized: d[4]!,
+      maxIdle: d[5]!,
+      pipeSize: d[6]!,
+      sessions: d[7]!,
+    }
+  }
+
+  configure(config: PlaneConfig): void {
+    const { maxIdlePipes = -1, pipeSize = 0 } = config
+    if (maxIdlePipes !== -1 && (!Number.isInteger(maxIdlePipes) || maxIdlePipes < 0 || maxIdlePipes > 1 << 20))
+      throw new NativePlaneError('ERR_INVALID_ARG_VALUE', `maxIdlePipes must be an integer from 0 to 1048576, got ${maxIdlePipes}`)
+    if (!Number.isInteger(pipeSize) || pipeSize < 0 || pipeSize > 1 << 30)
+      throw new NativePlaneError('ERR_INVALID_ARG_VALUE', `pipeSize must be an integer from 0 to 1 GiB, got ${pipeSize}`)
+    this.binding.configure(maxIdlePipes, pipeSize)
+  }
+
+  /** The one callback the addon calls (from a uv callback, never inside one of the calls above). */
+  private readonly dispatch = (id: number, kind: number, a: number, errno: number): void => {
+    const listener = this.listeners.get(id)
+    if (listener === undefined) return
+    const stats = this.binding.stats(id, this.scratch) ? statsFrom(this.scratch) : undefined
+    if (stats === undefined) return
+    if (kind === EV_CLOSE) this.listeners.delete(id)
+    switch (kind) {
+      case EV_CLIENT_EOF:
+        return listener({ type: 'client-eof', stats })
+      case EV_SERVER_EOF:
+        return listener({ type: 'server-eof', held: a === 1, stats })
+      case EV_ERROR:
+        return listener({ type: 'error', side: SIDES[a] ?? 'internal', errno, code: errnoCode(errno), stats })
+      case EV_CLOSE:
+        return listener({ type: 'close', reason: REASONS[a] ?? 'done', stats })
+    }
+  }
+}
+
+function statsFrom(d: Float64Array): PlaneStats {
+  const flags = d[ST.flags]!
+  const unanswered = d[ST.unanswered]!
+  const serverSince = d[ST.serverSinceReq]!
+  return {
+    bytesFromClient: d[ST.fromClient]!,
+    bytesToServer: d[ST.toServer]!,
+    bytesFromServer: d[ST.fromServer]!,
+    bytesToClient: d[ST.toClient]!,
+    lastActivity: d[ST.lastActivity]!,
+    idleMs: d[ST.idleMs]!,
+    replayBytes: d[ST.replayBytes]!,
+    unansweredBytes: unanswered,
+    serverBytesSinceRequest: serverSince,
+    replayable: d[ST.replayable] === 1,
+    answered: unanswered === 0,
+    responseStarted: serverSince > 0,
+    turns: d[ST.turns]!,
+    failovers: d[ST.failovers]!,
+    replayedBytes: d[ST.replayed]!,
+    replayOverflows: d[ST.overflows]!,
+    pipes: d[ST.pipes]!,
+    pendingToServer: d[ST.c2sPending]!,
+    pendingToClient: d[ST.s2cPending]!,
+    clientEof: (flags & FL.clientEof) !== 0,
+    serverEof: (flags & FL.serverEof) !== 0,
+    serverEofHeld: (flags & FL.serverEofHeld) !== 0,
+    finSentToServer: (flags & FL.serverFinSent) !== 0,
+    finSentToClient: (flags & FL.clientFinSent) !== 0,
+    serverDown: (flags & FL.serverDown) !== 0,
+    paused: (flags & FL.paused) !== 0,
+    closed: (flags & FL.closed) !== 0,
+  }
+}
+
+function errnoCode(errno: number): string {
+  try {
+    return getSystemErrorName(-errno)
+  } catch {
+    return `E${errno}`
+  }
+}
+
+/**
+ * The descriptor of a connected socket that has nothing buffered in Node: bytes queued for writing
+ * or read and not consumed (server side) would be lost once the plane takes over.
+ */
+function descriptorOf(socket: Socket | number, side: 'client' | 'server'): number {
+  if (typeof socket === 'number') return socket
+  if (socket.destroyed || socket.connecting)
+    throw new NativePlaneError('ERR_NATIVE_PLANE_SOCKET', `the ${side} socket is ${socket.destroyed ? 'destroyed' : 'still connecting'}`)
+  if (socket.writableLength > 0)
+    throw new NativePlaneError('ERR_NATIVE_PLANE_BUFFERED', `the ${side} socket has ${socket.writableLength} bytes queued for writing; wait for 'drain'`)
+  if (side === 'server' && socket.readableLength > 0)
+    throw new NativePlaneError('ERR_NATIVE_PLANE_BUFFERED', `the server socket has ${socket.readableLength} bytes read and not consumed`)
+  // net.Socket keeps its libuv handle in `_handle`; on Unix its `fd` getter is the descriptor.
+  const fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd
+  if (typeof fd !== 'number' || fd < 0)
+    throw new NativePlaneError('ERR_NATIVE_PLANE_SOCKET', `the ${side} socket has no file descriptor (not a TCP socket?)`)
+  return fd
+}
+
+let loaded: NativePlaneLoad | undefined
+/** One Plane per loaded binding: a second one would take over the binding's single callback. */
+const planes = new WeakMap<Binding, Plane>()
+
+/**
+ * The native plane, or why not. Decided once per thread; later calls return the same answer.
+ * `BATON_NATIVE=0` turns it off; `BATON_NATIVE_PATH` names another .node file (packagers).
+ */
+export function loadNativePlane(): NativePlaneLoad {
+  loaded ??= probeNativePlane({ file: process.env.BATON_NATIVE_PATH || ADDON_PATH, disabled: process.env.BATON_NATIVE === '0' })
+  return loaded
+}
+
+/** The uncached probe behind loadNativePlane (tests give it missing or broken files). */
+export function probeNativePlane(options: { file?: string; disabled?: boolean; platform?: string } = {}): NativePlaneLoad {
+  const { file = ADDON_PATH, disabled = false, platform = process.platform } = options
+  if (platform !== 'linux') return { plane: undefined, reason: `splice(2) is Linux-only; this platform is ${platform}` }
+  if (disabled) return { plane: undefined, reason: 'turned off with BATON_NATIVE=0' }
+  let binding: Binding
+  try {
+    binding = createRequire(import.meta.url)(file) as Binding
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    const missing = e.code === 'MODULE_NOT_FOUND' || /cannot open shared object file: No such file/i.test(e.message)
+    return {
+      plane: undefined,
+      reason: missing
+        ? `the addon is not built (${path.relative(ROOT, file) || file} missing; npm run build:native)`
+        : `the addon failed to load: ${e.message.split('\n')[0]}`,
+    }
+  }
+  if (binding.version !== ABI_VERSION)
+    return { plane: undefined, reason: `the addon is version ${String(binding.version)}, this code expects ${ABI_VERSION} (npm run build:native)` }
+  let plane = planes.get(binding)
+  if (plane === undefined) {
+    plane = new Plane(binding)
+    planes.set(binding, plane)
+  }
+  return { plane, reason: undefined }
+}

@@ -1,0 +1,1149 @@
+/*
+ * native/plane.c — Baton's native splice data plane (an optional N-API addon, plain C).
+ *
+ * Node accepts, picks a backend and connects. Once both sockets are connected, JavaScript hands the
+ * two descriptors to this addon: it dup()s them (F_DUPFD_CLOEXEC, O_NONBLOCK) and JavaScript destroys
+ * its own net.Socket objects. Closing the original descriptor sends nothing on the wire: the socket
+ * lives on through the duplicate (tests/native/plane.test.ts checks that no FIN goes out). From then
+ * on bytes move kernel to kernel with splice(2), and JavaScript hears only about things that happen.
+ *
+ *   client fd ──splice──► [c2s pipe] ──splice──► server fd
+ *                              │ tee(2) (no copy: the replay pipe takes references to the same pages)
+ *                              ▼
+ *                        [replay pipe]   the client bytes the server has not answered yet
+ *
+ *   client fd ◄──splice── [s2c pipe] ◄──splice── server fd
+ *
+ * Event loop: the libuv loop of the thread that loaded the addon (napi_get_uv_event_loop), one
+ * uv_poll_t per descriptor, level-triggered. No threads: every callback into JavaScript runs on that
+ * thread, from a uv callback, through napi_make_callback (which opens the callback scope and runs
+ * process.nextTick and microtasks afterwards) inside a handle scope.
+ *
+ * One direction (c2s or s2c) is a loop over two steps, until EAGAIN or a budget per wake-up:
+ *   flush  splice(pipe → out). EAGAIN: the out side is full — wait for it to become writable and stop
+ *          reading the in side (backpressure: a full pipe means no reads).
+ *   fill   only into an EMPTY pipe: splice(in → pipe). 0 is EOF. tee(2) duplicates from the head of
+ *          the pipe and cannot skip, so filling an empty pipe is what lets the c2s direction tee
+ *          exactly the new bytes. The s2c direction follows the same rule for symmetry.
+ * Half-close: EOF on one side → shutdown(SHUT_WR) on the other once the pipe has drained. A server
+ * EOF can be held (holdServerEof): JavaScript then decides (crash or close?) and calls
+ * shutdownClient (pass the FIN on), replaceServer (fail over) or close.
+ *
+ * Replay (opaque turn-taking: a request is the client bytes since the server last spoke):
+ *   - client bytes in: unanswered += n; if recording, tee them into the replay pipe. The replay pipe
+ *     is sized with F_SETPIPE_SZ to replayBytes; a tee that would pass replayBytes, or that the pipe
+ *     cannot take whole (its capacity is counted in page slots, so many tiny segments fill it before
+ *     replayBytes), stops recording and empties it: the session is not replayable until the server
+ *     next speaks.
+ *   - server bytes in: the request is answered (opaquely). The replay pipe is emptied (spliced into
+ *     /dev/null: references dropped, nothing copied), recording restarts.
+ *   - replaceServer(newFd): the old server fd is closed; the unsent rest in the c2s pipe is dropped
+ *     (it is a suffix of the replay pipe); a fresh replay pipe of the same size gets a tee of the old
+ *     one and the old one becomes the c2s pipe, so the bytes go to the new server AND stay recorded
+ *     for another failover if the new server dies before answering too.
+ *   Invariant while recording: replay pipe = the `unanswered` client bytes, and the c2s pipe holds a
+ *   suffix of them — except right after the server spoke while the c2s pipe still held older bytes
+ *   (unanswered is 0 then, the replay pipe empty, and those bytes are simply sent on).
+ *
+ * Pipes come from a bounded pool of idle pipes (maxIdlePipes). A direction holds a pipe only while
+ * bytes are in it: an empty pipe goes back to the pool at the end of every wake-up and is taken again
+ * on the next readable event (HAProxy's maxpipes idea), so an idle session holds no pipe at all.
+ *
+ * Lifetime: sessions are named by a number (slot + generation), so a stale handle is refused, never
+ * dereferenced. A closed session's memory stays until its uv_poll handles have closed; API calls from
+ * JavaScript never call back into JavaScript synchronously — their work runs from a uv_idle handle
+ * on the next loop turn. Per-env state (worker_threads each get their own) with an async cleanup hook
+ * that closes every handle before the loop goes away.
+ *
+ * Kept in JavaScript: accepting, balancing, connecting, timeouts (stats expose lastActivity, in ms of
+ * the monotonic clock libuv uses, uv_now), failover policy. See docs/native-plane.md.
+ */
+#define _GNU_SOURCE
+#ifndef NAPI_VERSION
+#define NAPI_VERSION 8
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <node_api.h>
+#include <uv.h>
+
+#define PLANE_VERSION "1"
+#define SLOT_BITS 16777216.0 /* id = generation * 2^24 + slot */
+#define MAX_SLOTS 16777215u
+#define READS_PER_WAKE 16    /* fill steps per direction per wake-up (fairness between sessions) */
+#define POOL_SCAN 16         /* idle pipes looked at for an exact capacity match */
+#define MAX_EVENTS 8
+
+enum { CLIENT = 0, SERVER = 1, INTERNAL = 2 };
+enum { S_ACTIVE = 0, S_SERVER_DOWN = 1, S_CLOSED = 2 };
+enum { EV_CLIENT_EOF = 1, EV_SERVER_EOF = 2, EV_ERROR = 3, EV_CLOSE = 4 };
+enum { R_DONE = 0, R_CLIENT_ERROR = 1, R_INTERNAL_ERROR = 2, R_CLOSED = 3 };
+enum { F_HOLD_SERVER_EOF = 1 };
+
+/* Stats layout (Float64Array), mirrored in lib/native/plane.ts. */
+enum {
+  ST_FROM_CLIENT, ST_TO_SERVER, ST_FROM_SERVER, ST_TO_CLIENT, ST_LAST_ACTIVITY, ST_REPLAY_BYTES,
+  ST_UNANSWERED, ST_SERVER_SINCE_REQ, ST_REPLAYABLE, ST_TURNS, ST_FAILOVERS, ST_REPLAYED,
+  ST_OVERFLOWS, ST_PIPES, ST_C2S_PENDING, ST_S2C_PENDING, ST_FLAGS, ST_IDLE_MS, ST_LENGTH
+};
+/* ST_FLAGS bits */
+enum {
+  FL_CLIENT_EOF = 1, FL_SERVER_EOF = 2, FL_SERVER_FIN_SENT = 4, FL_CLIENT_FIN_SENT = 8,
+  FL_SERVER_DOWN = 16, FL_PAUSED = 32, FL_CLOSED = 64, FL_SERVER_EOF_HELD = 128
+};
+enum {
+  PS_IDLE, PS_IN_USE, PS_CREATED, PS_DESTROYED, PS_RESIZED, PS_MAX_IDLE, PS_PIPE_SIZE, PS_SESSIONS,
+  PS_LENGTH
+};
+
+typedef struct { int r, w, cap; } pipe_t; /* r < 0: none */
+
+typedef struct plane_s plane_t;
+typedef struct session_s session_t;
+
+typedef struct {
+  int fd;            /* the duplicate; -1 once closed */
+  uv_poll_t *poll;   /* heap: it may still be closing while a new server's poll is set up */
+  int mask;          /* the events the poll watches now */
+  unsigned rd_ready : 1, wr_ready : 1;
+} end_t;
+
+typedef struct {   /* one direction */
+  pipe_t p;
+  size_t len;      /* bytes in the pipe */
+  uint64_t in, out;
+  unsigned in_done : 1;  /* EOF read (or no more reads wanted) */
+  unsigned fin_sent : 1; /* shutdown(SHUT_WR) done on the out side */
+} flow_t;
+
+typedef struct { uint8_t kind, a; int32_t err; } event_t;
+
+struct session_s {
+  plane_t *pl;
+  double id;
+  uint32_t slot;
+  int state;
+  int closes_pending;           /* uv_close()d polls not yet called back */
+  unsigned paused : 1, hold_server_eof : 1, pass_fin : 1, deferred : 1, in_process : 1;
+  end_t end[2];                 /* CLIENT, SERVER */
+  flow_t c2s, s2c;
+  pipe_t replay;
+  size_t replay_len, replay_max, replay_cap;
+  int recording;
+  uint64_t unanswered, server_since_req, turns, failovers, replayed, overflows;
+  uint64_t last_activity;
+  event_t ev[MAX_EVENTS];
+  int nev;
+};
+
+struct plane_s {
+  napi_env env;
+  uv_loop_t *loop;
+  napi_ref callback;
+  napi_ref resource;
+  napi_async_context async_ctx;
+  int devnull;
+  /* sessions by slot */
+  session_t **slots;
+  uint32_t *gens;
+  uint32_t nslots, cap_slots;
+  uint32_t *free_slots;
+  uint32_t nfree;
+  uint32_t live;
+  /* pipe pool */
+  pipe_t *idle;
+  uint32_t nidle, max_idle, cap_idle;
+  int pipe_size, default_pipe_size;
+  double in_use, created, destroyed, resized;
+  /* work deferred from API calls to the next loop turn */
+  uv_idle_t *idle_handle;
+  double *deferred;
+  uint32_t ndeferred, cap_deferred;
+  int handles_open;
+  int shutting_down;
+  napi_async_cleanup_hook_handle cleanup;
+};
+
+static void process(session_t *s);
+
+/* ------------------------------------------------------------------------------------------------
+ * Pipe pool */
+
+static void pipe_destroy(plane_t *pl, pipe_t *p) {
+  if (p->r < 0) return;
+  close(p->r);
+  close(p->w);
+  p->r = p->w = -1;
+  p->cap = 0;
+  pl->destroyed++;
+}
+
+/* A pipe of capacity `want` (0: the data pipe size). 0 on failure, errno set. */
+static int pipe_get(plane_t *pl, pipe_t *out, int want) {
+  if (want <= 0) want = pl->pipe_size;
+  pipe_t p = {-1, -1, 0};
+  uint32_t scan = pl->nidle < POOL_SCAN ? pl->nidle : POOL_SCAN;
+  for (uint32_t i = 0; i < scan; i++) {
+    uint32_t at = pl->nidle - 1 - i;
+    if (pl->idle[at].cap == want) {
+      p = pl->idle[at];
+      pl->idle[at] = pl->idle[pl->nidle - 1];
+      pl->nidle--;
+      break;
+    }
+  }
+  if (p.r < 0 && pl->nidle > 0) p = pl->idle[--pl->nidle];
+  if (p.r < 0) {
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return 0;
+    p.r = fds[0];
+    p.w = fds[1];
+    p.cap = fcntl(p.r, F_GETPIPE_SZ);
+    if (p.cap <= 0) p.cap = 65536;
+    pl->created++;
+  }
+  if (p.cap != want) {
+    int got = fcntl(p.r, F_SETPIPE_SZ, want);
+    pl->resized++;
+    if (got < want) {
+      int e = got < 0 ? errno : ENOMEM;
+      if (got > 0) p.cap = got;
+      pl->in_use++; /* so pipe_put's accounting stays balanced */
+      *out = p;
+      errno = e;
+      return 0;
+    }
+    p.cap = got;
+  }
+  pl->in_use++;
+  *out = p;
+  return 1;
+}
+
+/* Back to the pool; the pipe must be empty. */
+static void pipe_put(plane_t *pl, pipe_t *p) {
+  if (p->r < 0) return;
+  pl->in_use--;
+  if (pl->nidle >= pl->max_idle || pl->shutting_down) {
+    pipe_destroy(pl, p);
+    return;
+  }
+  if (pl->nidle == pl->cap_idle) {
+    uint32_t n = pl->cap_idle ? pl->cap_idle * 2 : 64;
+    pipe_t *grown = realloc(pl->idle, n * sizeof(pipe_t));
+    if (grown == NULL) {
+      pipe_destroy(pl, p);
+      return;
+    }
+    pl->idle = grown;
+    pl->cap_idle = n;
+  }
+  pl->idle[pl->nidle++] = *p;
+  p->r = p->w = -1;
+  p->cap = 0;
+}
+
+/* Throw away `len` bytes in a pipe (page references dropped into /dev/null, nothing copied), then
+ * return it to the pool; a pipe that cannot be emptied is closed instead. */
+static void pipe_drop(plane_t *pl, pipe_t *p, size_t len) {
+  if (p->r < 0) return;
+  while (len > 0) {
+    ssize_t n = splice(p->r, NULL, pl->devnull, NULL, len, SPLICE_F_NONBLOCK);
+    if (n > 0) {
+      len -= (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    pl->in_use--;
+    pipe_destroy(pl, p);
+    return;
+  }
+  pipe_put(pl, p);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Session table */
+
+static session_t *lookup(plane_t *pl, double id) {
+  if (!(id >= 0) || id != (double)(uint64_t)id) return NULL;
+  double gen = (double)(uint64_t)(id / SLOT_BITS);
+  uint32_t slot = (uint32_t)(id - gen * SLOT_BITS);
+  if (slot >= pl->nslots || pl->slots[slot] == NULL || (double)pl->gens[slot] != gen) return NULL;
+  return pl->slots[slot];
+}
+
+static int slot_take(plane_t *pl, session_t *s) {
+  uint32_t slot;
+  if (pl->nfree > 0) {
+    slot = pl->free_slots[--pl->nfree];
+  } else {
+    if (pl->nslots >= MAX_SLOTS) return 0;
+    if (pl->nslots == pl->cap_slots) {
+      uint32_t n = pl->cap_slots ? pl->cap_slots * 2 : 256;
+      session_t **slots = realloc(pl->slots, n * sizeof(*slots));
+      if (slots == NULL) return 0;
+      pl->slots = slots;
+      uint32_t *gens = realloc(pl->gens, n * sizeof(*gens));
+      if (gens == NULL) return 0;
+      pl->gens = gens;
+      uint32_t *fr = realloc(pl->free_slots, n * sizeof(*fr));
+      if (fr == NULL) return 0;
+      pl->free_slots = fr;
+      pl->cap_slots = n;
+    }
+    slot = pl->nslots++;
+    pl->gens[slot] = 0;
+  }
+  pl->gens[slot] = (pl->gens[slot] + 1) & 0x0fffffff;
+  if (pl->gens[slot] == 0) pl->gens[slot] = 1;
+  pl->slots[slot] = s;
+  s->slot = slot;
+  s->id = (double)pl->gens[slot] * SLOT_BITS + slot;
+  pl->live++;
+  return 1;
+}
+
+static void maybe_free(session_t *s) {
+  if (s->state != S_CLOSED || s->closes_pending > 0 || s->in_process) return;
+  plane_t *pl = s->pl;
+  pl->slots[s->slot] = NULL;
+  pl->free_slots[pl->nfree++] = s->slot;
+  pl->live--;
+  free(s);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Events to JavaScript */
+
+static void queue_event(session_t *s, int kind, int a, int err) {
+  if (s->nev == MAX_EVENTS) return; /* cannot happen: at most a handful per wake-up */
+  s->ev[s->nev].kind = (uint8_t)kind;
+  s->ev[s->nev].a = (uint8_t)a;
+  s->ev[s->nev].err = err;
+  s->nev++;
+}
+
+static void report_exception(napi_env env) {
+  napi_value err;
+  if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+}
+
+/* Deliver queued events, one napi_make_callback each. Only ever called from a uv callback, so no
+ * JavaScript is on the stack; the callback may call back in (close, replaceServer, ...), which is
+ * why the queue is popped before each call and the state re-read after. */
+static void flush_events(session_t *s) {
+  plane_t *pl = s->pl;
+  if (s->nev == 0 || pl->callback == NULL || pl->shutting_down) {
+    s->nev = 0;
+    return;
+  }
+  napi_env env = pl->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value fn, recv;
+  if (napi_get_reference_value(env, pl->callback, &fn) == napi_ok && fn != NULL &&
+      napi_get_global(env, &recv) == napi_ok) {
+    while (s->nev > 0 && !pl->shutting_down) {
+      event_t e = s->ev[0];
+      memmove(&s->ev[0], &s->ev[1], (size_t)(s->nev - 1) * sizeof(event_t));
+      s->nev--;
+      napi_value argv[4];
+      napi_create_double(env, s->id, &argv[0]);
+      napi_create_int32(env, e.kind, &argv[1]);
+      napi_create_int32(env, e.a, &argv[2]);
+      napi_create_int32(env, e.err, &argv[3]);
+      napi_value result;
+      napi_status st = napi_make_callback(env, pl->async_ctx, recv, fn, 4, argv, &result);
+      if (st == napi_pending_exception) report_exception(env);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Polls */
+
+static void plane_free(plane_t *pl) {
+  free(pl->slots);
+  free(pl->gens);
+  free(pl->free_slots);
+  free(pl->idle);
+  free(pl->deferred);
+  free(pl);
+}
+
+/* One of our uv handles finished closing; at env teardown the last one lets Node go on. */
+static void handle_closed(plane_t *pl) {
+  pl->handles_open--;
+  if (pl->shutting_down && pl->handles_open == 0 && pl->cleanup != NULL) {
+    napi_async_cleanup_hook_handle c = pl->cleanup;
+    plane_free(pl);
+    napi_remove_async_cleanup_hook(c);
+  }
+}
+
+static void on_poll_closed(uv_handle_t *h) {
+  session_t *s = h->data;
+  plane_t *pl = s->pl;
+  free(h);
+  s->closes_pending--;
+  maybe_free(s);
+  handle_closed(pl);
+}
+
+static void on_idle_closed(uv_handle_t *h) {
+  plane_t *pl = h->data;
+  free(h);
+  handle_closed(pl);
+}
+
+static void end_close(session_t *s, int side) {
+  end_t *e = &s->end[side];
+  if (e->poll != NULL) {
+    uv_close((uv_handle_t *)e->poll, on_poll_closed); /* stops it: epoll no longer has the fd */
+    e->poll = NULL;
+    s->closes_pending++;
+  }
+  if (e->fd >= 0) {
+    close(e->fd);
+    e->fd = -1;
+  }
+  e->mask = 0;
+  e->rd_ready = e->wr_ready = 0;
+}
+
+static void on_poll(uv_poll_t *h, int status, int events);
+
+static int end_open(session_t *s, int side, int fd) {
+  end_t *e = &s->end[side];
+  uv_poll_t *p = malloc(sizeof(uv_poll_t));
+  if (p == NULL) {
+    errno = ENOMEM;
+    return 0;
+  }
+  int rc = uv_poll_init_socket(s->pl->loop, p, fd);
+  if (rc != 0) {
+    free(p);
+    errno = -rc;
+    return 0;
+  }
+  p->data = s;
+  s->pl->handles_open++;
+  e->poll = p;
+  e->fd = fd;
+  e->mask = 0;
+  e->rd_ready = 1; /* try at once; EAGAIN clears it */
+  e->wr_ready = 1;
+  return 1;
+}
+
+static void set_mask(session_t *s, int side, int mask) {
+  end_t *e = &s->end[side];
+  if (e->poll == NULL || e->mask == mask) return;
+  e->mask = mask;
+  if (mask == 0)
+    uv_poll_stop(e->poll);
+  else
+    uv_poll_start(e->poll, mask, on_poll);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * The data path */
+
+static void stop_recording(session_t *s) {
+  s->recording = 0;
+  s->overflows++;
+  if (s->replay.r >= 0) pipe_drop(s->pl, &s->replay, s->replay_len);
+  s->replay_len = 0;
+}
+
+static void on_client_bytes(session_t *s, size_t n) {
+  s->unanswered += n;
+  s->server_since_req = 0;
+  if (s->replay_max == 0 || !s->recording) return;
+  if (s->replay_len + n > s->replay_max) {
+    stop_recording(s);
+    return;
+  }
+  if (s->replay.r < 0 && !pipe_get(s->pl, &s->replay, (int)s->replay_cap)) {
+    if (s->replay.r >= 0) pipe_put(s->pl, &s->replay); /* F_SETPIPE_SZ refused: not replayable */
+    stop_recording(s);
+    return;
+  }
+  ssize_t t;
+  do t = tee(s->c2s.p.r, s->replay.w, n, SPLICE_F_NONBLOCK);
+  while (t < 0 && errno == EINTR);
+  if (t == (ssize_t)n) {
+    s->replay_len += n;
+  } else {
+    if (t > 0) s->replay_len += (size_t)t;
+    stop_recording(s);
+  }
+}
+
+static void on_server_bytes(session_t *s, size_t n) {
+  s->server_since_req += n;
+  if (s->unanswered > 0) {
+    s->turns++;
+    s->unanswered = 0;
+  }
+  if (s->replay_len > 0) pipe_drop(s->pl, &s->replay, s->replay_len);
+  s->replay_len = 0;
+  s->recording = s->replay_max > 0;
+}
+
+static void server_failed(session_t *s, int err) {
+  if (s->state != S_ACTIVE) return;
+  s->state = S_SERVER_DOWN;
+  end_close(s, SERVER);
+  queue_event(s, EV_ERROR, SERVER, err);
+}
+
+static void release_all(session_t *s) {
+  plane_t *pl = s->pl;
+  pipe_drop(pl, &s->c2s.p, s->c2s.len);
+  pipe_drop(pl, &s->s2c.p, s->s2c.len);
+  pipe_drop(pl, &s->replay, s->replay_len);
+  s->c2s.len = s->s2c.len = s->replay_len = 0;
+}
+
+static void session_close(session_t *s, int reason, int emit) {
+  if (s->state == S_CLOSED) return;
+  s->state = S_CLOSED;
+  end_close(s, CLIENT);
+  end_close(s, SERVER);
+  release_all(s);
+  if (emit)
+    queue_event(s, EV_CLOSE, reason, 0);
+  else
+    s->nev = 0;
+}
+
+static void client_failed(session_t *s, int err) {
+  queue_event(s, EV_ERROR, CLIENT, err);
+  session_close(s, R_CLIENT_ERROR, 1);
+}
+
+static void internal_failed(session_t *s, int err) {
+  queue_event(s, EV_ERROR, INTERNAL, err);
+  session_close(s, R_INTERNAL_ERROR, 1);
+}
+
+static int may_read(session_t *s, int side) {
+  const flow_t *f = side == CLIENT ? &s->c2s : &s->s2c;
+  const end_t *e = &s->end[side];
+  return s->state == S_ACTIVE && !s->paused && !f->in_done && f->len == 0 && e->fd >= 0 &&
+         s->end[!side].fd >= 0;
+}
+
+/* Move bytes from `from` to the other side. Returns 0 if the session closed. */
+static int pump(session_t *s, int from) {
+  int to = !from;
+  flow_t *f = from == CLIENT ? &s->c2s : &s->s2c;
+  end_t *in = &s->end[from], *out = &s->end[to];
+  int reads = 0;
+  for (;;) {
+    if (f->len > 0) {
+      if (out->fd < 0 || !out->wr_ready) break;
+      ssize_t n = splice(f->p.r, NULL, out->fd, NULL, f->len, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+      if (n < 0) {
+        if (errno == EAGAIN) {
+          out->wr_ready = 0;
+          break;
+        }
+        if (errno == EINTR) continue;
+        if (to == SERVER) {
+          server_failed(s, errno);
+          break;
+        }
+        client_failed(s, errno);
+        return 0;
+      }
+      if (n == 0) { /* the pipe holds less than we counted: a bug, never a hang */
+        internal_failed(s, EIO);
+        return 0;
+      }
+      f->len -= (size_t)n;
+      f->out += (uint64_t)n;
+      s->last_activity = uv_now(s->pl->loop);
+      continue;
+    }
+    if (reads == READS_PER_WAKE || !in->rd_ready || !may_read(s, from)) break;
+    if (f->p.r < 0 && !pipe_get(s->pl, &f->p, 0)) {
+      int e = errno;
+      if (f->p.r >= 0) pipe_put(s->pl, &f->p);
+      internal_failed(s, e);
+      return 0;
+    }
+    ssize_t n = splice(in->fd, NULL, f->p.w, NULL, (size_t)f->p.cap, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+    reads++;
+    if (n < 0) {
+      if (errno == EAGAIN) {
+        in->rd_ready = 0;
+        break;
+      }
+      if (errno == EINTR) continue;
+      if (from == SERVER) {
+        server_failed(s, errno);
+        break;
+      }
+      client_failed(s, errno);
+      return 0;
+    }
+    if (n == 0) {
+      f->in_done = 1;
+      if (from == CLIENT) {
+        queue_event(s, EV_CLIENT_EOF, 0, 0);
+      } else {
+        if (!s->hold_server_eof) s->pass_fin = 1;
+        queue_event(s, EV_SERVER_EOF, s->hold_server_eof, 0);
+      }
+      break;
+    }
+    f->len = (size_t)n;
+    f->in += (uint64_t)n;
+    s->last_activity = uv_now(s->pl->loop);
+    if (from == CLIENT)
+      on_client_bytes(s, (size_t)n);
+    else
+      on_server_bytes(s, (size_t)n);
+  }
+  /* Half-close: the in side's FIN goes on once everything before it has. */
+  int fin_ok = from == CLIENT ? 1 : s->pass_fin;
+  if (f->in_done && fin_ok && f->len == 0 && !f->fin_sent && out->fd >= 0 &&
+      (to == CLIENT || s->state == S_ACTIVE)) {
+    shutdown(out->fd, SHUT_WR);
+    f->fin_sent = 1;
+  }
+  return 1;
+}
+
+static void update(session_t *s) {
+  for (int side = CLIENT; side <= SERVER; side++) {
+    const flow_t *into = side == CLIENT ? &s->s2c : &s->c2s;
+    int mask = 0;
+    if (may_read(s, side)) mask |= UV_READABLE;
+    if (into->len > 0) mask |= UV_WRITABLE;
+    set_mask(s, side, mask);
+  }
+  /* An idle direction holds no pipe. */
+  if (s->c2s.len == 0) pipe_put(s->pl, &s->c2s.p);
+  if (s->s2c.len == 0) pipe_put(s->pl, &s->s2c.p);
+  if (s->replay_len == 0) pipe_put(s->pl, &s->replay);
+}
+
+static void process(session_t *s) {
+  if (s->state == S_CLOSED) {
+    flush_events(s);
+    return;
+  }
+  s->in_process = 1;
+  if (pump(s, CLIENT) && pump(s, SERVER)) {
+    /* c2s may have waited on the server taking bytes that s2c's turn made room for: once more */
+    if (s->c2s.len > 0 && s->end[SERVER].wr_ready) pump(s, CLIENT);
+  }
+  if (s->state != S_CLOSED) {
+    if (s->c2s.in_done && s->c2s.fin_sent && s->s2c.in_done && s->s2c.fin_sent &&
+        s->c2s.len == 0 && s->s2c.len == 0 && s->state == S_ACTIVE)
+      session_close(s, R_DONE, 1);
+    else
+      update(s);
+  }
+  flush_events(s);
+  s->in_process = 0;
+  maybe_free(s);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  session_t *s = h->data;
+  int side = s->end[CLIENT].poll == h ? CLIENT : SERVER;
+  if (s->end[side].poll != h) return; /* a replaced server's poll, already closing */
+  if (status < 0) {
+    s->end[side].rd_ready = s->end[side].wr_ready = 1; /* the next splice reports the error */
+  } else {
+    if (events & UV_READABLE) s->end[side].rd_ready = 1;
+    if (events & UV_WRITABLE) s->end[side].wr_ready = 1;
+  }
+  process(s);
+}
+
+/* Work from API calls runs on the next loop turn, never inside the call. */
+static void on_idle(uv_idle_t *h) {
+  plane_t *pl = h->data;
+  uint32_t n = pl->ndeferred;
+  for (uint32_t i = 0; i < n && i < pl->ndeferred; i++) {
+    session_t *s = lookup(pl, pl->deferred[i]);
+    if (s == NULL) continue;
+    s->deferred = 0;
+    process(s);
+  }
+  if (pl->ndeferred > n) {
+    memmove(pl->deferred, pl->deferred + n, (pl->ndeferred - n) * sizeof(double));
+    pl->ndeferred -= n;
+  } else {
+    pl->ndeferred = 0;
+    uv_idle_stop(h);
+  }
+}
+
+static void defer(session_t *s) {
+  plane_t *pl = s->pl;
+  if (s->deferred) return;
+  if (pl->ndeferred == pl->cap_deferred) {
+    uint32_t n = pl->cap_deferred ? pl->cap_deferred * 2 : 64;
+    double *d = realloc(pl->deferred, n * sizeof(double));
+    if (d == NULL) return; /* the polls still drive it */
+    pl->deferred = d;
+    pl->cap_deferred = n;
+  }
+  pl->deferred[pl->ndeferred++] = s->id;
+  s->deferred = 1;
+  uv_idle_start(pl->idle_handle, on_idle);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * N-API glue */
+
+static int throw_errno(napi_env env, const char *what, int err) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_throw_error(env, "ERR_NATIVE_PLANE_SYSCALL", msg);
+  return 0;
+}
+
+#define GET_ARGS(n)                                                                 \
+  size_t argc = n;                                                                  \
+  napi_value argv[n];                                                               \
+  plane_t *pl;                                                                      \
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&pl) != napi_ok) return NULL;
+
+static int arg_double(napi_env env, napi_value v, double *out) {
+  if (napi_get_value_double(env, v, out) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a number");
+    return 0;
+  }
+  return 1;
+}
+
+static session_t *arg_session(napi_env env, plane_t *pl, napi_value v) {
+  double id;
+  if (!arg_double(env, v, &id)) return NULL;
+  session_t *s = lookup(pl, id);
+  if (s == NULL || s->state == S_CLOSED)
+    napi_throw_error(env, "ERR_NATIVE_PLANE_SESSION", "no such session (closed or never opened)");
+  return s == NULL || s->state == S_CLOSED ? NULL : s;
+}
+
+/* fcntl(F_DUPFD_CLOEXEC) and O_NONBLOCK (on the shared file description; libuv set it already). */
+static int dup_socket(napi_env env, double d) {
+  if (!(d >= 0 && d < 2147483647.0) || d != (double)(int)d) {
+    napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "fd must be a non-negative integer");
+    return -1;
+  }
+  int fd = fcntl((int)d, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) {
+    throw_errno(env, "dup", errno);
+    return -1;
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
+    int e = errno;
+    close(fd);
+    throw_errno(env, "fcntl O_NONBLOCK", e);
+    return -1;
+  }
+  return fd;
+}
+
+static int pipe_cap_for(size_t bytes) {
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0) page = 4096;
+  size_t cap = (bytes + (size_t)page - 1) / (size_t)page * (size_t)page;
+  return cap > 0x40000000u ? 0x40000000 : (int)cap;
+}
+
+/* attach(clientFd, serverFd, replayBytes, flags, head?) → id */
+static napi_value js_attach(napi_env env, napi_callback_info info) {
+  GET_ARGS(5)
+  double cfd_d, sfd_d, replay_d, flags_d;
+  if (argc < 4 || !arg_double(env, argv[0], &cfd_d) || !arg_double(env, argv[1], &sfd_d) ||
+      !arg_double(env, argv[2], &replay_d) || !arg_double(env, argv[3], &flags_d))
+    return NULL;
+  void *head = NULL;
+  size_t head_len = 0;
+  if (argc >= 5) {
+    napi_valuetype t;
+    napi_typeof(env, argv[4], &t);
+    if (t != napi_undefined && t != napi_null &&
+        napi_get_buffer_info(env, argv[4], &head, &head_len) != napi_ok) {
+      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "head must be a Buffer");
+      return NULL;
+    }
+  }
+  if (!(replay_d >= 0 && replay_d <= 1073741824.0)) {
+    napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "replayBytes must be 0 .. 1 GiB");
+    return NULL;
+  }
+  if (pl->callback == NULL) {
+    napi_throw_error(env, "ERR_NATIVE_PLANE_NO_CALLBACK", "setCallback() first");
+    return NULL;
+  }
+  session_t *s = calloc(1, sizeof(session_t));
+  if (s == NULL) {
+    throw_errno(env, "calloc", ENOMEM);
+    return NULL;
+  }
+  s->pl = pl;
+  s->end[CLIENT].fd = s->end[SERVER].fd = -1;
+  s->c2s.p.r = s->c2s.p.w = s->s2c.p.r = s->s2c.p.w = s->replay.r = s->replay.w = -1;
+  s->replay_max = (size_t)replay_d;
+  s->replay_cap = s->replay_max ? (size_t)pipe_cap_for(s->replay_max) : 0;
+  s->recording = s->replay_max > 0;
+  s->hold_server_eof = ((int)flags_d & F_HOLD_SERVER_EOF) != 0;
+  s->pass_fin = !s->hold_server_eof;
+  s->last_activity = uv_now(pl->loop);
+
+  int cfd = dup_socket(env, cfd_d);
+  if (cfd < 0) {
+    free(s);
+    return NULL;
+  }
+  int sfd = dup_socket(env, sfd_d);
+  if (sfd < 0) {
+    close(cfd);
+    free(s);
+    return NULL;
+  }
+  if (!slot_take(pl, s)) {
+    close(cfd);
+    close(sfd);
+    free(s);
+    throw_errno(env, "session table", ENOMEM);
+    return NULL;
+  }
+  int ok = end_open(s, CLIENT, cfd);
+  if (ok) ok = end_open(s, SERVER, sfd);
+  int e = errno;
+  if (ok && head_len > 0) {
+    /* Bytes Node read before the hand-off (an accept stage's peek): into the c2s pipe with write(),
+     * then recorded like any client bytes. */
+    if (!pipe_get(pl, &s->c2s.p, head_len > (size_t)pl->pipe_size ? pipe_cap_for(head_len) : 0)) {
+      e = errno;
+      ok = 0;
+    } else {
+      ssize_t w = write(s->c2s.p.w, head, head_len);
+      if (w != (ssize_t)head_len) {
+        e = w < 0 ? errno : ENOSPC;
+        s->c2s.len = w > 0 ? (size_t)w : 0;
+        ok = 0;
+      } else {
+        s->c2s.len = head_len;
+        s->c2s.in += head_len;
+        on_client_bytes(s, head_len);
+      }
+    }
+  }
+  if (!ok) {
+    if (s->end[CLIENT].fd < 0) close(cfd);
+    if (s->end[SERVER].fd < 0) close(sfd);
+    session_close(s, R_INTERNAL_ERROR, 0);
+    maybe_free(s);
+    throw_errno(env, "attach", e);
+    return NULL;
+  }
+  defer(s);
+  napi_value out;
+  napi_create_double(env, s->id, &out);
+  return out;
+}
+
+/* replaceServer(id, fd) → bytes re-sent */
+static napi_value js_replace_server(napi_env env, napi_callback_info info) {
+  GET_ARGS(2)
+  if (argc < 2) return NULL;
+  session_t *s = arg_session(env, pl, argv[0]);
+  if (s == NULL) return NULL;
+  double fd_d;
+  if (!arg_double(env, argv[1], &fd_d)) return NULL;
+  int replayable = s->replay_max > 0 && s->recording;
+  if (s->unanswered > 0 && !replayable) {
+    napi_throw_error(env, "ERR_NATIVE_PLANE_NOT_REPLAYABLE",
+                     "the unanswered client bytes were not all recorded (replay overflow): "
+                     "the session cannot move to another server");
+    return NULL;
+  }
+  int fd = dup_socket(env, fd_d);
+  if (fd < 0) return NULL;
+
+  size_t resend = 0;
+  if (replayable && s->replay_len > 0) {
+    /* The c2s pipe holds a suffix of the replay pipe: drop it, send the whole record again, and keep
+     * a copy (tee into a fresh replay pipe of the same size) for the next failover. */
+    pipe_t fresh = {-1, -1, 0};
+    int have_fresh = pipe_get(pl, &fresh, s->replay.cap);
+    ssize_t t = -1;
+    if (have_fresh) {
+      do t = tee(s->replay.r, fresh.w, s->replay_len, SPLICE_F_NONBLOCK);
+      while (t < 0 && errno == EINTR);
+    } else if (fresh.r >= 0) {
+      pipe_put(pl, &fresh);
+    }
+    pipe_drop(pl, &s->c2s.p, s->c2s.len);
+    s->c2s.p = s->replay;
+    s->c2s.len = s->replay_len;
+    resend = s->replay_len;
+    if (have_fresh && t == (ssize_t)s->replay_len) {
+      s->replay = fresh;
+    } else {
+      if (have_fresh) pipe_drop(pl, &fresh, t > 0 ? (size_t)t : 0);
+      s->replay.r = s->replay.w = -1;
+      s->replay.cap = 0;
+      s->replay_len = 0;
+      s->recording = 0;
+      s->overflows++;
+    }
+  }
+  end_close(s, SERVER);
+  if (!end_open(s, SERVER, fd)) {
+    int e = errno;
+    close(fd);
+    throw_errno(env, "uv_poll_init", e);
+    return NULL;
+  }
+  s->state = S_ACTIVE;
+  if (!s->s2c.fin_sent) s->s2c.in_done = 0; /* a client already given its FIN gets no more bytes */
+  s->c2s.fin_sent = 0;
+  s->pass_fin = !s->hold_server_eof;
+  s->failovers++;
+  s->replayed += resend;
+  defer(s);
+  napi_value out;
+  napi_create_double(env, (double)resend, &out);
+  return out;
+}
+
+/* shutdownClient(id): no more server bytes; the FIN goes to the client after what is in flight. */
+static napi_value js_shutdown_client(napi_env env, napi_callback_info info) {
+  GET_ARGS(1)
+  session_t *s = arg_session(env, pl, argv[0]);
+  if (s == NULL) return NULL;
+  s->s2c.in_done = 1;
+  s->pass_fin = 1;
+  defer(s);
+  return NULL;
+}
+
+static napi_value js_pause(napi_env env, napi_callback_info info) {
+  GET_ARGS(2)
+  session_t *s = arg_session(env, pl, argv[0]);
+  if (s == NULL) return NULL;
+  bool paused = true;
+  if (argc >= 2) napi_get_value_bool(env, argv[1], &paused);
+  s->paused = paused;
+  if (!paused) s->end[CLIENT].rd_ready = s->end[SERVER].rd_ready = 1;
+  defer(s);
+  return NULL;
+}
+
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  GET_ARGS(1)
+  double id;
+  if (!arg_double(env, argv[0], &id)) return NULL;
+  session_t *s = lookup(pl, id);
+  napi_value out;
+  napi_get_boolean(env, s != NULL && s->state != S_CLOSED, &out);
+  if (s != NULL && s->state != S_CLOSED) {
+    session_close(s, R_CLOSED, 0);
+    maybe_free(s);
+  }
+  return out;
+}
+
+static void fill_stats(const session_t *s, double *d) {
+  d[ST_FROM_CLIENT] = (double)s->c2s.in;
+  d[ST_TO_SERVER] = (double)s->c2s.out;
+  d[ST_FROM_SERVER] = (double)s->s2c.in;
+  d[ST_TO_CLIENT] = (double)s->s2c.out;
+  d[ST_LAST_ACTIVITY] = (double)s->last_activity;
+  d[ST_REPLAY_BYTES] = (double)s->replay_len;
+  d[ST_UNANSWERED] = (double)s->unanswered;
+  d[ST_SERVER_SINCE_REQ] = (double)s->server_since_req;
+  d[ST_REPLAYABLE] = s->replay_max > 0 && s->recording ? 1 : 0;
+  d[ST_TURNS] = (double)s->turns;
+  d[ST_FAILOVERS] = (double)s->failovers;
+  d[ST_REPLAYED] = (double)s->replayed;
+  d[ST_OVERFLOWS] = (double)s->overflows;
+  d[ST_PIPES] = (s->c2s.p.r >= 0) + (s->s2c.p.r >= 0) + (s->replay.r >= 0);
+  d[ST_C2S_PENDING] = (double)s->c2s.len;
+  d[ST_S2C_PENDING] = (double)s->s2c.len;
+  int fl = 0;
+  if (s->c2s.in_done) fl |= FL_CLIENT_EOF;
+  if (s->s2c.in_done) fl |= FL_SERVER_EOF;
+  if (s->c2s.fin_sent) fl |= FL_SERVER_FIN_SENT;
+  if (s->s2c.fin_sent) fl |= FL_CLIENT_FIN_SENT;
+  if (s->state == S_SERVER_DOWN) fl |= FL_SERVER_DOWN;
+  if (s->paused) fl |= FL_PAUSED;
+  if (s->state == S_CLOSED) fl |= FL_CLOSED;
+  if (s->s2c.in_done && !s->pass_fin) fl |= FL_SERVER_EOF_HELD;
+  d[ST_FLAGS] = fl;
+  uint64_t now = uv_now(s->pl->loop);
+  d[ST_IDLE_MS] = now > s->last_activity ? (double)(now - s->last_activity) : 0;
+}
+
+static double *arg_f64(napi_env env, napi_value v, size_t need) {
+  napi_typedarray_type type;
+  size_t len;
+  void *data;
+  if (napi_get_typedarray_info(env, v, &type, &len, &data, NULL, NULL) != napi_ok ||
+      type != napi_float64_array || len < need) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a large enough Float64Array");
+    return NULL;
+  }
+  return data;
+}
+
+/* stats(id, Float64Array) → false when the session is gone (stats stay readable during 'close') */
+static napi_value js_stats(napi_env env, napi_callback_info info) {
+  GET_ARGS(2)
+  double id;
+  if (argc < 2 || !arg_double(env, argv[0], &id)) return NULL;
+  double *d = arg_f64(env, argv[1], ST_LENGTH);
+  if (d == NULL) return NULL;
+  session_t *s = lookup(pl, id);
+  if (s != NULL) fill_stats(s, d);
+  napi_value out;
+  napi_get_boolean(env, s != NULL, &out);
+  return out;
+}
+
+static napi_value js_pool_stats(napi_env env, napi_callback_info info) {
+  GET_ARGS(1)
+  double *d = arg_f64(env, argv[0], PS_LENGTH);
+  if (d == NULL) return NULL;
+  d[PS_IDLE] = pl->nidle;
+  d[PS_IN_USE] = pl->in_use;
+  d[PS_CREATED] = pl->created;
+  d[PS_DESTROYED] = pl->destroyed;
+  d[PS_RESIZED] = pl->resized;
+  d[PS_MAX_IDLE] = pl->max_idle;
+  d[PS_PIPE_SIZE] = pl->pipe_size;
+  d[PS_SESSIONS] = pl->live;
+  return NULL;
+}
+
+/* configure(maxIdlePipes, pipeSize): a lower bound closes the idle pipes above it at once; a new
+ * pipe size applies to pipes taken from now on (idle ones of another size are resized on reuse). */
+static napi_value js_configure(napi_env env, napi_callback_info info) {
+  GET_ARGS(2)
+  double max_idle, size;
+  if (argc < 2 || !arg_double(env, argv[0], &max_idle) || !arg_double(env, argv[1], &size)) return NULL;
+  if (max_idle >= 0 && max_idle <= 1048576) {
+    pl->max_idle = (uint32_t)max_idle;
+    while (pl->nidle > pl->max_idle) pipe_destroy(pl, &pl->idle[--pl->nidle]);
+  }
+  if (size > 0) {
+    int cap = pipe_cap_for((size_t)size);
+    pl->pipe_size = cap < 4096 ? 4096 : cap;
+  }
+  return NULL;
+}
+
+static napi_value js_set_callback(napi_env env, napi_callback_info info) {
+  GET_ARGS(1)
+  napi_valuetype t;
+  if (argc < 1 || napi_typeof(env, argv[0], &t) != napi_ok || t != napi_function) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "callback must be a function");
+    return NULL;
+  }
+  if (pl->callback != NULL) napi_delete_reference(env, pl->callback);
+  napi_create_reference(env, argv[0], 1, &pl->callback);
+  return NULL;
+}
+
+/* Env teardown (process exit, a worker thread ending): close every handle, then let Node go on. */
+static void on_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
+  plane_t *pl = arg;
+  pl->shutting_down = 1;
+  pl->cleanup = handle;
+  for (uint32_t i = 0; i < pl->nslots; i++) {
+    session_t *s = pl->slots[i];
+    if (s != NULL && s->state != S_CLOSED) session_close(s, R_CLOSED, 0);
+  }
+  while (pl->nidle > 0) pipe_destroy(pl, &pl->idle[--pl->nidle]);
+  if (pl->devnull >= 0) close(pl->devnull);
+  pl->devnull = -1;
+  if (pl->callback != NULL) napi_delete_reference(pl->env, pl->callback);
+  if (pl->resource != NULL) napi_delete_reference(pl->env, pl->resource);
+  if (pl->async_ctx != NULL) napi_async_destroy(pl->env, pl->async_ctx);
+  pl->callback = pl->resource = NULL;
+  pl->async_ctx = NULL;
+  uv_close((uv_handle_t *)pl->idle_handle, on_idle_closed);
+  pl->idle_handle = NULL;
+  /* from here the last handle_closed() frees `pl` and removes the hook (handles_open > 0: the idle
+   * handle at least) */
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  plane_t *pl = calloc(1, sizeof(plane_t));
+  if (pl == NULL) return NULL;
+  pl->env = env;
+  pl->devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (napi_get_uv_event_loop(env, &pl->loop) != napi_ok || pl->devnull < 0) {
+    napi_throw_error(env, "ERR_NATIVE_PLANE_INIT", "no event loop or no /dev/null");
+    return NULL;
+  }
+  pl->idle_handle = malloc(sizeof(uv_idle_t));
+  if (pl->idle_handle == NULL || uv_idle_init(pl->loop, pl->idle_handle) != 0) {
+    napi_throw_error(env, "ERR_NATIVE_PLANE_INIT", "uv_idle_init failed");
+    return NULL;
+  }
+  pl->idle_handle->data = pl;
+  pl->handles_open = 1;
+  pl->max_idle = 1024;
+  {
+    int fds[2];
+    pl->default_pipe_size = 65536;
+    if (pipe2(fds, O_CLOEXEC) == 0) {
+      int c = fcntl(fds[0], F_GETPIPE_SZ);
+      if (c > 0) pl->default_pipe_size = c;
+      close(fds[0]);
+      close(fds[1]);
+    }
+    pl->pipe_size = pl->default_pipe_size;
+  }
+  napi_value resource, name;
+  napi_create_object(env, &resource);
+  napi_create_reference(env, resource, 1, &pl->resource);
+  napi_create_string_utf8(env, "baton:native-plane", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, resource, name, &pl->async_ctx);
+  napi_add_async_cleanup_hook(env, on_cleanup, pl, NULL);
+
+  napi_property_descriptor props[] = {
+      {"setCallback", NULL, js_set_callback, NULL, NULL, NULL, napi_enumerable, pl},
+      {"attach", NULL, js_attach, NULL, NULL, NULL, napi_enumerable, pl},
+      {"replaceServer", NULL, js_replace_server, NULL, NULL, NULL, napi_enumerable, pl},
+      {"shutdownClient", NULL, js_shutdown_client, NULL, NULL, NULL, napi_enumerable, pl},
+      {"pause", NULL, js_pause, NULL, NULL, NULL, napi_enumerable, pl},
+      {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, pl},
+      {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, pl},
+      {"poolStats", NULL, js_pool_stats, NULL, NULL, NULL, napi_enumerable, pl},
+      {"configure", NULL, js_configure, NULL, NULL, NULL, napi_enumerable, pl},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  napi_value v;
+  napi_create_string_utf8(env, PLANE_VERSION, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, exports, "version", v);
+  napi_create_int32(env, ST_LENGTH, &v);
+  napi_set_named_property(env, exports, "statsLength", v);
+  napi_create_int32(env, PS_LENGTH, &v);
+  napi_set_named_property(env, exports, "poolStatsLength", v);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,288 @@
+/**
+ * The native plane's data path on real loopback sockets: the hand-off (dup, then destroy, sends no
+ * FIN), bulk both ways byte-exact, backpressure both ways, half-close both ways (and a held server
+ * FIN), resets on either side, bytes Node read before the hand-off, idle sessions holding no pipe.
+ * Skipped, with the reason, when the addon is not built.
+ */
+import t from 'tap'
+import { Client, connectClient, pattern } from '../helpers/clients.js'
+import {
+  echoServer,
+  halfCloseServer,
+  replyOnEndServer,
+  resetServer,
+  sha256,
+  sinkServer,
+  streamServer,
+  TestServer,
+  type Digest,
+} from '../helpers/servers.js'
+import { BULK_MS, once, until, within } from '../helpers/wait.js'
+import { nativeProxy, skip, thePlane } from './helpers/native-proxy.js'
+
+const MiB = 1024 * 1024
+
+t.test('the hand-off: closing the original descriptor sends no FIN, the duplicate carries on', { skip }, async (t) => {
+  // A backend that reports a FIN or a close from its side of the connection.
+  const seen: string[] = []
+  const echo = await new TestServer('echo-watch', (socket) => {
+    socket.on('end', () => seen.push('end'))
+    socket.on('close', () => seen.push('close'))
+    socket.pipe(socket)
+  }).listen()
+  t.teardown(() => echo.close())
+  const proxy = await nativeProxy(() => echo.port)
+  t.teardown(() => proxy.close())
+
+  const client = await connectClient(proxy.port, { allowHalfOpen: true })
+  t.teardown(() => client.destroy())
+  const session = await proxy.session(0)
+  t.ok(session.handle > 0, 'attached')
+
+  // attach() destroyed the proxy's own two sockets; wait until Node has closed their descriptors.
+  await within(
+    Promise.all(session.originals.map((s) => (s.closed ? undefined : once(s, 'close')))),
+    'the original sockets closed'
+  )
+  t.ok(session.originals.every((s) => s.destroyed && s.closed), 'both originals closed')
+  // A FIN sent by that close would forbid any later write on the same side: a round trip through
+  // both connections proves neither got one. The backend also reports what it saw.
+  const reply = await client.roundTrip(Buffer.from('still here'))
+  t.equal(reply.toString(), 'still here', 'a round trip after the originals were closed')
+  t.same(seen, [], 'the backend saw neither a FIN nor a close')
+  t.notOk(client.ended, 'the client saw no FIN')
+  t.equal(echo.connections, 1, 'one backend connection, still open')
+
+  // And the plane is what ends it: the client's FIN goes through, the echo server ends back.
+  client.socket.end()
+  const closed = await session.next('close')
+  t.equal(closed.reason, 'done')
+  t.same(seen.slice(0, 1), ['end'], 'the backend got the FIN the plane passed on')
+})
+
+t.test('bulk both ways at once, byte-exact (sha256)', { skip }, async (t) => {
+  const up = pattern(24 * MiB, 7)
+  const down = pattern(24 * MiB, 11)
+  const server = await streamServer(down, { endAfterPeer: true })
+  t.teardown(() => server.close())
+  const proxy = await nativeProxy(() => server.port)
+  t.teardown(() => proxy.close())
+  const client = await connectClient(proxy.port, { allowHalfOpen: true })
+  t.teardown(() => client.destroy())
+  const session = await proxy.session(0)
+
+  const serverDigest = once<[Digest]>(server, 'digest', { timeoutMs: BULK_MS })
+  const clientDigest = client.digest(BULK_MS)
+  await client.write(up, BULK_MS)
+  client.socket.end()
+  const [atServer] = await serverDigest
+  const atClient = await clientDigest
+  t.same(atServer, { bytes: up.length, sha256: sha256(up) }, 'client → server exact')
+  t.same(atClient, { bytes: down.length, sha256: sha256(down) }, 'server → client exact')
+
+  const closed = await session.next('close', undefined, BULK_MS)
+  t.equal(closed.reason, 'done')
+  const s = closed.stats
+  t.same(
+    [s.bytesFromClient, s.bytesToServer, s.bytesFromServer, s.bytesToClient],
+    [up.length, up.length, down.length, down.length],
+    'byte counts in the final event'
+  )
+  t.equal(s.pipes, 0, 'no pipe held at the end')
+  t.same(session.types().sort(), ['client-eof', 'close', 'server-eof'])
+})
+
+t.test('backpressure: a slow client stops the plane reading the server', { skip }, async (t) => {
+  const down = pattern(16 * MiB, 3)
+  const server = await streamServer(down)
+  t.teardown(() => server.close())
+  const proxy = await nativeProxy(() => server.port)
+  t.teardown(() => proxy.close())
+  const client = new Client(proxy.port) // never reads until told: a slow reader
+  t.teardown(() => client.destroy())
+  await client.connected()
+  const session = await proxy.session(0)
+  const plane = thePlane()
+
+  // The client's receive buffer fills, the plane's pipe holds what it could not write, it stops
+  // reading, the server's send buffer fills and Node's write() returns false.
+  await until(() => {
+    const s = plane.stats(session.handle)
+    return s !== undefined && s.pendingToClient > 0 && server.waiting
+  }, 'plane holding bytes for the client while the server is blocked')
+  const held = plane.stats(session.handle)!
+  t.ok(held.bytesFromServer < down.length / 2, `the plane stopped reading (${held.bytesFromServer} of ${down.length})`)
+  t.ok(held.bytesFromServer - held.bytesToClient <= 64 * 1024, 'at most one pipe of bytes in flight inside the plane')
+
+  const got = await client.digest(BULK_MS)
+  t.same(got, { bytes: down.length, sha256: sha256(down) }, 'everything arrives once the client reads')
+})
+
+t.test('backpressure: a slow server stops the plane reading the client', { skip }, async (t) => {
+  const up = pattern(16 * MiB, 5)
+  const sink = await sinkServer()
+  t.teardown(() => sink.close())
+  sink.pause()
+  const proxy = await nativeProxy(() => sink.port)
+  t.teardown(() => proxy.close())
+  const client = await connectClient(proxy.port, { allowHalfOpen: true })
+  t.teardown(() => client.destroy())
+  const session = await proxy.session(0)
+  const plane = thePlane()
+
+  const writing = client.write(up, BULK_MS)
+  await until(() => {
+    const s = plane.stats(session.handle)
+    return s !== undefined && s.pendingToServer > 0 && client.socket.writableLength > 0
+  }, 'the plane holding bytes for the server and the client queueing in Node')
+  const held = plane.stats(session.handle)!
+  t.ok(held.bytesFromClient < up.length / 2, `the plane stopped reading the client (${held.bytesFromClient})`)
+
+  const digest = once<[Digest]>(sink, 'digest', { timeoutMs: BULK_MS })
+  sink.resume()
+  await writing
+  client.socket.end()
+  const [d] = await digest
+  t.same(d, { bytes: up.length, sha256: sha256(up) })
+})
+
+t.test('half-close: the client ends first, the answer still comes back', { skip }, async (t) => {
+  const server = await replyOnEndServer((got) => Buffer.from(`got ${got.length}: ${got.toString()}`))
+  t.teardown(() => server.close())
+  const proxy = await nativeProxy(() => server.port)
+  t.teardown(() => proxy.close())
+  const client = await connectClient(proxy.port, { allowHalfOpen: true })
+  t.teardown(() => client.destroy())
+  const session = await proxy.session(0)
+
+  client.socket.end('question')
+  const answer = await client.readAll()
+  t.equal(answer.toString(), 'got 8: question', 'the server answered after seeing the FIN')
+  t.ok(client.ended, 'and its FIN reached the client')
+  const closed = await session.next('close')
+  t.equal(closed.reason, 'done')
+  t.same(session.types(), ['client-eof', 'server-eof', 'close'])
+  t.ok(closed.stats.finSentToServer && closed.stats.finSentToClient, 'a FIN went each way')
+})
+
+t.test('half-close: the server ends first, the client keeps sending', { skip }, async (t) => {
+  const server = await halfCloseServer(Buffer.from('bye early'))
+  t.teardown(() => server.close())
+  const proxy = await nativeProxy(() => server.port)
+  t.teardown(() => proxy.close())
+  const client = await connectClient(proxy.port, { allowHalfOpen: true })
+  t.teardown(() => client.destroy())
+  const session = await proxy.session(0)
+
+  const early = await client.readAll()
+  t.equal(early.toString(), 'bye early')
+  t.ok(client.ended, 'the server FIN reached the client')
+  const eof = await session.next('server-eof')
+  t.equal(eof.held, false)
+
+  const received = once<[Buffer]>(server, 'received')
+  client.socket.end('after your FIN')
+  const [got] = await received
+  t.equal(got.toString(), 'after your FIN', 'bytes sent after the server FIN still arrive')
+  const closed = await session.next('close')
+  t.equal(closed.reason, 'done')
+})
+
+t.test('holdServerEof: the FIN waits for shutdownClient', { skip }, async (t) => {
+  const server = await halfCloseServer(Buffer.from('last words'))
+  t.teardown(() => server.close())
+  const proxy = await nativeProxy(() => server.port, { holdServerEof: true })
+  t.teardown(() => proxy.close())
+  const client = await connectClient(proxy.port, { allowHalfOpen: true })
+  t.teardown(() => client.destroy())
+  const session = await proxy.session(0)
+  const plane = thePlane()
+
+  const eof = await session.next('server-eof')
+  t.equal(eof.held, true, 'the event says the FIN is held')
+  t.ok(eof.stats.serverEofHeld && !eof.stats.finSentToClient, 'and the FIN has not gone on')
+  t.equal((await client.read(10)).toString(), 'last words', 'the bytes before it did')
+  t.notOk(client.ended)
+
+  const ended = once(client.socket, 'end')
+  plane.shutdownClient(session.handle)
+  await ended
+  t.pass('shutdownClient passed the FIN on')
+  client.socket.end()
+  t.equal((await session.next('close')).reason, 'done')
+})
+
+t.test('a server reset is an error event naming the server, the session waits', { skip }, async (t) => {
+  const bad = await resetServer({ afterRead: 5 })
+  t.teardown(() => bad.close())
+  const proxy = await nativeProxy(() => bad.port)
+  t.teardown(() => proxy.close())
+  const client = await connectClient(proxy.port)
+  t.teardown(() => client.destroy())
+  const session = await proxy.session(0)
+
+  client.socket.write('hello')
+  const err = await session.next('error')
+  t.equal(err.side, 'server')
+  t.ok(['ECONNRESET', 'EPIPE'].includes(err.code), `a reset errno (${err.code})`)
+  t.ok(err.errno > 0)
+  t.match(err.stats, { serverDown: true, answered: false, unansweredBytes: 5, responseStarted: false, replayable: false })
+  t.notOk(client.isClosed, 'the client connection is still there, waiting for a decision')
+
+  const final = thePlane().close(session.handle)
+  t.ok(final?.closed, 'close() returns the final stats')
+  await within(client.closed, 'client closed after close()')
+  t.notOk(session.events.some((e) => e.type === 'close'), 'no event after close()')
+  t.throws(() => thePlane().replaceServer(session.handle, 0), { code: 'ERR_NATIVE_PLANE_SESSION' }, 'the handle is dead')
+})
+
+t.test('a client reset is an error event naming the client, then close', { skip }, async (t) => {
+  const echo = await echoServer()
+  t.teardown(() => echo.close())
+  const proxy = await nativeProxy(() => echo.port)
+  t.teardown(() => proxy.close())
+  const client = await connectClient(proxy.port)
+  const session = await proxy.session(0)
+  await client.roundTrip(Buffer.from('ping'))
+
+  client.socket.resetAndDestroy()
+  const closed = await session.next('close')
+  t.equal(closed.reason, 'client-error')
+  const err = session.events.find((e) => e.type === 'error')
+  t.match(err, { side: 'client', code: 'ECONNRESET' })
+  await until(() => echo.connections === 0, 'backend connection closed')
+  t.equal(thePlane().stats(session.handle), undefined, 'the handle is gone once closed')
+})
+
+t.test('bytes Node read before the hand-off go first (head)', { skip }, async (t) => {
+  const echo = await echoServer()
+  t.teardown(() => echo.close())
+  const proxy = await nativeProxy(() => echo.port, { head: Buffer.from('PEEKED:'), replayBytes: 4096 })
+  t.teardown(() => proxy.close())
+  const client = await connectClient(proxy.port)
+  t.teardown(() => client.destroy())
+  const session = await proxy.session(0)
+  const reply = await client.roundTrip(Buffer.from('rest'))
+  // roundTrip reads as many bytes as it wrote: the head comes first.
+  t.equal(reply.toString(), 'PEEK')
+  t.equal((await client.read(7)).toString(), 'ED:rest')
+  t.equal(thePlane().stats(session.handle)?.bytesFromClient, 11)
+})
+
+t.test('an idle session holds no pipe; lastActivity and idleMs move', { skip }, async (t) => {
+  const echo = await echoServer()
+  t.teardown(() => echo.close())
+  const proxy = await nativeProxy(() => echo.port, { replayBytes: 65536 })
+  t.teardown(() => proxy.close())
+  const client = await connectClient(proxy.port)
+  t.teardown(() => client.destroy())
+  const session = await proxy.session(0)
+  const plane = thePlane()
+
+  for (let i = 0; i < 5; i++) await client.roundTrip(pattern(1000, i + 1))
+  await until(() => plane.stats(session.handle)?.bytesToClient === 5000, 'all answers forwarded')
+  const s = plane.stats(session.handle)!
+  t.match(s, { pipes: 0, replayBytes: 0, answered: true, turns: 5, replayable: true })
+  t.ok(s.lastActivity > 0, 'lastActivity set')
+  await until(() => plane.stats(session.handle)!.idleMs > 0, 'idleMs grows while nothing moves')
+})
