@@ -2,7 +2,7 @@
  * The built `baton` command, run as a child process: exit codes, one-line errors without stack
  * traces, config files, and a real run with traffic and a clean SIGTERM.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
@@ -523,6 +523,28 @@ t.test('bad config files: exit 2, one line each', async (t) => {
     const line = lines[3 + i]!
     t.ok(line.startsWith(`baton: ${path}: not valid YAML or JSON: `), line)
   })
+})
+
+t.test('a config that is not a regular file, or is over 1 MiB, is refused at once: exit 2', async (t) => {
+  // Each used to hang: /dev/zero read without end (RSS climbing), a FIFO blocked opening it.
+  const MiB = 1024 * 1024
+  const head = 'listeners: [{ listen: "127.0.0.1:0", backends: ["127.0.0.1:7101"] }]\n'
+  const pad = (size: number) => head + '#'.repeat(size - head.length - 1) + '\n'
+  const dir = t.testdir({ 'big.yaml': pad(MiB + 1), 'limit.yaml': pad(MiB), sub: {} })
+  const fifo = join(dir, 'fifo.yaml')
+  execFileSync('mkfifo', [fifo])
+  const cases: [path: string, expected: string][] = [
+    ['/dev/zero', '--config /dev/zero: not a regular file (a character device)'],
+    [join(dir, 'sub'), `--config ${join(dir, 'sub')}: not a regular file (a directory)`],
+    [fifo, `--config ${fifo}: not a regular file (a FIFO)`],
+    [join(dir, 'big.yaml'), `--config ${join(dir, 'big.yaml')}: larger than 1 MiB (${MiB + 1} bytes)`],
+  ]
+  // A shorter bound than other runs: these must fail at once, and a hang holds a growing process.
+  const results = await Promise.all(cases.map(([path]) => run(['--config', path, '--check'], 10_000)))
+  cases.forEach(([path, expected], i) => checkUsageError(t, ['--config', path], results[i]!, expected))
+  const r = await run(['--config', join(dir, 'limit.yaml'), '--check'])
+  t.equal(r.code, 0, `exactly 1 MiB is accepted: ${r.stderr}`)
+  t.match(r.stdout, /configuration OK/)
 })
 
 t.test('--config cannot be combined with --listen or --backend', async (t) => {

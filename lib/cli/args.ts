@@ -7,7 +7,7 @@
  *
  * Everything else lives in the config file (`--config baton.yaml`).
  */
-import { readFileSync } from 'node:fs'
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { parse as parseYaml } from 'yaml'
 import { ConfigError } from '../errors.js'
@@ -211,15 +211,12 @@ function usageMessage(err: Error): string {
   return `${err.message.split('\n')[0]}; see --help`
 }
 
+/** A config file is a few KiB; past this it is a mistake (a log, an image, /dev/zero), not a config. */
+export const MAX_CONFIG_BYTES = 1024 * 1024
+
 /** Read a YAML or JSON config file (JSON is YAML, so one parser serves both). */
 export function readConfigFile(path: string): Record<string, unknown> {
-  let text: string
-  try {
-    text = readFileSync(path, 'utf8')
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException
-    throw new ConfigError([`--config ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`])
-  }
+  const text = readBounded(path)
   let data: unknown
   try {
     data = parseYaml(text, { prettyErrors: true })
@@ -230,4 +227,50 @@ export function readConfigFile(path: string): Record<string, unknown> {
     throw new ConfigError([`${path}: expected a mapping with "listeners" at the top`])
   }
   return data as Record<string, unknown>
+}
+
+/**
+ * The file's text, refused unless it is a regular file of at most MAX_CONFIG_BYTES. Opened
+ * non-blocking, so a FIFO does not wait for a writer; judged by fstat of what was opened (no race
+ * with a rename); and read for at most one byte past the bound, in case it grows meanwhile.
+ */
+function readBounded(path: string): string {
+  const refuse = (why: string): never => {
+    throw new ConfigError([`--config ${path}: ${why}`])
+  }
+  let fd: number
+  try {
+    fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0))
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    return refuse(e.code === 'ENOENT' ? 'no such file' : e.message)
+  }
+  try {
+    const st = fstatSync(fd)
+    if (!st.isFile()) refuse(`not a regular file (${fileKind(st)})`)
+    if (st.size > MAX_CONFIG_BYTES) refuse(`larger than 1 MiB (${st.size} bytes)`)
+    const buf = Buffer.allocUnsafe(MAX_CONFIG_BYTES + 1)
+    let n = 0
+    while (n < buf.length) {
+      const got = readSync(fd, buf, n, buf.length - n, null)
+      if (got === 0) break
+      n += got
+    }
+    if (n > MAX_CONFIG_BYTES) refuse('larger than 1 MiB')
+    return buf.toString('utf8', 0, n)
+  } catch (err) {
+    if (err instanceof ConfigError) throw err
+    return refuse((err as Error).message)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+function fileKind(st: Stats): string {
+  if (st.isDirectory()) return 'a directory'
+  if (st.isFIFO()) return 'a FIFO'
+  if (st.isCharacterDevice()) return 'a character device'
+  if (st.isBlockDevice()) return 'a block device'
+  if (st.isSocket()) return 'a socket'
+  return 'not a file nor a directory'
 }
