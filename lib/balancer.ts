@@ -16,6 +16,7 @@ import { validateConfig } from './config/validate.js'
 import { LatencyRing, Listener, zeroCounters, type ListenerCounters, type ListenerOwner } from './listener.js'
 import { createLogger } from './log.js'
 import { ReplayBudget } from './replay/buffer.js'
+import { openFileLimit, sessionsForLimit } from './local.js'
 import type { Outcome, Session } from './session.js'
 import { ConnectionTable, snapshotOf, type SessionSnapshot } from './table.js'
 
@@ -74,6 +75,8 @@ export class Balancer extends EventEmitter implements ListenerOwner {
   /** False for a view that never binds (BalancerOptions.bind). */
   readonly binds: boolean
   private closing: Promise<void> | undefined
+  /** Sessions the descriptor limit allows (0: no limit known), read once at start. */
+  readonly fdSessions = sessionsForLimit(openFileLimit())
 
   constructor(config: Config, options: BalancerOptions = {}) {
     super()
@@ -298,7 +301,9 @@ export class Balancer extends EventEmitter implements ListenerOwner {
   // ListenerOwner
 
   admit(): boolean {
-    const max = this.config.maxConnections
+    // Without a `maxConnections` of the user's, the descriptor limit sets one: past it a new
+    // session would only end in EMFILE (HAProxy derives its default maxconn from `ulimit -n`).
+    const max = this.config.maxConnections !== 0 ? this.config.maxConnections : this.fdSessions
     return max === 0 || this.table.size < max
   }
 

@@ -15,11 +15,17 @@ import { WarmPool } from './pool/warm-pool.js'
 import type { ReplayBudget } from './replay/buffer.js'
 import { Session, type HandoffInfo, type ServerFailure, type SessionHost } from './session.js'
 import type { ConnectionTable } from './table.js'
+import { isLocalError, SHED_MS } from './local.js'
 
 export interface ListenerCounters {
   accepted: number
   /** Clients closed at once because the global or listener `maxConnections` was reached. */
   rejected: number
+  /**
+   * Baton's own shortages (EMFILE, ENFILE, ENOBUFS, EADDRNOTAVAIL) on accept or connect, and clients
+   * shed while they last. Never counted against a backend.
+   */
+  localErrors: number
   /** Clients closed because every backend was down, full or failed to connect. */
   noBackend: number
   connectErrors: number
@@ -56,6 +62,7 @@ export function zeroCounters(): ListenerCounters {
   return {
     accepted: 0,
     rejected: 0,
+    localErrors: 0,
     noBackend: 0,
     connectErrors: 0,
     retries: 0,
@@ -108,6 +115,11 @@ export class Listener implements SessionHost {
   private selector: Selector<Backend>
   private readonly owner: ListenerOwner
   private lastRejectLog = 0
+  private lastLocalLog = 0
+  /** Local errors since the last logged one (the log says how many it stands for). */
+  private localUnlogged = 0
+  /** New clients are shed until then (ms since the epoch): descriptors are short. */
+  private shedUntil = 0
 
   constructor(config: ListenerConfig, owner: ListenerOwner, log: Logger) {
     this.config = config
@@ -144,7 +156,11 @@ export class Listener implements SessionHost {
       this.server.once('error', onError)
       this.server.listen({ host, port, backlog: this.config.backlog }, () => {
         this.server.off('error', onError)
-        this.server.on('error', (err) => this.log.error({ err }, 'listener error'))
+        this.server.on('error', (err) => {
+          // accept() out of descriptors: libuv closes the client for us; shed, and say so once a second.
+          if (isLocalError(err)) this.localError(undefined, err)
+          else this.log.error({ err }, 'listener error')
+        })
         for (const b of this.backends) b.pool?.start()
         this.startChecks()
         resolve()
@@ -309,6 +325,15 @@ export class Listener implements SessionHost {
   private accept(socket: Socket): void {
     this.counters.accepted++
     const max = this.config.maxConnections
+    if (this.shedUntil !== 0) {
+      if (Date.now() < this.shedUntil) {
+        this.counters.localErrors++
+        socket.on('error', ignore)
+        socket.destroy()
+        return
+      }
+      this.shedUntil = 0
+    }
     if ((max > 0 && this.active >= max) || !this.owner.admit()) {
       this.counters.rejected++
       socket.on('error', ignore)
@@ -345,6 +370,21 @@ export class Listener implements SessionHost {
     }
     if (retry && picked !== undefined) this.counters.retries++
     return picked
+  }
+
+  /** This process ran short (EMFILE…): count it, shed new clients briefly, log once a second. */
+  localError(_session: Session | undefined, err: Error): void {
+    this.counters.localErrors++
+    this.shedUntil = Date.now() + SHED_MS
+    this.localUnlogged++
+    const now = Date.now()
+    if (now - this.lastLocalLog < 1000) return
+    this.lastLocalLog = now
+    this.log.warn(
+      { code: (err as NodeJS.ErrnoException).code, errors: this.localUnlogged, shedMs: SHED_MS },
+      'out of local resources (not a backend failure): shedding new clients briefly'
+    )
+    this.localUnlogged = 0
   }
 
   connectFailed(session: Session, backend: Backend, err: Error): void {
@@ -435,6 +475,8 @@ export class Listener implements SessionHost {
       case 'client-error':
         c.clientErrors++
         break
+      case 'local-error':
+        break // counted in localError()
       case 'server-error':
         c.serverErrors++
         break

@@ -31,6 +31,7 @@ import type { Framer, FramerExtras, FramerFactory, FramerSink, FramingError } fr
 import { ReplayBuffer, type ReplayBudget } from './replay/buffer.js'
 import { LazyHash } from './replay/lazy-hash.js'
 import type { SessionState, TableEntry, ConnectionTable } from './table.js'
+import { isLocalError } from './local.js'
 
 export const kSession = Symbol('baton.session')
 type SessionSocket = Socket & { [kSession]?: Session }
@@ -46,7 +47,16 @@ export type Outcome =
   | 'connect-failed'
   | 'unrecoverable'
   | 'framing-error'
+  | 'local-error'
   | 'shutdown'
+
+/**
+ * Which side ended a session (DESIGN.md, "Blame the right side"): the client (it left, went silent,
+ * sent garbage, or the server gave up on its incomplete request), the server (it failed in a way
+ * that could not be hidden), or Baton itself (out of descriptors, a limit, shutdown). Only
+ * server-side failures count against a backend.
+ */
+export type EndSide = 'client' | 'server' | 'local'
 
 export type ServerFailure = 'error' | 'eof' | 'timeout'
 
@@ -62,6 +72,8 @@ export interface SessionHost {
   /** `retry`: this connect replaces one that failed for the same request (counted `retries`). */
   pick(session: Session, avoid: ReadonlySet<Backend> | undefined, retry: boolean): Backend | undefined
   connectFailed(session: Session, backend: Backend, err: Error): void
+  /** A connect failed for a reason of this process's own (EMFILE…): never the backend's fault. */
+  localError(session: Session, err: Error): void
   connected(session: Session, backend: Backend): void
   serverFailed(session: Session, backend: Backend, kind: ServerFailure, err: Error): void
   handedOff(session: Session, info: HandoffInfo): void
@@ -97,6 +109,10 @@ export class Session implements TableEntry, FramerSink {
   error: Error | undefined = undefined
   /** Times this session moved to another server connection. */
   failovers = 0
+  /** Who ended the session; set when it closes. */
+  endedBy: EndSide | undefined = undefined
+  /** The side whose FIN came first, for a session that ended normally. */
+  private firstEnd: 'client' | 'server' | undefined = undefined
 
   private readonly host: SessionHost
   /** Client bytes not (yet) in the replay buffer that arrived while no server was attached. */
@@ -514,6 +530,13 @@ export class Session implements TableEntry, FramerSink {
     this.connectTimer = undefined
     const backend = this.backend!
     this.detachServer(server)
+    if (isLocalError(err)) {
+      // Baton's own shortage (descriptors, ports, buffers): another backend would fail the same
+      // way, and this one did nothing wrong.
+      this.host.localError(this, err)
+      if (this.state === 'connecting') this.destroy('local-error', err)
+      return
+    }
     this.host.connectFailed(this, backend, err)
     if (this.state !== 'connecting') return // the client went away meanwhile
     if (this.attempts > this.host.config.retries) {
@@ -702,6 +725,7 @@ export class Session implements TableEntry, FramerSink {
 
   onClientEnd(): void {
     this.clientEnded = true
+    this.firstEnd ??= 'client'
     if (this.state !== 'open') return
     const server = this.server
     if (server === undefined) return void this.client.end() // nothing attached, nothing in flight
@@ -741,6 +765,7 @@ export class Session implements TableEntry, FramerSink {
   }
 
   onServerEnd(server: Socket): void {
+    this.firstEnd ??= 'server'
     const framer = this.framer
     // No framer (plain proxy), an HTTP body that ends at the close, or a pinned session (a tunnel,
     // a subscription): the FIN goes on.
@@ -839,6 +864,7 @@ export class Session implements TableEntry, FramerSink {
     if (this.state === 'closed') return
     this.state = 'closed'
     this.outcome = outcome
+    this.endedBy = sideOf(outcome, this.error, this.firstEnd)
     clearTimeout(this.connectTimer)
     clearTimeout(this.responseTimer)
     this.connectTimer = undefined
@@ -854,6 +880,24 @@ export class Session implements TableEntry, FramerSink {
     if (this.backend !== undefined && this.server !== undefined) this.backend.active--
     this.host.table.remove(this)
     this.host.closed(this)
+  }
+}
+
+/** The side an outcome belongs to (`done`: whoever ended the conversation first). */
+export function sideOf(outcome: Outcome, err: Error | undefined, firstEnd: 'client' | 'server' | undefined): EndSide {
+  switch (outcome) {
+    case 'done':
+      return firstEnd ?? 'client'
+    case 'client-error':
+    case 'client-timeout':
+      return 'client'
+    case 'framing-error':
+      return (err as BatonError | undefined)?.side === 'server' ? 'server' : 'client'
+    case 'local-error':
+    case 'shutdown':
+      return 'local'
+    default:
+      return 'server'
   }
 }
 

@@ -38,6 +38,11 @@ const LISTENER_COUNTERS: readonly [name: string, help: string, key: keyof Listen
   ['sessions_total', 'Client connections accepted (including rejected ones).', 'accepted'],
   ['rejected_total', 'Clients closed at once because a connection limit was reached.', 'rejected'],
   ['no_backend_total', 'Clients closed because no backend could take them.', 'noBackend'],
+  [
+    'local_errors_total',
+    "Baton's own shortages (EMFILE, ENFILE, ENOBUFS, EADDRNOTAVAIL) and clients shed meanwhile; never a backend's fault.",
+    'localErrors',
+  ],
   ['connect_errors_total', 'Backend connects that failed.', 'connectErrors'],
   [
     'failovers_total',
