@@ -72,6 +72,7 @@ async function main(argv: readonly string[]): Promise<number> {
         host: a.listen.host,
         port: a.listen.port,
         ...(a.token !== undefined ? { token: a.token } : {}),
+        ...(a.hosts !== undefined ? { hosts: a.hosts } : {}),
         log: b.log.child({ component: 'admin' }),
         ...(fromFile ? { reload: () => reload(b, argv) } : {}),
       })

@@ -351,6 +351,32 @@ t.test('error: a duration a timer cannot hold is refused, in every duration fiel
   t.equal(validateConfig(one({ responseTimeout: '596h' })).listeners[0]!.responseTimeout, 596 * 3_600_000)
 })
 
+t.test('admin.hosts: names and addresses, no ports, no patterns', async (t) => {
+  const hosts = ['baton.internal', 'Admin.Example.', '10.0.0.5', '::1', '[2001:db8::1]', 'a_b.example']
+  t.strictSame(validateConfig(one({}, { admin: { hosts } })).admin, { hosts })
+  t.strictSame(validateConfig(one()).admin, {}, 'absent by default')
+  const H = 'expected a host name or IP address without a port, such as baton.internal'
+  rejects(t, one({}, { admin: { hosts: ['ok.example', 'evil.example:80'] } }), [
+    `admin.hosts[1]: ${H}, got "evil.example:80"`,
+  ])
+  for (const bad of [
+    '',
+    'http://x.example',
+    'a b',
+    '*.example.com',
+    '-x.example',
+    'x..example',
+    'x'.repeat(64),
+  ])
+    rejects(t, one({}, { admin: { hosts: [bad] } }), [
+      `admin.hosts[0]: ${H}, got ${JSON.stringify(bad).length > 60 ? `${JSON.stringify(bad).slice(0, 57)}...` : JSON.stringify(bad)}`,
+    ])
+  rejects(t, one({}, { admin: { hosts: 'baton.internal' } }), [
+    'admin.hosts: expected array, got "baton.internal"',
+  ])
+  rejects(t, one({}, { admin: { hosts: [5] } }), [`admin.hosts[0]: ${H}, got 5`])
+})
+
 t.test('error: bad size', async (t) => {
   const S = 'expected a size such as 65536, 64KiB or 1MiB'
   rejects(t, one({ maxPendingBytes: '64 zb' }), [`listeners[0].maxPendingBytes: ${S}, got "64 zb"`])

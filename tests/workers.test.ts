@@ -384,9 +384,16 @@ interface Reply {
   body: any
 }
 
-function request(port: number, method: string, path: string, body?: string): Promise<Reply> {
+function request(
+  port: number,
+  method: string,
+  path: string,
+  body?: string,
+  headers?: Record<string, string>
+): Promise<Reply> {
   return new Promise<Reply>((resolve, reject) => {
-    const req = http.request({ host: HOST, port, method, path, agent: false, timeout: WAIT_MS }, (res) => {
+    const options = { host: HOST, port, method, path, headers, agent: false, timeout: WAIT_MS }
+    const req = http.request(options, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('error', reject)
@@ -460,11 +467,14 @@ t.test('(a, b) both workers serve; /metrics and the API sum them', async (t) => 
           backends: [alpha, bravo].map((s) => ({ name: s.name, host: HOST, port: s.port })),
         },
       ],
-      admin: { listen: '127.0.0.1:0' },
+      admin: { listen: '127.0.0.1:0', hosts: ['baton.test'] },
       shutdownGrace: '5s',
     },
     dir
   )
+  // The primary's admin server checks Host as a single process's does (admin.hosts included).
+  t.equal((await request(c.adminPort, 'GET', '/metrics', undefined, { host: 'baton.test:1' })).status, 200)
+  t.equal((await request(c.adminPort, 'GET', '/metrics', undefined, { host: 'evil.example' })).status, 403)
 
   // Held sessions, opened a few at a time, until both workers hold some (the kernel picks the
   // worker for each connection: a burst may all land on one). Bounded: at most 30 batches.

@@ -22,7 +22,7 @@ import type { Logger } from 'pino'
 import type { AdminState } from '../backend.js'
 import type { Balancer } from '../balancer.js'
 import { BatonError, ListenError } from '../errors.js'
-import { hostOfHeader, isLoopback, sameOrigin, tokenChecker } from './access.js'
+import { hostChecker, hostOfHeader, isLoopback, sameOrigin, tokenChecker } from './access.js'
 import {
   ADMIN_STATES,
   allBackends,
@@ -42,6 +42,8 @@ export interface AdminOptions {
   port: number
   /** Required to bind anything but loopback; then needed for every non-GET request. */
   token?: string
+  /** Names besides loopback and the server's own address that a request's `Host` may give (access.ts). */
+  hosts?: readonly string[]
   log: Logger
   /** Re-reads and applies the configuration (the CLI passes its SIGHUP handler); 501 without it. */
   reload?: () => Promise<unknown>
@@ -95,6 +97,7 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
 
   const registry = createMetrics(balancer)
   const authorized = token === undefined ? () => false : tokenChecker(token)
+  const namesThisServer = hostChecker([host, ...(options.hosts ?? [])])
   // Built here so bad history options are refused with the rest; sampling starts once listening.
   const history = new History(balancer, {
     ...options.history,
@@ -179,18 +182,21 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
     }
     const method = req.method ?? 'GET'
     const readOnly = method === 'GET' || method === 'HEAD'
-    const withToken = authorized(req.headers.authorization)
-    // Trust by peer address only for a Host that a DNS-rebinding page cannot forge (see access.ts).
     const hostHeader = req.headers.host ?? ''
-    const hostName = hostOfHeader(hostHeader)
-    const trustedPeer =
-      isLoopback(req.socket.remoteAddress ?? '') && (isLoopback(hostName) || /^[\d.]+$|^\[/.test(hostName))
+    // DNS rebinding (access.ts): checked first, and whatever credentials the request carries.
+    if (!namesThisServer(hostHeader, req.socket.localAddress))
+      throw new HttpError(
+        403,
+        `host "${hostOfHeader(hostHeader)}" is not a name of this server (loopback, its address, or admin.hosts)`
+      )
+    const withToken = authorized(req.headers.authorization)
+    const loopbackPeer = isLoopback(req.socket.remoteAddress ?? '')
 
-    if (token !== undefined && !withToken && !(readOnly && trustedPeer))
+    if (token !== undefined && !withToken && !(readOnly && loopbackPeer))
       throw new HttpError(401, 'missing or wrong bearer token', {
         'www-authenticate': 'Bearer realm="baton"',
       })
-    if (!withToken && !trustedPeer) throw new HttpError(403, `host "${hostName}" is not a loopback name`)
+    if (!withToken && !loopbackPeer) throw new HttpError(403, 'not a loopback peer')
     if (!readOnly && !sameOrigin(req.headers.origin, hostHeader))
       throw new HttpError(403, 'cross-origin request refused')
 

@@ -183,6 +183,7 @@ export class Primary {
           host: a.listen.host,
           port: a.listen.port,
           ...(a.token !== undefined ? { token: a.token } : {}),
+          ...(a.hosts !== undefined ? { hosts: a.hosts } : {}),
           log: this.log.child({ component: 'admin' }),
           ...(this.reread !== undefined ? { reload: () => this.reload() } : {}),
           cluster: {

@@ -3,6 +3,7 @@
  * config reference is written from this file. Parsing resolves every default, so the rest of the code
  * reads plain numbers (milliseconds, bytes) and never re-checks.
  */
+import { isIP } from 'node:net'
 import { z } from 'zod'
 import { ALGORITHMS } from '../balancing/types.js'
 import { CHECKER_DEFAULTS } from '../health/checker.js'
@@ -36,6 +37,16 @@ function int(min: number, max?: number) {
 const host = z
   .string({ error: 'expected a host name or IP address' })
   .min(1, { error: 'expected a host name or IP address' })
+
+const HOST_NAME_MSG = 'expected a host name or IP address without a port, such as baton.internal'
+/** A DNS name: dot-separated labels of letters, digits, `-` and `_`, not starting or ending with `-`. */
+const DNS_NAME =
+  /^(?=.{1,254}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$/i
+
+/** A name alone, as a `Host` header gives it: a DNS name or an IP address (IPv6 with or without brackets). */
+const hostName = z
+  .string({ error: HOST_NAME_MSG })
+  .refine((h) => DNS_NAME.test(h) || isIP(/^\[(.*)\]$/.exec(h)?.[1] ?? h) !== 0, { error: HOST_NAME_MSG })
 
 /**
  * The longest delay a Node timer holds. `setTimeout`, `setInterval` and `socket.setTimeout` turn a
@@ -279,6 +290,11 @@ export const configSchema = z.strictObject({
         .optional(),
       /** Bearer token every non-GET request must carry; required to bind beyond loopback. */
       token: z.string().min(8, { error: 'expected a token of at least 8 characters' }).optional(),
+      /**
+       * Names a request's `Host` may give besides loopback and the server's own address (a DNS name
+       * it is reached by, behind a proxy or a port forward); any other `Host` is refused (DNS rebinding).
+       */
+      hosts: z.array(hostName).optional(),
     })
     .prefault({}),
   replay: z

@@ -74,7 +74,7 @@ interface Setup {
   ): Promise<Reply>
 }
 
-async function setup(t: Test, token?: string): Promise<Setup> {
+async function setup(t: Test, token?: string, hosts?: string[]): Promise<Setup> {
   const s = scope(t)
   const alpha = await s.server(echoServer('alpha'))
   const bravo = await s.server(echoServer('bravo'))
@@ -96,6 +96,7 @@ async function setup(t: Test, token?: string): Promise<Setup> {
     port: 0,
     log,
     ...(token !== undefined && { token }),
+    ...(hosts !== undefined && { hosts }),
   })
   t.teardown(() => admin.close())
   const adminPort = admin.address().port
@@ -296,6 +297,69 @@ t.test('with a token, changes need it and reads stay open on loopback', async (t
   const reload = await call('POST', '/api/reload', { headers: auth })
   t.equal(reload.status, 501)
   t.same(reload.body, { error: 'reload needs a config file' })
+})
+
+t.test('the Host header must name this server, with a token as without (DNS rebinding)', async (t) => {
+  // A page on evil.example whose name is made to resolve to 127.0.0.1 talks to the admin server
+  // with `Host: evil.example`; a token (which such a page may have phished, or a browser extension
+  // holds) must not make that name acceptable.
+  const auth = { authorization: 'Bearer s3cret-token' }
+  for (const token of [undefined, 's3cret-token']) {
+    const { call, adminPort } = await setup(t, token)
+    const withAuth = token !== undefined ? auth : {}
+    for (const host of [
+      'evil.example',
+      'evil.example:80',
+      `evil.example:${adminPort}`,
+      '192.0.2.1',
+      '0.0.0.0',
+    ]) {
+      const post = await call('POST', '/api/backends/bravo/drain', { headers: { ...withAuth, host } })
+      t.equal(post.status, 403, `token ${token !== undefined}: POST with Host ${host} refused`)
+      t.match(post.body.error, /host/)
+      const get = await call('GET', '/api/backends', { headers: { ...withAuth, host } })
+      t.equal(get.status, 403, `token ${token !== undefined}: GET with Host ${host} refused`)
+    }
+    for (const host of [
+      `127.0.0.1:${adminPort}`,
+      'localhost',
+      `LOCALHOST.:${adminPort}`,
+      `[::1]:${adminPort}`,
+    ]) {
+      const post = await call('POST', '/api/backends/bravo/ready', { headers: { ...withAuth, host } })
+      t.equal(post.status, 200, `token ${token !== undefined}: POST with Host ${host} accepted`)
+    }
+  }
+})
+
+t.test('admin.hosts: a listed name is accepted as the Host, others are still refused', async (t) => {
+  const auth = { authorization: 'Bearer s3cret-token' }
+  const { call, adminPort } = await setup(t, 's3cret-token', ['baton.internal', 'Admin.Example.'])
+  for (const host of [
+    'baton.internal',
+    `baton.internal:${adminPort}`,
+    'BATON.internal.',
+    'admin.example:9',
+  ]) {
+    t.equal(
+      (await call('POST', '/api/backends/bravo/drain', { headers: { ...auth, host } })).status,
+      200,
+      `listed: ${host}`
+    )
+    t.equal((await call('GET', '/metrics', { headers: { host } })).status, 200, `listed, GET: ${host}`)
+  }
+  for (const host of ['evil.example', 'x.baton.internal', 'baton.internal.evil.example']) {
+    t.equal(
+      (await call('POST', '/api/backends/bravo/drain', { headers: { ...auth, host } })).status,
+      403,
+      `not listed: ${host}`
+    )
+  }
+  t.equal(
+    (await call('POST', '/api/backends/bravo/drain', { headers: { host: 'baton.internal' } })).status,
+    401,
+    'a listed Host does not stand in for the token'
+  )
 })
 
 t.test('binding outside loopback needs a token; bad tokens and ports are refused', async (t) => {
