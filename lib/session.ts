@@ -47,6 +47,8 @@ export type Outcome =
   | 'connect-failed'
   | 'unrecoverable'
   | 'framing-error'
+  /** The server gave up on a request the client never finished (a header or body timeout). */
+  | 'client-incomplete'
   | 'local-error'
   | 'shutdown'
 
@@ -169,6 +171,17 @@ export class Session implements TableEntry, FramerSink {
   private handoff: { from: Backend; at: number; requests: number; pooled: boolean } | undefined
   /** The backend went down or drains: leave it at the next clean boundary. */
   private leaving = false
+  /**
+   * http1: client bytes held back from the server (a request head not yet whole, bytes after an
+   * upgrade request awaiting its response), from absolute offset `gateStart`. Undefined when none.
+   */
+  private gate: Buffer[] | undefined = undefined
+  private gateStart = 0
+  private gateBytes = 0
+  /** The backend check was asked because the server failed on an incomplete request (whose fault?). */
+  private probeBlame = false
+  /** How a session that ends normally is counted (a server that gave up on a slow client). */
+  private endOutcome: Outcome = 'done'
 
   constructor(host: SessionHost, client: Socket) {
     this.host = host
@@ -254,7 +267,10 @@ export class Session implements TableEntry, FramerSink {
     if (this.recording) this.replay!.push(chunk)
     const err = framer.request(chunk)
     if (err !== undefined) return this.framingError(err, 'client')
+    const at = this.clientOffset
     this.clientOffset += chunk.length
+    // http1: a head goes on only once whole and valid; bytes after an upgrade wait for its answer.
+    const out = framer.holdFrom === undefined ? chunk : this.passGate(chunk, at, framer.holdFrom())
     const server = this.server
     const open = this.state === 'open' && server !== undefined
     if (this.recording) {
@@ -269,18 +285,87 @@ export class Session implements TableEntry, FramerSink {
         // No server to write to yet: nothing may be dropped, so stop reading instead.
         this.client.pause()
       }
-    } else if (!open) {
-      this.hold(chunk)
+    } else if (!open && out !== undefined) {
+      if (Array.isArray(out)) for (const b of out) this.hold(b)
+      else this.hold(out)
     }
     if (open) {
-      if (!server.write(chunk)) this.client.pause()
-      if (!this.waiting && this.host.config.responseTimeout > 0) this.armResponseTimer()
+      if (out !== undefined && !writeAll(server, out)) this.client.pause()
+      if (!this.waiting && this.host.config.responseTimeout > 0 && this.awaitsResponse()) this.armResponseTimer()
     } else if (this.state === 'open') {
       // The server left at a clean boundary: this request opens a new server connection.
       this.state = 'connecting'
       this.attempts = 0
       this.connect()
     }
+  }
+
+  /**
+   * Client bytes [at, at + chunk.length) pass the http1 gate: what lies before `hold` (-1: nothing
+   * held) may go on now, the rest waits. Returns the bytes to send, as one buffer or several.
+   */
+  private passGate(chunk: Buffer, at: number, hold: number): Buffer | Buffer[] | undefined {
+    const end = at + chunk.length
+    if (this.gate === undefined) {
+      if (hold < 0 || hold >= end) return chunk
+      const cut = Math.max(0, hold - at)
+      this.gate = [cut === 0 ? chunk : chunk.subarray(cut)]
+      this.gateStart = at + cut
+      this.gateBytes = end - this.gateStart
+      return cut === 0 ? undefined : chunk.subarray(0, cut)
+    }
+    this.gate.push(chunk)
+    this.gateBytes += chunk.length
+    // Bytes held after an upgrade request are bounded like any other pending client bytes.
+    if (this.gateBytes >= this.host.config.maxPendingBytes) this.client.pause()
+    return this.releaseGate(hold < 0 ? end : hold)
+  }
+
+  /** Let the gate's bytes before absolute offset `limit` go. */
+  private releaseGate(limit: number): Buffer[] | undefined {
+    const gate = this.gate!
+    if (limit <= this.gateStart) return undefined
+    const out: Buffer[] = []
+    while (gate.length > 0 && this.gateStart < limit) {
+      const b = gate[0]!
+      const take = Math.min(b.length, limit - this.gateStart)
+      if (take === b.length) {
+        out.push(b)
+        gate.shift()
+      } else {
+        out.push(b.subarray(0, take))
+        gate[0] = b.subarray(take)
+      }
+      this.gateStart += take
+      this.gateBytes -= take
+    }
+    if (gate.length === 0) this.gate = undefined
+    if (this.gateBytes < this.host.config.maxPendingBytes && this.server !== undefined) this.client.resume()
+    return out
+  }
+
+  /** Client bytes are held back (http1). */
+  get gated(): boolean {
+    return this.gate !== undefined
+  }
+
+  /** @internal After server bytes: a response may have opened the gate (a 101, a refused upgrade). */
+  flushGate(): void {
+    const hold = this.framer!.holdFrom!()
+    const out = this.releaseGate(hold < 0 ? this.clientOffset : hold)
+    const server = this.server
+    if (out === undefined || this.state !== 'open' || server === undefined) {
+      if (out !== undefined) for (const b of out) this.hold(b)
+      return
+    }
+    if (!writeAll(server, out)) this.client.pause()
+  }
+
+  /** A whole request waits for its response (not only one the client is still sending). */
+  private awaitsResponse(): boolean {
+    const framer = this.framer!
+    const pending = framer.pending()
+    return pending > (framer.requestOpen?.() === true ? 1 : 0)
   }
 
   /** Server bytes on the replay path. */
@@ -441,7 +526,7 @@ export class Session implements TableEntry, FramerSink {
     const framer = this.framer!
     if (this.leaving) this.leaveAtBoundary()
     if (this.waiting) {
-      if (framer.pending() > 0 && framer.pendingBlocking?.() !== true) this.responseTimer!.refresh()
+      if (this.awaitsResponse() && framer.pendingBlocking?.() !== true) this.responseTimer!.refresh()
       else this.waiting = false
     }
     if (!this.recording && this.host.config.replay.mode !== 'none' && framer.atBoundary()) {
@@ -482,7 +567,10 @@ export class Session implements TableEntry, FramerSink {
     }
     if (replayBytes > 0 || this.held.length > 0) {
       server.cork()
-      if (replayBytes > 0) flowing = this.replay!.writeTo(server, this.rangeInsert)
+      if (replayBytes > 0) {
+        const upTo = this.gate !== undefined ? this.gateStart : undefined
+        flowing = this.replay!.writeTo(server, this.rangeInsert, upTo)
+      }
       this.rangeInsert = undefined
       if (this.releaseAfterWrite > 0) {
         this.replay!.release(this.releaseAfterWrite)
@@ -510,7 +598,7 @@ export class Session implements TableEntry, FramerSink {
         ms: Math.round((performance.now() - h.at) * 1000) / 1000,
       })
     }
-    if (this.framer !== undefined && this.framer.pending() > 0 && this.host.config.responseTimeout > 0) {
+    if (this.framer !== undefined && this.host.config.responseTimeout > 0 && this.awaitsResponse()) {
       this.armResponseTimer()
     }
     if (this.clientEnded) server.end()
@@ -561,7 +649,14 @@ export class Session implements TableEntry, FramerSink {
       this.host.serverFailed(this, backend, kind, err)
       return this.destroy(kind === 'timeout' ? 'server-timeout' : 'server-error', err)
     }
-    const pending = framer.pending()
+    // A request held whole in the gate never reached this server: not pending on it.
+    const pending = framer.pending() - (this.gate !== undefined ? 1 : 0)
+    if (!checked && this.gate === undefined && framer.requestOpen?.() === true && !framer.pinned) {
+      // The client's request is incomplete: the server may have given up on a slow client (a
+      // header or body timeout), which is the client's doing, or it may have died. Ask the
+      // backend before blaming anyone (see probed()).
+      return this.checkBackend(kind, err, true)
+    }
     const view = this.view
     // http1: a head held back never reached the client; the response has not started for it.
     this.heldHead = undefined
@@ -789,8 +884,9 @@ export class Session implements TableEntry, FramerSink {
    * in flight are re-sent elsewhere, and between turns the client simply gets a new server
    * connection for its next request. Costs one connect per server-side close, only with replay on.
    */
-  private checkBackend(kind: ServerFailure, err: Error): void {
+  private checkBackend(kind: ServerFailure, err: Error, blame = false): void {
     const backend = this.backend!
+    this.probeBlame = blame
     this.client.pause()
     const probe = net.connect({ host: backend.host, port: backend.port })
     ;(probe as SessionSocket)[kSession] = this
@@ -815,6 +911,16 @@ export class Session implements TableEntry, FramerSink {
     const kind = this.probeKind
     const err = this.probeError!
     this.probeError = undefined
+    if (alive && this.probeBlame) {
+      // The backend is fine: it closed on a client whose request never completed. Not the
+      // server's failure (no passive-health count, no replay elsewhere): the client gets what a
+      // plain proxy would give it.
+      this.endOutcome = 'client-incomplete'
+      this.detachServer(server)
+      this.serverClosed = true
+      if (kind === 'eof') return void this.client.end()
+      return this.destroy('client-incomplete', err)
+    }
     if (alive) {
       if (kind === 'eof') return void this.client.end()
       this.host.serverFailed(this, this.backend!, kind, err)
@@ -839,12 +945,12 @@ export class Session implements TableEntry, FramerSink {
     this.clientClosed = true
     if (this.state === 'closing') return this.finish(this.closingOutcome)
     if (this.state === 'connecting') this.destroy('client-error')
-    else if (this.serverClosed) this.finish('done')
+    else if (this.serverClosed) this.finish(this.endOutcome)
   }
 
   onServerClose(): void {
     this.serverClosed = true
-    if (this.clientClosed) this.finish('done')
+    if (this.clientClosed) this.finish(this.endOutcome)
   }
 
   /** End the session now: destroy both sockets and release everything. */
@@ -890,6 +996,7 @@ export function sideOf(outcome: Outcome, err: Error | undefined, firstEnd: 'clie
       return firstEnd ?? 'client'
     case 'client-error':
     case 'client-timeout':
+    case 'client-incomplete':
       return 'client'
     case 'framing-error':
       return (err as BatonError | undefined)?.side === 'server' ? 'server' : 'client'
@@ -946,8 +1053,18 @@ function onServerConnect(this: SessionSocket): void {
 function onServerData(this: SessionSocket, chunk: Buffer): void {
   const s = this[kSession]
   if (s === undefined) return
-  if (s.framer !== undefined) s.fromServer(this, chunk)
-  else if (!s.client.write(chunk)) this.pause()
+  if (s.framer !== undefined) {
+    s.fromServer(this, chunk)
+    if (s.gated) s.flushGate()
+  } else if (!s.client.write(chunk)) this.pause()
+}
+
+/** Write one buffer or several; false when the socket asked to wait for `drain`. */
+function writeAll(socket: Socket, out: Buffer | Buffer[]): boolean {
+  if (!Array.isArray(out)) return socket.write(out)
+  let flowing = true
+  for (const b of out) flowing = socket.write(b)
+  return flowing
 }
 
 function onServerEnd(this: SessionSocket): void {

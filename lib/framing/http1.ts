@@ -147,6 +147,8 @@ class MessageParser {
   private remaining = 0
   /** Client bytes seen in `S_AWAIT`. */
   held = 0
+  /** Absolute offset where `S_AWAIT` began: the first byte after the tunnel request. */
+  awaitFrom = 0
   /** Absolute offset (in this direction) of the current message's first byte, for messages. */
   private messageStart = 0
   error: FramingError | undefined
@@ -189,9 +191,20 @@ class MessageParser {
   }
 
   /** Request side: wait (counting, not parsing) until the response says what follows. */
-  await(): void {
+  await(at: number): void {
     this.state = S_AWAIT
     this.held = 0
+    this.awaitFrom = at
+  }
+
+  /** Absolute offset of the current message's first byte. */
+  get start(): number {
+    return this.messageStart
+  }
+
+  /** The message's head is not whole yet. */
+  get inHead(): boolean {
+    return this.midMessage && (this.state === S_START || this.state === S_HEADER)
   }
 
   /**
@@ -661,6 +674,24 @@ export class Http1Framer implements Framer, FramerExtras {
     return undefined
   }
 
+  /**
+   * Client bytes from this absolute offset on must not reach the server yet (-1: none held): a
+   * request head that is not whole (it is checked whole first: an oversized or malformed head is
+   * refused without a byte of it forwarded), or bytes after a CONNECT or upgrade request, which wait
+   * for its response (a 101 makes them tunnel bytes; a refusal, the next request).
+   */
+  holdFrom(): number {
+    if (this.pinned || this.failed !== undefined) return -1
+    const r = this.requests
+    if (r.state === S_AWAIT) return r.awaitFrom
+    return r.inHead ? r.start : -1
+  }
+
+  /** A request has begun and not ended. */
+  requestOpen(): boolean {
+    return !this.pinned && this.requests.midMessage
+  }
+
   pending(): number {
     if (this.pinned) return 0
     const partial = this.requests.midMessage || this.requests.held > 0
@@ -720,7 +751,7 @@ export class Http1Framer implements Framer, FramerExtras {
       return
     }
     this.queue.push(end, parser.flags)
-    if ((parser.flags & F_TUNNEL) !== 0) parser.await()
+    if ((parser.flags & F_TUNNEL) !== 0) parser.await(end)
   }
 
   /** The response head is whole: pin, or frame its body. False on error. */

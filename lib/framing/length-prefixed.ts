@@ -339,6 +339,10 @@ export class LengthPrefixedFramer implements Framer {
     return this.ends.count + (this.requests.midFrame ? 1 : 0)
   }
 
+  requestOpen(): boolean {
+    return this.requests.midFrame
+  }
+
   /** Always true: see the note at the top of this file. */
   pendingSafe(): boolean {
     return true

@@ -1064,6 +1064,10 @@ export class RespFramer implements Framer, FramerExtras {
     return this.passThrough ? 0 : this.queue.count + (this.requests.midRequest ? 1 : 0)
   }
 
+  requestOpen(): boolean {
+    return !this.passThrough && this.requests.midRequest
+  }
+
   /** A partial request counts as safe: Redis has not run it. */
   pendingSafe(): boolean {
     return this.unsafe === 0

@@ -91,6 +91,16 @@ export interface FramerExtras {
   readonly responseInHead?: boolean
   /** http1: the open response's body is chunked. */
   readonly responseChunked?: boolean
+  /**
+   * A request has begun and not ended: a server failure now may be the server giving up on a slow
+   * client (an nginx `client_header_timeout`), which is the client's doing, not the server's.
+   */
+  requestOpen?(): boolean
+  /**
+   * http1: client bytes from this absolute offset on are held back from the server (-1: none): a
+   * request head not yet whole, or bytes after an upgrade request awaiting its response.
+   */
+  holdFrom?(): number
   /** The oldest unanswered request may legitimately wait long (BLPOP, XREAD BLOCK): no response timeout. */
   pendingBlocking?(): boolean
 }

@@ -84,14 +84,17 @@ export class ReplayBuffer {
 
   /**
    * Write every held byte to `socket`, in order, as slices of the original chunks. `insert` adds
-   * bytes of Baton's own at an offset from the start (http1: a `Range` for a resumed GET).
+   * bytes of Baton's own at an offset from the start (http1: a `Range` for a resumed GET). Only the
+   * bytes before absolute offset `upTo` are written (http1: a head still held back stays held).
    */
-  writeTo(socket: Socket, insert?: { at: number; lines: Buffer }): boolean {
+  writeTo(socket: Socket, insert?: { at: number; lines: Buffer }, upTo = this.end): boolean {
     let flowing = true
     let offset = 0
-    for (let i = this.head; i < this.chunks.length; i++) {
+    const limit = upTo - this.start
+    for (let i = this.head; i < this.chunks.length && offset < limit; i++) {
       const c = this.chunks[i]!
       let part = i === this.head && this.headOffset > 0 ? c.subarray(this.headOffset) : c
+      if (offset + part.length > limit) part = part.subarray(0, limit - offset)
       if (insert !== undefined && insert.at >= offset && insert.at < offset + part.length) {
         const cut = insert.at - offset
         if (cut > 0) socket.write(part.subarray(0, cut))
