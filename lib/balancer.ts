@@ -17,7 +17,7 @@ import { LatencyRing, Listener, zeroCounters, type ListenerCounters, type Listen
 import { createLogger } from './log.js'
 import { ReplayBudget } from './replay/buffer.js'
 import { openFileLimit, sessionsForLimit } from './local.js'
-import type { Outcome, Session } from './session.js'
+import type { EndSide, Outcome, Session } from './session.js'
 import { ConnectionTable, snapshotOf, type SessionSnapshot } from './table.js'
 
 export interface BalancerOptions {
@@ -64,7 +64,7 @@ export interface BackendFailureEvent {
   down: boolean
 }
 
-export type SessionCloseEvent = SessionSnapshot & { outcome: Outcome; error?: string }
+export type SessionCloseEvent = SessionSnapshot & { outcome: Outcome; endedBy: EndSide; error?: string }
 
 export class Balancer extends EventEmitter implements ListenerOwner {
   config: Config
@@ -313,7 +313,11 @@ export class Balancer extends EventEmitter implements ListenerOwner {
 
   onSessionClose(session: Session): void {
     if (this.listenerCount('sessionClose') > 0) {
-      const event: SessionCloseEvent = { ...snapshotOf(session), outcome: session.outcome! }
+      const event: SessionCloseEvent = {
+        ...snapshotOf(session),
+        outcome: session.outcome!,
+        endedBy: session.endedBy!,
+      }
       if (session.error !== undefined) event.error = session.error.message
       this.emit('sessionClose', event)
     }

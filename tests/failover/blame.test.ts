@@ -75,6 +75,7 @@ t.test('server gives up on a trickled body: the client is closed, no backend bla
   t.ok(end, 'the client sees the close a plain proxy would pass on')
   const [ev] = await closed
   t.equal(ev.outcome, 'client-incomplete', 'the session ends as the client’s doing')
+  t.equal(ev.endedBy, 'client', 'attributed to the client side')
   const c = balancer.frontends[0]!.counters
   t.equal(c.failovers, 0, 'no failover')
   t.equal(c.serverFailures, 0, 'no server failure counted')
