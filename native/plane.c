@@ -79,6 +79,7 @@
 #define READS_PER_WAKE 16    /* fill steps per direction per wake-up (fairness between sessions) */
 #define POOL_SCAN 16         /* idle pipes looked at for an exact capacity match */
 #define MAX_EVENTS 8
+#define SCRATCH 65536        /* compact_replay's copy buffer, one per plane, allocated on first use */
 
 enum { CLIENT = 0, SERVER = 1, INTERNAL = 2 };
 enum { S_ACTIVE = 0, S_SERVER_DOWN = 1, S_CLOSED = 2 };
@@ -99,7 +100,7 @@ enum {
 };
 enum {
   PS_IDLE, PS_IN_USE, PS_CREATED, PS_DESTROYED, PS_RESIZED, PS_MAX_IDLE, PS_PIPE_SIZE, PS_SESSIONS,
-  PS_LENGTH
+  PS_COMPACTIONS, PS_LENGTH
 };
 
 typedef struct { int r, w, cap; } pipe_t; /* r < 0: none */
@@ -160,7 +161,8 @@ struct plane_s {
   pipe_t *idle;
   uint32_t nidle, max_idle, cap_idle;
   int pipe_size, default_pipe_size;
-  double in_use, created, destroyed, resized;
+  double in_use, created, destroyed, resized, compactions;
+  char *scratch;
   /* work deferred from API calls to the next loop turn */
   uv_idle_t *idle_handle;
   double *deferred;
@@ -184,8 +186,12 @@ static void pipe_destroy(plane_t *pl, pipe_t *p) {
   pl->destroyed++;
 }
 
-/* A pipe of capacity `want` (0: the data pipe size). 0 on failure, errno set. */
-static int pipe_get(plane_t *pl, pipe_t *out, int want) {
+/* A pipe of capacity `want` (0: the data pipe size). 0 on failure, errno set. Not `strict` (data
+ * pipes): a pipe the kernel will not resize is taken as it is — past fs.pipe-user-pages-soft an
+ * unprivileged user's new pipes get one page, slower but still correct. `strict` (replay pipes):
+ * the capacity is the replay bound, so a refusal is a failure (the pipe is still handed back in
+ * *out, for pipe_put). */
+static int pipe_get(plane_t *pl, pipe_t *out, int want, int strict) {
   if (want <= 0) want = pl->pipe_size;
   pipe_t p = {-1, -1, 0};
   uint32_t scan = pl->nidle < POOL_SCAN ? pl->nidle : POOL_SCAN;
@@ -211,15 +217,18 @@ static int pipe_get(plane_t *pl, pipe_t *out, int want) {
   if (p.cap != want) {
     int got = fcntl(p.r, F_SETPIPE_SZ, want);
     pl->resized++;
-    if (got < want) {
+    if (got < want && !strict) {
+      if (got > 0) p.cap = got;
+    } else if (got < want) {
       int e = got < 0 ? errno : ENOMEM;
       if (got > 0) p.cap = got;
       pl->in_use++; /* so pipe_put's accounting stays balanced */
       *out = p;
       errno = e;
       return 0;
+    } else {
+      p.cap = got;
     }
-    p.cap = got;
   }
   pl->in_use++;
   *out = p;
@@ -375,6 +384,7 @@ static void plane_free(plane_t *pl) {
   free(pl->free_slots);
   free(pl->idle);
   free(pl->deferred);
+  free(pl->scratch);
   free(pl);
 }
 
@@ -463,6 +473,45 @@ static void stop_recording(session_t *s) {
   s->replay_len = 0;
 }
 
+/* A pipe's capacity is counted in slots (pages), not bytes, and tee(2) duplicates buffers one for
+ * one: a request that came in many small segments fills the replay pipe's slots long before its
+ * bytes reach replayBytes. Then copy its first `keep` bytes into a fresh pipe with write(), which
+ * packs them into whole pages (the only copy the plane ever makes, and only in this case), and drop
+ * the rest. 0 if that failed (the session then stops recording). */
+static int compact_replay(session_t *s, size_t keep) {
+  plane_t *pl = s->pl;
+  pipe_t fresh = {-1, -1, 0};
+  if (pl->scratch == NULL && (pl->scratch = malloc(SCRATCH)) == NULL) return 0;
+  if (!pipe_get(pl, &fresh, s->replay.cap, 1)) {
+    pipe_put(pl, &fresh);
+    return 0;
+  }
+  size_t moved = 0;
+  while (moved < keep) {
+    size_t want = keep - moved < SCRATCH ? keep - moved : SCRATCH;
+    ssize_t r = read(s->replay.r, pl->scratch, want);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0 || write(fresh.w, pl->scratch, (size_t)r) != r) {
+      pipe_drop(pl, &fresh, moved);
+      return 0;
+    }
+    moved += (size_t)r;
+  }
+  /* what is left in the old pipe (a partial tee) goes to /dev/null with the pipe */
+  pipe_drop(pl, &s->replay, s->replay_len - keep);
+  s->replay = fresh;
+  s->replay_len = keep;
+  pl->compactions++;
+  return 1;
+}
+
+static ssize_t tee_all(int from, int to, size_t n) {
+  ssize_t t;
+  do t = tee(from, to, n, SPLICE_F_NONBLOCK);
+  while (t < 0 && errno == EINTR);
+  return t < 0 ? 0 : t;
+}
+
 static void on_client_bytes(session_t *s, size_t n) {
   s->unanswered += n;
   s->server_since_req = 0;
@@ -471,20 +520,28 @@ static void on_client_bytes(session_t *s, size_t n) {
     stop_recording(s);
     return;
   }
-  if (s->replay.r < 0 && !pipe_get(s->pl, &s->replay, (int)s->replay_cap)) {
+  if (s->replay.r < 0 && !pipe_get(s->pl, &s->replay, (int)s->replay_cap, 1)) {
     if (s->replay.r >= 0) pipe_put(s->pl, &s->replay); /* F_SETPIPE_SZ refused: not replayable */
     stop_recording(s);
     return;
   }
-  ssize_t t;
-  do t = tee(s->c2s.p.r, s->replay.w, n, SPLICE_F_NONBLOCK);
-  while (t < 0 && errno == EINTR);
+  size_t before = s->replay_len;
+  ssize_t t = tee_all(s->c2s.p.r, s->replay.w, n);
   if (t == (ssize_t)n) {
     s->replay_len += n;
-  } else {
-    if (t > 0) s->replay_len += (size_t)t;
-    stop_recording(s);
+    return;
   }
+  /* Out of slots, not of bytes (replay_len + n <= replay_max): pack what is recorded, try again. */
+  s->replay_len += (size_t)t;
+  if (before > 0 && compact_replay(s, before)) {
+    t = tee_all(s->c2s.p.r, s->replay.w, n);
+    if (t == (ssize_t)n) {
+      s->replay_len += n;
+      return;
+    }
+    s->replay_len += (size_t)t;
+  }
+  stop_recording(s);
 }
 
 static void on_server_bytes(session_t *s, size_t n) {
@@ -575,7 +632,7 @@ static int pump(session_t *s, int from) {
       continue;
     }
     if (reads == READS_PER_WAKE || !in->rd_ready || !may_read(s, from)) break;
-    if (f->p.r < 0 && !pipe_get(s->pl, &f->p, 0)) {
+    if (f->p.r < 0 && !pipe_get(s->pl, &f->p, 0, 0)) {
       int e = errno;
       if (f->p.r >= 0) pipe_put(s->pl, &f->p);
       internal_failed(s, e);
@@ -833,7 +890,7 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   if (ok && head_len > 0) {
     /* Bytes Node read before the hand-off (an accept stage's peek): into the c2s pipe with write(),
      * then recorded like any client bytes. */
-    if (!pipe_get(pl, &s->c2s.p, head_len > (size_t)pl->pipe_size ? pipe_cap_for(head_len) : 0)) {
+    if (!pipe_get(pl, &s->c2s.p, head_len > (size_t)pl->pipe_size ? pipe_cap_for(head_len) : 0, 1)) {
       e = errno;
       ok = 0;
     } else {
@@ -886,7 +943,7 @@ static napi_value js_replace_server(napi_env env, napi_callback_info info) {
     /* The c2s pipe holds a suffix of the replay pipe: drop it, send the whole record again, and keep
      * a copy (tee into a fresh replay pipe of the same size) for the next failover. */
     pipe_t fresh = {-1, -1, 0};
-    int have_fresh = pipe_get(pl, &fresh, s->replay.cap);
+    int have_fresh = pipe_get(pl, &fresh, s->replay.cap, 1);
     ssize_t t = -1;
     if (have_fresh) {
       do t = tee(s->replay.r, fresh.w, s->replay_len, SPLICE_F_NONBLOCK);
@@ -1034,6 +1091,7 @@ static napi_value js_pool_stats(napi_env env, napi_callback_info info) {
   d[PS_MAX_IDLE] = pl->max_idle;
   d[PS_PIPE_SIZE] = pl->pipe_size;
   d[PS_SESSIONS] = pl->live;
+  d[PS_COMPACTIONS] = pl->compactions;
   return NULL;
 }
 

@@ -118,6 +118,8 @@ export interface PoolStats {
   maxIdle: number
   pipeSize: number
   sessions: number
+  /** Replay pipes repacked because many small segments ran out of slots before bytes (a copy). */
+  replayCompactions: number
 }
 
 export interface PlaneConfig {
@@ -280,6 +282,7 @@ class Plane implements NativePlane {
       maxIdle: d[5]!,
       pipeSize: d[6]!,
       sessions: d[7]!,
+      replayCompactions: d[8]!,
     }
   }
 

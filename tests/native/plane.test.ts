@@ -286,3 +286,49 @@ t.test('an idle session holds no pipe; lastActivity and idleMs move', { skip }, 
   t.ok(s.lastActivity > 0, 'lastActivity set')
   await until(() => plane.stats(session.handle)!.idleMs > 0, 'idleMs grows while nothing moves')
 })
+
+t.test('pause stops reading both sides, resume carries on', { skip }, async (t) => {
+  const echo = await echoServer()
+  t.teardown(() => echo.close())
+  const proxy = await nativeProxy(() => echo.port)
+  t.teardown(() => proxy.close())
+  const client = await connectClient(proxy.port)
+  t.teardown(() => client.destroy())
+  const session = await proxy.session(0)
+  const plane = thePlane()
+
+  plane.pause(session.handle)
+  await new Promise<void>((resolve) => client.socket.write('while paused', () => resolve()))
+  // Loop turns, not a sleep: on loopback the bytes are in the plane's socket once write() returns,
+  // and a poll that still watched it would fire within a turn or two.
+  for (let i = 0; i < 20; i++) await new Promise<void>((resolve) => setImmediate(resolve))
+  t.match(plane.stats(session.handle), { paused: true, bytesFromClient: 0 }, 'nothing read while paused')
+
+  const reply = client.read(12)
+  plane.resume(session.handle)
+  t.equal((await reply).toString(), 'while paused', 'resumed: the bytes went through')
+  t.equal(plane.stats(session.handle)?.paused, false)
+})
+
+t.test('close() from inside an event listener', { skip }, async (t) => {
+  const echo = await echoServer()
+  t.teardown(() => echo.close())
+  const proxy = await nativeProxy(() => echo.port)
+  t.teardown(() => proxy.close())
+  const client = await connectClient(proxy.port, { allowHalfOpen: true })
+  t.teardown(() => client.destroy())
+  const session = await proxy.session(0)
+  const plane = thePlane()
+
+  let final: ReturnType<typeof plane.close>
+  session.once('client-eof', () => {
+    final = plane.close(session.handle) // synchronously, inside the addon's callback
+  })
+  await client.roundTrip(Buffer.from('one'))
+  client.socket.end()
+  await within(client.closed, 'the client connection closed by close()')
+  t.match(final, { closed: true, clientEof: true, bytesFromClient: 3 })
+  await until(() => echo.connections === 0, 'the backend connection closed too')
+  t.same(session.types(), ['client-eof'], 'no event after close()')
+  await until(() => plane.stats(session.handle) === undefined, 'the session freed')
+})
