@@ -22,10 +22,12 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
 import { pino } from 'pino'
+import { AggregatorRegistry } from 'prom-client'
 import t, { type Test } from 'tap'
 import { children, CLI, ensureBuilt, parseLog, ROOT } from './helpers/cli.js'
 import { createBalancer } from '../lib/balancer.js'
 import { RespawnThrottle } from '../lib/cluster/respawn.js'
+import { monotonic, Retired, sumMetrics, type MetricJson } from '../lib/cluster/retired.js'
 import { applyState, stateOf } from '../lib/cluster/state.js'
 import { workerConfig } from '../lib/cluster/protocol.js'
 import {
@@ -37,6 +39,7 @@ import {
   type WorkerSession,
 } from '../lib/cluster/view.js'
 import { sessionPage } from '../lib/admin/api.js'
+import { createMetrics } from '../lib/admin/metrics.js'
 import { validateConfig } from '../lib/config/validate.js'
 import { TestServer } from './helpers/servers.js'
 import { WAIT_MS } from './helpers/wait.js'
@@ -166,6 +169,120 @@ t.test('applyState: a worker follows admin state, weight and checked health', as
   // A backend the table does not name (a reload on its way) is left alone.
   applyState(w, [{ listener: 'web', backend: 'zz', admin: 'maint', weight: 1, up: false }], log)
   t.same(stateOf(w), stateOf(view))
+})
+
+t.test('Retired: a dead worker’s counters and histograms are kept and summed, not its gauges', async (t) => {
+  const { view, workers } = viewAndWorkers()
+  const [w1, w2] = workers as [ReturnType<typeof createBalancer>, ReturnType<typeof createBalancer>]
+  w1.frontends[0]!.counters.accepted = 5
+  w1.frontends[0]!.active = 2
+  w1.frontends[0]!.backends[0]!.counters.sessions = 5
+  w1.frontends[0]!.backends[0]!.consecutiveFailures = 3
+  w2.frontends[0]!.counters.accepted = 1
+  w2.frontends[0]!.backends[1]!.counters.sessions = 1
+  const json = async (b: ReturnType<typeof createBalancer>) =>
+    (await createMetrics(b).getMetricsAsJSON()) as unknown as MetricJson[]
+  const [m1, m2] = [await json(w1), await json(w2)]
+  const kinds = new Set(monotonic(m1).map((m) => m.type))
+  t.same(kinds, new Set(['counter', 'histogram']), 'counters and histograms only')
+  t.notOk(monotonic(m1).some((m) => m.name === 'baton_sessions_active'))
+
+  const retired = new Retired()
+  t.same(retired.metrics(), [], 'nothing kept yet')
+  t.same(retired.figures(), [])
+  retired.add({ metrics: m1, figures: figuresOf(w1) })
+  retired.add({ metrics: m1, figures: figuresOf(w1) }) // a second dead worker with the same totals
+  retired.add({}) // one that died before it ever answered
+  const text = await AggregatorRegistry.aggregate([m2, ...retired.metrics()]).metrics()
+  const value = (name: string, labels: string) =>
+    Number(new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm').exec(text)?.[1])
+  t.equal(value('baton_sessions_total', 'listener="web"'), 11, '5 + 5 kept, 1 live')
+  t.equal(value('baton_backend_sessions_total', 'listener="web",backend="a"'), 10)
+  t.equal(value('baton_backend_sessions_total', 'listener="web",backend="b"'), 1)
+  t.equal(value('baton_sessions_active', 'listener="web"'), 0, 'the dead workers’ live sessions are gone')
+  t.equal(
+    value('baton_handoff_latency_seconds_count', 'listener="web",connection="new"'),
+    0,
+    'histogram series kept and summed'
+  )
+
+  applyFigures(view, [figuresOf(w2), ...retired.figures()])
+  const l = view.listenerSnapshots()[0]!
+  t.equal(l.counters.accepted, 11)
+  t.equal(l.active, 0, 'live sessions not kept')
+  t.equal(l.backends[0]!.counters.sessions, 10)
+  t.equal(l.backends[0]!.health, 'up', 'passive health not kept')
+
+  // A reload that removes backend a: its kept series go, as they go from the workers' registries.
+  const after = validateConfig({
+    log: { level: 'silent' },
+    listeners: [{ name: 'web', listen: '127.0.0.1:0', backends: [{ name: 'b', host: HOST, port: 2 }] }],
+  })
+  retired.prune(createBalancer(after, { bind: false }))
+  const pruned = retired.metrics()[0]!
+  const series = pruned.flatMap((m) => m.values.map((v) => v.labels.backend)).filter((b) => b !== undefined)
+  t.notOk(series.includes('a'), 'backend a dropped')
+  t.ok(
+    pruned.some((m) => m.name === 'baton_sessions_total' && m.values[0]!.value === 10),
+    'listener series kept'
+  )
+  t.same(
+    retired.figures()[0]!.listeners[0]!.backends.map((b) => b.name),
+    ['b'],
+    'backend a dropped from the figures, b kept'
+  )
+  retired.prune(
+    createBalancer(validateConfig({ ...after, listeners: [{ ...after.listeners[0]!, name: 'api' }] }), {
+      bind: false,
+    })
+  )
+  t.same(retired.figures()[0]!.listeners, [], 'a removed listener is dropped')
+  t.notOk(
+    retired
+      .metrics()
+      .flat()
+      .some((m) => m.values.some((v) => v.labels.listener === 'web'))
+  )
+})
+
+t.test('sumMetrics: series by series, by name, labels (in any order) and histogram part', async (t) => {
+  const c = (values: MetricJson['values']): MetricJson => ({
+    name: 'x_total',
+    help: 'x',
+    type: 'counter',
+    values,
+  })
+  const sum = sumMetrics(
+    [c([{ value: 1, labels: { a: '1', b: '2' } }])],
+    [
+      c([
+        { value: 2, labels: { b: '2', a: '1' } },
+        { value: 4, labels: { a: '3' } },
+      ]),
+    ]
+  )
+  t.same(sum, [
+    c([
+      { value: 3, labels: { a: '1', b: '2' } },
+      { value: 4, labels: { a: '3' } },
+    ]),
+  ])
+  const h = (metricName: string, value: number): MetricJson => ({
+    name: 'h',
+    help: 'h',
+    type: 'histogram',
+    values: [{ value, labels: {}, metricName }],
+  })
+  t.same(
+    sumMetrics([h('h_sum', 1), h('h_count', 2)], [h('h_sum', 3)])[0]!.values.map((v) => [
+      v.metricName,
+      v.value,
+    ]),
+    [
+      ['h_sum', 4],
+      ['h_count', 2],
+    ]
+  )
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -819,3 +936,73 @@ t.test(
     t.notMatch(c.stderr.text.join('\n'), /TimeoutOverflowWarning/, 'no timer overflowed')
   }
 )
+
+t.test('(e) a SIGKILLed worker’s counters stay in the sums; its live sessions do not', async (t) => {
+  const alpha = await appServer(t, 'alpha')
+  const bravo = await appServer(t, 'bravo')
+  const c = await startCluster(
+    t,
+    {
+      listeners: [
+        {
+          name: 'web',
+          listen: '127.0.0.1:0',
+          backends: [alpha, bravo].map((s) => ({ name: s.name, host: HOST, port: s.port })),
+        },
+      ],
+      admin: { listen: '127.0.0.1:0' },
+      shutdownGrace: '5s',
+    },
+    t.testdir({})
+  )
+  // Sessions held until both workers hold some (bounded: at most 30 batches), some ended before.
+  await exchanges(t, c.port, 4, 'ended')
+  const held: Socket[] = []
+  t.teardown(() => endAll(held))
+  let page: any
+  for (let batch = 0; batch < 30; batch++) {
+    for (let i = 0; i < 3; i++) held.push(await hold(c.port))
+    page = (await request(c.adminPort, 'GET', '/api/sessions?limit=1000')).body
+    if (new Set(page.sessions.map((s: { worker: number }) => s.worker)).size === 2) break
+  }
+  const on = (w: number) => page.sessions.filter((s: { worker: number }) => s.worker === w).length
+  t.ok(on(1) > 0 && on(2) > 0, `both workers hold sessions (${on(1)} and ${on(2)})`)
+  const K = 4 + held.length
+  const before = await metrics(c)
+  const total = (text: string) => metric(text, 'baton_sessions_total', { listener: 'web' })
+  const backendTotal = (text: string) =>
+    ['alpha', 'bravo'].reduce(
+      (n, b) => n + (metric(text, 'baton_backend_sessions_total', { listener: 'web', backend: b }) ?? 0),
+      0
+    )
+  t.equal(total(before), K, `baton_sessions_total == ${K} before`)
+  t.equal(backendTotal(before), K)
+  t.equal(metric(before, 'baton_sessions_active', { listener: 'web' }), held.length)
+
+  const victim = c.logs.all.find((l) => l.msg === 'listening' && l.worker === 1)!
+  process.kill(victim.pid, 'SIGKILL')
+  await c.logs.waitFor((l) => l.msg === 'worker exited unexpectedly, starting a replacement', 'death')
+  await c.logs.waitFor((l) => l.msg === 'listening' && l.worker === 3, 'worker 3 listening')
+  const after = await eventually(
+    () => metrics(c),
+    (m) => metric(m, 'baton_workers') === 2,
+    'two workers in the metrics'
+  )
+  t.equal(total(after), K, 'baton_sessions_total did not fall: the dead worker’s count is kept')
+  t.equal(backendTotal(after), K, 'backend counters kept too')
+  t.equal(
+    metric(after, 'baton_sessions_active', { listener: 'web' }),
+    on(2),
+    'the dead worker’s live sessions are not kept (a gauge)'
+  )
+  const listeners = (await request(c.adminPort, 'GET', '/api/listeners')).body
+  t.equal(listeners[0].counters.accepted, K, 'the API and status page totals did not fall either')
+  t.equal(listeners[0].active, on(2))
+
+  // New sessions add to the kept total.
+  await exchanges(t, c.port, 5, 'after the replacement')
+  t.equal(total(await metrics(c)), K + 5)
+  t.equal((await request(c.adminPort, 'GET', '/api/listeners')).body[0].counters.accepted, K + 5)
+  endAll(held)
+  t.same(await c.stop('SIGTERM'), { code: 0, signal: null })
+})

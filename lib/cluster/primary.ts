@@ -15,7 +15,8 @@
  *   - stopping (SIGINT/SIGTERM): workers are told to stop with the grace period, are not replaced,
  *     and the primary exits 0 once they have all gone (a second signal kills them and exits 1);
  *   - supervision: a worker that exits unexpectedly is logged (warn, with code and signal) and
- *     replaced, at once unless workers are dying in a tight loop (respawn.ts).
+ *     replaced, at once unless workers are dying in a tight loop (respawn.ts). The running totals of
+ *     its last answers stay in /metrics and the view's sums (retired.ts), so counters never fall.
  *
  * Per worker, unshared: passive health (each worker's own sessions mark backends down), connection
  * limits (`maxConnections` holds per worker), the replay budget, warm pools, slow-start ramps.
@@ -44,6 +45,7 @@ import { BatonError } from '../errors.js'
 import { PrimaryChecks } from './health.js'
 import { isBatonMessage, workerConfig, type Ask, type FromWorker, type ToWorker } from './protocol.js'
 import { RespawnThrottle } from './respawn.js'
+import { monotonic, Retired, sumFigures, type LastReport, type MetricJson } from './retired.js'
 import { stateOf } from './state.js'
 import {
   applyFigures,
@@ -83,6 +85,8 @@ interface Member {
   ready: boolean
   /** The configuration generation it runs. */
   generation: number
+  /** Its latest answers; kept in `retired` when it exits. */
+  last: LastReport
 }
 
 interface Pending {
@@ -119,6 +123,8 @@ export class Primary {
   private readonly throttle = new RespawnThrottle()
   private readonly registry = new Registry()
   private restarts = 0
+  /** The running totals of the workers that have exited, kept in /metrics and the view (retired.ts). */
+  private readonly retired = new Retired()
   private admin: AdminServer | undefined
   private phase: 'starting' | 'running' | 'stopping' = 'starting'
   private startup: { resolve(): void; reject(err: Error): void } | undefined
@@ -220,7 +226,13 @@ export class Primary {
   private fork(): void {
     if (this.phase === 'stopping') return
     const worker = cluster.fork()
-    this.members.set(worker.id, { worker, inited: false, ready: false, generation: this.generation })
+    this.members.set(worker.id, {
+      worker,
+      inited: false,
+      ready: false,
+      generation: this.generation,
+      last: {},
+    })
   }
 
   private send(m: Member, msg: ToWorker): void {
@@ -266,6 +278,8 @@ export class Primary {
   }
 
   private onExit(worker: Worker, code: number | null, signal: string | null): void {
+    const gone = this.members.get(worker.id)
+    if (gone !== undefined) this.retired.add(gone.last)
     this.members.delete(worker.id)
     for (const [id, p] of this.pending) {
       if (p.worker !== worker.id) continue
@@ -339,10 +353,24 @@ export class Primary {
     })
   }
 
-  /** Ask every listening worker, in worker id order; those that fail or time out are listed apart. */
-  private async gather<T>(ask: Ask, timeoutMs: number): Promise<Gathered<T>> {
+  /**
+   * Ask every listening worker, in worker id order; those that fail or time out are listed apart.
+   * `onAnswer` runs as each answer arrives (before a later 'exit' of that worker is handled).
+   */
+  private async gather<T>(
+    ask: Ask,
+    timeoutMs: number,
+    onAnswer?: (m: Member, value: T) => void
+  ): Promise<Gathered<T>> {
     const asked = [...this.members.values()].filter((m) => m.ready).sort((a, b) => a.worker.id - b.worker.id)
-    const settled = await Promise.allSettled(asked.map((m) => this.ask(m, ask, timeoutMs)))
+    const settled = await Promise.allSettled(
+      asked.map((m) =>
+        this.ask(m, ask, timeoutMs).then((value) => {
+          onAnswer?.(m, value as T)
+          return value
+        })
+      )
+    )
     const out: Gathered<T> = { answers: [], failures: [] }
     settled.forEach((s, i) => {
       const id = asked[i]!.worker.id
@@ -358,11 +386,19 @@ export class Primary {
 
   /** Bring the view up to date from the workers; for /api/sessions, gather the page asked for. */
   private async refresh(url?: URL): Promise<void> {
-    const { answers } = await this.gather<WorkerFigures>({ op: 'snapshot' }, ASK_MS)
-    applyFigures(
-      this.view,
-      answers.map((a) => a.value)
+    const { answers } = await this.gather<WorkerFigures>(
+      { op: 'snapshot' },
+      ASK_MS,
+      (m, figures) => (m.last.figures = figures)
     )
+    applyFigures(this.view, [
+      ...this.latest(
+        answers,
+        (m) => m.last.figures,
+        (f) => sumFigures(undefined, f)
+      ),
+      ...this.retired.figures(),
+    ])
     if (url?.pathname !== '/api/sessions') return
     let page: { offset: number; limit: number }
     try {
@@ -393,10 +429,36 @@ export class Primary {
     ;(this.view.table as WorkersTable).putPage(mergePages(total, page.offset, page.limit, slices))
   }
 
+  /**
+   * Each worker's last answer, to be summed: as it came if it came just now, else only its running
+   * totals (`totals`: it did not answer in time, and its gauges would be stale). A worker that
+   * answered and then exited is no longer a member: it is summed through `retired`, once.
+   */
+  private latest<T>(
+    answers: readonly { id: number }[],
+    last: (m: Member) => T | undefined,
+    totals: (report: T) => T
+  ): T[] {
+    const now = new Set(answers.map((a) => a.id))
+    const out: T[] = []
+    for (const m of [...this.members.values()].sort((a, b) => a.worker.id - b.worker.id)) {
+      const report = last(m)
+      if (report !== undefined) out.push(now.has(m.worker.id) ? report : totals(report))
+    }
+    return out
+  }
+
   /** The workers' registries summed (prom-client's cluster aggregation), and the primary's own. */
   private async metrics(): Promise<{ text: string; contentType: string }> {
-    const { answers } = await this.gather<object[]>({ op: 'metrics' }, ASK_MS)
-    const summed = AggregatorRegistry.aggregate<PrometheusContentType>(answers.map((a) => a.value))
+    const { answers } = await this.gather<MetricJson[]>(
+      { op: 'metrics' },
+      ASK_MS,
+      (m, metrics) => (m.last.metrics = metrics)
+    )
+    const summed = AggregatorRegistry.aggregate<PrometheusContentType>([
+      ...this.latest(answers, (m) => m.last.metrics, monotonic),
+      ...this.retired.metrics(),
+    ])
     const all = Registry.merge([summed, this.registry])
     return { text: await all.metrics(), contentType: all.contentType }
   }
@@ -433,6 +495,7 @@ export class Primary {
       for (const f of failures)
         this.log.error({ worker: f.id, reason: f.error }, 'worker could not apply the new configuration')
       const result = await this.view.reload(config)
+      this.retired.prune(this.view)
       this.config = config
       this.generation++
       for (const a of answers) {
