@@ -32,6 +32,7 @@ import { ReplayBuffer, type ReplayBudget } from './replay/buffer.js'
 import { LazyHash } from './replay/lazy-hash.js'
 import type { SessionState, TableEntry, ConnectionTable } from './table.js'
 import { isLocalError } from './local.js'
+import { readChunks, redirectChunks, releaseReader } from './splice/reader.js'
 
 export const kSession = Symbol('baton.session')
 type SessionSocket = Socket & { [kSession]?: Session }
@@ -183,6 +184,14 @@ export class Session implements TableEntry, FramerSink {
   /** How a session that ends normally is counted (a server that gave up on a slow client). */
   private endOutcome: Outcome = 'done'
 
+  /** The framer or the resume machinery may keep views of chunks past their handler (all but opaque). */
+  readonly keepsViews: boolean
+
+  /** Client chunks go into the replay buffer now. */
+  get recordingNow(): boolean {
+    return this.recording
+  }
+
   constructor(host: SessionHost, client: Socket) {
     this.host = host
     this.id = host.table.newId()
@@ -194,7 +203,7 @@ export class Session implements TableEntry, FramerSink {
     // the close log line and events still need it.
     this.remote = `${client.remoteAddress}:${client.remotePort}`
     client.setNoDelay(true)
-    client.on('data', host.framer === undefined ? onClientData : onClientDataFramed)
+    readChunks(client, host.framer === undefined ? onClientChunk : onClientChunkFramed)
     client.on('end', onClientEnd)
     client.on('error', onClientError)
     client.on('close', onClientClose)
@@ -205,12 +214,14 @@ export class Session implements TableEntry, FramerSink {
     }
     if (host.framer !== undefined) {
       this.framer = host.framer(this)
+      this.keepsViews = this.framer.viewsSafe !== true
       this.replay = new ReplayBuffer(host.budget)
       this.recording = host.config.replay.mode !== 'none'
       this.view = this.recording && host.config.protocol === 'http1' ? new ClientView() : undefined
     } else {
       this.recording = false
       this.view = undefined
+      this.keepsViews = false
     }
     host.table.add(this)
   }
@@ -237,7 +248,7 @@ export class Session implements TableEntry, FramerSink {
         noDelay: true,
       })) as SessionSocket
     server[kSession] = this
-    server.on('data', onServerData)
+    readChunks(server, onServerChunk)
     server.on('end', onServerEnd)
     server.on('error', onServerError)
     server.on('close', onServerClose)
@@ -813,6 +824,7 @@ export class Session implements TableEntry, FramerSink {
   private detachServer(server: Socket): void {
     delete (server as SessionSocket)[kSession]
     server.destroy()
+    releaseReader(server)
     this.backend!.active--
     this.host.table.detach(this)
     this.waiting = false
@@ -847,7 +859,7 @@ export class Session implements TableEntry, FramerSink {
   /** Hand a healthy server connection back (pool.reuse): none of this session's listeners stay on it. */
   private releaseServer(server: Socket): void {
     delete (server as SessionSocket)[kSession]
-    server.off('data', onServerData)
+    redirectChunks(server, toPoolWatcher)
     server.off('end', onServerEnd)
     server.off('error', onServerError)
     server.off('close', onServerClose)
@@ -981,6 +993,8 @@ export class Session implements TableEntry, FramerSink {
     }
     this.held = []
     this.replay?.reset(0)
+    releaseReader(this.client)
+    if (this.server !== undefined) releaseReader(this.server)
     // The backend's slot was taken when the connect started and is given back once: here, or in
     // detachServer (which also clears `server`).
     if (this.backend !== undefined && this.server !== undefined) this.backend.active--
@@ -1010,19 +1024,34 @@ export function sideOf(outcome: Outcome, err: Error | undefined, firstEnd: 'clie
 
 // Module-level handlers: `this` is the socket, the session is found through kSession.
 
-function onClientData(this: SessionSocket, chunk: Buffer): void {
-  const s = this[kSession]!
+// Chunk handlers (lib/splice/reader.ts): each returns true when a reference to the chunk outlives
+// the call (a write still queued, the replay buffer, bytes held while connecting), so the reader
+// does not read into that buffer again.
+
+function onClientChunk(socket: Socket, chunk: Buffer): boolean {
+  const s = (socket as SessionSocket)[kSession]
+  if (s === undefined) return false
   const server = s.server
   if (s.state === 'open' && server !== undefined) {
-    if (!server.write(chunk)) this.pause()
-  } else if (s.state === 'connecting') {
-    s.hold(chunk)
+    if (!server.write(chunk)) {
+      socket.pause()
+      return true
+    }
+    return server.writableLength > 0
   }
+  if (s.state === 'connecting') {
+    s.hold(chunk)
+    return true
+  }
+  return false
 }
 
-function onClientDataFramed(this: SessionSocket, chunk: Buffer): void {
-  const s = this[kSession]
-  if (s !== undefined && (s.state === 'open' || s.state === 'connecting')) s.fromClient(chunk)
+function onClientChunkFramed(socket: Socket, chunk: Buffer): boolean {
+  const s = (socket as SessionSocket)[kSession]
+  if (s === undefined || (s.state !== 'open' && s.state !== 'connecting')) return false
+  const recorded = s.recordingNow
+  s.fromClient(chunk)
+  return s.keepsViews || recorded || s.state !== 'open' || (s.server?.writableLength ?? 0) > 0
 }
 
 function onClientEnd(this: SessionSocket): void {
@@ -1050,13 +1079,27 @@ function onServerConnect(this: SessionSocket): void {
   if (s !== undefined && s.server === this) s.onConnected(this, false)
 }
 
-function onServerData(this: SessionSocket, chunk: Buffer): void {
-  const s = this[kSession]
-  if (s === undefined) return
-  if (s.framer !== undefined) {
-    s.fromServer(this, chunk)
-    if (s.gated) s.flushGate()
-  } else if (!s.client.write(chunk)) this.pause()
+function onServerChunk(socket: Socket, chunk: Buffer): boolean {
+  const server = socket as SessionSocket
+  const s = server[kSession]
+  if (s === undefined) return false
+  const client = s.client
+  if (s.framer === undefined) {
+    if (!client.write(chunk)) {
+      server.pause()
+      return true
+    }
+    return client.writableLength > 0
+  }
+  s.fromServer(server, chunk)
+  if (s.gated) s.flushGate()
+  return s.keepsViews || client.writableLength > 0 || s.state !== 'open'
+}
+
+/** A server connection given back to the warm pool: its watcher listens for `data` again. */
+function toPoolWatcher(socket: Socket, chunk: Buffer): boolean {
+  socket.emit('data', chunk)
+  return true
 }
 
 /** Write one buffer or several; false when the socket asked to wait for `drain`. */

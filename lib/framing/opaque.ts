@@ -10,10 +10,12 @@
  * first or speaks unprompted (greetings, pushes) are spliced correctly but only the bytes since the
  * server's last word are ever replayed.
  */
-import type { Framer, FramerSink, FramingError } from './types.js'
+import type { Framer, FramerExtras, FramerSink, FramingError } from './types.js'
 
-export class OpaqueFramer implements Framer {
+export class OpaqueFramer implements Framer, FramerExtras {
   readonly delimited = false
+  /** Keeps no view of a chunk: the reader may reuse its buffers. */
+  readonly viewsSafe = true
   readonly responseOpen = false
   readonly openStart = -1
   /** The server spoke before the client's first byte (a greeting): a new server would greet again. */
@@ -57,4 +59,4 @@ export class OpaqueFramer implements Framer {
   restartResponse(): void {}
 }
 
-export const opaque = (sink: FramerSink): Framer => new OpaqueFramer(sink)
+export const opaque = (sink: FramerSink): Framer & FramerExtras => new OpaqueFramer(sink)

@@ -101,6 +101,11 @@ export interface FramerExtras {
    * request head not yet whole, or bytes after an upgrade request awaiting its response.
    */
   holdFrom?(): number
+  /**
+   * Neither the framer nor the session's resume machinery keeps a view of a chunk past the call
+   * that parsed it (opaque), so the reader may read into the same buffer again (splice/reader.ts).
+   */
+  readonly viewsSafe?: boolean
   /** The oldest unanswered request may legitimately wait long (BLPOP, XREAD BLOCK): no response timeout. */
   pendingBlocking?(): boolean
 }
