@@ -77,7 +77,10 @@ function main() {
   if (run.error !== undefined) giveUp(`node-gyp did not run: ${run.error.message}`, output)
   if (run.status !== 0) {
     const first = output.split('\n').find((l) => /error|not found|No such file/i.test(l))
-    giveUp(`node-gyp exited ${run.status}${first ? `: ${first.trim().slice(0, 160)}` : ''}; see build/native-build.log`, output)
+    giveUp(
+      `node-gyp exited ${run.status}${first ? `: ${first.trim().slice(0, 160)}` : ''}; see build/native-build.log`,
+      output
+    )
   }
   if (!fs.existsSync(path.join(ROOT, 'build', 'Release', 'baton_plane.node')))
     giveUp('node-gyp succeeded but build/Release/baton_plane.node is missing', output)

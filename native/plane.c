@@ -701,10 +701,7 @@ static void process(session_t *s) {
     return;
   }
   s->in_process = 1;
-  if (pump(s, CLIENT) && pump(s, SERVER)) {
-    /* c2s may have waited on the server taking bytes that s2c's turn made room for: once more */
-    if (s->c2s.len > 0 && s->end[SERVER].wr_ready) pump(s, CLIENT);
-  }
+  if (pump(s, CLIENT)) pump(s, SERVER);
   if (s->state != S_CLOSED) {
     if (s->c2s.in_done && s->c2s.fin_sent && s->s2c.in_done && s->s2c.fin_sent &&
         s->c2s.len == 0 && s->s2c.len == 0 && s->state == S_ACTIVE)

@@ -135,7 +135,12 @@ export interface NativePlane {
    * Hand two connected sockets (or raw descriptors, which stay the caller's to close) to the plane.
    * Sockets are destroyed after their descriptors are duplicated. `onEvent` runs on this thread.
    */
-  attach(client: Socket | number, server: Socket | number, onEvent: PlaneListener, options?: AttachOptions): PlaneHandle
+  attach(
+    client: Socket | number,
+    server: Socket | number,
+    onEvent: PlaneListener,
+    options?: AttachOptions
+  ): PlaneHandle
   /** Live counters and state; undefined once the session is gone. Cheap: no allocation but the object. */
   stats(handle: PlaneHandle): PlaneStats | undefined
   /**
@@ -220,10 +225,18 @@ class Plane implements NativePlane {
     binding.setCallback(this.dispatch)
   }
 
-  attach(client: Socket | number, server: Socket | number, onEvent: PlaneListener, options: AttachOptions = {}): PlaneHandle {
+  attach(
+    client: Socket | number,
+    server: Socket | number,
+    onEvent: PlaneListener,
+    options: AttachOptions = {}
+  ): PlaneHandle {
     const replayBytes = options.replayBytes ?? 0
     if (!Number.isInteger(replayBytes) || replayBytes < 0 || replayBytes > 1 << 30)
-      throw new NativePlaneError('ERR_INVALID_ARG_VALUE', `replayBytes must be an integer from 0 to 1 GiB, got ${replayBytes}`)
+      throw new NativePlaneError(
+        'ERR_INVALID_ARG_VALUE',
+        `replayBytes must be an integer from 0 to 1 GiB, got ${replayBytes}`
+      )
     const clientFd = descriptorOf(client, 'client')
     const serverFd = descriptorOf(server, 'server')
     let head = options.head
@@ -232,7 +245,13 @@ class Plane implements NativePlane {
       const buffered = client.read() as Buffer | null
       if (buffered !== null) head = head === undefined ? buffered : Buffer.concat([head, buffered])
     }
-    const id = this.binding.attach(clientFd, serverFd, replayBytes, options.holdServerEof === true ? F_HOLD_SERVER_EOF : 0, head)
+    const id = this.binding.attach(
+      clientFd,
+      serverFd,
+      replayBytes,
+      options.holdServerEof === true ? F_HOLD_SERVER_EOF : 0,
+      head
+    )
     this.listeners.set(id, onEvent)
     if (typeof client !== 'number') client.destroy()
     if (typeof server !== 'number') server.destroy()
@@ -288,10 +307,19 @@ class Plane implements NativePlane {
 
   configure(config: PlaneConfig): void {
     const { maxIdlePipes = -1, pipeSize = 0 } = config
-    if (maxIdlePipes !== -1 && (!Number.isInteger(maxIdlePipes) || maxIdlePipes < 0 || maxIdlePipes > 1 << 20))
-      throw new NativePlaneError('ERR_INVALID_ARG_VALUE', `maxIdlePipes must be an integer from 0 to 1048576, got ${maxIdlePipes}`)
+    if (
+      maxIdlePipes !== -1 &&
+      (!Number.isInteger(maxIdlePipes) || maxIdlePipes < 0 || maxIdlePipes > 1 << 20)
+    )
+      throw new NativePlaneError(
+        'ERR_INVALID_ARG_VALUE',
+        `maxIdlePipes must be an integer from 0 to 1048576, got ${maxIdlePipes}`
+      )
     if (!Number.isInteger(pipeSize) || pipeSize < 0 || pipeSize > 1 << 30)
-      throw new NativePlaneError('ERR_INVALID_ARG_VALUE', `pipeSize must be an integer from 0 to 1 GiB, got ${pipeSize}`)
+      throw new NativePlaneError(
+        'ERR_INVALID_ARG_VALUE',
+        `pipeSize must be an integer from 0 to 1 GiB, got ${pipeSize}`
+      )
     this.binding.configure(maxIdlePipes, pipeSize)
   }
 
@@ -365,15 +393,27 @@ function errnoCode(errno: number): string {
 function descriptorOf(socket: Socket | number, side: 'client' | 'server'): number {
   if (typeof socket === 'number') return socket
   if (socket.destroyed || socket.connecting)
-    throw new NativePlaneError('ERR_NATIVE_PLANE_SOCKET', `the ${side} socket is ${socket.destroyed ? 'destroyed' : 'still connecting'}`)
+    throw new NativePlaneError(
+      'ERR_NATIVE_PLANE_SOCKET',
+      `the ${side} socket is ${socket.destroyed ? 'destroyed' : 'still connecting'}`
+    )
   if (socket.writableLength > 0)
-    throw new NativePlaneError('ERR_NATIVE_PLANE_BUFFERED', `the ${side} socket has ${socket.writableLength} bytes queued for writing; wait for 'drain'`)
+    throw new NativePlaneError(
+      'ERR_NATIVE_PLANE_BUFFERED',
+      `the ${side} socket has ${socket.writableLength} bytes queued for writing; wait for 'drain'`
+    )
   if (side === 'server' && socket.readableLength > 0)
-    throw new NativePlaneError('ERR_NATIVE_PLANE_BUFFERED', `the server socket has ${socket.readableLength} bytes read and not consumed`)
+    throw new NativePlaneError(
+      'ERR_NATIVE_PLANE_BUFFERED',
+      `the server socket has ${socket.readableLength} bytes read and not consumed`
+    )
   // net.Socket keeps its libuv handle in `_handle`; on Unix its `fd` getter is the descriptor.
   const fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd
   if (typeof fd !== 'number' || fd < 0)
-    throw new NativePlaneError('ERR_NATIVE_PLANE_SOCKET', `the ${side} socket has no file descriptor (not a TCP socket?)`)
+    throw new NativePlaneError(
+      'ERR_NATIVE_PLANE_SOCKET',
+      `the ${side} socket has no file descriptor (not a TCP socket?)`
+    )
   return fd
 }
 
@@ -386,21 +426,28 @@ const planes = new WeakMap<Binding, Plane>()
  * `BATON_NATIVE=0` turns it off; `BATON_NATIVE_PATH` names another .node file (packagers).
  */
 export function loadNativePlane(): NativePlaneLoad {
-  loaded ??= probeNativePlane({ file: process.env.BATON_NATIVE_PATH || ADDON_PATH, disabled: process.env.BATON_NATIVE === '0' })
+  loaded ??= probeNativePlane({
+    file: process.env.BATON_NATIVE_PATH || ADDON_PATH,
+    disabled: process.env.BATON_NATIVE === '0',
+  })
   return loaded
 }
 
 /** The uncached probe behind loadNativePlane (tests give it missing or broken files). */
-export function probeNativePlane(options: { file?: string; disabled?: boolean; platform?: string } = {}): NativePlaneLoad {
+export function probeNativePlane(
+  options: { file?: string; disabled?: boolean; platform?: string } = {}
+): NativePlaneLoad {
   const { file = ADDON_PATH, disabled = false, platform = process.platform } = options
-  if (platform !== 'linux') return { plane: undefined, reason: `splice(2) is Linux-only; this platform is ${platform}` }
+  if (platform !== 'linux')
+    return { plane: undefined, reason: `splice(2) is Linux-only; this platform is ${platform}` }
   if (disabled) return { plane: undefined, reason: 'turned off with BATON_NATIVE=0' }
   let binding: Binding
   try {
     binding = createRequire(import.meta.url)(file) as Binding
   } catch (err) {
     const e = err as NodeJS.ErrnoException
-    const missing = e.code === 'MODULE_NOT_FOUND' || /cannot open shared object file: No such file/i.test(e.message)
+    const missing =
+      e.code === 'MODULE_NOT_FOUND' || /cannot open shared object file: No such file/i.test(e.message)
     return {
       plane: undefined,
       reason: missing
@@ -409,7 +456,10 @@ export function probeNativePlane(options: { file?: string; disabled?: boolean; p
     }
   }
   if (binding.version !== ABI_VERSION)
-    return { plane: undefined, reason: `the addon is version ${String(binding.version)}, this code expects ${ABI_VERSION} (npm run build:native)` }
+    return {
+      plane: undefined,
+      reason: `the addon is version ${String(binding.version)}, this code expects ${ABI_VERSION} (npm run build:native)`,
+    }
   let plane = planes.get(binding)
   if (plane === undefined) {
     plane = new Plane(binding)

@@ -43,40 +43,49 @@ function finBeforeAnswer(): Promise<TestServer> {
   }).listen()
 }
 
-t.test('the server resets before answering: the request is replayed to another server', { skip }, async (t) => {
-  const req = pattern(10_000, 21)
-  const bad = await resetServer({ afterRead: req.length }, 'bad')
-  const good = await echoServer('good')
-  t.teardown(() => Promise.all([bad.close(), good.close()]))
-  const proxy = await nativeProxy(() => bad.port, { replayBytes: 65536 })
-  t.teardown(() => proxy.close())
-  const client = await connectClient(proxy.port)
-  t.teardown(() => client.destroy())
-  const session = await proxy.session(0)
+t.test(
+  'the server resets before answering: the request is replayed to another server',
+  { skip },
+  async (t) => {
+    const req = pattern(10_000, 21)
+    const bad = await resetServer({ afterRead: req.length }, 'bad')
+    const good = await echoServer('good')
+    t.teardown(() => Promise.all([bad.close(), good.close()]))
+    const proxy = await nativeProxy(() => bad.port, { replayBytes: 65536 })
+    t.teardown(() => proxy.close())
+    const client = await connectClient(proxy.port)
+    t.teardown(() => client.destroy())
+    const session = await proxy.session(0)
 
-  const reply = client.read(req.length)
-  client.socket.write(req)
-  const err = await session.next('error')
-  t.equal(err.side, 'server')
-  t.match(err.stats, {
-    serverDown: true,
-    answered: false,
-    responseStarted: false,
-    replayable: true,
-    replayBytes: req.length,
-    unansweredBytes: req.length,
-  })
+    const reply = client.read(req.length)
+    client.socket.write(req)
+    const err = await session.next('error')
+    t.equal(err.side, 'server')
+    t.match(err.stats, {
+      serverDown: true,
+      answered: false,
+      responseStarted: false,
+      replayable: true,
+      replayBytes: req.length,
+      unansweredBytes: req.length,
+    })
 
-  const resent = await proxy.failover(session, good.port)
-  t.equal(resent, req.length, 'replaceServer re-sent the whole request')
-  t.equal(sha256(await reply), sha256(req), 'the client got the answer from the second server')
-  t.notOk(client.isClosed, 'on the same client connection')
-  await until(() => thePlane().stats(session.handle)?.answered === true, 'answered')
-  t.match(thePlane().stats(session.handle), { failovers: 1, replayedBytes: req.length, replayBytes: 0, pipes: 0 })
+    const resent = await proxy.failover(session, good.port)
+    t.equal(resent, req.length, 'replaceServer re-sent the whole request')
+    t.equal(sha256(await reply), sha256(req), 'the client got the answer from the second server')
+    t.notOk(client.isClosed, 'on the same client connection')
+    await until(() => thePlane().stats(session.handle)?.answered === true, 'answered')
+    t.match(thePlane().stats(session.handle), {
+      failovers: 1,
+      replayedBytes: req.length,
+      replayBytes: 0,
+      pipes: 0,
+    })
 
-  // The session carries on with the new server.
-  t.equal((await client.roundTrip(Buffer.from('and then'))).toString(), 'and then')
-})
+    // The session carries on with the new server.
+    t.equal((await client.roundTrip(Buffer.from('and then'))).toString(), 'and then')
+  }
+)
 
 t.test('a replay bigger than a data pipe (256 KiB through a 1 MiB replay pipe)', { skip }, async (t) => {
   const req = pattern(256 * 1024, 22)
@@ -149,26 +158,30 @@ t.test('only the unanswered request is replayed, after answered turns', { skip }
   t.equal(sha256(await reply), sha256(fourth))
 })
 
-t.test('a FIN before the answer, held: the caller fails over instead of passing it on', { skip }, async (t) => {
-  const req = Buffer.from('GET /thing\r\n')
-  const bad = await finBeforeAnswer()
-  const good = await echoServer('good')
-  t.teardown(() => Promise.all([bad.close(), good.close()]))
-  const proxy = await nativeProxy(() => bad.port, { replayBytes: 4096, holdServerEof: true })
-  t.teardown(() => proxy.close())
-  const client = await connectClient(proxy.port)
-  t.teardown(() => client.destroy())
-  const session = await proxy.session(0)
+t.test(
+  'a FIN before the answer, held: the caller fails over instead of passing it on',
+  { skip },
+  async (t) => {
+    const req = Buffer.from('GET /thing\r\n')
+    const bad = await finBeforeAnswer()
+    const good = await echoServer('good')
+    t.teardown(() => Promise.all([bad.close(), good.close()]))
+    const proxy = await nativeProxy(() => bad.port, { replayBytes: 4096, holdServerEof: true })
+    t.teardown(() => proxy.close())
+    const client = await connectClient(proxy.port)
+    t.teardown(() => client.destroy())
+    const session = await proxy.session(0)
 
-  const reply = client.read(req.length)
-  client.socket.write(req)
-  const eof = await session.next('server-eof')
-  t.equal(eof.held, true)
-  t.match(eof.stats, { answered: false, replayable: true, replayBytes: req.length, finSentToClient: false })
-  t.equal(await proxy.failover(session, good.port), req.length)
-  t.equal((await reply).toString(), req.toString(), 'answered by the second server')
-  t.notOk(client.ended, 'the client never saw the first server FIN')
-})
+    const reply = client.read(req.length)
+    client.socket.write(req)
+    const eof = await session.next('server-eof')
+    t.equal(eof.held, true)
+    t.match(eof.stats, { answered: false, replayable: true, replayBytes: req.length, finSentToClient: false })
+    t.equal(await proxy.failover(session, good.port), req.length)
+    t.equal((await reply).toString(), req.toString(), 'answered by the second server')
+    t.notOk(client.ended, 'the client never saw the first server FIN')
+  }
+)
 
 t.test('replay overflow: not replayable until the server speaks again', { skip }, async (t) => {
   const hang = await hangServer() // reads nothing, answers nothing
@@ -222,34 +235,38 @@ t.test('replay overflow ends when the server answers', { skip }, async (t) => {
   t.match(plane.stats(session.handle), { replayable: true, unansweredBytes: small.length })
 })
 
-t.test('a request in many small segments stays replayable (the replay pipe is repacked)', { skip }, async (t) => {
-  // 100 segments of 10 bytes: far more pipe buffers than a 64 KiB pipe has slots (16), far fewer
-  // bytes than replayBytes. Each write waits for the plane to have read the one before.
-  const bad = await hangServer()
-  const good = await echoServer('good')
-  t.teardown(() => Promise.all([bad.close(), good.close()]))
-  const proxy = await nativeProxy(() => bad.port, { replayBytes: 65536 })
-  t.teardown(() => proxy.close())
-  const client = await connectClient(proxy.port)
-  t.teardown(() => client.destroy())
-  client.socket.setNoDelay(true)
-  const session = await proxy.session(0)
-  const plane = thePlane()
-  const compactionsBefore = plane.poolStats().replayCompactions
+t.test(
+  'a request in many small segments stays replayable (the replay pipe is repacked)',
+  { skip },
+  async (t) => {
+    // 100 segments of 10 bytes: far more pipe buffers than a 64 KiB pipe has slots (16), far fewer
+    // bytes than replayBytes. Each write waits for the plane to have read the one before.
+    const bad = await hangServer()
+    const good = await echoServer('good')
+    t.teardown(() => Promise.all([bad.close(), good.close()]))
+    const proxy = await nativeProxy(() => bad.port, { replayBytes: 65536 })
+    t.teardown(() => proxy.close())
+    const client = await connectClient(proxy.port)
+    t.teardown(() => client.destroy())
+    client.socket.setNoDelay(true)
+    const session = await proxy.session(0)
+    const plane = thePlane()
+    const compactionsBefore = plane.poolStats().replayCompactions
 
-  const parts: Buffer[] = []
-  for (let i = 0; i < 100; i++) {
-    const part = Buffer.from(`seg-${String(i).padStart(6, '0')}`)
-    parts.push(part)
-    client.socket.write(part)
-    await until(() => plane.stats(session.handle)?.bytesFromClient === (i + 1) * 10, `segment ${i} read`)
+    const parts: Buffer[] = []
+    for (let i = 0; i < 100; i++) {
+      const part = Buffer.from(`seg-${String(i).padStart(6, '0')}`)
+      parts.push(part)
+      client.socket.write(part)
+      await until(() => plane.stats(session.handle)?.bytesFromClient === (i + 1) * 10, `segment ${i} read`)
+    }
+    const req = Buffer.concat(parts)
+    t.match(plane.stats(session.handle), { replayable: true, replayBytes: req.length, replayOverflows: 0 })
+    t.ok(plane.poolStats().replayCompactions > compactionsBefore, 'repacked at least once')
+
+    // The hanging server is given up on (as a response timeout would), and the record is exact.
+    const reply = client.read(req.length)
+    t.equal(await proxy.failover(session, good.port), req.length)
+    t.equal((await reply).toString(), req.toString(), 'the replayed bytes are the request, in order')
   }
-  const req = Buffer.concat(parts)
-  t.match(plane.stats(session.handle), { replayable: true, replayBytes: req.length, replayOverflows: 0 })
-  t.ok(plane.poolStats().replayCompactions > compactionsBefore, 'repacked at least once')
-
-  // The hanging server is given up on (as a response timeout would), and the record is exact.
-  const reply = client.read(req.length)
-  t.equal(await proxy.failover(session, good.port), req.length)
-  t.equal((await reply).toString(), req.toString(), 'the replayed bytes are the request, in order')
-})
+)

@@ -22,43 +22,50 @@ import { nativeProxy, skip, thePlane } from './helpers/native-proxy.js'
 
 const MiB = 1024 * 1024
 
-t.test('the hand-off: closing the original descriptor sends no FIN, the duplicate carries on', { skip }, async (t) => {
-  // A backend that reports a FIN or a close from its side of the connection.
-  const seen: string[] = []
-  const echo = await new TestServer('echo-watch', (socket) => {
-    socket.on('end', () => seen.push('end'))
-    socket.on('close', () => seen.push('close'))
-    socket.pipe(socket)
-  }).listen()
-  t.teardown(() => echo.close())
-  const proxy = await nativeProxy(() => echo.port)
-  t.teardown(() => proxy.close())
+t.test(
+  'the hand-off: closing the original descriptor sends no FIN, the duplicate carries on',
+  { skip },
+  async (t) => {
+    // A backend that reports a FIN or a close from its side of the connection.
+    const seen: string[] = []
+    const echo = await new TestServer('echo-watch', (socket) => {
+      socket.on('end', () => seen.push('end'))
+      socket.on('close', () => seen.push('close'))
+      socket.pipe(socket)
+    }).listen()
+    t.teardown(() => echo.close())
+    const proxy = await nativeProxy(() => echo.port)
+    t.teardown(() => proxy.close())
 
-  const client = await connectClient(proxy.port, { allowHalfOpen: true })
-  t.teardown(() => client.destroy())
-  const session = await proxy.session(0)
-  t.ok(session.handle > 0, 'attached')
+    const client = await connectClient(proxy.port, { allowHalfOpen: true })
+    t.teardown(() => client.destroy())
+    const session = await proxy.session(0)
+    t.ok(session.handle > 0, 'attached')
 
-  // attach() destroyed the proxy's own two sockets; wait until Node has closed their descriptors.
-  await within(
-    Promise.all(session.originals.map((s) => (s.closed ? undefined : once(s, 'close')))),
-    'the original sockets closed'
-  )
-  t.ok(session.originals.every((s) => s.destroyed && s.closed), 'both originals closed')
-  // A FIN sent by that close would forbid any later write on the same side: a round trip through
-  // both connections proves neither got one. The backend also reports what it saw.
-  const reply = await client.roundTrip(Buffer.from('still here'))
-  t.equal(reply.toString(), 'still here', 'a round trip after the originals were closed')
-  t.same(seen, [], 'the backend saw neither a FIN nor a close')
-  t.notOk(client.ended, 'the client saw no FIN')
-  t.equal(echo.connections, 1, 'one backend connection, still open')
+    // attach() destroyed the proxy's own two sockets; wait until Node has closed their descriptors.
+    await within(
+      Promise.all(session.originals.map((s) => (s.closed ? undefined : once(s, 'close')))),
+      'the original sockets closed'
+    )
+    t.ok(
+      session.originals.every((s) => s.destroyed && s.closed),
+      'both originals closed'
+    )
+    // A FIN sent by that close would forbid any later write on the same side: a round trip through
+    // both connections proves neither got one. The backend also reports what it saw.
+    const reply = await client.roundTrip(Buffer.from('still here'))
+    t.equal(reply.toString(), 'still here', 'a round trip after the originals were closed')
+    t.same(seen, [], 'the backend saw neither a FIN nor a close')
+    t.notOk(client.ended, 'the client saw no FIN')
+    t.equal(echo.connections, 1, 'one backend connection, still open')
 
-  // And the plane is what ends it: the client's FIN goes through, the echo server ends back.
-  client.socket.end()
-  const closed = await session.next('close')
-  t.equal(closed.reason, 'done')
-  t.same(seen.slice(0, 1), ['end'], 'the backend got the FIN the plane passed on')
-})
+    // And the plane is what ends it: the client's FIN goes through, the echo server ends back.
+    client.socket.end()
+    const closed = await session.next('close')
+    t.equal(closed.reason, 'done')
+    t.same(seen.slice(0, 1), ['end'], 'the backend got the FIN the plane passed on')
+  }
+)
 
 t.test('bulk both ways at once, byte-exact (sha256)', { skip }, async (t) => {
   const up = pattern(24 * MiB, 7)
@@ -111,8 +118,14 @@ t.test('backpressure: a slow client stops the plane reading the server', { skip 
     return s !== undefined && s.pendingToClient > 0 && server.waiting
   }, 'plane holding bytes for the client while the server is blocked')
   const held = plane.stats(session.handle)!
-  t.ok(held.bytesFromServer < down.length / 2, `the plane stopped reading (${held.bytesFromServer} of ${down.length})`)
-  t.ok(held.bytesFromServer - held.bytesToClient <= 64 * 1024, 'at most one pipe of bytes in flight inside the plane')
+  t.ok(
+    held.bytesFromServer < down.length / 2,
+    `the plane stopped reading (${held.bytesFromServer} of ${down.length})`
+  )
+  t.ok(
+    held.bytesFromServer - held.bytesToClient <= 64 * 1024,
+    'at most one pipe of bytes in flight inside the plane'
+  )
 
   const got = await client.digest(BULK_MS)
   t.same(got, { bytes: down.length, sha256: sha256(down) }, 'everything arrives once the client reads')
@@ -226,14 +239,27 @@ t.test('a server reset is an error event naming the server, the session waits', 
   t.equal(err.side, 'server')
   t.ok(['ECONNRESET', 'EPIPE'].includes(err.code), `a reset errno (${err.code})`)
   t.ok(err.errno > 0)
-  t.match(err.stats, { serverDown: true, answered: false, unansweredBytes: 5, responseStarted: false, replayable: false })
+  t.match(err.stats, {
+    serverDown: true,
+    answered: false,
+    unansweredBytes: 5,
+    responseStarted: false,
+    replayable: false,
+  })
   t.notOk(client.isClosed, 'the client connection is still there, waiting for a decision')
 
   const final = thePlane().close(session.handle)
   t.ok(final?.closed, 'close() returns the final stats')
   await within(client.closed, 'client closed after close()')
-  t.notOk(session.events.some((e) => e.type === 'close'), 'no event after close()')
-  t.throws(() => thePlane().replaceServer(session.handle, 0), { code: 'ERR_NATIVE_PLANE_SESSION' }, 'the handle is dead')
+  t.notOk(
+    session.events.some((e) => e.type === 'close'),
+    'no event after close()'
+  )
+  t.throws(
+    () => thePlane().replaceServer(session.handle, 0),
+    { code: 'ERR_NATIVE_PLANE_SESSION' },
+    'the handle is dead'
+  )
 })
 
 t.test('a client reset is an error event naming the client, then close', { skip }, async (t) => {

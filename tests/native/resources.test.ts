@@ -83,7 +83,10 @@ t.test('the pipe pool keeps at most maxIdlePipes', { skip }, async (t) => {
   )
   const busy = plane.poolStats()
   t.ok(busy.inUse >= n, `${busy.inUse} pipes in use at once`)
-  t.ok(proxy.sessions.every((s) => plane.stats(s.handle)?.pipes === 1), 'one pipe each: the replay pipe')
+  t.ok(
+    proxy.sessions.every((s) => plane.stats(s.handle)?.pipes === 1),
+    'one pipe each: the replay pipe'
+  )
 
   for (const s of proxy.sessions) plane.close(s.handle)
   const after = plane.poolStats()
@@ -94,7 +97,10 @@ t.test('the pipe pool keeps at most maxIdlePipes', { skip }, async (t) => {
   await until(() => plane.poolStats().sessions === 0, 'sessions freed')
   for (const s of hang.sockets) s.destroy() // a paused server never reads the FIN itself
   await until(() => hang.connections === 0, 'backend connections closed')
-  await until(() => openFds() === base + 2 * 8, `descriptors: the base and 8 idle pipes (${openFds()} vs ${base})`)
+  await until(
+    () => openFds() === base + 2 * 8,
+    `descriptors: the base and 8 idle pipes (${openFds()} vs ${base})`
+  )
   t.pass('descriptors bounded by the pool')
 })
 

@@ -19,7 +19,8 @@ import { once, WAIT_MS, within } from '../../helpers/wait.js'
 const load = loadNativePlane()
 /** The plane, or undefined (then `skip` says why and every test is skipped). */
 export const plane: NativePlane | undefined = load.plane
-export const skip: string | false = load.plane === undefined ? `native plane unavailable: ${load.reason}` : false
+export const skip: string | false =
+  load.plane === undefined ? `native plane unavailable: ${load.reason}` : false
 
 /** The plane, for code that only runs when `skip` is false. */
 export function thePlane(): NativePlane {
@@ -74,7 +75,9 @@ export class NativeProxy extends EventEmitter {
     private readonly options: AttachOptions = {}
   ) {
     super()
-    this.server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (client) => this.accept(client))
+    this.server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (client) =>
+      this.accept(client)
+    )
   }
 
   async listen(): Promise<this> {
