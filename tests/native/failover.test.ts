@@ -270,3 +270,23 @@ t.test(
     t.equal((await reply).toString(), req.toString(), 'the replayed bytes are the request, in order')
   }
 )
+
+t.test('between turns, replaceServer moves a live session and re-sends nothing', { skip }, async (t) => {
+  const first = await echoServer('first')
+  const second = await echoServer('second')
+  t.teardown(() => Promise.all([first.close(), second.close()]))
+  const proxy = await nativeProxy(() => first.port, { replayBytes: 4096 })
+  t.teardown(() => proxy.close())
+  const client = await connectClient(proxy.port)
+  t.teardown(() => client.destroy())
+  const session = await proxy.session(0)
+  const plane = thePlane()
+
+  t.equal((await client.roundTrip(Buffer.from('on the first'))).toString(), 'on the first')
+  await until(() => plane.stats(session.handle)?.answered === true, 'answered')
+  t.equal(await proxy.failover(session, second.port), 0, 'nothing to re-send (a drain or a migration)')
+  await until(() => first.connections === 0, 'the first server connection closed')
+  t.equal((await client.roundTrip(Buffer.from('on the second'))).toString(), 'on the second')
+  t.equal(second.accepted, 1, 'served by the second server')
+  t.match(plane.stats(session.handle), { failovers: 1, replayedBytes: 0, serverDown: false })
+})
