@@ -31,10 +31,11 @@
  *
  * Replay (opaque turn-taking: a request is the client bytes since the server last spoke):
  *   - client bytes in: unanswered += n; if recording, tee them into the replay pipe. The replay pipe
- *     is sized with F_SETPIPE_SZ to replayBytes; a tee that would pass replayBytes, or that the pipe
- *     cannot take whole (its capacity is counted in page slots, so many tiny segments fill it before
- *     replayBytes), stops recording and empties it: the session is not replayable until the server
- *     next speaks.
+ *     is sized with F_SETPIPE_SZ to replayBytes. A pipe's capacity is counted in page slots and tee
+ *     duplicates buffers one for one, so a request in many small segments runs out of slots before
+ *     bytes: then the recorded bytes are repacked into whole pages with one copy (compact_replay)
+ *     and the tee retried. A tee that would pass replayBytes, or that still does not fit, stops
+ *     recording and empties the pipe: the session is not replayable until the server next speaks.
  *   - server bytes in: the request is answered (opaquely). The replay pipe is emptied (spliced into
  *     /dev/null: references dropped, nothing copied), recording restarts.
  *   - replaceServer(newFd): the old server fd is closed; the unsent rest in the c2s pipe is dropped
