@@ -19,7 +19,7 @@
  * 1. replay — the cost of being able to replay. --concurrency connections, each a closed loop of one
  *    request and its response, for --duration, through four listeners in front of the same `rr`
  *    server: length-prefixed with replay safe / none, opaque with replay safe / none. The modes take
- *    turns within every run (order reversed every other run); the table shows the median of --runs
+ *    turns within every run (order rotated every run); the table shows the median of --runs
  *    runs, and safe/none per protocol (target ≥ 0.90: replay costs at most 10% of req/s).
  *    `Baton CPU/req` is the Baton process's CPU time (user + kernel) per request over the whole run:
  *    on a machine where the client, not Baton, limits req/s, that is where a cost shows first.
@@ -64,9 +64,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import {
   HOST,
   MiB,
-  Samples,
   UsageError,
-  childManager,
+  benchmarkEntry,
+  busyNote,
+  closedLoop,
   cpuHandler,
   cpuSecs,
   distInfo,
@@ -77,17 +78,21 @@ import {
   median,
   noop,
   now,
+  pairedRatios,
   parseArgs,
   parseDuration,
   parseIntFlag,
   percentiles,
-  roleArgs,
+  runOrder,
   serveRpc,
   sleep,
   spread,
   table,
   timestamp,
+  untilIdle,
+  watchdog,
   withTimeout,
+  writeReport,
 } from './lib/harness.mjs'
 
 const SELF = fileURLToPath(import.meta.url)
@@ -339,17 +344,15 @@ async function batonMain(args) {
         sessions: b.sessions().length,
         active: b.counters().active,
         replayBytesHeld: b.budget?.total,
-        backends: b
-          .listenerSnapshots()
-          .flatMap((l) =>
-            l.backends.map((x) => ({
-              listener: l.name,
-              backend: x.name,
-              active: x.active,
-              pool: x.pool,
-              health: x.health,
-            }))
-          ),
+        backends: b.listenerSnapshots().flatMap((l) =>
+          l.backends.map((x) => ({
+            listener: l.name,
+            backend: x.name,
+            active: x.active,
+            pool: x.pool,
+            health: x.health,
+          }))
+        ),
         handles: process._getActiveHandles?.().length,
         heapMiBAtStart: Math.round((heapAtStart / MiB) * 10) / 10,
         heapMiBNow: Math.round((heap() / MiB) * 10) / 10,
@@ -368,116 +371,38 @@ async function batonMain(args) {
 // ---------------------------------------------------------------------------------------------
 // Parent: load generators
 
-/** Closed loops of one 64-byte request frame and its 64-byte response, on --concurrency connections. */
+/** Closed loops of one 64-byte request frame and its 64-byte response (id echoed), on --concurrency connections. */
 function runRR(port, p, ms) {
-  return new Promise((resolve) => {
-    const lat = new Samples()
-    const conns = []
-    let connected = 0
-    let count = 0
-    let total = 0
-    let errors = 0
-    let firstError
-    let open = p.concurrency
-    let stopped = 0
-    let tMeasure = Infinity
-    let tEnd = Infinity
-    const fail = (msg) => {
-      errors++
-      firstError ??= msg
-    }
-
-    const send = (c) => {
-      c.id = (c.id + 1) >>> 0
-      c.req.writeUInt32BE(c.id, 4)
-      c.t0 = now()
-      c.s.write(c.req)
-    }
-    const stop = (c) => {
-      if (c.stopped) return
-      c.stopped = true
-      c.s.end()
-      if (++stopped === p.concurrency) finish()
-    }
-    const start = () => {
-      const t = now()
-      tMeasure = t + p.warmupMs
-      tEnd = t + ms
-      for (const c of conns) if (!c.stopped) send(c)
-    }
-    let done = false
-    const finish = () => {
-      if (done) return
-      done = true
-      clearTimeout(guard)
-      const secs = (tEnd - tMeasure) / 1000
-      const [p50, p99] = lat.percentiles([0.5, 0.99])
-      // Let the sockets close (Baton sees a normal end) before the next run starts.
-      const closed = () =>
-        open === 0
-          ? resolve({ rps: count / secs, p50, p99, requests: count, total, errors, firstError })
-          : setTimeout(closed, 10)
-      setTimeout(() => {
-        for (const c of conns) c.s.destroy()
-      }, 3000).unref()
-      closed()
-    }
-    const guard = setTimeout(() => {
-      fail('run did not finish in time')
-      for (const c of conns) stop(c)
-      tEnd = Math.min(tEnd, now())
-      finish()
-    }, ms + 15_000)
-
-    for (let i = 0; i < p.concurrency; i++) {
-      const c = {
-        s: net.connect({ host: HOST, port, noDelay: true }),
-        req: Buffer.from(REQ_TEMPLATE),
-        resp: Buffer.alloc(FRAME),
-        id: (i << 24) >>> 0,
-        got: 0,
-        t0: 0,
-        connected: false,
-        stopped: false,
-      }
-      conns.push(c)
-      c.s.on('connect', () => {
-        c.connected = true
-        if (++connected === p.concurrency) start()
-      })
-      c.s.on('data', (chunk) => {
+  return closedLoop(
+    port,
+    { concurrency: p.concurrency, ms, warmupMs: p.warmupMs },
+    {
+      init: (c, i) => {
+        c.req = Buffer.from(REQ_TEMPLATE)
+        c.resp = Buffer.alloc(FRAME)
+        c.id = (i << 24) >>> 0
+        c.got = 0
+      },
+      request: (c) => {
+        c.id = (c.id + 1) >>> 0
+        c.req.writeUInt32BE(c.id, 4)
+        return c.req
+      },
+      onData: (c, chunk, fail) => {
         if (c.got + chunk.length > FRAME) {
           fail(`response of ${c.got + chunk.length} bytes, expected ${FRAME}`)
           c.got = 0
-          return
+          return false
         }
         chunk.copy(c.resp, c.got)
         c.got += chunk.length
-        if (c.got < FRAME) return
+        if (c.got < FRAME) return false
         c.got = 0
         if (c.resp.readUInt32BE(4) !== c.id) fail(`response id ${c.resp.readUInt32BE(4)}, expected ${c.id}`)
-        const t = now()
-        total++
-        if (t >= tMeasure && t <= tEnd) {
-          count++
-          lat.push((t - c.t0) * 1000)
-        }
-        if (t < tEnd) send(c)
-        else stop(c)
-      })
-      c.s.on('error', (err) => fail(err.code ?? err.message))
-      c.s.on('close', () => {
-        open--
-        if (c.stopped) return
-        fail('connection closed early')
-        stop(c)
-        if (!c.connected) {
-          c.connected = true // don't wait for it forever
-          if (++connected === p.concurrency) start()
-        }
-      })
+        return true
+      },
     }
-  })
+  )
 }
 
 let nextId = 1
@@ -603,14 +528,7 @@ const ERROR_COUNTERS = [
 const FAILOVER_COUNTERS = ['serverFailures', 'failovers', 'replayedRequests', 'handoffsPooled', 'handoffsNew']
 
 /** Wait until Baton has no live session, so runs do not overlap; the counters then. */
-async function batonIdle(ctx, ms = 5000) {
-  const until = now() + ms
-  for (;;) {
-    const c = await ctx.rpc(ctx.baton, 'counters')
-    if (c.counters.active === 0 || now() > until) return c
-    await sleep(20)
-  }
-}
+const batonIdle = (ctx) => untilIdle(ctx.cm, ctx.baton)
 
 function counterDelta(before, after, keys) {
   const d = {}
@@ -822,11 +740,7 @@ async function main(cm) {
       ? HANDOFF_KINDS.length * (p.runs * (p.handoffMs * 2 + 2000 + p.pauseMs) + p.warmupPassMs)
       : 0) +
     15_000
-  const limitMs = Math.round(expectedMs * 2 + 60_000)
-  setTimeout(
-    () => cm.fatal(`watchdog: the benchmark took longer than ${Math.round(limitMs / 1000)} s`),
-    limitMs
-  ).unref()
+  watchdog(Math.round(expectedMs * 2 + 60_000), cm.fatal)
 
   const started = new Date()
   const stamp = timestamp(started)
@@ -838,17 +752,15 @@ async function main(cm) {
   const backend = await cm.spawn('backend', { 'reset-on': p.resetOn })
   const config = batonConfig(backend.info.ports)
   const baton = await cm.spawn('baton', { dist: p.dist, config: JSON.stringify(config) }, ['--expose-gc'])
-  const ctx = { p, backend, baton, rpc: cm.rpc }
+  const ctx = { p, cm, backend, baton, rpc: cm.rpc }
 
   console.log(
     `Baton failover benchmark: node ${process.version}, ${machine.cpuModel} × ${machine.cpus}, ` +
       `${p.runs} run(s), median; pids: client ${process.pid}, backend ${backend.pid}, baton ${baton.pid}`
   )
   if (p.quick) console.log('QUICK MODE: a smoke test of every path; the numbers below are not measurements.')
-  if (loadStart[0] > machine.cpus / 2)
-    console.log(
-      `note: the machine is busy (load average ${loadStart[0].toFixed(1)} on ${machine.cpus} cpus); expect noise.`
-    )
+  const busy = busyNote(loadStart[0], machine.cpus)
+  if (busy) console.log(busy)
 
   // Warm-up pass, discarded.
   if (p.warmupPassMs > 0) {
@@ -859,14 +771,13 @@ async function main(cm) {
   const problems = []
   /** Reported, but not failures: targets missed, a pool that ran dry. */
   const warnings = []
-  const alternate = (list, i) => (i % 2 === 0 ? list : [...list].reverse())
 
   // ---- 1. replay cost
   let replay
   if (doReplay) {
     const runs = []
     for (let i = 0; i < p.runs; i++) {
-      for (const m of alternate(REPLAY_MODES, i)) {
+      for (const m of runOrder(REPLAY_MODES, i)) {
         if (p.pauseMs) await sleep(p.pauseMs)
         const r = await runReplayOnce(ctx, m, p.replayMs)
         runs.push({ run: i + 1, mode: m.key, ...r })
@@ -894,19 +805,13 @@ async function main(cm) {
     // Ratios per run pair too (same run, adjacent in time), then their median: less drift than medians' ratio.
     const ratio = {}
     for (const proto of ['lp', 'op']) {
-      const perRun = []
-      const cpuPerRun = []
-      for (let i = 1; i <= p.runs; i++) {
-        const s = runs.find((r) => r.run === i && r.mode === `${proto}-safe`)
-        const n = runs.find((r) => r.run === i && r.mode === `${proto}-none`)
-        if (s && n && n.rps > 0) perRun.push(s.rps / n.rps)
-        if (s && n && n.batonCpuUsPerReq > 0) cpuPerRun.push(s.batonCpuUsPerReq / n.batonCpuUsPerReq)
-      }
+      const rps = pairedRatios(runs, `${proto}-safe`, `${proto}-none`, 'rps')
+      const cpu = pairedRatios(runs, `${proto}-safe`, `${proto}-none`, 'batonCpuUsPerReq')
       ratio[proto] = {
         rpsOfMedians: med[`${proto}-none`].rps ? med[`${proto}-safe`].rps / med[`${proto}-none`].rps : null,
-        rpsMedianOfRuns: median(perRun),
-        rpsPerRun: perRun,
-        batonCpuPerReqMedianOfRuns: median(cpuPerRun),
+        rpsMedianOfRuns: rps.median,
+        rpsPerRun: rps.perRun,
+        batonCpuPerReqMedianOfRuns: cpu.median,
       }
     }
     replay = { median: med, ratio, runs }
@@ -917,7 +822,7 @@ async function main(cm) {
   if (doHandoff) {
     const runs = []
     for (let i = 0; i < p.runs; i++) {
-      for (const k of alternate(HANDOFF_KINDS, i)) {
+      for (const k of runOrder(HANDOFF_KINDS, i)) {
         if (p.pauseMs) await sleep(p.pauseMs)
         const r = await runHandoffOnce(ctx, k, p.handoffMs, p.minFailovers)
         runs.push({ run: i + 1, kind: k.key, ...r })
@@ -1107,28 +1012,10 @@ async function main(cm) {
     warnings,
     ok: problems.length === 0,
   }
-  const file = path.join(OUT_DIR, `failover-${stamp}${p.quick ? '-quick' : ''}.json`)
-  fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n')
-  console.log(`\nJSON: ${path.relative(process.cwd(), file)}`)
-  if (problems.length > 0) {
-    console.error(`\n${problems.length} problem(s):\n  ${problems.join('\n  ')}`)
-    return 1
-  }
-  return 0
+  return writeReport(path.join(OUT_DIR, `failover-${stamp}${p.quick ? '-quick' : ''}.json`), report)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Entry: the same file is the parent and every child.
 
-const args = roleArgs()
-if (args !== undefined) {
-  if (args.role === 'backend') await backendMain(args)
-  else if (args.role === 'baton') await batonMain(args)
-  else throw new Error(`unknown role ${args.role}`)
-} else {
-  const cm = childManager(SELF, TAG)
-  cm.installHandlers()
-  const code = await main(cm)
-  cm.killAll()
-  process.exit(code)
-}
+await benchmarkEntry(SELF, TAG, main, { backend: backendMain, baton: batonMain })

@@ -1,21 +1,24 @@
 #!/usr/bin/env node
 /**
- * bench/splice.mjs — how much does splicing through Baton cost, compared with a direct connection?
+ * bench/splice.mjs — how much does splicing through Baton cost, compared with a direct connection
+ * and with the least a Node proxy can do?
  *
  *   npm run build && node bench/splice.mjs [--duration 5s] [--runs 3] [--concurrency 50]
  *                                          [--resp-bytes 64] [--bulk-mib N] [--only bulk-up,rr]
- *                                          [--prof] [--reference] [--quick]
+ *                                          [--reference] [--guard 0.6] [--prof] [--dist DIR] [--quick]
  *
- * Three processes, so the measurement is not one event loop fighting itself:
+ * Three or four processes, so the measurement is not one event loop fighting itself:
  *   parent  (this file)        the load client, the timing and the report
  *   child   --role=backend     the backend servers: sink, source, req/resp, one-reply-then-close
- *   child   --role=baton       Baton (dist/index.js), one listener in front of each backend server
- *   child   --role=reference   only with --reference: the minimal Node proxy
- * "direct" runs send the client straight to the backend child; "baton" runs go through the Baton
- * child. Both happen in the same invocation, alternating (D B, B D, D B, ...), and the table shows
- * the median of --runs runs for each and the ratio Baton/direct.
+ *   child   --role=baton       Baton (<dist>/index.js, its defaults), one listener per backend server
+ *   child   --role=reference   with --reference or --guard: the minimal Node proxy
+ *                              (bench/lib/node-proxy.mjs: data / pause / drain, half-close)
+ * "direct" runs send the client straight to the backend child; the others go through a proxy child.
+ * All happen in the same invocation, in turns whose order rotates every run (D B R, B R D, R D B, …),
+ * and the table shows the median of --runs runs for each, and the ratios Baton/direct and
+ * Baton/node proxy (of the medians).
  *
- * Scenarios:
+ * Scenarios (the children, the runs, the statistics and the table are bench/lib/harness.mjs's):
  *   bulk-up    one connection, client → backend sink for --duration (or --bulk-mib MiB); MiB/s.
  *              The sink acknowledges the byte count after the client's FIN, so the time includes
  *              the last byte's arrival and the byte count is checked.
@@ -25,128 +28,132 @@
  *   conn       --concurrency closed loops of connect, 64-byte request, reply, close (the backend
  *              closes first, as HTTP/1.0 does, so no client port is left in TIME_WAIT); conn/s.
  *
- * --quick: about a second per scenario, one run, no warm-up: a smoke test for CI that checks every
- * path still moves the right bytes. Its numbers are not measurements, and no ratio is printed.
+ * --reference: also run the minimal Node proxy, as the baseline column: what Baton costs beyond it
+ * is Baton's own, what it costs is the price of any user-space proxy in Node.
+ * --guard R: a regression guard (implies --reference): exit 1 when, on any scenario run, Baton's
+ * figure (MiB/s, req/s, conn/s) is below R × the node proxy's. The ratio is taken per run (Baton's
+ * and the node proxy's turns of the same run, adjacent in time, so the machine's noise mostly
+ * cancels) and the median over runs is judged. With --quick it measures Baton and the node proxy
+ * only (no direct runs), in 5 runs of 1 s each after a short warm-up, instead of one short run, so
+ * that a noisy run or two cannot trip it (about 80 s in all). CI runs `--quick --guard 0.6`.
+ * --quick: about half a second per scenario, one run, no warm-up: a smoke test for CI that checks
+ * every path still moves the right bytes. Its numbers are not measurements, and no ratio is printed
+ * (the guard's excepted).
  * --prof: run the Baton child under `node --cpu-prof`; the .cpuprofile goes to bench/out/.
- * --reference: also run a minimal hand-written Node proxy (data/pause/drain, in a third child) as a
- * third column, to tell Baton's own cost from the cost of any user-space proxy in Node.
+ * --dist DIR: measure another build of Baton (default: ./dist), e.g. before and after a change.
  *
- * Output: a table on stdout, and JSON (parameters, machine, every run) in bench/out/splice-<ts>.json.
- * Exit status: 0 when every run moved the expected bytes without errors, 1 otherwise, 2 on bad flags.
- * Every child is stopped at the end, by pid, also on error, SIGINT and SIGTERM; a watchdog bounds
- * the whole run. Only 127.0.0.1 is used.
+ * Output: a table on stdout, and JSON (parameters, machine, every run, the guard) in
+ * bench/out/splice-<ts>[-quick].json.
+ * Exit status: 0 when every run moved the expected bytes without errors (and the guard, if any,
+ * held), 1 otherwise, 2 on bad flags. Every child is stopped at the end, by pid, also on error,
+ * SIGINT and SIGTERM; a watchdog bounds the whole run. Only 127.0.0.1 is used.
  */
-import { fork, execFileSync } from 'node:child_process'
-import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import { performance } from 'node:perf_hooks'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import {
+  HOST,
+  MiB,
+  Samples,
+  UsageError,
+  benchmarkEntry,
+  busyNote,
+  closedLoop,
+  cpuHandler,
+  cpuSecs,
+  distInfo,
+  fmtNum,
+  fmtUs,
+  gitInfo,
+  machineInfo,
+  median,
+  noop,
+  now,
+  pairedRatios,
+  parseArgs,
+  parseDuration,
+  parseIntFlag,
+  runOrder,
+  serveRpc,
+  sleep,
+  spread,
+  table,
+  timestamp,
+  untilIdle,
+  watchdog,
+  withTimeout,
+  writeReport,
+} from './lib/harness.mjs'
+import { listenNodeProxy } from './lib/node-proxy.mjs'
 
-const HOST = '127.0.0.1'
-const MiB = 1024 * 1024
 const SELF = fileURLToPath(import.meta.url)
 const BENCH_DIR = path.dirname(SELF)
 const ROOT = path.dirname(BENCH_DIR)
 const OUT_DIR = path.join(BENCH_DIR, 'out')
-const DIST_INDEX = path.join(ROOT, 'dist', 'index.js')
+const TAG = 'bench/splice'
 const LISTENERS = ['sink', 'source', 'rr', 'conn']
-const now = () => performance.now()
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-const noop = () => {}
+const SCENARIO_KEYS = ['bulk-up', 'bulk-down', 'rr', 'conn']
+const LABEL = { direct: 'direct', baton: 'baton', reference: 'node proxy' }
 
 // ---------------------------------------------------------------------------------------------
 // Flags
 
-function parseArgs(argv) {
-  const flags = {}
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (!a.startsWith('--')) throw new UsageError(`unexpected argument ${a}`)
-    const eq = a.indexOf('=')
-    const name = eq > 0 ? a.slice(2, eq) : a.slice(2)
-    if (!VALUE_FLAGS.includes(name) && !BOOLEAN_FLAGS.includes(name))
-      throw new UsageError(`unknown flag --${name}`)
-    if (eq > 0) flags[name] = a.slice(eq + 1)
-    else if (BOOLEAN_FLAGS.includes(name)) flags[name] = true
-    else if (i + 1 < argv.length) flags[name] = argv[++i]
-    else throw new UsageError(`${a} needs a value`)
-  }
-  return flags
-}
-
-class UsageError extends Error {}
-
-const VALUE_FLAGS = ['duration', 'runs', 'concurrency', 'resp-bytes', 'bulk-mib', 'only']
+const VALUE_FLAGS = ['duration', 'runs', 'concurrency', 'resp-bytes', 'bulk-mib', 'only', 'guard', 'dist']
 const BOOLEAN_FLAGS = ['quick', 'prof', 'reference', 'help']
-
-/** "5s", "500ms", "1m" or a plain number of seconds → milliseconds. */
-function parseDuration(v) {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(String(v).trim())
-  if (m === null) throw new UsageError(`bad duration ${v} (expected e.g. 5s, 500ms, 1m)`)
-  const n = Number(m[1])
-  const ms = m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000
-  if (ms < 100 || ms > 600_000) throw new UsageError(`duration ${v} out of range (100ms to 10m)`)
-  return ms
-}
-
-function parseInt0(v, name, min, max) {
-  const n = Number(v)
-  if (!Number.isInteger(n) || n < min || n > max)
-    throw new UsageError(`--${name} expects an integer from ${min} to ${max}`)
-  return n
-}
-
 const USAGE = `usage: node bench/splice.mjs [--duration 5s] [--runs 3] [--concurrency 50] [--resp-bytes 64]
-                          [--bulk-mib N] [--only bulk-up,bulk-down,rr,conn] [--prof] [--reference] [--quick]`
+                          [--bulk-mib N] [--only ${SCENARIO_KEYS.join(',')}] [--reference]
+                          [--guard 0.6] [--prof] [--dist DIR] [--quick]`
 
 function resolveParams(flags) {
   const quick = flags.quick === true
+  let guard = null
+  if (flags.guard !== undefined) {
+    guard = Number(flags.guard)
+    if (!(guard > 0 && guard <= 10))
+      throw new UsageError(`--guard expects a ratio such as 0.6, not ${flags.guard}`)
+  }
+  /**
+   * Quick with a guard: Baton and the node proxy only, in 5 runs of 1 s each (B R, R B, …), so
+   * that each run's ratio pairs two adjacent turns and the median of five outlasts a noisy one.
+   */
+  const guarded = quick && guard !== null
   const p = {
     quick,
-    durationMs: flags.duration !== undefined ? parseDuration(flags.duration) : quick ? 400 : 5000,
-    runs: flags.runs !== undefined ? parseInt0(flags.runs, 'runs', 1, 50) : quick ? 1 : 3,
-    concurrency: flags.concurrency !== undefined ? parseInt0(flags.concurrency, 'concurrency', 1, 2000) : 50,
+    guard,
+    durationMs:
+      flags.duration !== undefined ? parseDuration(flags.duration) : guarded ? 1000 : quick ? 400 : 5000,
+    runs: flags.runs !== undefined ? parseIntFlag(flags.runs, 'runs', 1, 50) : guarded ? 5 : quick ? 1 : 3,
+    concurrency:
+      flags.concurrency !== undefined ? parseIntFlag(flags.concurrency, 'concurrency', 1, 2000) : 50,
     reqBytes: 64,
-    respBytes: flags['resp-bytes'] !== undefined ? parseInt0(flags['resp-bytes'], 'resp-bytes', 1, MiB) : 64,
+    respBytes:
+      flags['resp-bytes'] !== undefined ? parseIntFlag(flags['resp-bytes'], 'resp-bytes', 1, MiB) : 64,
     /** 0: bulk scenarios run for the duration; otherwise they move exactly this many MiB. */
-    bulkMiB: flags['bulk-mib'] !== undefined ? parseInt0(flags['bulk-mib'], 'bulk-mib', 1, 65536) : 0,
-    only: flags.only !== undefined ? String(flags.only).split(',') : ['bulk-up', 'bulk-down', 'rr', 'conn'],
+    bulkMiB: flags['bulk-mib'] !== undefined ? parseIntFlag(flags['bulk-mib'], 'bulk-mib', 1, 65536) : 0,
+    only: flags.only !== undefined ? String(flags.only).split(',') : SCENARIO_KEYS,
     prof: flags.prof === true,
-    modes: flags.reference === true ? ['direct', 'baton', 'reference'] : ['direct', 'baton'],
+    dist: path.resolve(flags.dist ?? path.join(ROOT, 'dist')),
+    modes: guarded
+      ? ['baton', 'reference']
+      : flags.reference === true || guard !== null
+        ? ['direct', 'baton', 'reference']
+        : ['direct', 'baton'],
   }
   for (const s of p.only)
-    if (!['bulk-up', 'bulk-down', 'rr', 'conn'].includes(s))
-      throw new UsageError(`--only: unknown scenario ${s}`)
+    if (!SCENARIO_KEYS.includes(s)) throw new UsageError(`--only: unknown scenario ${s}`)
   /** Part of each rr/conn run not counted, so connection set-up and JIT warm-up stay out. */
-  p.warmupMs = quick ? 0 : Math.min(1000, Math.round(p.durationMs * 0.1))
-  /** A discarded pass of every scenario through Baton before the measured runs. */
-  p.warmupPassMs = quick ? 0 : Math.min(1000, Math.round(p.durationMs / 4))
-  p.pauseMs = quick ? 0 : 250
+  p.warmupMs = quick && !guarded ? 0 : Math.min(1000, Math.round(p.durationMs * 0.1))
+  /** A discarded pass of every scenario through each proxy before the measured runs. */
+  p.warmupPassMs = guarded ? 300 : quick ? 0 : Math.min(1000, Math.round(p.durationMs / 4))
+  p.pauseMs = guarded ? 100 : quick ? 0 : 250
   return p
 }
 
 // ---------------------------------------------------------------------------------------------
-// Child roles. Both answer { id, type } messages from the parent with { id, ok, ... } and exit
-// when the parent goes away (the IPC channel closes), so no child can outlive a killed parent.
-
-function serveRpc(handlers) {
-  process.on('message', async (m) => {
-    if (m === null || typeof m !== 'object' || m.id === undefined) return
-    try {
-      const h = handlers[m.type]
-      if (h === undefined) throw new Error(`unknown request ${m.type}`)
-      process.send({ id: m.id, ok: true, ...(await h(m)) })
-    } catch (err) {
-      process.send({ id: m.id, ok: false, error: String(err?.stack ?? err) })
-    }
-  })
-  process.on('disconnect', () => process.exit(0))
-}
-
-const cpuHandler = () => ({ cpu: process.cpuUsage(), rss: process.memoryUsage().rss })
+// Child roles. Each answers { id, type } messages from the parent and exits when the parent goes
+// away (bench/lib/harness.mjs's serveRpc).
 
 async function backendMain(args) {
   const reqBytes = Number(args['req-bytes'])
@@ -232,7 +239,7 @@ async function backendMain(args) {
 }
 
 async function batonMain(args) {
-  const { createBalancer } = await import(DIST_INDEX)
+  const { createBalancer } = await import(pathToFileURL(path.join(args.dist, 'index.js')).href)
   const backends = JSON.parse(args.backends)
   const b = createBalancer({
     listeners: LISTENERS.map((name) => ({
@@ -260,35 +267,24 @@ async function batonMain(args) {
   process.send({ type: 'ready', ports })
 }
 
-/** The reference: the least a Node proxy can do (splice with backpressure and half-close). */
+/** The minimal Node proxy (bench/lib/node-proxy.mjs), one listener per backend server. */
 async function referenceMain(args) {
   const backends = JSON.parse(args.backends)
-  const counters = { accepted: 0, active: 0 }
   const ports = {}
+  const all = []
   for (const name of LISTENERS) {
-    const srv = net.createServer({ allowHalfOpen: true, noDelay: true }, (c) => {
-      counters.accepted++
-      counters.active++
-      const s = net.connect({ host: HOST, port: backends[name], allowHalfOpen: true, noDelay: true })
-      let closed = 0
-      const onClose = () => ++closed === 2 && counters.active--
-      c.on('close', onClose)
-      s.on('close', onClose)
-      c.on('error', () => s.destroy())
-      s.on('error', () => c.destroy())
-      c.on('data', (d) => s.write(d) || c.pause())
-      s.on('data', (d) => c.write(d) || s.pause())
-      s.on('drain', () => c.resume())
-      c.on('drain', () => s.resume())
-      c.on('end', () => s.end())
-      s.on('end', () => c.end())
-    })
-    await new Promise((resolve) => srv.listen({ host: HOST, port: 0, backlog: 511 }, resolve))
-    ports[name] = srv.address().port
+    const x = await listenNodeProxy({ host: HOST, backends: [{ host: HOST, port: backends[name] }] })
+    ports[name] = x.server.address().port
+    all.push(x.counters)
   }
   serveRpc({
     cpu: cpuHandler,
-    counters: () => ({ counters }),
+    counters: () => ({
+      counters: {
+        accepted: all.reduce((a, c) => a + c.accepted, 0),
+        active: all.reduce((a, c) => a + c.active, 0),
+      },
+    }),
     exit: () => {
       setImmediate(() => process.exit(0))
       return {}
@@ -298,132 +294,9 @@ async function referenceMain(args) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Parent: child management
-
-const children = new Set()
-let stopping = false
-
-function killAll() {
-  for (const c of children) {
-    if (c.exitCode === null && c.signalCode === null) {
-      try {
-        process.kill(c.pid, 'SIGKILL')
-      } catch {
-        /* already gone */
-      }
-    }
-  }
-}
-
-function fatal(msg) {
-  console.error(`bench/splice: ${msg}`)
-  killAll()
-  process.exit(1)
-}
-
-function spawnChild(role, args, execArgv) {
-  const argv = [`--role=${role}`, ...Object.entries(args).map(([k, v]) => `--${k}=${v}`)]
-  const child = fork(SELF, argv, { execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
-  child.role = role
-  child.command = [process.execPath, ...execArgv, SELF, ...argv].join(' ')
-  children.add(child)
-  child.on('exit', (code, signal) => {
-    if (!stopping) fatal(`${role} child (pid ${child.pid}) exited unexpectedly: ${signal ?? `code ${code}`}`)
-  })
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${role} child did not start within 15 s`)), 15_000)
-    child.on('message', function onReady(m) {
-      if (m?.type !== 'ready') return
-      clearTimeout(t)
-      child.off('message', onReady)
-      child.ports = m.ports
-      resolve(child)
-    })
-    child.once('error', reject)
-  })
-}
-
-let rpcSeq = 0
-function rpc(child, type, timeoutMs = 10_000) {
-  const id = ++rpcSeq
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => {
-      child.off('message', on)
-      reject(new Error(`${child.role} child: no answer to ${type}`))
-    }, timeoutMs)
-    const on = (m) => {
-      if (m?.id !== id) return
-      clearTimeout(t)
-      child.off('message', on)
-      if (m.ok) resolve(m)
-      else reject(new Error(`${child.role} child: ${m.error}`))
-    }
-    child.on('message', on)
-    child.send({ id, type })
-  })
-}
-
-/** Ask each child to exit, wait up to 5 s, then SIGKILL whatever is left — always by pid. */
-async function stopChildren() {
-  stopping = true
-  await Promise.all(
-    [...children].map(async (c) => {
-      if (c.exitCode !== null || c.signalCode !== null) return
-      const exited = new Promise((r) => c.once('exit', r))
-      try {
-        await rpc(c, 'exit', 5000)
-      } catch {
-        /* killed below */
-      }
-      const t = setTimeout(() => {
-        try {
-          process.kill(c.pid, 'SIGKILL')
-        } catch {
-          /* gone */
-        }
-      }, 5000)
-      await exited
-      clearTimeout(t)
-    })
-  )
-}
-
-// ---------------------------------------------------------------------------------------------
 // Parent: load generators. Each resolves to { value metrics..., errors, firstError }.
 
-class Samples {
-  constructor() {
-    this.a = new Float64Array(1 << 16)
-    this.n = 0
-  }
-  push(v) {
-    if (this.n === this.a.length) {
-      const b = new Float64Array(this.a.length * 2)
-      b.set(this.a)
-      this.a = b
-    }
-    this.a[this.n++] = v
-  }
-  /** Nearest-rank percentiles of the samples (µs). */
-  percentiles(ps) {
-    const s = this.a.slice(0, this.n).sort()
-    return ps.map((p) =>
-      this.n === 0 ? null : s[Math.min(this.n - 1, Math.max(0, Math.ceil(p * this.n) - 1))]
-    )
-  }
-}
-
 const CHUNK = Buffer.alloc(MiB, 0x61)
-
-function withTimeout(promise, ms, what) {
-  let t
-  return Promise.race([
-    promise,
-    new Promise(
-      (_, reject) => (t = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms))
-    ),
-  ]).finally(() => clearTimeout(t))
-}
 
 function runBulkUp(port, p, ms) {
   return new Promise((resolve, reject) => {
@@ -479,108 +352,24 @@ function runBulkDown(port, p, ms) {
   })
 }
 
+/** --concurrency closed loops of a --req-bytes request and a --resp-bytes response. */
 function runRR(port, p, ms) {
-  return new Promise((resolve) => {
-    const req = Buffer.alloc(p.reqBytes, 0x71)
-    const lat = new Samples()
-    const conns = []
-    let connected = 0
-    let count = 0
-    let errors = 0
-    let firstError
-    let open = p.concurrency
-    let stopped = 0
-    let tMeasure = Infinity
-    let tEnd = Infinity
-
-    const send = (c) => {
-      c.t0 = now()
-      c.s.write(req)
-    }
-    const stop = (c) => {
-      if (c.stopped) return
-      c.stopped = true
-      c.s.end()
-      if (++stopped === p.concurrency) finish()
-    }
-    const start = () => {
-      const t = now()
-      tMeasure = t + p.warmupMs
-      tEnd = t + ms
-      for (const c of conns) if (!c.stopped) send(c)
-    }
-    let done = false
-    const finish = () => {
-      if (done) return
-      done = true
-      clearTimeout(guard)
-      const secs = (tEnd - tMeasure) / 1000
-      const [p50, p99] = lat.percentiles([0.5, 0.99])
-      // Let the sockets close (Baton sees a normal end) before the next run starts.
-      const closed = () =>
-        open === 0
-          ? resolve({ rps: count / secs, p50, p99, requests: count, errors, firstError })
-          : setTimeout(closed, 10)
-      const giveUp = setTimeout(() => {
-        for (const c of conns) c.s.destroy()
-      }, 3000)
-      giveUp.unref()
-      closed()
-    }
-    const guard = setTimeout(() => {
-      errors++
-      firstError ??= 'run did not finish in time'
-      for (const c of conns) stop(c)
-      tEnd = Math.min(tEnd, now())
-      finish()
-    }, ms + 15_000)
-
-    for (let i = 0; i < p.concurrency; i++) {
-      const c = {
-        s: net.connect({ host: HOST, port, noDelay: true }),
-        got: 0,
-        t0: 0,
-        connected: false,
-        stopped: false,
-      }
-      conns.push(c)
-      c.s.on('connect', () => {
-        c.connected = true
-        if (++connected === p.concurrency) start()
-      })
-      c.s.on('data', (chunk) => {
+  const req = Buffer.alloc(p.reqBytes, 0x71)
+  return closedLoop(
+    port,
+    { concurrency: p.concurrency, ms, warmupMs: p.warmupMs },
+    {
+      init: (c) => (c.got = 0),
+      request: () => req,
+      onData: (c, chunk, fail) => {
         c.got += chunk.length
-        if (c.got < p.respBytes) return
-        if (c.got > p.respBytes) {
-          errors++
-          firstError ??= `response of ${c.got} bytes, expected ${p.respBytes}`
-        }
+        if (c.got < p.respBytes) return false
+        if (c.got > p.respBytes) fail(`response of ${c.got} bytes, expected ${p.respBytes}`)
         c.got = 0
-        const t = now()
-        if (t >= tMeasure && t <= tEnd) {
-          count++
-          lat.push((t - c.t0) * 1000)
-        }
-        if (t < tEnd) send(c)
-        else stop(c)
-      })
-      c.s.on('error', (err) => {
-        errors++
-        firstError ??= err.code ?? err.message
-      })
-      c.s.on('close', () => {
-        open--
-        if (c.stopped) return
-        errors++
-        firstError ??= 'connection closed early'
-        stop(c)
-        if (!c.connected) {
-          c.connected = true // don't wait for it forever
-          if (++connected === p.concurrency) start()
-        }
-      })
+        return true
+      },
     }
-  })
+  )
 }
 
 function runConn(port, p, ms) {
@@ -682,12 +471,13 @@ function scenarios(p) {
   ].filter((s) => p.only.includes(s.key))
 }
 
-const cpuSecs = (u) => (u.user + u.system) / 1e6
-
 /** CPU seconds used so far by the client, the backend and the proxy in `mode` (kernel time included). */
 async function cpuOf(ctx, mode) {
   const proxy = ctx.proxies[mode]
-  const [backend, px] = await Promise.all([rpc(ctx.backend, 'cpu'), proxy ? rpc(proxy, 'cpu') : undefined])
+  const [backend, px] = await Promise.all([
+    ctx.cm.rpc(ctx.backend, 'cpu'),
+    proxy ? ctx.cm.rpc(proxy, 'cpu') : undefined,
+  ])
   const out = { client: cpuSecs(process.cpuUsage()), backend: cpuSecs(backend.cpu) }
   if (px) {
     out.proxy = cpuSecs(px.cpu)
@@ -696,6 +486,7 @@ async function cpuOf(ctx, mode) {
   return out
 }
 
+/** Baton counters that must not move in a clean run. */
 const ERROR_COUNTERS = [
   'noBackend',
   'connectErrors',
@@ -706,27 +497,16 @@ const ERROR_COUNTERS = [
   'rejected',
 ]
 
-/** Wait until a proxy has no live session left, so runs do not overlap. */
-async function proxyIdle(proxy, ms = 5000) {
-  const until = now() + ms
-  for (;;) {
-    const c = (await rpc(proxy, 'counters')).counters
-    if (c.active === 0) return c
-    if (now() > until) return c
-    await sleep(20)
-  }
-}
-
 async function runOnce(ctx, sc, mode, ms) {
   const proxy = ctx.proxies[mode]
-  const port = (proxy ?? ctx.backend).ports[sc.listener]
-  const before = proxy ? await proxyIdle(proxy) : undefined
+  const port = (proxy ?? ctx.backend).info.ports[sc.listener]
+  const before = proxy ? (await untilIdle(ctx.cm, proxy)).counters : undefined
   const cpu0 = await cpuOf(ctx, mode)
   const w0 = now()
   const r = await withTimeout(sc.run(port, ctx.p, ms), ms + 30_000, `${sc.key} ${mode}`)
   const wall = (now() - w0) / 1000
   const cpu1 = await cpuOf(ctx, mode)
-  const after = proxy ? await proxyIdle(proxy) : undefined
+  const after = proxy ? (await untilIdle(ctx.cm, proxy)).counters : undefined
   r.cpuPct = {}
   for (const k of Object.keys(cpu0)) r.cpuPct[k] = Math.round(((cpu1[k] - cpu0[k]) / wall) * 1000) / 10
   r.wallSeconds = wall
@@ -753,95 +533,142 @@ async function runOnce(ctx, sc, mode, ms) {
   return r
 }
 
-function median(xs) {
-  const s = xs.filter((x) => x !== null && Number.isFinite(x)).sort((a, b) => a - b)
-  if (s.length === 0) return null
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+const CPU_KEYS = ['client', 'backend', 'proxy', 'proxySys']
+
+/** Every run of one scenario, the modes in rotating order; then medians, spreads and ratios. */
+async function measureScenario(ctx, sc) {
+  const { p } = ctx
+  const runs = []
+  for (let i = 0; i < p.runs; i++) {
+    for (const mode of runOrder(p.modes, i)) {
+      if (p.pauseMs) await sleep(p.pauseMs)
+      const r = await runOnce(ctx, sc, mode, p.durationMs)
+      runs.push({ run: i + 1, mode, ...r })
+      if (r.errors > 0)
+        console.error(`  ${sc.key} ${mode} run ${i + 1}: ${r.errors} error(s), first: ${r.firstError}`)
+    }
+  }
+  const med = Object.fromEntries(p.modes.map((m) => [m, {}]))
+  const ratio = {}
+  const refRatio = {}
+  for (const [key] of [...sc.metrics, ...CPU_KEYS.map((k) => [`cpu:${k}`])]) {
+    const pick = (r) => (key.startsWith('cpu:') ? (r.cpuPct[key.slice(4)] ?? null) : r[key])
+    for (const mode of p.modes) {
+      const xs = runs.filter((r) => r.mode === mode).map(pick)
+      med[mode][key] = median(xs)
+      med[mode][`${key}Spread`] = spread(xs)
+    }
+    if (key.startsWith('cpu:')) continue
+    if (med.direct?.[key] && med.baton[key] !== null) ratio[key] = med.baton[key] / med.direct[key]
+    if (med.reference?.[key] && med.baton[key] !== null) refRatio[key] = med.baton[key] / med.reference[key]
+  }
+  const entry = {
+    key: sc.key,
+    title: sc.title,
+    listener: sc.listener,
+    metrics: sc.metrics,
+    median: med,
+    ratio,
+    runs,
+  }
+  if (p.modes.includes('reference')) {
+    entry.ratioToReference = refRatio
+    // Per run too (the two turns of a run are adjacent in time), for the guard.
+    const [key] = sc.metrics[0]
+    entry.ratioToReferencePerRun = { metric: key, ...pairedRatios(runs, 'baton', 'reference', key) }
+    // The same per proxy CPU-second: what each proxy did with the CPU it got. Much steadier than
+    // the throughput ratio on a machine that others load too, but blind to a proxy that idles.
+    entry.cpuEfficiencyToReferencePerRun = {
+      metric: `${key} per proxy CPU-second`,
+      ...pairedRatios(runs, 'baton', 'reference', (r) =>
+        r.cpuPct.proxy > 0 ? r[key] / r.cpuPct.proxy : null
+      ),
+    }
+  }
+  return entry
+}
+
+/** The guard: Baton ≥ p.guard × the node proxy on each scenario's first figure, median of per-run ratios. */
+function judgeGuard(p, results) {
+  const scenarios = results.map((r) => {
+    const { metric, perRun, median: ratio } = r.ratioToReferencePerRun
+    const cpu = r.cpuEfficiencyToReferencePerRun.median
+    return { key: r.key, metric, ratio, perRun, cpuEfficiency: cpu, ok: ratio !== null && ratio >= p.guard }
+  })
+  return { threshold: p.guard, runs: p.runs, scenarios, ok: scenarios.every((x) => x.ok) }
+}
+
+function guardReport(guard, results) {
+  const label = (r, key) => r.metrics.find(([k]) => k === key)[1]
+  const rows = [['', '', 'Baton/node proxy', 'each run', '', 'per proxy CPU-s']]
+  for (const g of guard.scenarios) {
+    const r = results.find((x) => x.key === g.key)
+    rows.push([
+      g.key,
+      label(r, g.metric),
+      g.ratio === null ? '—' : g.ratio.toFixed(3),
+      `(${g.perRun.map((x) => x.toFixed(2)).join(', ')})`,
+      g.ok ? 'ok' : `BELOW ${guard.threshold}`,
+      g.cpuEfficiency === null ? '—' : g.cpuEfficiency.toFixed(2),
+    ])
+  }
+  const lines = [
+    `Guard: Baton ≥ ${guard.threshold} × node proxy on every scenario, judged on the median of the ` +
+      `per-run ratios over ${guard.runs} run(s). "per proxy CPU-s": the same ratio of work done per ` +
+      `CPU-second of each proxy (median), shown, not judged.`,
+    table(rows, 2).replace(/^/gm, '  '),
+  ]
+  const below = guard.scenarios.filter((g) => !g.ok)
+  lines.push(
+    below.length === 0
+      ? 'guard: held'
+      : `guard: TRIPPED on ${below.map((g) => `${g.key} (${g.ratio === null ? 'no ratio' : g.ratio.toFixed(3)})`).join(', ')}`
+  )
+  return lines.join('\n')
 }
 
 function fmtValue(key, v) {
-  if (v === null || v === undefined) return '—'
-  if (key === 'p50' || key === 'p99') return v >= 1000 ? `${(v / 1000).toFixed(2)} ms` : `${v.toFixed(0)} µs`
-  if (v >= 100) return Math.round(v).toLocaleString('en-US')
-  return v.toFixed(1)
+  return key === 'p50' || key === 'p99' ? fmtUs(v) : fmtNum(v)
 }
 
-function spread(xs) {
-  const s = xs.filter((x) => x !== null && Number.isFinite(x))
-  const m = median(s)
-  if (s.length < 2 || !m) return ''
-  return `±${Math.round(((Math.max(...s) - Math.min(...s)) / 2 / m) * 100)}%`
-}
-
-function table(rows) {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)))
-  return rows
-    .map((r) =>
-      r
-        .map((c, i) => (i < 2 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i])))
-        .join('  ')
-        .trimEnd()
-    )
-    .join('\n')
-}
-
-function readSysctl(name) {
-  try {
-    return fs
-      .readFileSync(`/proc/sys/${name.replaceAll('.', '/')}`, 'utf8')
-      .trim()
-      .replace(/\s+/g, ' ')
-  } catch {
-    return undefined
-  }
-}
-
-/** What Baton build was measured: dist/ changes under concurrent work, so record its time and hash. */
-function distInfo() {
-  const dir = path.dirname(DIST_INDEX)
-  const hash = createHash('sha256')
-  let newest = 0
-  const walk = (d) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true }).sort((x, y) => (x.name < y.name ? -1 : 1))) {
-      const f = path.join(d, e.name)
-      if (e.isDirectory()) walk(f)
-      else if (e.name.endsWith('.js')) {
-        hash.update(f.slice(dir.length)).update(fs.readFileSync(f))
-        newest = Math.max(newest, fs.statSync(f).mtimeMs)
-      }
-    }
-  }
-  walk(dir)
-  return { sha256: hash.digest('hex').slice(0, 16), newestFile: new Date(newest).toISOString() }
-}
-
-function gitInfo() {
-  try {
-    const commit = execFileSync('git', ['rev-parse', 'HEAD'], {
-      cwd: ROOT,
-      encoding: 'utf8',
-      timeout: 5000,
-      stdio: ['ignore', 'pipe', 'ignore'],
-    }).trim()
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'lib'], {
-      cwd: ROOT,
-      encoding: 'utf8',
-      timeout: 5000,
-      stdio: ['ignore', 'pipe', 'ignore'],
+function resultsTable(p, results) {
+  const withRef = p.modes.includes('reference')
+  const head = ['scenario', 'metric', ...p.modes.map((m) => LABEL[m])]
+  if (!p.quick) head.push('baton/direct')
+  if (!p.quick && withRef) head.push('baton/node proxy')
+  const rows = [head]
+  const arrow = (better) => (better === 'higher' ? ' ↑' : ' ↓')
+  const ratio = (x, better) => (x === undefined ? '—' : `${x.toFixed(2)}${arrow(better)}`)
+  for (const r of results) {
+    r.metrics.forEach(([key, label, better], i) => {
+      const row = [i === 0 ? r.title : '', label]
+      for (const m of p.modes)
+        row.push(`${fmtValue(key, r.median[m][key])} ${p.runs > 1 ? r.median[m][`${key}Spread`] : ''}`.trim())
+      if (!p.quick) row.push(ratio(r.ratio[key], better))
+      if (!p.quick && withRef) row.push(ratio(r.ratioToReference[key], better))
+      rows.push(row)
     })
-      .split('\n')
-      .filter(Boolean)
-    return { commit, dirtyLibFiles: dirty.length }
-  } catch {
-    return undefined
   }
+  return table(rows)
 }
 
-async function main() {
+function cpuLines(p, results) {
+  const pct = (v) => (v === null || v === undefined ? '—' : `${Math.round(v)}%`)
+  const lines = ['CPU, median % of one core: client / backend [/ proxy (of which kernel)]']
+  for (const r of results) {
+    const cols = p.modes.map((m) => {
+      const x = r.median[m]
+      return `${m} ${pct(x['cpu:client'])} / ${pct(x['cpu:backend'])}${m === 'direct' ? '' : ` / ${pct(x['cpu:proxy'])} (${pct(x['cpu:proxySys'])})`}`
+    })
+    lines.push(`  ${r.key.padEnd(9)}  ${cols.join('    ')}`)
+  }
+  return lines.join('\n')
+}
+
+async function main(cm) {
   let flags, p
   try {
-    flags = parseArgs(process.argv.slice(2))
+    flags = parseArgs(process.argv.slice(2), VALUE_FLAGS, BOOLEAN_FLAGS)
     if (flags.help) {
       console.log(USAGE)
       return 0
@@ -849,163 +676,91 @@ async function main() {
     p = resolveParams(flags)
   } catch (err) {
     if (!(err instanceof UsageError)) throw err
-    console.error(`bench/splice: ${err.message}\n${USAGE}`)
+    console.error(`${TAG}: ${err.message}\n${USAGE}`)
     return 2
   }
-  if (!fs.existsSync(DIST_INDEX)) {
-    console.error(
-      `bench/splice: ${path.relative(process.cwd(), DIST_INDEX)} not found; run \`npm run build\` first`
-    )
+  const distIndex = path.join(p.dist, 'index.js')
+  if (!fs.existsSync(distIndex)) {
+    console.error(`${TAG}: ${path.relative(process.cwd(), distIndex)} not found; run \`npm run build\` first`)
     return 1
   }
 
   const scs = scenarios(p)
-  const modes = p.modes
+  const { modes } = p
   const perRun = p.durationMs + 700
   const expectedMs =
     scs.length *
       (p.runs * modes.length * (perRun + p.pauseMs) +
         (p.warmupPassMs ? (modes.length - 1) * (p.warmupPassMs + 700) : 0)) +
     10_000
-  const limitMs = Math.round(expectedMs * 1.5 + 60_000)
-  setTimeout(
-    () => fatal(`watchdog: the benchmark took longer than ${Math.round(limitMs / 1000)} s`),
-    limitMs
-  ).unref()
+  watchdog(Math.round(expectedMs * 1.5 + 60_000), cm.fatal)
 
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-')
+  const started = new Date()
+  const stamp = timestamp(started)
   fs.mkdirSync(OUT_DIR, { recursive: true })
   const batonExecArgv = p.prof
     ? ['--cpu-prof', `--cpu-prof-dir=${OUT_DIR}`, `--cpu-prof-name=splice-${stamp}-baton.cpuprofile`]
     : []
 
-  const started = new Date()
   const loadStart = os.loadavg()
+  const machine = machineInfo()
   // Before the Baton child imports it: others may rebuild dist/ while the benchmark runs.
-  const dist = distInfo()
-  const git = gitInfo()
-  const backend = await spawnChild('backend', { 'req-bytes': p.reqBytes, 'resp-bytes': p.respBytes }, [])
-  const backendsArg = { backends: JSON.stringify(backend.ports) }
-  const proxies = { baton: await spawnChild('baton', backendsArg, batonExecArgv) }
-  if (modes.includes('reference')) proxies.reference = await spawnChild('reference', backendsArg, [])
-  const ctx = { p, backend, proxies }
-  const cpuModel = os.cpus()[0]?.model ?? 'unknown'
+  const dist = distInfo(p.dist)
+  const git = gitInfo(ROOT)
+  const backend = await cm.spawn('backend', { 'req-bytes': p.reqBytes, 'resp-bytes': p.respBytes })
+  const backendsArg = { backends: JSON.stringify(backend.info.ports) }
+  const proxies = { baton: await cm.spawn('baton', { ...backendsArg, dist: p.dist }, batonExecArgv) }
+  if (modes.includes('reference')) proxies.reference = await cm.spawn('reference', backendsArg)
+  const ctx = { p, cm, backend, proxies }
 
   console.log(
-    `Baton splice benchmark: node ${process.version}, ${cpuModel} × ${os.cpus().length}, ` +
+    `Baton splice benchmark: node ${process.version}, ${machine.cpuModel} × ${machine.cpus}, ` +
       `${p.runs} run(s) × ${p.durationMs / 1000} s per mode, median; pids: client ${process.pid}, ` +
       `backend ${backend.pid}, ${Object.entries(proxies)
         .map(([m, c]) => `${m} ${c.pid}`)
         .join(', ')}`
   )
-  if (p.quick) console.log('QUICK MODE: a smoke test of every path; the numbers below are not measurements.')
-  if (loadStart[0] > os.cpus().length / 2)
+  if (p.quick)
     console.log(
-      `note: the machine is busy (load average ${loadStart[0].toFixed(1)} on ${os.cpus().length} cpus); expect noise.`
+      `QUICK MODE: a smoke test of every path; the numbers below are not measurements${p.guard !== null ? ' (the guard ratios excepted)' : ''}.`
     )
+  const busy = busyNote(loadStart[0], machine.cpus)
+  if (busy) console.log(busy)
 
   if (p.warmupPassMs > 0) {
     for (const sc of scs)
       for (const mode of Object.keys(proxies)) await runOnce(ctx, sc, mode, p.warmupPassMs)
   }
 
-  const cpuKeys = ['client', 'backend', 'proxy', 'proxySys']
   const results = []
-  for (const sc of scs) {
-    const runs = []
-    for (let i = 0; i < p.runs; i++) {
-      // Rotate the order every run (D B, B D, ... or D B R, B R D, R D B, ...) so drift hits all modes.
-      const order =
-        modes.length === 2
-          ? i % 2 === 0
-            ? modes
-            : [...modes].reverse()
-          : [...modes.slice(i % modes.length), ...modes.slice(0, i % modes.length)]
-      for (const mode of order) {
-        if (p.pauseMs) await sleep(p.pauseMs)
-        const r = await runOnce(ctx, sc, mode, p.durationMs)
-        runs.push({ run: i + 1, mode, ...r })
-        if (r.errors > 0)
-          console.error(`  ${sc.key} ${mode} run ${i + 1}: ${r.errors} error(s), first: ${r.firstError}`)
-      }
-    }
-    const med = Object.fromEntries(modes.map((m) => [m, {}]))
-    const ratio = {}
-    const refRatio = {}
-    for (const [key] of [...sc.metrics, ...cpuKeys.map((k) => [`cpu:${k}`])]) {
-      for (const mode of modes) {
-        const xs = runs
-          .filter((r) => r.mode === mode)
-          .map((r) => (key.startsWith('cpu:') ? (r.cpuPct[key.slice(4)] ?? null) : r[key]))
-        med[mode][key] = median(xs)
-        med[mode][`${key}Spread`] = spread(xs)
-      }
-      if (key.startsWith('cpu:')) continue
-      if (med.direct[key] && med.baton[key] !== null) ratio[key] = med.baton[key] / med.direct[key]
-      if (med.reference?.[key] && med.baton[key] !== null) refRatio[key] = med.baton[key] / med.reference[key]
-    }
-    const entry = {
-      key: sc.key,
-      title: sc.title,
-      listener: sc.listener,
-      metrics: sc.metrics,
-      median: med,
-      ratio,
-      runs,
-    }
-    if (modes.includes('reference')) entry.ratioToReference = refRatio
-    results.push(entry)
-  }
+  for (const sc of scs) results.push(await measureScenario(ctx, sc))
   const finished = new Date()
+  const guard = p.guard === null ? undefined : judgeGuard(p, results)
 
   // ---- report
-  const withRef = modes.includes('reference')
-  const head = ['scenario', 'metric', ...modes.map((m) => (m === 'reference' ? 'node proxy' : m))]
-  if (!p.quick) head.push('baton/direct')
-  if (!p.quick && withRef) head.push('baton/node proxy')
-  const rows = [head]
-  const arrow = (better) => (better === 'higher' ? ' ↑' : ' ↓')
-  for (const r of results) {
-    r.metrics.forEach(([key, label, better], i) => {
-      const row = [i === 0 ? r.title : '', label]
-      for (const m of modes)
-        row.push(`${fmtValue(key, r.median[m][key])} ${p.runs > 1 ? r.median[m][`${key}Spread`] : ''}`.trim())
-      if (!p.quick) row.push(r.ratio[key] === undefined ? '—' : `${r.ratio[key].toFixed(2)}${arrow(better)}`)
-      if (!p.quick && withRef)
-        row.push(
-          r.ratioToReference[key] === undefined
-            ? '—'
-            : `${r.ratioToReference[key].toFixed(2)}${arrow(better)}`
-        )
-      rows.push(row)
-    })
-  }
   console.log()
-  console.log(table(rows))
+  console.log(resultsTable(p, results))
   console.log()
-  const pct = (v) => (v === null || v === undefined ? '—' : `${Math.round(v)}%`)
-  console.log('CPU, median % of one core: client / backend [/ proxy (of which kernel)]')
-  for (const r of results) {
-    const cols = modes.map((m) => {
-      const x = r.median[m]
-      return `${m} ${pct(x['cpu:client'])} / ${pct(x['cpu:backend'])}${m === 'direct' ? '' : ` / ${pct(x['cpu:proxy'])} (${pct(x['cpu:proxySys'])})`}`
-    })
-    console.log(`  ${r.key.padEnd(9)}  ${cols.join('    ')}`)
-  }
+  console.log(cpuLines(p, results))
   if (!p.quick)
     console.log(
       '±: half the min–max range of the runs, as % of the median.  ↑ higher is better, ↓ lower is better.'
     )
+  if (guard) console.log(`\n${guardReport(guard, results)}`)
 
   const problems = results.flatMap((r) =>
     r.runs.filter((x) => x.errors > 0).map((x) => `${r.key} ${x.mode} run ${x.run}: ${x.firstError}`)
   )
   for (const r of results) {
-    for (const [key] of r.metrics.slice(0, 1)) {
-      for (const x of r.runs)
-        if (!(x[key] > 0)) problems.push(`${r.key} ${x.mode} run ${x.run}: ${key} is ${x[key]}`)
-    }
+    const [key] = r.metrics[0]
+    for (const x of r.runs)
+      if (!(x[key] > 0)) problems.push(`${r.key} ${x.mode} run ${x.run}: ${key} is ${x[key]}`)
   }
+  if (guard && !guard.ok)
+    for (const g of guard.scenarios.filter((x) => !x.ok))
+      problems.push(
+        `guard: ${g.key} Baton/node proxy ${g.ratio === null ? 'has no ratio' : g.ratio.toFixed(3)} < ${guard.threshold}`
+      )
 
   const report = {
     benchmark: 'splice',
@@ -1014,19 +769,8 @@ async function main() {
     finished: finished.toISOString(),
     quick: p.quick,
     timingValid: !p.quick,
-    node: process.version,
-    v8: process.versions.v8,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-    cpuModel,
-    cpus: os.cpus().length,
-    totalMemMiB: Math.round(os.totalmem() / MiB),
+    ...machine,
     loadavg: { start: loadStart, end: os.loadavg() },
-    sysctl: Object.fromEntries(
-      ['net.ipv4.tcp_tw_reuse', 'net.ipv4.ip_local_port_range', 'net.core.somaxconn'].map((n) => [
-        n,
-        readSysctl(n),
-      ])
-    ),
     git,
     dist,
     commands: {
@@ -1041,6 +785,7 @@ async function main() {
         listen: `${HOST}:0`,
         backends: [`${HOST}:<backend ${name} port>`],
         balance: 'round-robin',
+        ...JSON.parse(process.env.BATON_LISTENER ?? '{}'),
       })),
       log: { level: 'silent' },
     },
@@ -1048,55 +793,20 @@ async function main() {
       ...r,
       metrics: metrics.map(([key, label, better]) => ({ key, label, better })),
     })),
+    guard,
     problems,
     ok: problems.length === 0,
   }
 
-  await stopChildren()
-  if (p.prof) report.cpuProfile = path.join(OUT_DIR, `splice-${stamp}-baton.cpuprofile`)
-  const file = path.join(OUT_DIR, `splice-${stamp}${p.quick ? '-quick' : ''}.json`)
-  fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n')
-  console.log(
-    `\nJSON: ${path.relative(process.cwd(), file)}${p.prof ? `\nCPU profile (Baton): ${path.relative(process.cwd(), report.cpuProfile)}` : ''}`
-  )
-  if (problems.length > 0) {
-    console.error(`\n${problems.length} problem(s):\n  ${problems.join('\n  ')}`)
-    return 1
+  await cm.stopAll()
+  if (p.prof) {
+    report.cpuProfile = path.join(OUT_DIR, `splice-${stamp}-baton.cpuprofile`)
+    console.log(`\nCPU profile (Baton): ${path.relative(process.cwd(), report.cpuProfile)}`)
   }
-  return 0
+  return writeReport(path.join(OUT_DIR, `splice-${stamp}${p.quick ? '-quick' : ''}.json`), report)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Entry: the same file is the parent and every child.
 
-const roleArg = process.argv.find((a) => a.startsWith('--role='))
-if (roleArg !== undefined) {
-  const args = {}
-  for (const a of process.argv.slice(2)) {
-    const m = /^--([^=]+)=(.*)$/s.exec(a)
-    if (m) args[m[1]] = m[2]
-  }
-  if (args.role === 'backend') await backendMain(args)
-  else if (args.role === 'baton') await batonMain(args)
-  else if (args.role === 'reference') await referenceMain(args)
-  else throw new Error(`unknown role ${args.role}`)
-} else {
-  process.on('exit', killAll)
-  for (const [sig, code] of [
-    ['SIGINT', 130],
-    ['SIGTERM', 143],
-    ['SIGHUP', 129],
-  ]) {
-    process.on(sig, () => {
-      console.error(`bench/splice: ${sig}, stopping children`)
-      stopping = true
-      killAll()
-      process.exit(code)
-    })
-  }
-  process.on('uncaughtException', (err) => fatal(err?.stack ?? String(err)))
-  process.on('unhandledRejection', (err) => fatal(err?.stack ?? String(err)))
-  const code = await main()
-  killAll()
-  process.exit(code)
-}
+await benchmarkEntry(SELF, TAG, main, { backend: backendMain, baton: batonMain, reference: referenceMain })

@@ -1,11 +1,14 @@
 /**
- * bench/lib/harness.mjs — pieces shared by the multi-process benchmarks (written for failover.mjs,
- * following the conventions of splice.mjs so either can move onto it):
+ * bench/lib/harness.mjs — pieces shared by the multi-process benchmarks (splice.mjs, failover.mjs,
+ * compare.mjs, profile.mjs):
  *
  * - flags: `--name value` / `--name=value`, durations like 5s / 500ms / 1m
  * - children: the benchmark file forks itself with `--role=<name>`; each child answers
  *   { id, type } RPC messages and exits when the IPC channel closes, so none can outlive the parent.
  *   The parent stops every child by pid: politely at the end, SIGKILL on error, SIGINT, SIGTERM.
+ * - runs: the order of the modes in each run (rotated, so drift hits every mode alike), medians and
+ *   spreads per mode, ratios of two modes per run (same run, adjacent in time) and their median.
+ * - load: a closed loop of requests and responses on N connections, with latency percentiles.
  * - statistics (median, nearest-rank percentiles, spread), a plain text table, machine and build info.
  * - other programs (peers such as nginx or HAProxy, load tools, Baton's CLI): free ports, waiting
  *   for a port (by connecting, or from /proc/net without connecting), a processManager that starts
@@ -218,6 +221,38 @@ export function childManager(self, tag) {
   return { spawn, rpc, stopAll, killAll, fatal, installHandlers, children }
 }
 
+/**
+ * The entry of a benchmark file that is both the parent and its children: in a child (`--role=x`)
+ * run `roles[x](args)`; in the parent, `main(cm)` with a childManager whose handlers are installed,
+ * then exit with its code, every child killed.
+ */
+export async function benchmarkEntry(self, tag, main, roles) {
+  const args = roleArgs()
+  if (args !== undefined) {
+    const role = roles[args.role]
+    if (role === undefined) throw new Error(`unknown role ${args.role}`)
+    return role(args)
+  }
+  const cm = childManager(self, tag)
+  cm.installHandlers()
+  const code = await main(cm)
+  cm.killAll()
+  process.exit(code)
+}
+
+/**
+ * Write a benchmark's JSON report to `file` and say where; print the problems, if any. Returns the
+ * exit status: 0 without problems, 1 with.
+ */
+export function writeReport(file, report, problems = report.problems) {
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n')
+  console.log(`\nJSON: ${path.relative(process.cwd(), file)}`)
+  if (problems.length === 0) return 0
+  console.error(`\n${problems.length} problem(s):\n  ${problems.join('\n  ')}`)
+  return 1
+}
+
 export function withTimeout(promise, ms, what) {
   let t
   return Promise.race([
@@ -226,6 +261,173 @@ export function withTimeout(promise, ms, what) {
       (_, reject) => (t = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms))
     ),
   ]).finally(() => clearTimeout(t))
+}
+
+/** A timer that ends the whole benchmark through `fatal` when it runs longer than `ms`. */
+export function watchdog(ms, fatal) {
+  setTimeout(() => fatal(`watchdog: the benchmark took longer than ${Math.round(ms / 1000)} s`), ms).unref()
+}
+
+/**
+ * Wait until a proxy child has no live session (its `counters` RPC answers { counters: { active } }),
+ * so runs do not overlap; resolves to that answer (also after `ms`, active or not).
+ */
+export async function untilIdle(cm, child, ms = 5000) {
+  const until = now() + ms
+  for (;;) {
+    const answer = await cm.rpc(child, 'counters')
+    if (answer.counters.active === 0 || now() > until) return answer
+    await sleep(20)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs: several modes measured in turn, in the same invocation
+
+/**
+ * The order of `modes` in run `i` (from 0): rotated by one every run (A B C, B C A, C A B, …; two
+ * modes alternate A B, B A), so that the machine's drift over time hits every mode alike.
+ */
+export function runOrder(modes, i) {
+  const k = i % modes.length
+  return [...modes.slice(k), ...modes.slice(0, k)]
+}
+
+/**
+ * `runs` ([{ run, mode, …figures }]): the ratio of `key` between modes `a` and `b` in each run (same
+ * run, adjacent in time, so the machine's drift mostly cancels) and the median of those ratios.
+ */
+export function pairedRatios(runs, a, b, key = (r) => r.value) {
+  const get = typeof key === 'function' ? key : (r) => r[key]
+  const perRun = []
+  for (const x of runs) {
+    if (x.mode !== a) continue
+    const y = runs.find((r) => r.run === x.run && r.mode === b)
+    const va = get(x)
+    const vb = y === undefined ? null : get(y)
+    if (Number.isFinite(va) && Number.isFinite(vb) && vb !== 0) perRun.push(va / vb)
+  }
+  return { perRun, median: median(perRun) }
+}
+
+/** A line for a machine busier than half its cores, or undefined. */
+export function busyNote(load = os.loadavg()[0], cpus = os.cpus().length) {
+  return load > cpus / 2
+    ? `note: the machine is busy (load average ${load.toFixed(1)} on ${cpus} cpus); expect noise.`
+    : undefined
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load
+
+/**
+ * A closed loop on `concurrency` connections to HOST:port: each sends a request, waits for the whole
+ * response, sends the next, from the moment all have connected until `ms` later; then each ends its
+ * connection (the proxy sees a normal end) and the run resolves once all have closed.
+ *
+ *   init(c, i)            optional: per-connection fields on c
+ *   request(c)            the bytes of c's next request
+ *   onData(c, chunk, fail) true once c's response is whole; fail(message) counts an error
+ *
+ * The first `warmupMs` are not counted. Resolves { rps, p50, p99 (µs), requests (counted), total
+ * (every response), errors, firstError }; a run that has not finished `ms` + 15 s later is cut
+ * short and counted as an error.
+ */
+export function closedLoop(port, { concurrency, ms, warmupMs = 0 }, { init, request, onData }) {
+  return new Promise((resolve) => {
+    const lat = new Samples()
+    const conns = []
+    let connected = 0
+    let count = 0
+    let total = 0
+    let errors = 0
+    let firstError
+    let open = concurrency
+    let stopped = 0
+    let tMeasure = Infinity
+    let tEnd = Infinity
+    const fail = (msg) => {
+      errors++
+      firstError ??= msg
+    }
+
+    const send = (c) => {
+      const req = request(c)
+      c.t0 = now()
+      c.s.write(req)
+    }
+    const stop = (c) => {
+      if (c.stopped) return
+      c.stopped = true
+      c.s.end()
+      if (++stopped === concurrency) finish()
+    }
+    const start = () => {
+      const t = now()
+      tMeasure = t + warmupMs
+      tEnd = t + ms
+      for (const c of conns) if (!c.stopped) send(c)
+    }
+    let done = false
+    const finish = () => {
+      if (done) return
+      done = true
+      clearTimeout(guard)
+      const secs = (tEnd - tMeasure) / 1000
+      const [p50, p99] = lat.percentiles([0.5, 0.99])
+      const closed = () =>
+        open === 0
+          ? resolve({ rps: count / secs, p50, p99, requests: count, total, errors, firstError })
+          : setTimeout(closed, 10)
+      setTimeout(() => {
+        for (const c of conns) c.s.destroy()
+      }, 3000).unref()
+      closed()
+    }
+    const guard = setTimeout(() => {
+      fail('run did not finish in time')
+      for (const c of conns) stop(c)
+      tEnd = Math.min(tEnd, now())
+      finish()
+    }, ms + 15_000)
+
+    for (let i = 0; i < concurrency; i++) {
+      const c = {
+        s: net.connect({ host: HOST, port, noDelay: true }),
+        t0: 0,
+        connected: false,
+        stopped: false,
+      }
+      init?.(c, i)
+      conns.push(c)
+      c.s.on('connect', () => {
+        c.connected = true
+        if (++connected === concurrency) start()
+      })
+      c.s.on('data', (chunk) => {
+        if (!onData(c, chunk, fail)) return
+        const t = now()
+        total++
+        if (t >= tMeasure && t <= tEnd) {
+          count++
+          lat.push((t - c.t0) * 1000)
+        }
+        if (t < tEnd) send(c)
+        else stop(c)
+      })
+      c.s.on('error', (err) => fail(err.code ?? err.message))
+      c.s.on('close', () => {
+        open--
+        if (c.stopped) return
+        fail('connection closed early')
+        stop(c)
+        if (!c.connected) {
+          c.connected = true // don't wait for it forever
+          if (++connected === concurrency) start()
+        }
+      })
+    }
+  })
 }
 
 // ---------------------------------------------------------------------------------------------
