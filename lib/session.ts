@@ -33,6 +33,7 @@ import { LazyHash } from './replay/lazy-hash.js'
 import type { SessionState, TableEntry, ConnectionTable } from './table.js'
 import { isLocalError } from './local.js'
 import { readChunks, redirectChunks, releaseReader } from './splice/reader.js'
+import { cancelCheck, checkBackend, type CheckWaiter } from './replay/crash-check.js'
 
 export const kSession = Symbol('baton.session')
 type SessionSocket = Socket & { [kSession]?: Session }
@@ -97,7 +98,7 @@ export interface HandoffInfo {
   ms: number
 }
 
-export class Session implements TableEntry, FramerSink {
+export class Session implements TableEntry, FramerSink, CheckWaiter {
   readonly id: number
   readonly listener: string
   readonly client: Socket
@@ -155,8 +156,8 @@ export class Session implements TableEntry, FramerSink {
   private expected: Buffer | undefined = undefined
   private verifying: LazyHash | undefined = undefined
   private waiting = false
-  /** A connect to the current backend checking whether its EOF was a crash (opaque only). */
-  private probe: Socket | undefined = undefined
+  /** The server connection whose close is being checked: crash or graceful? (opaque, blame) */
+  private checking: Socket | undefined = undefined
   private probeKind: ServerFailure = 'eof'
   /** How the session ends once the client socket closes, while `closing`. */
   private closingOutcome: Outcome = 'done'
@@ -665,7 +666,7 @@ export class Session implements TableEntry, FramerSink {
     if (!checked && this.gate === undefined && framer.requestOpen?.() === true && !framer.pinned) {
       // The client's request is incomplete: the server may have given up on a slow client (a
       // header or body timeout), which is the client's doing, or it may have died. Ask the
-      // backend before blaming anyone (see probed()).
+      // backend before blaming anyone (see checked()).
       return this.checkBackend(kind, err, true)
     }
     const view = this.view
@@ -885,7 +886,7 @@ export class Session implements TableEntry, FramerSink {
     // A framer that delimits responses knows whether anything was cut; a connection closed without
     // a word (at accept, or a pooled one already closing) is as good as a refused connect.
     const silent = server.bytesRead === 0 && this.recording
-    if (framer.delimited || silent || this.probe !== undefined) return this.onServerFailed(server, 'eof', eof)
+    if (framer.delimited || silent || this.checking !== undefined) return this.onServerFailed(server, 'eof', eof)
     this.checkBackend('eof', eof)
   }
 
@@ -894,29 +895,23 @@ export class Session implements TableEntry, FramerSink {
    * once, with the client paused: if it still accepts, the server closed on purpose and the FIN (or
    * reset) goes on to the client as a plain proxy would pass it; if it refuses, it died — requests
    * in flight are re-sent elsewhere, and between turns the client simply gets a new server
-   * connection for its next request. Costs one connect per server-side close, only with replay on.
+   * connection for its next request. Costs one connect per server-side close, only with replay on,
+   * shared by the closes of one backend that come within a few milliseconds (crash-check.ts).
    */
   private checkBackend(kind: ServerFailure, err: Error, blame = false): void {
-    const backend = this.backend!
     this.probeBlame = blame
     this.client.pause()
-    const probe = net.connect({ host: backend.host, port: backend.port })
-    ;(probe as SessionSocket)[kSession] = this
-    probe.setTimeout(Math.min(this.host.config.connectTimeout, 1000))
-    probe.once('connect', onProbeAlive)
-    probe.once('timeout', onProbeDead)
-    probe.once('error', onProbeDead)
-    this.probe = probe
+    this.checking = this.server
     this.probeKind = kind
     this.probeError = err
+    checkBackend(this.backend!, Math.min(this.host.config.connectTimeout, 1000), this)
   }
 
-  /** @internal The backend check's verdict. */
-  probed(probe: Socket, alive: boolean): void {
-    if (this.probe !== probe) return
-    this.probe = undefined
-    delete (probe as SessionSocket)[kSession]
-    probe.destroy()
+  /** CheckWaiter: the backend check's verdict (replay/crash-check.ts). */
+  checked(alive: boolean): void {
+    const checking = this.checking
+    this.checking = undefined
+    if (checking === undefined || checking !== this.server) return
     const server = this.server
     if (this.state !== 'open' || server === undefined) return
     this.client.resume()
@@ -986,10 +981,9 @@ export class Session implements TableEntry, FramerSink {
     clearTimeout(this.connectTimer)
     clearTimeout(this.responseTimer)
     this.connectTimer = undefined
-    if (this.probe !== undefined) {
-      delete (this.probe as SessionSocket)[kSession]
-      this.probe.destroy()
-      this.probe = undefined
+    if (this.checking !== undefined) {
+      this.checking = undefined
+      if (this.backend !== undefined) cancelCheck(this.backend, this)
     }
     this.held = []
     this.replay?.reset(0)
@@ -1146,13 +1140,6 @@ function onConnectTimeout(s: Session): void {
   )
 }
 
-function onProbeAlive(this: SessionSocket): void {
-  this[kSession]?.probed(this, true)
-}
-
-function onProbeDead(this: SessionSocket): void {
-  this[kSession]?.probed(this, false)
-}
 
 function onResponseTimeout(s: Session): void {
   s.responseTimedOut()
