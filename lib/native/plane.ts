@@ -451,7 +451,7 @@ export function probeNativePlane(
     return {
       plane: undefined,
       reason: missing
-        ? `the addon is not built (${path.relative(ROOT, file) || file} missing; npm run build:native)`
+        ? `the addon is not built (${file.startsWith(ROOT + path.sep) ? path.relative(ROOT, file) : file} missing; npm run build:native)`
         : `the addon failed to load: ${e.message.split('\n')[0]}`,
     }
   }
