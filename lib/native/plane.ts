@@ -240,18 +240,25 @@ class Plane implements NativePlane {
     const clientFd = descriptorOf(client, 'client')
     const serverFd = descriptorOf(server, 'server')
     let head = options.head
+    let buffered: Buffer | null = null
     if (typeof client !== 'number' && client.readableLength > 0) {
       // Read by Node and not yet consumed: it goes first, like an accept stage's peek.
-      const buffered = client.read() as Buffer | null
+      buffered = client.read() as Buffer | null
       if (buffered !== null) head = head === undefined ? buffered : Buffer.concat([head, buffered])
     }
-    const id = this.binding.attach(
-      clientFd,
-      serverFd,
-      replayBytes,
-      options.holdServerEof === true ? F_HOLD_SERVER_EOF : 0,
-      head
-    )
+    let id: number
+    try {
+      id = this.binding.attach(
+        clientFd,
+        serverFd,
+        replayBytes,
+        options.holdServerEof === true ? F_HOLD_SERVER_EOF : 0,
+        head
+      )
+    } catch (err) {
+      if (buffered !== null && typeof client !== 'number') client.unshift(buffered) // left as it was
+      throw err
+    }
     this.listeners.set(id, onEvent)
     if (typeof client !== 'number') client.destroy()
     if (typeof server !== 'number') server.destroy()

@@ -4,7 +4,9 @@
  * FIN), resets on either side, bytes Node read before the hand-off, idle sessions holding no pipe.
  * Skipped, with the reason, when the addon is not built.
  */
+import net from 'node:net'
 import t from 'tap'
+import type { PlaneHandle } from '../../lib/native/plane.js'
 import { Client, connectClient, pattern } from '../helpers/clients.js'
 import {
   echoServer,
@@ -357,4 +359,31 @@ t.test('close() from inside an event listener', { skip }, async (t) => {
   await until(() => echo.connections === 0, 'the backend connection closed too')
   t.same(session.types(), ['client-eof'], 'no event after close()')
   await until(() => plane.stats(session.handle) === undefined, 'the session freed')
+})
+
+t.test('bytes Node buffered on the client socket go first too', { skip }, async (t) => {
+  const echo = await echoServer()
+  t.teardown(() => echo.close())
+  const plane = thePlane()
+  // A front that lets Node read the first bytes (an accept stage's peek) and leaves them buffered.
+  const attached: PlaneHandle[] = []
+  const front = net.createServer((a) => {
+    a.once('readable', () => {
+      t.ok(a.readableLength > 0, 'bytes sit in the socket, read and not consumed')
+      const b = net.connect({ host: '127.0.0.1', port: echo.port }, () => {
+        attached.push(plane.attach(a, b, () => {}))
+      })
+    })
+  })
+  await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const h of attached) plane.close(h)
+    front.close()
+  })
+  const client = await connectClient((front.address() as net.AddressInfo).port)
+  t.teardown(() => client.destroy())
+  const reply = client.read(11)
+  client.socket.write('first bytes')
+  t.equal((await reply).toString(), 'first bytes', 'the buffered bytes reached the server, once')
+  t.equal(plane.stats(attached[0]!)?.bytesFromClient, 11)
 })
