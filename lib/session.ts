@@ -120,7 +120,7 @@ export class Session implements TableEntry, FramerSink, CheckWaiter {
 
   private readonly host: SessionHost
   /** Client bytes not (yet) in the replay buffer that arrived while no server was attached. */
-  private held: Buffer[] = []
+  private held: Buffer[] | undefined = undefined
   private heldBytes = 0
   private clientEnded = false
   private clientClosed = false
@@ -266,7 +266,7 @@ export class Session implements TableEntry, FramerSink, CheckWaiter {
 
   /** Client bytes while no server is attached: hold them, stop reading once a cap is reached. */
   hold(chunk: Buffer): void {
-    this.held.push(chunk)
+    ;(this.held ??= []).push(chunk)
     this.heldBytes += chunk.length
     if (this.heldBytes >= this.host.config.maxPendingBytes) this.client.pause()
   }
@@ -577,7 +577,7 @@ export class Session implements TableEntry, FramerSink, CheckWaiter {
       this.swallow = prologue.requests.length
       server.uncork()
     }
-    if (replayBytes > 0 || this.held.length > 0) {
+    if (replayBytes > 0 || this.held !== undefined) {
       server.cork()
       if (replayBytes > 0) {
         const upTo = this.gate !== undefined ? this.gateStart : undefined
@@ -593,9 +593,9 @@ export class Session implements TableEntry, FramerSink, CheckWaiter {
         this.recording = false
         this.replay!.reset(this.clientOffset)
       }
-      for (const chunk of this.held) flowing = server.write(chunk)
+      if (this.held !== undefined) for (const chunk of this.held) flowing = server.write(chunk)
       server.uncork()
-      this.held = []
+      this.held = undefined
       this.heldBytes = 0
     }
     const h = this.handoff
@@ -985,7 +985,7 @@ export class Session implements TableEntry, FramerSink, CheckWaiter {
       this.checking = undefined
       if (this.backend !== undefined) cancelCheck(this.backend, this)
     }
-    this.held = []
+    this.held = undefined
     this.replay?.reset(0)
     releaseReader(this.client)
     if (this.server !== undefined) releaseReader(this.server)

@@ -12,6 +12,9 @@
  */
 import type { Socket } from 'node:net'
 
+/** The shared empty array of a buffer that holds nothing (never pushed to). */
+const NO_CHUNKS: Buffer[] = []
+
 /** Replay bytes held across every session of the process. */
 export class ReplayBudget {
   total = 0
@@ -22,7 +25,8 @@ export class ReplayBudget {
 }
 
 export class ReplayBuffer {
-  private chunks: Buffer[] = []
+  /** Allocated at the first push: an idle session's buffer holds no array (issue 11, idle memory). */
+  private chunks: Buffer[] = NO_CHUNKS
   private head = 0
   private headOffset = 0
   /** Absolute client offset of the first byte held. */
@@ -40,6 +44,7 @@ export class ReplayBuffer {
   }
 
   push(chunk: Buffer): void {
+    if (this.chunks === NO_CHUNKS) this.chunks = []
     this.chunks.push(chunk)
     this.end += chunk.length
     this.budget.total += chunk.length
@@ -64,7 +69,7 @@ export class ReplayBuffer {
       }
     }
     if (this.head === chunks.length) {
-      chunks.length = 0
+      this.chunks = NO_CHUNKS // everything answered: an idle session keeps no array
       this.head = 0
     } else if (this.head >= 64 && this.head * 2 >= chunks.length) {
       chunks.splice(0, this.head)
@@ -75,7 +80,7 @@ export class ReplayBuffer {
   /** Drop everything and carry on counting from absolute offset `at`. */
   reset(at: number): void {
     this.budget.total -= this.end - this.start
-    this.chunks = []
+    this.chunks = NO_CHUNKS
     this.head = 0
     this.headOffset = 0
     this.start = at

@@ -13,7 +13,7 @@ export const KEEP_BYTES = 64 * 1024
 export class LazyHash {
   /** Bytes seen since the last reset. */
   bytes = 0
-  private readonly parts: Buffer[] = []
+  private parts: Buffer[] | undefined = undefined
   private hash: Hash | undefined = undefined
 
   update(buf: Buffer): void {
@@ -22,7 +22,7 @@ export class LazyHash {
       this.hash.update(buf)
       return
     }
-    this.parts.push(buf)
+    ;(this.parts ??= []).push(buf)
     if (this.bytes > KEEP_BYTES) this.fold()
   }
 
@@ -34,12 +34,13 @@ export class LazyHash {
 
   reset(): void {
     this.bytes = 0
-    if (this.parts.length > 0) this.parts.length = 0
+    if (this.parts !== undefined && this.parts.length > 0) this.parts.length = 0
     this.hash = undefined
   }
 
   private fold(): void {
     this.hash ??= createHash('sha1')
+    if (this.parts === undefined) return
     for (const p of this.parts) this.hash.update(p)
     this.parts.length = 0
   }
