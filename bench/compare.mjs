@@ -7,12 +7,16 @@
  *                                           [--only bulk,http,redis,conn,idle,failover-http,failover-redis,handoff]
  *                                           [--dist DIR] [--quick]
  *
- * Balancers (columns): direct (the client straight to one backend), Baton (dist/cli.js, one process,
- * default protocol `opaque`), Baton `--protocol http1` (HTTP scenarios) and `--protocol resp` (Redis
- * scenarios), Baton `--workers 2` (when dist/cli.js --help lists it), HAProxy (`mode tcp`,
- * `balance roundrobin`, its default threads), nginx `stream` (one process). All round-robin over
- * the same backends, with the same health checks where there are three backends: Baton
- * `--health-check tcp --check-interval 500ms`, HAProxy `check inter 500ms`, nginx's passive marking.
+ * Balancers (columns): direct (the client straight to one backend), the minimal Node proxy
+ * (bench/lib/node-proxy.mjs: data / pause / drain, half-close, round-robin, nothing else; the floor
+ * for any proxy in Node, in the bulk, HTTP, Redis, connection-rate and idle scenarios), Baton
+ * (dist/cli.js, one process, default protocol `opaque`), Baton `--protocol http1` (HTTP scenarios)
+ * and `--protocol resp` (Redis scenarios), Baton `--workers 2` (when dist/cli.js --help lists it),
+ * HAProxy (`mode tcp`, `balance roundrobin`, its default threads), HAProxy with `option
+ * splice-request` and `option splice-response` (kernel-to-kernel splice(2); bulk, HTTP, Redis and
+ * connection rate), nginx `stream` (one process). All round-robin over the same backends, with the
+ * same health checks where there are three backends: Baton `--health-check tcp --check-interval
+ * 500ms`, HAProxy `check inter 500ms`, nginx's passive marking; the Node proxy checks nothing.
  *
  * Scenarios:
  *   bulk            iperf3 -c, one stream, for --duration: Gbit/s (one iperf3 -s behind each balancer)
@@ -34,7 +38,8 @@
  *
  * Every balancer is measured alone (load client and backends aside, nothing else of ours runs); the
  * order of the balancers is reversed every other run. Figures are medians over --runs runs; ratios
- * are the median over runs of the per-run ratio to HAProxy, to nginx and to direct (same run).
+ * are the median over runs of the per-run ratio to HAProxy, to nginx, to the Node proxy and to direct
+ * (same run).
  *
  * --render FILE: measure nothing; write FILE's .md and .svg again from the JSON (after a change of
  * the report's layout).
@@ -45,7 +50,8 @@
  * skipped with a note (bench/setup.sh installs them all).
  *
  * Output: tables on stdout; bench/results/compare.json (machine, versions, every command and run),
- * compare.md (tables ready for README / RESULTS.md) and compare.svg (chart, HAProxy = 1.0); quick
+ * compare.md (tables ready for README / RESULTS.md) and compare.svg (chart, HAProxy = 1.0, the Node
+ * proxy among the bars so that every reader sees the floor); quick
  * mode writes compare-quick.* instead so that it never replaces a real run's results.
  *
  * Every process started is stopped by pid (with its descendants) at the end, also on error, SIGINT
@@ -110,6 +116,12 @@ const TAG = 'bench/compare'
 /** Columns. `only`: the scenarios a variant is measured in. */
 const BALANCERS = [
   { key: 'direct', label: 'direct', kind: 'direct' },
+  {
+    key: 'node',
+    label: 'minimal Node proxy',
+    kind: 'node',
+    only: ['bulk', 'http', 'redis', 'conn', 'idle'],
+  },
   { key: 'baton', label: 'Baton', kind: 'baton' },
   {
     key: 'baton-http1',
@@ -127,8 +139,17 @@ const BALANCERS = [
   },
   { key: 'baton-w2', label: 'Baton --workers 2', kind: 'baton', workers: 2 },
   { key: 'haproxy', label: 'HAProxy', kind: 'haproxy' },
+  {
+    key: 'haproxy-splice',
+    label: 'HAProxy splice',
+    kind: 'haproxy',
+    splice: true,
+    only: ['bulk', 'http', 'redis', 'conn'],
+  },
   { key: 'nginx', label: 'nginx stream', kind: 'nginx' },
 ]
+/** Ratios are given to these columns (same run). */
+const REFERENCES = ['haproxy', 'nginx', 'node', 'direct']
 
 /** Metric: key, label, unit, digits shown, which way is better. */
 const M = (key, label, unit, digits, better = 'higher') => ({ key, label, unit, digits, better })
@@ -630,13 +651,13 @@ function summarize(sc, byBalancer) {
   const out = {}
   const val = (key, m, r) => byBalancer[key]?.runs[r]?.metrics?.[m] ?? null
   for (const [key, x] of Object.entries(byBalancer)) {
-    const s = { median: {}, spread: {}, vs: { haproxy: {}, nginx: {}, direct: {} } }
+    const s = { median: {}, spread: {}, vs: Object.fromEntries(REFERENCES.map((ref) => [ref, {}])) }
     for (const m of sc.metrics) {
       const xs = x.runs.map((r) => r.metrics?.[m.key] ?? null)
       s.median[m.key] = median(xs)
       s.spread[m.key] = spread(xs)
       if (sc.key.startsWith('failover')) continue
-      for (const ref of ['haproxy', 'nginx', 'direct']) {
+      for (const ref of REFERENCES) {
         if (byBalancer[ref] === undefined) continue
         const ratios = x.runs.map((_, r) => {
           const a = val(key, m.key, r)
@@ -664,7 +685,7 @@ const fmtRatio = (v) => (v === null || v === undefined || !Number.isFinite(v) ? 
 
 /** The scenario's table for stdout: one row per balancer and metric. */
 function scenarioTable(sc, res) {
-  const rows = [['balancer', 'metric', 'median', 'spread', '/HAProxy', '/nginx', '/direct']]
+  const rows = [['balancer', 'metric', 'median', 'spread', '/HAProxy', '/nginx', '/node', '/direct']]
   for (const b of BALANCERS) {
     const x = res.summary[b.key]
     if (x === undefined) continue
@@ -676,6 +697,7 @@ function scenarioTable(sc, res) {
         x.spread[m.key],
         fmtRatio(x.vs.haproxy[m.key]),
         fmtRatio(x.vs.nginx[m.key]),
+        fmtRatio(x.vs.node?.[m.key]),
         fmtRatio(x.vs.direct[m.key]),
       ])
   }
@@ -733,13 +755,19 @@ function markdown(report) {
   }
   L.push('')
   L.push(
-    '↓: lower is better. Baton http1 / resp: `--protocol http1` / `--protocol resp` instead of the default `opaque`.'
+    '↓: lower is better. Baton http1 / resp: `--protocol http1` / `--protocol resp` instead of the default `opaque`. ' +
+      'minimal Node proxy: `bench/lib/node-proxy.mjs`, data / pause / drain and half-close, round-robin, no checks: ' +
+      'the floor for any proxy written in Node. HAProxy splice: `option splice-request` and `option splice-response`.'
   )
 
   // Every figure against HAProxy, nginx and direct
-  L.push('', '### Every figure, with its ratio to HAProxy, nginx stream and a direct connection', '')
-  L.push('| scenario | balancer | metric | median | spread | / HAProxy | / nginx | / direct |')
-  L.push('|---|---|---|---:|---:|---:|---:|---:|')
+  L.push(
+    '',
+    '### Every figure, with its ratio to HAProxy, nginx stream, the minimal Node proxy and a direct connection',
+    ''
+  )
+  L.push('| scenario | balancer | metric | median | spread | / HAProxy | / nginx | / Node proxy | / direct |')
+  L.push('|---|---|---|---:|---:|---:|---:|---:|---:|')
   for (const sc of SCENARIOS) {
     const r = results[sc.key]
     if (r === undefined || sc.key.startsWith('failover')) continue
@@ -749,7 +777,7 @@ function markdown(report) {
       if (x === undefined) continue
       for (const m of sc.metrics) {
         L.push(
-          `| ${first ? sc.title : ''} | ${b.label} | ${m.label}${m.better === 'lower' ? ' ↓' : ''} | ${fmt(x.median[m.key], m.digits)} | ${x.spread[m.key]} | ${fmtRatio(x.vs.haproxy[m.key])} | ${fmtRatio(x.vs.nginx[m.key])} | ${fmtRatio(x.vs.direct[m.key])} |`
+          `| ${first ? sc.title : ''} | ${b.label} | ${m.label}${m.better === 'lower' ? ' ↓' : ''} | ${fmt(x.median[m.key], m.digits)} | ${x.spread[m.key]} | ${fmtRatio(x.vs.haproxy[m.key])} | ${fmtRatio(x.vs.nginx[m.key])} | ${fmtRatio(x.vs.node?.[m.key])} | ${fmtRatio(x.vs.direct[m.key])} |`
         )
         first = false
       }
@@ -835,23 +863,27 @@ function chart(report) {
       label: h,
       note: m.better === 'lower' ? '(lower is better)' : '(higher is better)',
       values: {
+        node: v('node'),
         baton: v('baton'),
         'baton-framer': v(sk === 'http' ? 'baton-http1' : sk === 'redis' ? 'baton-resp' : 'none'),
         'baton-w2': v('baton-w2'),
         haproxy: r.summary.haproxy ? 1 : null,
+        'haproxy-splice': v('haproxy-splice'),
         nginx: v('nginx'),
       },
     })
   }
   const series = [
+    { key: 'node', label: 'minimal Node proxy (floor)', color: '#f59e0b' },
     { key: 'baton', label: 'Baton (opaque)', color: '#2563eb' },
     { key: 'baton-framer', label: 'Baton http1 / resp', color: '#93c5fd' },
     { key: 'baton-w2', label: 'Baton --workers 2', color: '#1e3a8a' },
     { key: 'haproxy', label: 'HAProxy', color: '#9ca3af' },
+    { key: 'haproxy-splice', label: 'HAProxy splice', color: '#4b5563' },
     { key: 'nginx', label: 'nginx stream', color: '#16a34a' },
   ].filter((s) => groups.some((g) => Number.isFinite(g.values[s.key])))
   return renderGroupedBars({
-    title: 'Baton vs HAProxy and nginx stream, relative to HAProxy',
+    title: 'Baton vs HAProxy, nginx stream and the minimal Node proxy, relative to HAProxy',
     subtitle:
       `${report.date.slice(0, 10)} · ${report.machine.nproc}-core ${report.machine.cpuModel} · median of ${report.params.runs} run(s)` +
       `${report.params.quick ? ' · QUICK MODE, not a measurement' : ''} · 127.0.0.1, shared machine`,
@@ -1106,6 +1138,7 @@ async function main() {
                   checks: sc.checks === true,
                   protocol: b.protocol,
                   workers: b.workers,
+                  splice: b.splice === true,
                   admin: sc.admin === true && b.kind === 'baton',
                 })
           entry.command = lb.child?.command
@@ -1130,11 +1163,11 @@ async function main() {
                 ? [`Baton failovers ${entry.metrics.baton.failovers}`]
                 : []
             )
-          console.log(`  run ${run + 1}/${p.runs}  ${b.label.padEnd(18)} ${shown.join('  ')}`)
+          console.log(`  run ${run + 1}/${p.runs}  ${b.label.padEnd(20)} ${shown.join('  ')}`)
         } catch (err) {
           entry.error = String(err?.message ?? err)
           failures.push(`${sc.key} / ${b.label} / run ${run + 1}: ${entry.error}`)
-          console.log(`  run ${run + 1}/${p.runs}  ${b.label.padEnd(18)} FAILED: ${entry.error}`)
+          console.log(`  run ${run + 1}/${p.runs}  ${b.label.padEnd(20)} FAILED: ${entry.error}`)
           await setup.recover?.().catch(noop)
         } finally {
           if (lb?.child) await pm.stop(lb.child)

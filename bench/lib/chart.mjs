@@ -15,9 +15,23 @@ const esc = (s) =>
 const fmt = (v) => (v >= 10 ? v.toFixed(0) : v.toFixed(2))
 
 export function renderGroupedBars({ title, subtitle, series, groups, referenceLabel = 'reference = 1.0' }) {
-  const W = 1100
-  const H = 640
-  const margin = { top: 96, right: 24, bottom: 92, left: 64 }
+  // Wide enough that every bar is at least 21 px (its value label fits above it), 1100 px at least.
+  const W = Math.max(1100, 88 + groups.length * (series.length * 26 + 16))
+  // Legend entries, wrapped onto as many lines as the width needs, the reference line's entry last.
+  const legend = []
+  let lx = 64
+  let line = 0
+  for (const s of [...series, { label: referenceLabel, reference: true }]) {
+    const w = (s.reference ? 30 : 19) + s.label.length * 7
+    if (lx + w > W - 24 && lx > 64) {
+      lx = 64
+      line++
+    }
+    legend.push({ ...s, x: lx, y: 62 + line * 20 })
+    lx += w + 11
+  }
+  const H = 640 + line * 20
+  const margin = { top: 96 + line * 20, right: 24, bottom: 92, left: 64 }
   const plotW = W - margin.left - margin.right
   const plotH = H - margin.top - margin.bottom
   const all = groups.flatMap((g) => Object.values(g.values)).filter((v) => Number.isFinite(v))
@@ -42,17 +56,17 @@ export function renderGroupedBars({ title, subtitle, series, groups, referenceLa
   )
   if (subtitle) out.push(`<text x="${margin.left}" y="48" fill="#555">${esc(subtitle)}</text>`)
 
-  // Legend, the reference line's entry last
-  let lx = margin.left
-  for (const s of series) {
-    out.push(`<rect x="${lx}" y="62" width="14" height="14" fill="${s.color}"/>`)
-    out.push(`<text x="${lx + 19}" y="74" fill="#222">${esc(s.label)}</text>`)
-    lx += 30 + s.label.length * 7
+  for (const e of legend) {
+    if (e.reference) {
+      out.push(
+        `<line x1="${e.x}" y1="${e.y + 7}" x2="${e.x + 24}" y2="${e.y + 7}" stroke="#b91c1c" stroke-width="1.5" stroke-dasharray="6 4"/>`
+      )
+      out.push(`<text x="${e.x + 30}" y="${e.y + 12}" fill="#b91c1c">${esc(e.label)}</text>`)
+    } else {
+      out.push(`<rect x="${e.x}" y="${e.y}" width="14" height="14" fill="${e.color}"/>`)
+      out.push(`<text x="${e.x + 19}" y="${e.y + 12}" fill="#222">${esc(e.label)}</text>`)
+    }
   }
-  out.push(
-    `<line x1="${lx}" y1="69" x2="${lx + 24}" y2="69" stroke="#b91c1c" stroke-width="1.5" stroke-dasharray="6 4"/>`
-  )
-  out.push(`<text x="${lx + 30}" y="74" fill="#b91c1c">${esc(referenceLabel)}</text>`)
 
   // Grid and axis
   for (let t = 0; t <= top + 1e-9; t += 0.5) {

@@ -3,7 +3,8 @@
  * versions, their configurations, how to start them, and how to read the load tools' output.
  *
  *   backends      nginx (HTTP, 1 KiB file), redis-server, iperf3 -s
- *   balancers     Baton (dist/cli.js), HAProxy `mode tcp`, nginx `stream`
+ *   balancers     Baton (dist/cli.js), HAProxy `mode tcp` (also with splice(2)), nginx `stream`, and
+ *                 the minimal Node proxy (bench/lib/node-proxy.mjs), the floor for any Node proxy
  *   load tools    wrk, redis-benchmark, iperf3 -c
  *
  * Every process listens on and connects to 127.0.0.1 only; each is started through a
@@ -13,6 +14,7 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { HOST, freePort, waitListening, waitPort } from './harness.mjs'
+import { NODE_PROXY_FILE } from './node-proxy.mjs'
 
 export const NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so'
 /** File descriptors each balancer gets when the limit can be raised (10,000 idle sessions need 20,000 and some). */
@@ -161,23 +163,31 @@ export async function startIperf3(pm, bins, port) {
 // Balancers
 
 /**
- * HAProxy `mode tcp`, round-robin; with `checks`, TCP health checks every 500 ms. Threads: HAProxy's
- * default (one per CPU).
+ * HAProxy `mode tcp`, round-robin; with `checks`, TCP health checks every 500 ms; with `splice`,
+ * `option splice-request` and `option splice-response`: bytes move kernel to kernel through a pipe
+ * with splice(2), never copied to user space. Threads: HAProxy's default (one per CPU).
  */
-export function haproxyConfig({ port, backends, checks, nofile }) {
+export function haproxyConfig({ port, backends, checks, nofile, splice = false }) {
   const check = checks ? ' check inter 500ms' : ''
+  // Each splicing connection also holds a pipe (two descriptors), and HAProxy refuses to start when
+  // maxconn and maxpipes (by default maxconn / 4) do not fit its descriptor limit: with splice, a
+  // fixed pool of 1024 pipes (far more than the benchmarks' 50 busy connections) and a maxconn
+  // that leaves room for them.
+  const maxconn = splice ? Math.floor((nofile - 200 - 2 * 1024) / 2) : maxConnFor(nofile)
+  const spliceGlobal = splice ? '  maxpipes 1024\n' : ''
+  const spliceOptions = splice ? '  option splice-request\n  option splice-response\n' : ''
   return `global
-  maxconn ${maxConnFor(nofile)}
-
+  maxconn ${maxconn}
+${spliceGlobal}
 defaults
   mode tcp
-  maxconn ${maxConnFor(nofile)}
+  maxconn ${maxconn}
   timeout connect 5s
   timeout client 10m
   timeout server 10m
   retries 3
   option redispatch
-
+${spliceOptions}
 frontend fe
   bind ${HOST}:${port}
   default_backend be
@@ -231,14 +241,14 @@ function startWithNofile(pm, ctx, name, cmd, argv, opts) {
 }
 
 /**
- * Start one balancer (`kind`: baton | haproxy | nginx) in front of `backends` (ports); resolves
- * { port, child, admin } once it accepts.
+ * Start one balancer (`kind`: baton | haproxy | nginx | node) in front of `backends` (ports);
+ * resolves { port, child, admin } once it accepts. `splice`: HAProxy with splice(2) (haproxyConfig).
  */
 export async function startBalancer(
   pm,
   ctx,
   kind,
-  { backends, checks = false, protocol, workers, admin = false }
+  { backends, checks = false, protocol, workers, admin = false, splice = false }
 ) {
   const port = await freePort()
   let child
@@ -249,9 +259,9 @@ export async function startBalancer(
     child = startWithNofile(pm, ctx, `baton-${port}`, process.execPath, [ctx.cli, ...args], { cwd: ctx.root })
   } else if (kind === 'haproxy') {
     const conf = path.join(ctx.dir, `haproxy-${port}.cfg`)
-    const text = haproxyConfig({ port, backends, checks, nofile: ctx.nofile })
+    const text = haproxyConfig({ port, backends, checks, nofile: ctx.nofile, splice })
     fs.writeFileSync(conf, text)
-    ctx.configs[`haproxy${checks ? ', with checks' : ''}`] ??= text
+    ctx.configs[`haproxy${splice ? ' splice' : ''}${checks ? ', with checks' : ''}`] ??= text
     child = startWithNofile(pm, ctx, `haproxy-${port}`, ctx.bins.haproxy, ['-db', '-f', conf])
   } else if (kind === 'nginx') {
     const conf = path.join(ctx.dir, `nginx-stream-${port}.conf`)
@@ -266,6 +276,14 @@ export async function startBalancer(
       '-c',
       conf,
     ])
+  } else if (kind === 'node') {
+    const argv = [
+      NODE_PROXY_FILE,
+      '--listen',
+      `${HOST}:${port}`,
+      ...backends.flatMap((b) => ['--backend', `${HOST}:${b}`]),
+    ]
+    child = startWithNofile(pm, ctx, `node-proxy-${port}`, process.execPath, argv)
   } else throw new Error(`unknown balancer kind ${kind}`)
   // Not a probe connection: through a balancer it would reach a backend (iperf3 takes one for a test).
   await waitListening(port, 15_000, child)
