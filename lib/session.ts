@@ -34,6 +34,7 @@ import type { SessionState, TableEntry, ConnectionTable } from './table.js'
 import { isLocalError } from './local.js'
 import { readChunks, redirectChunks, releaseReader } from './splice/reader.js'
 import { cancelCheck, checkBackend, type CheckWaiter } from './replay/crash-check.js'
+import { whyNotReplay } from './replay/policy.js'
 
 export const kSession = Symbol('baton.session')
 type SessionSocket = Socket & { [kSession]?: Session }
@@ -704,19 +705,15 @@ export class Session implements TableEntry, FramerSink, CheckWaiter {
       return
     }
     this.host.serverFailed(this, backend, kind, err)
-    const mode = this.host.config.replay.mode
-    const why =
-      mode === 'none'
-        ? 'replay is off'
-        : !this.recording
-          ? 'the unanswered requests passed replay.maxBytes'
-          : mode === 'safe' && !framer.pendingSafe()
-            ? 'an unanswered request is not safe to re-send'
-            : partial && !framer.delimited
-              ? 'part of the response was already forwarded'
-              : this.headAttempts + 1 >= this.host.config.replay.maxAttempts
-                ? 'replay.maxAttempts reached'
-                : undefined
+    const why = whyNotReplay({
+      mode: this.host.config.replay.mode,
+      recording: this.recording,
+      pendingSafe: framer.pendingSafe(),
+      partial,
+      delimited: framer.delimited,
+      attempts: this.headAttempts,
+      maxAttempts: this.host.config.replay.maxAttempts,
+    })
     if (why !== undefined) {
       this.host.unrecoverable(this, why)
       return this.destroy('unrecoverable', err)
