@@ -4,11 +4,10 @@
  * them apart: accepted, it is alive and closed on purpose; refused, it died.
  *
  * One check per backend at a time, shared: a session whose server closed asks; if a check of that
- * backend started less than `JOIN_MS` ago is still in flight, the session waits for its verdict
- * instead of opening its own connection. Under connection churn (every server closing after its
- * reply) that turns one probe connect per session into one per `JOIN_MS` per backend. The verdict
- * of a check is never cached past the check itself: only checks that started at most `JOIN_MS`
- * before a close are taken for it. The one case that then behaves as a plain proxy: a backend that
+ * backend started less than `JOIN_MS` ago, the session takes its verdict (waiting for it while it is
+ * in flight) instead of opening its own connection. Under connection churn (every server closing
+ * after its reply) that turns one probe connect per session into at most one per `JOIN_MS` per
+ * backend. Only checks that started at most `JOIN_MS` before a close are taken for it. The one case that then behaves as a plain proxy: a backend that
  * dies within `JOIN_MS` after a shared check started (the check still reaches its listener and says
  * alive) — the FIN between turns goes on to the client.
  */
@@ -39,6 +38,16 @@ interface Check {
 type CheckSocket = Socket & { [kCheck]?: Check }
 
 const inflight = new Map<Target, Check>()
+/** The last settled check of each backend: when it started and what it said. */
+const settled = new Map<Target, { startedAt: number; alive: boolean }>()
+/** Waiters answered from a settled check, with the verdict, pairwise; called in a microtask. */
+let answered: (CheckWaiter | boolean)[] = []
+
+function answerJoined(): void {
+  const list = answered
+  answered = []
+  for (let i = 0; i < list.length; i += 2) (list[i] as CheckWaiter).checked(list[i + 1] as boolean)
+}
 
 /** Ask whether `target` is alive; `waiter.checked()` is called once, later (never synchronously). */
 export function checkBackend(target: Target, timeoutMs: number, waiter: CheckWaiter): void {
@@ -46,6 +55,13 @@ export function checkBackend(target: Target, timeoutMs: number, waiter: CheckWai
   const current = inflight.get(target)
   if (current !== undefined && now - current.startedAt <= JOIN_MS) {
     current.waiters.push(waiter)
+    return
+  }
+  const last = settled.get(target)
+  if (last !== undefined && now - last.startedAt <= JOIN_MS) {
+    // The same check, already answered: as if this close had joined it while in flight.
+    answered.push(waiter, last.alive)
+    if (answered.length === 2) queueMicrotask(answerJoined)
     return
   }
   const socket = net.connect({ host: target.host, port: target.port }) as CheckSocket
@@ -60,6 +76,8 @@ export function checkBackend(target: Target, timeoutMs: number, waiter: CheckWai
 
 /** The waiter no longer wants the verdict (its session ended). */
 export function cancelCheck(target: Target, waiter: CheckWaiter): void {
+  const j = answered.indexOf(waiter)
+  if (j >= 0) answered.splice(j, 2)
   const check = inflight.get(target)
   if (check === undefined) return
   const i = check.waiters.indexOf(waiter)
@@ -72,6 +90,7 @@ function settle(socket: CheckSocket, alive: boolean): void {
   socket[kCheck] = undefined
   socket.destroy()
   if (inflight.get(check.target) === check) inflight.delete(check.target)
+  settled.set(check.target, { startedAt: check.startedAt, alive })
   for (const w of check.waiters) w.checked(alive)
 }
 

@@ -27,8 +27,10 @@ t.test('twenty closes at once share one probe connect', async (t) => {
   const verdicts = await within(w.verdicts, 'verdicts')
   t.same(verdicts, Array(20).fill(true), 'every waiter hears alive')
   await until(() => backend.accepted >= 1, 'the probe accepted')
-  // A second probe, had there been one, would have been accepted before a later one: a ping (the
-  // first check has settled, so it starts its own).
+  // A second probe, had there been one, would have been accepted before a later one: a ping, once
+  // the first check is older than JOIN_MS (bounded busy wait), starts its own.
+  const t0 = performance.now()
+  while (performance.now() - t0 < JOIN_MS + 2);
   const ping = waiters(1)
   checkBackend(backend, 1000, ping.list[0]!)
   await within(ping.verdicts, 'ping')
@@ -62,4 +64,27 @@ t.test('a refused backend is dead for every waiter; a cancelled waiter hears not
   cancelCheck(refused, cancelled)
   t.same(await within(w.verdicts, 'verdicts'), [false, false, false], 'dead')
   t.notOk(cancelledHeard, 'the cancelled waiter was not called')
+})
+
+t.test('a close soon after a settled check takes its verdict, asynchronously', async (t) => {
+  const backend = await echoServer('b')
+  t.teardown(() => backend.close())
+  const started = performance.now()
+  const first = waiters(1)
+  checkBackend(backend, 1000, first.list[0]!)
+  await within(first.verdicts, 'first verdict')
+  let sync = true
+  const second = waiters(1)
+  checkBackend(backend, 1000, second.list[0]!)
+  const asked = performance.now()
+  const verdict = second.verdicts.then((v) => ({ v, sync }))
+  sync = false
+  const got = await within(verdict, 'second verdict')
+  t.same(got.v, [true], 'alive')
+  t.equal(got.sync, false, 'never answered synchronously')
+  await until(() => backend.accepted >= 1, 'the probe accepted')
+  // On a loaded machine the first check may take longer than JOIN_MS: then a second probe is right.
+  const expected = asked - started <= JOIN_MS ? 1 : 2
+  if (expected === 2) await until(() => backend.accepted >= 2, 'the second probe accepted')
+  t.equal(backend.accepted, expected, `probe connects: ${expected} (first check took ${(asked - started).toFixed(2)} ms)`)
 })
