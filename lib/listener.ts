@@ -120,6 +120,8 @@ export class Listener implements SessionHost {
   private localUnlogged = 0
   /** New clients are shed until then (ms since the epoch): descriptors are short. */
   private shedUntil = 0
+  /** The sweep of this listener's sessions for their idle bounds (one timer, not one per socket). */
+  private sweeper: NodeJS.Timeout | undefined = undefined
 
   constructor(config: ListenerConfig, owner: ListenerOwner, log: Logger) {
     this.config = config
@@ -163,6 +165,11 @@ export class Listener implements SessionHost {
         })
         for (const b of this.backends) b.pool?.start()
         this.startChecks()
+        this.startSweep()
+        this.server.once('close', () => {
+          clearInterval(this.sweeper)
+          this.sweeper = undefined
+        })
         resolve()
       })
     })
@@ -239,8 +246,33 @@ export class Listener implements SessionHost {
     if (this.server.listening) {
       for (const b of next) b.pool?.start()
       this.startChecks()
+      this.startSweep()
     }
     return { added, removed: [...old.keys()] }
+  }
+
+  /**
+   * One timer per listener closes idle sessions (`clientTimeout`, `serverTimeout`; see
+   * `Session.idleExpired`), every quarter of the smaller bound, at least every second, at most
+   * every 10 ms. It keeps running while sessions drain after `stopAccepting()`; it never holds the
+   * process open.
+   */
+  private startSweep(): void {
+    clearInterval(this.sweeper)
+    this.sweeper = undefined
+    const bounds = [this.config.clientTimeout, this.config.serverTimeout].filter((b) => b > 0)
+    if (bounds.length === 0) return
+    const every = Math.min(1000, Math.max(10, Math.floor(Math.min(...bounds) / 4)))
+    this.sweeper = setInterval(sweep, every, this)
+    this.sweeper.unref()
+  }
+
+  /** @internal The sweep: every session of this listener checks its idle bounds. */
+  sweepIdle(): void {
+    const now = Date.now()
+    for (const entry of this.table.values()) {
+      if (entry.listener === this.name && entry instanceof Session) entry.idleExpired(now)
+    }
   }
 
   /** Active health checks, one checker per backend, when `healthCheck.type` is not `none`. */
@@ -511,6 +543,10 @@ export class Listener implements SessionHost {
 }
 
 function ignore(): void {}
+
+function sweep(listener: Listener): void {
+  listener.sweepIdle()
+}
 
 /** The last `size` samples, for percentiles over recent hand-offs. */
 export class LatencyRing {

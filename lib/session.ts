@@ -139,6 +139,12 @@ export class Session implements TableEntry {
   closingOutcome: Outcome = 'done'
   /** @internal How a session that ends normally is counted (a server that gave up on a slow client). */
   endOutcome: Outcome = 'done'
+  /**
+   * When the client and the server last sent bytes (ms since the epoch), for the listener's sweep
+   * (`idleExpired`): one timer per listener instead of one per socket.
+   */
+  lastClient: number
+  lastServer = 0
 
   constructor(host: SessionHost, client: Socket) {
     this.host = host
@@ -151,16 +157,13 @@ export class Session implements TableEntry {
     // the close log line and events still need it.
     this.remote = `${client.remoteAddress}:${client.remotePort}`
     client.setNoDelay(true)
+    this.lastClient = this.startedAt
     this.rp = host.framer !== undefined ? new Replayer(this, host) : undefined
     readChunks(client, this.rp === undefined ? onClientChunk : onClientChunkFramed)
     client.on('end', onClientEnd)
     client.on('error', onClientError)
     client.on('close', onClientClose)
     client.on('drain', onClientDrain)
-    if (host.config.clientTimeout > 0) {
-      client.setTimeout(host.config.clientTimeout)
-      client.on('timeout', onClientTimeout)
-    }
     host.table.add(this)
   }
 
@@ -219,10 +222,6 @@ export class Session implements TableEntry {
     this.connectTimer = undefined
     this.state = 'open'
     this.host.connected(this, this.backend!)
-    if (this.host.config.serverTimeout > 0) {
-      server.setTimeout(this.host.config.serverTimeout)
-      server.on('timeout', onServerTimeout)
-    }
     const held = this.held
     this.held = undefined
     this.heldBytes = 0
@@ -276,6 +275,23 @@ export class Session implements TableEntry {
     return this.destroy(kind === 'timeout' ? 'server-timeout' : 'server-error', err)
   }
 
+  /**
+   * Called by the listener's sweep: close a session idle past its bound. Who owes the next byte
+   * decides which bound applies, as HAProxy's `timeout client` and `timeout server` do: the client
+   * spoke last (a request awaits its answer) → `serverTimeout`; the server spoke last, or nobody
+   * did → `clientTimeout`. Precision: the sweep runs every quarter of the smaller bound (at most
+   * every second), so a bound fires up to that much late.
+   */
+  idleExpired(now: number): boolean {
+    if (this.state !== 'open' && this.state !== 'connecting') return false
+    const config = this.host.config
+    const serverOwes = this.lastClient > this.lastServer && this.server !== undefined
+    const bound = serverOwes ? config.serverTimeout : config.clientTimeout
+    if (bound <= 0 || now - Math.max(this.lastClient, this.lastServer) < bound) return false
+    this.destroy(serverOwes ? 'server-timeout' : 'client-timeout')
+    return true
+  }
+
   /** Move to another backend at the next clean boundary, where the framer knows boundaries. */
   migrate(): void {
     this.rp?.migrate()
@@ -321,8 +337,6 @@ export class Session implements TableEntry {
     server.off('error', onServerError)
     server.off('close', onServerClose)
     server.off('drain', onServerDrain)
-    server.off('timeout', onServerTimeout)
-    server.setTimeout(0)
     this.backend!.active--
     this.host.table.detach(this)
     this.rp?.detached()
@@ -407,6 +421,7 @@ export function sideOf(outcome: Outcome, err: Error | undefined, firstEnd: 'clie
 function onClientChunk(socket: Socket, chunk: Buffer): boolean {
   const s = (socket as SessionSocket)[kSession]
   if (s === undefined) return false
+  s.lastClient = Date.now()
   const server = s.server
   if (s.state === 'open' && server !== undefined) {
     if (!server.write(chunk)) {
@@ -425,6 +440,7 @@ function onClientChunk(socket: Socket, chunk: Buffer): boolean {
 function onClientChunkFramed(socket: Socket, chunk: Buffer): boolean {
   const s = (socket as SessionSocket)[kSession]
   if (s === undefined || (s.state !== 'open' && s.state !== 'connecting')) return false
+  s.lastClient = Date.now()
   const rp = s.rp!
   const recorded = rp.recordingNow
   rp.fromClient(chunk)
@@ -447,9 +463,6 @@ function onClientDrain(this: SessionSocket): void {
   this[kSession]?.server?.resume()
 }
 
-function onClientTimeout(this: SessionSocket): void {
-  this[kSession]?.destroy('client-timeout')
-}
 
 function onServerConnect(this: SessionSocket): void {
   const s = this[kSession]
@@ -460,6 +473,7 @@ function onServerChunk(socket: Socket, chunk: Buffer): boolean {
   const server = socket as SessionSocket
   const s = server[kSession]
   if (s === undefined) return false
+  s.lastServer = Date.now()
   const client = s.client
   const rp = s.rp
   if (rp === undefined) {
@@ -503,10 +517,6 @@ function onServerDrain(this: SessionSocket): void {
   if (s !== undefined && s.server === this) s.client.resume()
 }
 
-function onServerTimeout(this: SessionSocket): void {
-  const s = this[kSession]
-  if (s !== undefined && s.server === this) s.destroy('server-timeout')
-}
 
 function onConnectTimeout(s: Session): void {
   const server = s.server

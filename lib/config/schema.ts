@@ -187,9 +187,9 @@ const listenerSchema = z.strictObject({
   backlog: int(1).default(511),
   /** Time allowed for a backend's TCP connect before trying another (HAProxy `timeout connect`). */
   connectTimeout: duration().default(5000),
-  /** Close a session when the client has sent and received nothing for this long. 0 = never. */
+  /** Close a session idle this long while the client owes the next byte. 0 = never. */
   clientTimeout: duration().default(600_000),
-  /** Close a session when the server has sent and received nothing for this long. 0 = never. */
+  /** Close a session idle this long while the server owes the next byte (a request awaits). 0 = never. */
   serverTimeout: duration().default(600_000),
   /** Further backends to try when a connect is refused, unreachable or times out. */
   retries: int(0, 100).default(3),
