@@ -9,7 +9,7 @@
  *
  * Both directions are incremental state machines over the bytes; nothing is joined. The request
  * side keeps at most the command name (32 bytes) and, for the few commands whose arguments matter
- * (AUTH, HELLO, SELECT, CLIENT, XREAD, ZADD…), their first 4 KiB of arguments; an inline command
+ * (AUTH, HELLO, SELECT, CLIENT, XREAD, ZADD…), their first 16 arguments within 4 KiB; an inline command
  * keeps its first 4 KiB of line. The reply side keeps a stack of element counts for nested
  * aggregates and nothing of the data.
  *
@@ -113,7 +113,10 @@ flag(['SUBSCRIBE', 'PSUBSCRIBE', 'SSUBSCRIBE', 'UNSUBSCRIBE', 'PUNSUBSCRIBE', 'S
 flag(['MONITOR', 'SYNC', 'PSYNC'], F_PASS)
 flag(['AUTH', 'HELLO', 'SELECT', 'CLIENT', 'XREAD', 'XREADGROUP', 'ZADD'], F_ARGS)
 
-/** Arguments (after the name) kept for F_ARGS commands that need only the first few. */
+/**
+ * Arguments (after the name) kept for F_ARGS commands: the ones that need only the first few keep
+ * these; a state command with more (HELLO has at most 6) is not kept but pins the session.
+ */
 const FEW_ARGS = 16
 /** Longest command name (or short argument) looked at; longer ones are no command we know. */
 const NAME_MAX = 32
@@ -488,12 +491,13 @@ class RequestScanner {
     if (this.argIndex === 0) {
       this.nameLen = length <= NAME_MAX ? length : -1
       if (this.nameLen > 0) this.capture = CAP_NAME
-    } else if (
-      (this.cmdFlags & F_ARGS) !== 0 &&
-      !this.overflow &&
-      ((this.cmdFlags & F_STATE) !== 0 || this.argIndex <= FEW_ARGS)
-    ) {
-      if (this.scratchLen + length > SCRATCH_MAX) {
+    } else if ((this.cmdFlags & F_ARGS) !== 0 && !this.overflow) {
+      if (this.argIndex > FEW_ARGS) {
+        // Past the first few: a state command must keep every argument or pin the session (no
+        // real one has this many), so that empty arguments cannot grow `argEnds` without bound;
+        // the others need only the first few.
+        if ((this.cmdFlags & F_STATE) !== 0) this.overflow = true
+      } else if (this.scratchLen + length > SCRATCH_MAX) {
         this.overflow = true
       } else {
         this.scratch ??= Buffer.allocUnsafe(SCRATCH_MAX)

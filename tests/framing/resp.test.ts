@@ -4,6 +4,7 @@ import { resp, SAFE_COMMANDS, splitInline } from '../../lib/framing/resp.js'
 import type { Framer, FramerExtras, FramingError } from '../../lib/framing/types.js'
 import { cut } from './helpers/frames.js'
 import { cmd, everyReply, inline, reply as r } from './helpers/resp.js'
+import { retained } from '../fuzz/helpers/fuzz.js'
 
 type RespFramer = Framer & FramerExtras
 
@@ -559,4 +560,32 @@ t.test('options are validated once, when the factory is made', async (t) => {
   const framer = resp()({ answered: () => {} })
   t.equal(framer.delimited, true)
   t.equal(framer.request(cmd('SET', 'k', Buffer.alloc(1 << 20))), undefined, '1 MiB is under the default')
+})
+
+// Found by tests/fuzz/resp.test.ts ("one very long message"): a state command keeps its arguments
+// for the prologue, and each empty one cost an entry of `argEnds` but nothing of the 4 KiB budget,
+// so `*10001 $4 AUTH` and 10000 `$0` arguments made the framer hold 145 KB, growing with every one.
+t.test('a state command with thousands of empty arguments: bounded memory, the session pins', async (t) => {
+  for (const name of ['AUTH', 'HELLO', 'SELECT', 'CLIENT']) {
+    const { framer, answered } = make()
+    const head = Buffer.from(`*10001\r\n$${name.length}\r\n${name}\r\n`)
+    const args = Buffer.from('$0\r\n\r\n'.repeat(10000))
+    t.equal(framer.request(head), undefined)
+    t.equal(framer.request(args), undefined)
+    t.ok(retained(framer).bytes < 16 * 1024, `${name}: ${retained(framer).bytes} bytes retained`)
+    t.equal(framer.response(r.simple('OK')), undefined)
+    t.same(answered, [head.length + args.length])
+    if (name === 'CLIENT') {
+      t.notOk(framer.pinned, 'CLIENT with an empty subcommand is no state: nothing to pin')
+    } else {
+      t.ok(framer.pinned, `${name}: too many arguments to keep for a prologue: pinned`)
+    }
+    t.equal(framer.prologue!(), undefined)
+  }
+  // A real one is still kept.
+  const { framer } = make()
+  framer.request(cmd('HELLO', '3', 'AUTH', 'u', 'p', 'SETNAME', 'n'))
+  framer.response(r.map([]))
+  t.same(framer.prologue!()?.requests, [cmd('HELLO', '3', 'AUTH', 'u', 'p', 'SETNAME', 'n')])
+  t.notOk(framer.pinned)
 })
