@@ -13,7 +13,7 @@ import { framerFor, type FramerFactory } from './framing/index.js'
 import { checkerFor, type HealthChecker } from './health/checker.js'
 import { WarmPool } from './pool/warm-pool.js'
 import type { ReplayBudget } from './replay/buffer.js'
-import { Session, type HandoffInfo, type ServerFailure, type SessionHost } from './session.js'
+import { Session, type HandoffInfo, type ServerFailure, type SessionBounds, type SessionHost } from './session.js'
 import type { ConnectionTable } from './table.js'
 import { isLocalError, SHED_MS } from './local.js'
 
@@ -33,6 +33,14 @@ export interface ListenerCounters {
   retries: number
   clientTimeouts: number
   serverTimeouts: number
+  /** Sessions closed because a request was not whole within `requestTimeout` (also client timeouts). */
+  requestTimeouts: number
+  /** New clients closed for sending nothing within `firstByteTimeout` (also client timeouts). */
+  firstByteTimeouts: number
+  /** Half-closed sessions closed after `halfClosedTimeout` idle (also client or server timeouts). */
+  halfClosedTimeouts: number
+  /** Clients refused at accept because their address had `maxConnectionsPerSource` sessions. */
+  rejectedPerSource: number
   clientErrors: number
   serverErrors: number
   /** Open server connections that failed (error, reset, EOF mid-request, response timeout). */
@@ -68,6 +76,10 @@ export function zeroCounters(): ListenerCounters {
     retries: 0,
     clientTimeouts: 0,
     serverTimeouts: 0,
+    requestTimeouts: 0,
+    firstByteTimeouts: 0,
+    halfClosedTimeouts: 0,
+    rejectedPerSource: 0,
     clientErrors: 0,
     serverErrors: 0,
     serverFailures: 0,
@@ -120,8 +132,11 @@ export class Listener implements SessionHost {
   private localUnlogged = 0
   /** New clients are shed until then (ms since the epoch): descriptors are short. */
   private shedUntil = 0
-  /** The sweep of this listener's sessions for their idle bounds (one timer, not one per socket). */
+  /** The sweep of this listener's sessions for their bounds (one timer, not one per socket). */
   private sweeper: NodeJS.Timeout | undefined = undefined
+  private sweepBounds: SessionBounds = { client: 0, server: 0, request: 0, firstByte: 0, halfClosed: 0 }
+  /** Live sessions per client address, when `maxConnectionsPerSource` is set. */
+  private perSource: Map<string, number> | undefined = undefined
 
   constructor(config: ListenerConfig, owner: ListenerOwner, log: Logger) {
     this.config = config
@@ -251,27 +266,47 @@ export class Listener implements SessionHost {
     return { added, removed: [...old.keys()] }
   }
 
+  /** The bounds of this listener's sessions, as the sweep applies them (see `Session.sweep`). */
+  get bounds(): SessionBounds {
+    const c = this.config
+    const framed = this.framer !== undefined && c.protocol !== 'opaque'
+    return {
+      client: c.clientTimeout,
+      server: c.serverTimeout,
+      request: framed ? c.requestTimeout : 0,
+      firstByte: c.firstByteTimeout ?? (c.protocol === 'opaque' ? 0 : 10_000),
+      halfClosed: c.halfClosedTimeout,
+    }
+  }
+
   /**
-   * One timer per listener closes idle sessions (`clientTimeout`, `serverTimeout`; see
-   * `Session.idleExpired`), every quarter of the smaller bound, at least every second, at most
-   * every 10 ms. It keeps running while sessions drain after `stopAccepting()`; it never holds the
-   * process open.
+   * One timer per listener enforces every session bound (`clientTimeout`, `serverTimeout`,
+   * `requestTimeout`, `firstByteTimeout`, `halfClosedTimeout`; see `Session.sweep`), every quarter
+   * of the smallest, at least every second, at most every 10 ms. It keeps running while sessions
+   * drain after `stopAccepting()`; it never holds the process open.
    */
   private startSweep(): void {
     clearInterval(this.sweeper)
     this.sweeper = undefined
-    const bounds = [this.config.clientTimeout, this.config.serverTimeout].filter((b) => b > 0)
-    if (bounds.length === 0) return
-    const every = Math.min(1000, Math.max(10, Math.floor(Math.min(...bounds) / 4)))
+    this.sweepBounds = this.bounds
+    const on = Object.values(this.sweepBounds).filter((b) => b > 0)
+    if (on.length === 0) return
+    const every = Math.min(1000, Math.max(10, Math.floor(Math.min(...on) / 4)))
     this.sweeper = setInterval(sweep, every, this)
     this.sweeper.unref()
   }
 
-  /** @internal The sweep: every session of this listener checks its idle bounds. */
-  sweepIdle(): void {
+  /** @internal The sweep: every session of this listener checks its bounds. */
+  sweepSessions(): void {
     const now = Date.now()
+    const b = this.sweepBounds
+    const c = this.counters
     for (const entry of this.table.values()) {
-      if (entry.listener === this.name && entry instanceof Session) entry.idleExpired(now)
+      if (entry.listener !== this.name || !(entry instanceof Session)) continue
+      const verdict = entry.sweep(now, b)
+      if (verdict === 'request') c.requestTimeouts++
+      else if (verdict === 'first-byte') c.firstByteTimeouts++
+      else if (verdict === 'half-closed') c.halfClosedTimeouts++
     }
   }
 
@@ -372,6 +407,20 @@ export class Listener implements SessionHost {
       socket.destroy()
       this.logRejection()
       return
+    }
+    const perSource = this.config.maxConnectionsPerSource
+    if (perSource > 0) {
+      const source = socket.remoteAddress ?? ''
+      const map = (this.perSource ??= new Map())
+      const n = map.get(source) ?? 0
+      if (n >= perSource) {
+        this.counters.rejectedPerSource++
+        socket.on('error', ignore)
+        socket.destroy()
+        this.logRejection()
+        return
+      }
+      map.set(source, n + 1)
     }
     this.active++
     const session = new Session(this, socket)
@@ -489,6 +538,12 @@ export class Listener implements SessionHost {
 
   closed(session: Session): void {
     this.active--
+    if (this.perSource !== undefined) {
+      const source = session.remote.slice(0, session.remote.lastIndexOf(':'))
+      const n = (this.perSource.get(source) ?? 1) - 1
+      if (n <= 0) this.perSource.delete(source)
+      else this.perSource.set(source, n)
+    }
     const c = this.counters
     c.bytesFromClient += session.client.bytesRead
     c.bytesToClient += session.client.bytesWritten
@@ -545,7 +600,7 @@ export class Listener implements SessionHost {
 function ignore(): void {}
 
 function sweep(listener: Listener): void {
-  listener.sweepIdle()
+  listener.sweepSessions()
 }
 
 /** The last `size` samples, for percentiles over recent hand-offs. */

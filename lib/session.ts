@@ -62,6 +62,18 @@ export type EndSide = 'client' | 'server' | 'local'
 
 export type ServerFailure = 'error' | 'eof' | 'timeout'
 
+/** The bounds the sweep applies, in ms (0: off), resolved from the listener's config. */
+export interface SessionBounds {
+  client: number
+  server: number
+  request: number
+  firstByte: number
+  halfClosed: number
+}
+
+/** Which bound closed a session in a sweep. */
+export type SweepVerdict = 'request' | 'first-byte' | 'half-closed' | 'idle'
+
 /** What a session needs from the listener that accepted it. */
 export interface SessionHost {
   readonly name: string
@@ -276,20 +288,41 @@ export class Session implements TableEntry {
   }
 
   /**
-   * Called by the listener's sweep: close a session idle past its bound. Who owes the next byte
-   * decides which bound applies, as HAProxy's `timeout client` and `timeout server` do: the client
-   * spoke last (a request awaits its answer) → `serverTimeout`; the server spoke last, or nobody
-   * did → `clientTimeout`. Precision: the sweep runs every quarter of the smaller bound (at most
-   * every second), so a bound fires up to that much late.
+   * Called by the listener's sweep (one timer per listener, not one per socket): close a session
+   * past one of its bounds, and say which. Precision: the sweep runs every quarter of the smallest
+   * bound (at most every second), so a bound fires up to that much late.
+   * - `request`: the client's partial request (http1 head, resp command, frame) is older than
+   *   `requestTimeout` (HAProxy `timeout http-request`).
+   * - `first-byte`: a new client has sent nothing within `firstByteTimeout`.
+   * - `half-closed`: one side sent its FIN and the session has been idle `halfClosedTimeout`
+   *   (HAProxy `timeout client-fin` / `server-fin`).
+   * - `idle`: who owes the next byte decides the bound, as HAProxy's `timeout client` and `timeout
+   *   server` do: the client spoke last (a request awaits its answer) → `serverTimeout`; the server
+   *   spoke last, or nobody did → `clientTimeout`.
    */
-  idleExpired(now: number): boolean {
-    if (this.state !== 'open' && this.state !== 'connecting') return false
-    const config = this.host.config
+  sweep(now: number, b: SessionBounds): SweepVerdict | undefined {
+    if (this.state !== 'open' && this.state !== 'connecting') return undefined
+    const rp = this.rp
+    if (b.request > 0 && rp !== undefined && rp.requestSince > 0 && now - rp.requestSince >= b.request) {
+      rp.requestTimedOut()
+      return 'request'
+    }
+    const last = Math.max(this.lastClient, this.lastServer)
+    if (b.firstByte > 0 && this.lastServer === 0 && this.client.bytesRead === 0 && now - this.startedAt >= b.firstByte) {
+      this.error = new BatonError('ERR_BATON_FIRST_BYTE_TIMEOUT', 'client', 'no first byte within firstByteTimeout')
+      this.destroy('client-timeout')
+      return 'first-byte'
+    }
     const serverOwes = this.lastClient > this.lastServer && this.server !== undefined
-    const bound = serverOwes ? config.serverTimeout : config.clientTimeout
-    if (bound <= 0 || now - Math.max(this.lastClient, this.lastServer) < bound) return false
+    const halfClosed = this.clientEnded || this.client.writableEnded
+    if (b.halfClosed > 0 && halfClosed && now - last >= b.halfClosed) {
+      this.destroy(this.clientEnded ? 'server-timeout' : 'client-timeout')
+      return 'half-closed'
+    }
+    const bound = serverOwes ? b.server : b.client
+    if (bound <= 0 || now - last < bound) return undefined
     this.destroy(serverOwes ? 'server-timeout' : 'client-timeout')
-    return true
+    return 'idle'
   }
 
   /** Move to another backend at the next clean boundary, where the framer knows boundaries. */

@@ -38,6 +38,14 @@ const LISTENER_COUNTERS: readonly [name: string, help: string, key: keyof Listen
   ['sessions_total', 'Client connections accepted (including rejected ones).', 'accepted'],
   ['rejected_total', 'Clients closed at once because a connection limit was reached.', 'rejected'],
   ['no_backend_total', 'Clients closed because no backend could take them.', 'noBackend'],
+  ['request_timeouts_total', 'Sessions closed because a request was not whole within requestTimeout.', 'requestTimeouts'],
+  ['first_byte_timeouts_total', 'New clients closed for sending nothing within firstByteTimeout.', 'firstByteTimeouts'],
+  ['half_closed_timeouts_total', 'Half-closed sessions closed after halfClosedTimeout idle.', 'halfClosedTimeouts'],
+  [
+    'rejected_per_source_total',
+    'Clients refused because their address had maxConnectionsPerSource sessions.',
+    'rejectedPerSource',
+  ],
   [
     'local_errors_total',
     "Baton's own shortages (EMFILE, ENFILE, ENOBUFS, EADDRNOTAVAIL) and clients shed meanwhile; never a backend's fault.",

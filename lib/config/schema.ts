@@ -191,6 +191,24 @@ const listenerSchema = z.strictObject({
   clientTimeout: duration().default(600_000),
   /** Close a session idle this long while the server owes the next byte (a request awaits). 0 = never. */
   serverTimeout: duration().default(600_000),
+  /**
+   * A whole request must arrive within this time of its first byte (HAProxy `timeout
+   * http-request`): the head for http1 (answered `408`), the whole command or frame for resp and
+   * length-prefixed. 0 = off. Not used by opaque, which has no requests.
+   */
+  requestTimeout: duration().default(10_000),
+  /**
+   * A new client must send its first byte within this time. Default: 10s for the client-first
+   * protocols (http1, resp, length-prefixed); off for opaque, where the server may speak first.
+   */
+  firstByteTimeout: duration().optional(),
+  /**
+   * Once either side has half-closed (sent its FIN), the session may stay idle this long before it
+   * is closed (HAProxy `timeout client-fin` / `server-fin`). 0 = only the idle bounds apply.
+   */
+  halfClosedTimeout: duration().default(30_000),
+  /** Most sessions at once from one client address on this listener. 0 = no limit. */
+  maxConnectionsPerSource: int(0).default(0),
   /** Further backends to try when a connect is refused, unreachable or times out. */
   retries: int(0, 100).default(3),
   /** Client bytes held while the server connection is being set up; past it, reading pauses. */

@@ -103,6 +103,12 @@ const E_END = 2 // a message ended at the index returned
 
 type Body = 'none' | 'length' | 'chunked' | 'close'
 
+/** Sent to a client whose request head did not arrive whole within `requestTimeout`. */
+const REQUEST_TIMEOUT_REPLY = Buffer.from(
+  'HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 22\r\nConnection: close\r\n\r\nrequest head too slow\n',
+  'latin1'
+)
+
 /** The `reply` of a client-side error: a complete response, then the session closes the client. */
 function errorReply(status: 400 | 431, what: string): Buffer {
   const reason = status === 400 ? 'Bad Request' : 'Request Header Fields Too Large'
@@ -686,6 +692,13 @@ export class Http1Framer implements Framer, FramerExtras {
     if (r.state === S_AWAIT) return r.awaitFrom
     return r.inHead ? r.start : -1
   }
+
+  /** A request head is partly read (`requestTimeout` bounds it, as HAProxy's `timeout http-request`). */
+  requestPartial(): boolean {
+    return !this.pinned && this.requests.inHead
+  }
+
+  readonly timeoutReply = REQUEST_TIMEOUT_REPLY
 
   /** A request has begun and not ended. */
   requestOpen(): boolean {

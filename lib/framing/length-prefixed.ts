@@ -343,6 +343,10 @@ export class LengthPrefixedFramer implements Framer {
     return this.requests.midFrame
   }
 
+  requestPartial(): boolean {
+    return this.requests.midFrame
+  }
+
   /** Always true: see the note at the top of this file. */
   pendingSafe(): boolean {
     return true

@@ -1072,6 +1072,10 @@ export class RespFramer implements Framer, FramerExtras {
     return !this.passThrough && this.requests.midRequest
   }
 
+  requestPartial(): boolean {
+    return !this.passThrough && this.requests.midRequest
+  }
+
   /** A partial request counts as safe: Redis has not run it. */
   pendingSafe(): boolean {
     return this.unsafe === 0

@@ -97,6 +97,13 @@ export interface FramerExtras {
    */
   requestOpen?(): boolean
   /**
+   * A request is partly read and must be completed within `requestTimeout`: the head for http1,
+   * the whole command or frame for resp and length-prefixed.
+   */
+  requestPartial?(): boolean
+  /** A reply to send the client when `requestTimeout` closes it (HTTP: `408 Request Timeout`). */
+  readonly timeoutReply?: Buffer
+  /**
    * http1: client bytes from this absolute offset on are held back from the server (-1: none): a
    * request head not yet whole, or bytes after an upgrade request awaiting its response.
    */

@@ -79,6 +79,8 @@ export class Replayer implements FramerSink, CheckWaiter {
   private gate: Buffer[] | undefined = undefined
   private gateStart = 0
   private gateBytes = 0
+  /** When the request the client is partway through began (ms since the epoch; 0: none partial). */
+  requestSince = 0
 
   constructor(session: Session, host: SessionHost) {
     this.s = session
@@ -174,6 +176,25 @@ export class Replayer implements FramerSink, CheckWaiter {
     }
   }
 
+  /**
+   * The sweep found the client's partial request older than `requestTimeout`: tell the client why
+   * where the protocol has words for it (HTTP 408), then close it. The client's doing: nothing is
+   * counted against the backend.
+   */
+  requestTimedOut(): void {
+    const s = this.s
+    const reply = this.framer.timeoutReply
+    s.error = new BatonError('ERR_BATON_REQUEST_TIMEOUT', 'client', 'request not whole within requestTimeout')
+    if (reply === undefined) return s.destroy('client-timeout')
+    const server = s.server
+    if (server !== undefined) s.detachServer(server)
+    s.serverClosed = true
+    s.state = 'closing'
+    s.closingOutcome = 'client-timeout'
+    s.client.write(reply)
+    s.client.destroySoon()
+  }
+
   /** The session ended: timers, held references, a pending backend check. */
   finish(): void {
     clearTimeout(this.responseTimer)
@@ -190,8 +211,14 @@ export class Replayer implements FramerSink, CheckWaiter {
     // Keep the reference before parsing: a response that came before its request was whole is
     // answered inside request(), and its release must reach the end of this chunk.
     if (this.recording) this.replay.push(chunk)
+    const pendingBefore = framer.requestPartial === undefined ? 0 : framer.pending()
     const err = framer.request(chunk)
     if (err !== undefined) return this.framingError(err, 'client')
+    if (framer.requestPartial !== undefined) {
+      // `requestTimeout` runs from the first byte of the request still partial after this chunk.
+      if (!framer.requestPartial()) this.requestSince = 0
+      else if (this.requestSince === 0 || framer.pending() > pendingBefore) this.requestSince = this.s.lastClient
+    }
     const at = this.clientOffset
     this.clientOffset += chunk.length
     // http1: a head goes on only once whole and valid; bytes after an upgrade wait for its answer.
