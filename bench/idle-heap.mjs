@@ -3,7 +3,7 @@
  * bench/idle-heap.mjs — where the memory of an idle session goes, in Baton's own process.
  *
  *   npm run build && node --expose-gc bench/idle-heap.mjs [--sessions 4000] [--protocol opaque]
- *                                                          [--no-timeouts] [--direct]
+ *                                                          [--no-timeouts] [--direct] [--settle]
  *
  * Baton runs in this process as a library; a child process holds the backend and the clients, so
  * only Baton's objects are measured. After a full GC before and after opening the sessions it prints
@@ -24,6 +24,7 @@ const { values } = parseArgs({
     'no-timeouts': { type: 'boolean', default: false },
     direct: { type: 'boolean', default: false },
     peer: { type: 'boolean', default: false },
+    settle: { type: 'boolean', default: false },
   },
 })
 const N = Number(values.sessions)
@@ -68,6 +69,8 @@ if (values.peer) {
             listen: '127.0.0.1:0',
             backends: [`127.0.0.1:${backend}`],
             protocol: values.protocol,
+            // The clients never send a byte: keep them (http1's default first-byte bound is 10 s).
+            firstByteTimeout: 0,
             ...timeouts,
           },
         ],
@@ -84,7 +87,9 @@ if (values.peer) {
     peer.send({ port, expect: values.direct ? 0 : N })
     const { held } = await new Promise((resolve) => peer.once('message', resolve))
     for (let k = 0; k < 250 && count() < N; k++) await pause(20)
-    await pause(500)
+    // --settle: wait for V8's memory reducer to give back the young generation grown during the
+    // connection burst (a few quiet seconds), as an idle process would.
+    await pause(values.settle ? 12_000 : 500)
     global.gc()
     global.gc()
     const after = process.memoryUsage()
