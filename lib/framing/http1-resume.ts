@@ -392,16 +392,15 @@ export class Http1Resumer implements ChunkSink {
         next = end + HEAD_END.length
         head = chunk.subarray(i, next)
       } else {
-        // The head spans reads (rare): look again across the pieces kept so far.
-        const joined = Buffer.concat([...this.headParts, chunk.subarray(i)])
-        const from = Math.max(0, this.headBytes - 3)
-        const end = joined.indexOf(HEAD_END, from)
-        if (end < 0) {
+        // The head spans reads (rare): look for its end across the seam and in the new bytes
+        // only, and join the pieces once it is found, so that a head trickled in a byte a read
+        // costs linear time, not a copy of all of it per read.
+        next = this.headEndAfterSeam(chunk, i)
+        if (next < 0) {
           this.keepHeadPart(chunk.subarray(i))
           return chunk.length
         }
-        head = joined.subarray(0, end + HEAD_END.length)
-        next = i + head.length - this.headBytes
+        head = Buffer.concat([...this.headParts, chunk.subarray(i, next)])
         this.headParts = []
         this.headBytes = 0
       }
@@ -410,6 +409,23 @@ export class Http1Resumer implements ChunkSink {
       if (this.failure !== undefined) return i
     }
     return i
+  }
+
+  /**
+   * With head bytes kept from earlier reads (which hold no HEAD_END): the index in `chunk` just
+   * past the head's end, or -1. The end may straddle the seam: up to 3 kept bytes, then new ones.
+   */
+  private headEndAfterSeam(chunk: Buffer, i: number): number {
+    const tail: number[] = []
+    for (let p = this.headParts.length - 1; p >= 0 && tail.length < 3; p--) {
+      const part = this.headParts[p]!
+      for (let k = part.length - 1; k >= 0 && tail.length < 3; k--) tail.unshift(part[k]!)
+    }
+    const seam = Buffer.concat([Buffer.from(tail), chunk.subarray(i, i + 3)])
+    const at = seam.indexOf(HEAD_END)
+    if (at >= 0) return i + at + HEAD_END.length - tail.length
+    const end = chunk.indexOf(HEAD_END, i)
+    return end < 0 ? -1 : end + HEAD_END.length
   }
 
   private keepHeadPart(part: Buffer): void {
