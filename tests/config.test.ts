@@ -519,3 +519,18 @@ t.test('several unknown keys in one object: one line each', async (t) => {
   t.strictSame(err.message.split('\n'), expected, 'the message has one line per unknown key')
   t.strictSame(err.issues, expected, 'issues has one entry per unknown key')
 })
+
+// Found by tests/fuzz/config.test.ts: YAML's `? ` made the whole mapping a key, and a key with a
+// newline in it printed as several lines, the first of them just `{`, none naming the field.
+t.test('an odd key is quoted: every problem stays one line that names it', async (t) => {
+  const key = '{\n  listeners:\n    [ { listen: 127.0.0.1:7000 } ]\n}'
+  rejects(t, { [key]: null }, [
+    'listeners: required, expected array',
+    `[${JSON.stringify(key)}]: unknown option`,
+  ])
+  rejects(t, one({}, { '': 1 }), ['[""]: unknown option'])
+  rejects(t, one({ 'listen ': 1 }), ['listeners[0]["listen "]: unknown option (did you mean "listen"?)'])
+  rejects(t, one({ backends: [{ host: 'a', port: 1, 'a\nb': 2 }] }), [
+    'listeners[0].backends[0]["a\\nb"]: unknown option',
+  ])
+})

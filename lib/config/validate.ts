@@ -13,10 +13,14 @@ export function validateConfig(input: unknown): Config {
   throw new ConfigError(result.error.issues.flatMap((issue) => formatIssue(issue).split('\n')))
 }
 
+/** A key printed as it is; any other (empty, spaces, a newline…) is quoted, so a message stays one line. */
+const PLAIN_KEY = /^[A-Za-z_$][\w$-]*$/
+
 export function formatPath(path: readonly PropertyKey[]): string {
   let out = ''
   for (const p of path) {
     if (typeof p === 'number') out += `[${p}]`
+    else if (!PLAIN_KEY.test(String(p))) out += `[${JSON.stringify(String(p))}]`
     else out += out === '' ? String(p) : `.${String(p)}`
   }
   return out === '' ? '(top level)' : out
@@ -30,7 +34,7 @@ function formatIssue(issue: z.core.$ZodIssue): string {
         const known = knownKeysAt(issue.path)
         const near = closest(key, known)
         const hint = near !== undefined ? ` (did you mean "${near}"?)` : ''
-        return `${where === '(top level)' ? key : `${where}.${key}`}: unknown option${hint}`
+        return `${formatPath([...issue.path, key])}: unknown option${hint}`
       })
       .join('\n')
   }
