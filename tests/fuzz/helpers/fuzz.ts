@@ -2,7 +2,8 @@
  * The fuzz harness: runs fast-check properties under tap, and measures what a parser retains.
  *
  * Run counts: each property has a short default (a few hundred runs, for `npm test`);
- * `FUZZ_RUNS=N` replaces every default (`npm run fuzz` sets 20000). `FUZZ_SEED=S` replays a run
+ * `FUZZ_RUNS=N` scales them (`npm run fuzz` sets 20000: a property of 300 gets N runs, a heavy
+ * one of 40 gets N × 40 / 300). `FUZZ_SEED=S` replays a run
  * (fast-check prints the seed and the path of any failure; `FUZZ_PATH=P` goes straight to it).
  */
 import type { Test } from 'tap'
@@ -35,7 +36,8 @@ export function property<T>(
   predicate: (value: T) => boolean | void,
   runs = 300
 ): void {
-  const numRuns = FUZZ_RUNS ?? runs
+  // FUZZ_RUNS is the count for a property of the usual 300; heavier ones (fewer by default) scale.
+  const numRuns = FUZZ_RUNS === undefined ? runs : Math.max(1, Math.round((FUZZ_RUNS * runs) / 300))
   const started = performance.now()
   const details = fc.check(fc.property(arb, predicate), {
     numRuns,
