@@ -126,7 +126,8 @@ http {
   return { port, child, conf }
 }
 
-export async function startRedis(pm, bins, port) {
+/** One redis-server, nothing saved; `extra`: more arguments (say `--dir D --dbfilename F` to load a dataset). */
+export async function startRedis(pm, bins, port, extra = []) {
   port ??= await freePort()
   const child = pm.start(`redis-${port}`, bins.redisServer, [
     '--port',
@@ -139,6 +140,7 @@ export async function startRedis(pm, bins, port) {
     'no',
     '--maxclients',
     '10000',
+    ...extra,
   ])
   await waitPort(port, 10_000, child)
   return { port, child }
@@ -328,8 +330,10 @@ export function parseWrk(out) {
   }
 }
 
-export function wrkArgs(port, { threads = 2, conns = 50, durationS, close = false }) {
+/** `timeoutS`: wrk's per-request timeout (its default is 2 s; a slower response counts as a timeout error). */
+export function wrkArgs(port, { threads = 2, conns = 50, durationS, close = false, timeoutS }) {
   const a = [`-t${threads}`, `-c${conns}`, `-d${durationS}s`, '--latency']
+  if (timeoutS !== undefined) a.push('--timeout', `${timeoutS}s`)
   if (close) a.push('-H', 'Connection: close')
   a.push(`http://${HOST}:${port}/k1.bin`)
   return a
