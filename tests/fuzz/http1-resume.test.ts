@@ -401,15 +401,17 @@ property(
     // The bytes referenced are bounded; with tiny reads so is the count of references (8 bytes a slot here).
     const bound = KEEP_BYTES + piece + 8 * (Math.ceil(KEEP_BYTES / piece) + 1) + 4096
     let step = 0
-    for (let at = 0; at < body.length; at += piece) {
+    // A byte a read past KEEP_BYTES is the case that matters; millions of reads add nothing to it.
+    const end = Math.min(body.length, piece * 100_000)
+    for (let at = 0; at < end; at += piece) {
       const b = own(body.subarray(at, at + piece))
       inputs.add(b.buffer)
       view.observe(b, chunked)
       // Walking 64 K references every step would be quadratic: every 500th step, and the last.
-      if (++step % 500 !== 0 && at + piece < body.length) continue
+      if (++step % 500 !== 0 && at + piece < end) continue
       const kept = retained(view, inputs).bytes
       check(kept <= bound, () => `the view retains ${kept} bytes after ${at + b.length} body bytes`)
     }
   },
-  30
+  20
 )
