@@ -6,6 +6,7 @@
  * `backendFailure` ({ listener, backend, error, down }), `backendUp` ({ listener, backend }).
  * They are built only when someone listens, so an idle API costs the data path nothing.
  */
+import cluster from 'node:cluster'
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
 import { lookup } from 'node:dns/promises'
@@ -17,6 +18,7 @@ import { LatencyRing, Listener, zeroCounters, type ListenerCounters, type Listen
 import { createLogger } from './log.js'
 import { ReplayBudget } from './replay/buffer.js'
 import { openFileLimit, sessionsForLimit } from './local.js'
+import { sayIfUnavailable, type DataPlane } from './native/data-plane.js'
 import type { EndSide, Outcome, Session } from './session.js'
 import { ConnectionTable, snapshotOf, type SessionSnapshot } from './table.js'
 
@@ -43,6 +45,8 @@ export interface ListenerSnapshot {
   name: string
   address: { host: string; port: number }
   balance: string
+  /** The data plane of the listener's new sessions: `native` (splice addon) or `js`. */
+  dataPlane: DataPlane
   active: number
   counters: ListenerCounters
   backends: BackendSnapshot[]
@@ -91,6 +95,8 @@ export class Balancer extends EventEmitter implements ListenerOwner {
   /** Bind every listener. On failure the ones already bound are closed and the error names the listener. */
   async listen(): Promise<void> {
     if (!this.binds) return
+    // Once per process (a --workers primary says it for its workers).
+    if (!cluster.isWorker) sayIfUnavailable(this.log, this.config.listeners)
     try {
       for (const l of this.frontends) {
         await l.listen()
@@ -100,6 +106,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
             listener: l.name,
             address: `${a.host}:${a.port}`,
             balance: l.config.balance,
+            dataPlane: l.plane,
             backends: l.backends.map((b) => `${b.name}${b.weight !== 1 ? ` weight=${b.weight}` : ''}`),
           },
           'listening'
@@ -256,8 +263,8 @@ export class Balancer extends EventEmitter implements ListenerOwner {
       for (const k of Object.keys(l.counters) as (keyof ListenerCounters)[]) sum[k] += l.counters[k]
     }
     for (const e of this.table.values()) {
-      sum.bytesFromClient += e.client.bytesRead
-      sum.bytesToClient += e.client.bytesWritten
+      sum.bytesFromClient += e.bytesFromClient
+      sum.bytesToClient += e.bytesToClient
     }
     return sum
   }
@@ -282,6 +289,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
       name: l.name,
       address: l.address(),
       balance: l.config.balance,
+      dataPlane: l.plane,
       active: l.active,
       counters: { ...l.counters },
       backends: l.backends.map((b) => b.snapshot()),

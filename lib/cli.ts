@@ -48,9 +48,15 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     balancer = new Balancer(validateConfig(command.config))
     if (command.check) {
-      process.stdout.write(
-        `${JSON.stringify(balancer.config, null, 2)}\nconfiguration OK (${command.source})\n`
-      )
+      // Printed resolved: `dataPlane` is the plane each listener will run (auto → native or js).
+      const resolved = {
+        ...balancer.config,
+        listeners: balancer.config.listeners.map((l, i) => ({
+          ...l,
+          dataPlane: balancer.frontends[i]!.plane,
+        })),
+      }
+      process.stdout.write(`${JSON.stringify(resolved, null, 2)}\nconfiguration OK (${command.source})\n`)
       return 0
     }
     fromFile = command.source !== 'command line'

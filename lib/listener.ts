@@ -16,6 +16,8 @@ import type { ReplayBudget } from './replay/buffer.js'
 import { Session, type HandoffInfo, type ServerFailure, type SessionBounds, type SessionHost } from './session.js'
 import type { ConnectionTable } from './table.js'
 import { isLocalError, SHED_MS } from './local.js'
+import { resolveDataPlane, type DataPlane } from './native/data-plane.js'
+import type { NativePlane } from './native/plane.js'
 
 export interface ListenerCounters {
   accepted: number
@@ -121,6 +123,12 @@ export class Listener implements SessionHost {
   active = 0
   readonly server: net.Server
   framer: FramerFactory | undefined
+  /** The data plane of this listener's new sessions (`dataPlane`, resolved). */
+  plane: DataPlane
+  /** Why an opaque `auto` listener runs on js (the addon is not available), if so. */
+  planeReason: string | undefined
+  /** The native plane, when `plane` is native. */
+  native: NativePlane | undefined
   /** Recent hand-off latencies (ms, failure to first replayed byte at the client), newest last. */
   readonly latency = { pooled: new LatencyRing(1024), new: new LatencyRing(1024) }
   private readonly checkers: HealthChecker[] = []
@@ -134,7 +142,14 @@ export class Listener implements SessionHost {
   private shedUntil = 0
   /** The sweep of this listener's sessions for their bounds (one timer, not one per socket). */
   private sweeper: NodeJS.Timeout | undefined = undefined
-  private sweepBounds: SessionBounds = { client: 0, server: 0, request: 0, firstByte: 0, halfClosed: 0 }
+  private sweepBounds: SessionBounds = {
+    client: 0,
+    server: 0,
+    request: 0,
+    firstByte: 0,
+    halfClosed: 0,
+    response: 0,
+  }
   /** Live sessions per client address, when `maxConnectionsPerSource` is set. */
   private perSource: Map<string, number> | undefined = undefined
 
@@ -150,6 +165,10 @@ export class Listener implements SessionHost {
     }
     this.selector = createSelector(config.balance, this.backends)
     this.framer = framerFor(config)
+    const plane = resolveDataPlane(config)
+    this.plane = plane.plane
+    this.planeReason = plane.reason
+    this.native = plane.native
     if (config.pool.idle > 0) {
       for (const b of this.backends) b.pool = new WarmPool(b, config.pool)
     }
@@ -258,6 +277,11 @@ export class Listener implements SessionHost {
     this.backends = next
     this.selector = createSelector(config.balance, next)
     this.framer = framerFor(config)
+    // Live sessions stay on the plane they started on; new ones take the new setting.
+    const plane = resolveDataPlane(config)
+    this.plane = plane.plane
+    this.planeReason = plane.reason
+    this.native = plane.native
     if (this.server.listening) {
       for (const b of next) b.pool?.start()
       this.startChecks()
@@ -276,6 +300,9 @@ export class Listener implements SessionHost {
       request: framed ? c.requestTimeout : 0,
       firstByte: c.firstByteTimeout ?? (c.protocol === 'opaque' ? 0 : 10_000),
       halfClosed: c.halfClosedTimeout,
+      // The JavaScript plane times responses per request (replayer.ts); the native plane's
+      // sessions are checked by the sweep.
+      response: this.native !== undefined && c.replay.mode !== 'none' ? c.responseTimeout : 0,
     }
   }
 
@@ -545,8 +572,8 @@ export class Listener implements SessionHost {
       else this.perSource.set(source, n)
     }
     const c = this.counters
-    c.bytesFromClient += session.client.bytesRead
-    c.bytesToClient += session.client.bytesWritten
+    c.bytesFromClient += session.bytesFromClient
+    c.bytesToClient += session.bytesToClient
     switch (session.outcome) {
       case 'no-backend':
       case 'connect-failed':
@@ -584,8 +611,8 @@ export class Listener implements SessionHost {
           session: session.id,
           client: session.remote,
           backend: session.backend?.name,
-          bytesFromClient: session.client.bytesRead,
-          bytesToClient: session.client.bytesWritten,
+          bytesFromClient: session.bytesFromClient,
+          bytesToClient: session.bytesToClient,
           durationMs: Date.now() - session.startedAt,
           outcome: session.outcome,
           err: session.error?.message,

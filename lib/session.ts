@@ -20,6 +20,10 @@
  * The handlers are module-level functions that find their session through `socket[kSession]`
  * (as Node's net.js and undici do) so a session costs no closures. A server socket that is no
  * longer the session's current one has its back-reference removed, so its late events are ignored.
+ *
+ * On a listener whose data plane is native (lib/native/data-plane.ts), the session is the same up
+ * to the server's 'connect'; there both descriptors pass to the native splice plane and
+ * `lib/native/link.ts` maps its events onto the outcomes, failovers and bounds below.
  */
 import net, { type Socket } from 'node:net'
 import type { Logger } from 'pino'
@@ -32,6 +36,8 @@ import type { SessionState, TableEntry, ConnectionTable } from './table.js'
 import { isLocalError } from './local.js'
 import { readChunks, redirectChunks, releaseReader } from './splice/reader.js'
 import { Replayer } from './replay/replayer.js'
+import { NativeLink } from './native/link.js'
+import type { NativePlane } from './native/plane.js'
 
 export const kSession = Symbol('baton.session')
 type SessionSocket = Socket & { [kSession]?: Session }
@@ -69,6 +75,8 @@ export interface SessionBounds {
   request: number
   firstByte: number
   halfClosed: number
+  /** `responseTimeout` where the sweep enforces it (native plane sessions; 0 otherwise). */
+  response: number
 }
 
 /** Which bound closed a session in a sweep. */
@@ -82,6 +90,8 @@ export interface SessionHost {
   readonly log: Logger
   readonly framer: FramerFactory | undefined
   readonly budget: ReplayBudget
+  /** The native plane, when this listener's sessions run on it (lib/native/data-plane.ts). */
+  readonly native: NativePlane | undefined
   /** A backend for this session, avoiding `avoid`; undefined when none is usable. */
   /** `retry`: this connect replaces one that failed for the same request (counted `retries`). */
   pick(session: Session, avoid: ReadonlySet<Backend> | undefined, retry: boolean): Backend | undefined
@@ -116,6 +126,7 @@ export class Session implements TableEntry {
   readonly remote: string
   readonly startedAt = Date.now()
   server: Socket | undefined = undefined
+  serverLocal: string | undefined = undefined
   backend: Backend | undefined = undefined
   readonly history: Backend[] = []
   state: SessionState = 'connecting'
@@ -130,6 +141,8 @@ export class Session implements TableEntry {
    * members below marked @internal are the core's state that it reads and moves.
    */
   readonly rp: Replayer | undefined
+  /** The native plane's side of the session, where the listener runs on it (lib/native/link.ts). */
+  readonly np: NativeLink | undefined
   /** @internal */
   readonly host: SessionHost
   /** @internal Client bytes not (yet) in the replay buffer that arrived while no server was attached. */
@@ -145,8 +158,8 @@ export class Session implements TableEntry {
   /** @internal Backends that failed for this session (allocated only on the first failure). */
   failed: Set<Backend> | undefined = undefined
   private connectTimer: NodeJS.Timeout | undefined = undefined
-  /** The side whose FIN came first, for a session that ended normally. */
-  private firstEnd: 'client' | 'server' | undefined = undefined
+  /** @internal The side whose FIN came first, for a session that ended normally. */
+  firstEnd: 'client' | 'server' | undefined = undefined
   /** @internal How the session ends once the client socket closes, while `closing`. */
   closingOutcome: Outcome = 'done'
   /** @internal How a session that ends normally is counted (a server that gave up on a slow client). */
@@ -170,7 +183,10 @@ export class Session implements TableEntry {
     this.remote = `${client.remoteAddress}:${client.remotePort}`
     client.setNoDelay(true)
     this.lastClient = this.startedAt
-    this.rp = host.framer !== undefined ? new Replayer(this, host) : undefined
+    // On the native plane the addon keeps the replay record (a pipe): no Replayer, and until the
+    // server is up client bytes are only held, then handed over first.
+    this.np = host.native !== undefined ? new NativeLink(this, host.native) : undefined
+    this.rp = host.framer !== undefined && this.np === undefined ? new Replayer(this, host) : undefined
     readChunks(client, this.rp === undefined ? onClientChunk : onClientChunkFramed)
     client.on('end', onClientEnd)
     client.on('error', onClientError)
@@ -184,11 +200,26 @@ export class Session implements TableEntry {
     return this.rp?.framer
   }
 
+  /** Bytes read from the client (the native plane counts them once it has the session). */
+  get bytesFromClient(): number {
+    return this.np?.bytesFromClient ?? this.client.bytesRead
+  }
+
+  /** Bytes written to the client. */
+  get bytesToClient(): number {
+    return this.np?.bytesToClient ?? this.client.bytesWritten
+  }
+
+  /** A failover is in progress: a connect that fails for good cannot be hidden. */
+  private get handing(): boolean {
+    return this.rp?.handoff !== undefined || this.np?.handoff !== undefined
+  }
+
   /** Choose a backend and connect to it: at start, after a failed connect, and for a failover. */
   connect(): void {
     const backend = this.host.pick(this, this.failed, this.attempts > 0)
     if (backend === undefined) {
-      const handing = this.rp?.handoff !== undefined
+      const handing = this.handing
       if (handing) this.host.unrecoverable(this, 'no other backend is usable')
       this.destroy(
         handing ? 'unrecoverable' : 'no-backend',
@@ -234,6 +265,7 @@ export class Session implements TableEntry {
     this.connectTimer = undefined
     this.state = 'open'
     this.host.connected(this, this.backend!)
+    if (this.np !== undefined) return this.np.connected(server, pooled)
     const held = this.held
     this.held = undefined
     this.heldBytes = 0
@@ -266,7 +298,7 @@ export class Session implements TableEntry {
     this.host.connectFailed(this, backend, err)
     if (this.state !== 'connecting') return // the client went away meanwhile
     if (this.attempts > this.host.config.retries) {
-      const handing = this.rp?.handoff !== undefined
+      const handing = this.handing
       if (handing) this.host.unrecoverable(this, 'every connect for the hand-off failed')
       this.destroy(handing ? 'unrecoverable' : 'connect-failed', err)
       return
@@ -302,6 +334,7 @@ export class Session implements TableEntry {
    */
   sweep(now: number, b: SessionBounds): SweepVerdict | undefined {
     if (this.state !== 'open' && this.state !== 'connecting') return undefined
+    if (this.np?.attached === true) return this.np.sweep(now, b)
     const rp = this.rp
     if (b.request > 0 && rp !== undefined && rp.requestSince > 0 && now - rp.requestSince >= b.request) {
       rp.requestTimedOut()
@@ -328,6 +361,19 @@ export class Session implements TableEntry {
   /** Move to another backend at the next clean boundary, where the framer knows boundaries. */
   migrate(): void {
     this.rp?.migrate()
+  }
+
+  /**
+   * @internal A socket passes to the native plane: none of its events reach this session any more
+   * (destroying it still emits 'close'), and its read buffer goes back.
+   */
+  handOver(socket: Socket): void {
+    // Not `delete`: that turns the socket into a dictionary-mode object, about 1.5 KiB more heap
+    // for each of the two sockets a native session keeps.
+    ;(socket as SessionSocket)[kSession] = undefined
+    releaseReader(socket)
+    // The table's `server` field: the socket forgets its address once its descriptor has moved on.
+    if (socket !== this.client) this.serverLocal = `${socket.localAddress}:${socket.localPort}`
   }
 
   /** @internal Let go of a server connection: no more of its events reach this session. */
@@ -415,6 +461,7 @@ export class Session implements TableEntry {
     clearTimeout(this.connectTimer)
     this.connectTimer = undefined
     this.rp?.finish()
+    this.np?.finish()
     this.held = undefined
     releaseReader(this.client)
     if (this.server !== undefined) releaseReader(this.server)

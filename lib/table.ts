@@ -13,11 +13,22 @@ export interface TableEntry {
   readonly id: number
   readonly listener: string
   readonly client: Socket
+  /**
+   * Bytes read from and written to the client so far. The client socket's own counts, until a
+   * session on the native plane hands its descriptor over; then the plane's (read on demand).
+   */
+  readonly bytesFromClient: number
+  readonly bytesToClient: number
   /** The client's `address:port`, read at accept. */
   readonly remote: string
   readonly startedAt: number
   /** The current server connection, undefined while connecting or between connections. */
   server: Socket | undefined
+  /**
+   * The current server connection's local `address:port`, kept where the socket no longer knows it
+   * (its descriptor passed to the native plane).
+   */
+  serverLocal?: string | undefined
   /** The current backend. */
   backend: Backend | undefined
   /** Every backend this session has been attached to, in order. */
@@ -72,6 +83,7 @@ export class ConnectionTable {
   /** The entry no longer has a server connection (it failed or is being replaced). */
   detach(entry: TableEntry): void {
     entry.server = undefined
+    entry.serverLocal = undefined
   }
 
   remove(entry: TableEntry): void {
@@ -96,10 +108,12 @@ export function snapshotOf(e: TableEntry, now = Date.now()): SessionSnapshot {
     state: e.state,
     client: e.remote,
     backend: e.backend?.name,
-    server: e.server?.localPort !== undefined ? `${e.server.localAddress}:${e.server.localPort}` : undefined,
+    server:
+      e.serverLocal ??
+      (e.server?.localPort !== undefined ? `${e.server.localAddress}:${e.server.localPort}` : undefined),
     backends: e.history.map((b) => b.name),
-    bytesFromClient: e.client.bytesRead,
-    bytesToClient: e.client.bytesWritten,
+    bytesFromClient: e.bytesFromClient,
+    bytesToClient: e.bytesToClient,
     startedAt: e.startedAt,
     durationMs: now - e.startedAt,
   }

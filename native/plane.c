@@ -97,7 +97,8 @@ enum {
 /* ST_FLAGS bits */
 enum {
   FL_CLIENT_EOF = 1, FL_SERVER_EOF = 2, FL_SERVER_FIN_SENT = 4, FL_CLIENT_FIN_SENT = 8,
-  FL_SERVER_DOWN = 16, FL_PAUSED = 32, FL_CLOSED = 64, FL_SERVER_EOF_HELD = 128
+  FL_SERVER_DOWN = 16, FL_PAUSED = 32, FL_CLOSED = 64, FL_SERVER_EOF_HELD = 128,
+  FL_SERVER_FIRST = 256
 };
 enum {
   PS_IDLE, PS_IN_USE, PS_CREATED, PS_DESTROYED, PS_RESIZED, PS_MAX_IDLE, PS_PIPE_SIZE, PS_SESSIONS,
@@ -133,6 +134,9 @@ struct session_s {
   int state;
   int closes_pending;           /* uv_close()d polls not yet called back */
   unsigned paused : 1, hold_server_eof : 1, pass_fin : 1, deferred : 1, in_process : 1;
+  /* The server spoke before the client's first byte (a greeting): a new server would greet again,
+   * so what the client has is not replayable elsewhere (opaque's `pinned`). Sticky. */
+  unsigned server_first : 1;
   end_t end[2];                 /* CLIENT, SERVER */
   flow_t c2s, s2c;
   pipe_t replay;
@@ -546,6 +550,7 @@ static void on_client_bytes(session_t *s, size_t n) {
 }
 
 static void on_server_bytes(session_t *s, size_t n) {
+  if (s->c2s.in == 0) s->server_first = 1;
   s->server_since_req += n;
   if (s->unanswered > 0) {
     s->turns++;
@@ -1046,6 +1051,7 @@ static void fill_stats(const session_t *s, double *d) {
   if (s->paused) fl |= FL_PAUSED;
   if (s->state == S_CLOSED) fl |= FL_CLOSED;
   if (s->s2c.in_done && !s->pass_fin) fl |= FL_SERVER_EOF_HELD;
+  if (s->server_first) fl |= FL_SERVER_FIRST;
   d[ST_FLAGS] = fl;
   uint64_t now = uv_now(s->pl->loop);
   d[ST_IDLE_MS] = now > s->last_activity ? (double)(now - s->last_activity) : 0;

@@ -43,6 +43,7 @@ import { createMetrics } from '../lib/admin/metrics.js'
 import { validateConfig } from '../lib/config/validate.js'
 import { TestServer } from './helpers/servers.js'
 import { WAIT_MS } from './helpers/wait.js'
+import { withPlane } from './helpers/plane.js'
 
 const HOST = '127.0.0.1'
 // Each case starts three node processes; on a loaded 2-core box that takes seconds.
@@ -363,7 +364,7 @@ type Exit = { code: number | null; signal: NodeJS.Signals | null }
 /** Write `config` as JSON, start `baton --config FILE --workers 2`, wait for both workers to listen. */
 async function startCluster(t: Test, config: Record<string, unknown>, dir: string): Promise<Cluster> {
   const file = join(dir, 'baton.json')
-  writeFileSync(file, JSON.stringify(config))
+  writeFileSync(file, JSON.stringify(withPlane(config)))
   const child = spawn(process.execPath, [CLI, '--config', file, '--workers', '2'], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -777,7 +778,7 @@ t.test('(f, e) reload reaches the workers; a killed worker is replaced with the 
   t.equal(alpha.served, 4)
 
   // (f) a new backend in place of the old one: every worker and the primary apply it.
-  writeFileSync(join(dir, 'baton.json'), JSON.stringify(listener([charlie])))
+  writeFileSync(join(dir, 'baton.json'), JSON.stringify(withPlane(listener([charlie]))))
   c.child.kill('SIGHUP')
   const reloaded = await c.logs.waitFor((l) => l.msg === 'configuration reloaded', 'reloaded ×3', 3)
   t.same(new Set(reloaded.map((l) => l.worker ?? 'primary')), new Set([1, 2, 'primary']))
@@ -789,7 +790,7 @@ t.test('(f, e) reload reaches the workers; a killed worker is replaced with the 
   t.same(names, ['charlie'], 'the primary’s view has the new backends')
 
   // An invalid file is refused; the running configuration stays, in the primary and the workers.
-  writeFileSync(join(dir, 'baton.json'), JSON.stringify(listener([alpha], { balance: 'rr' })))
+  writeFileSync(join(dir, 'baton.json'), JSON.stringify(withPlane(listener([alpha], { balance: 'rr' }))))
   c.child.kill('SIGHUP')
   const refused = await c.logs.waitFor(
     (l) => l.msg === 'reload refused, the running configuration stays',

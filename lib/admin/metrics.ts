@@ -132,8 +132,8 @@ function liveBytes(balancer: Balancer): Map<string, { from: number; to: number }
   for (const e of balancer.table.values()) {
     let sum = out.get(e.listener)
     if (sum === undefined) out.set(e.listener, (sum = { from: 0, to: 0 }))
-    sum.from += e.client.bytesRead
-    sum.to += e.client.bytesWritten
+    sum.from += e.bytesFromClient
+    sum.to += e.bytesToClient
   }
   return out
 }
@@ -153,6 +153,18 @@ export function createMetrics(balancer: Balancer): Registry {
     collect() {
       this.reset()
       for (const l of listeners()) this.set({ listener: l.name }, l.active)
+    },
+  })
+
+  new Gauge<ListenerLabel | 'plane'>({
+    name: 'baton_data_plane',
+    help: "The data plane of the listener's new sessions: 1 for the one in use, native (splice addon) or js.",
+    labelNames: ['listener', 'plane'],
+    registers,
+    aggregator: 'max',
+    collect() {
+      this.reset()
+      for (const l of listeners()) this.set({ listener: l.name, plane: l.plane }, 1)
     },
   })
 

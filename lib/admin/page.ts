@@ -139,7 +139,7 @@ export function renderMain(balancer: Balancer, history?: History): string {
         ? ''
         : `\n${renderChart(l.name, history.of(l.name), history.intervalMs, history.capacity)}`
     return `<section>
-<h2>${escapeHtml(l.name)} <small>${escapeHtml(`${a.host}:${a.port}`)} · ${escapeHtml(l.config.balance)}</small></h2>
+<h2>${escapeHtml(l.name)} <small>${escapeHtml(`${a.host}:${a.port}`)} · ${escapeHtml(l.config.balance)} · <span class="plane" title="data plane">${escapeHtml(l.plane)} plane</span></small></h2>
 <p class="sum">active <b>${l.active}</b> · accepted <b>${c.accepted}</b> · rejected <b>${c.rejected}</b> · failovers <b>${c.failovers}</b> · replayed <b>${c.replayedRequests}</b> · unrecoverable <b>${c.unrecoverable}</b></p>${chart}
 <table>
 <thead><tr><th>backend</th><th>address</th><th>state</th><th>weight</th><th>active</th><th>sessions</th><th>pool</th><th>connect err</th><th>server fail</th><th>in a row</th></tr></thead>

@@ -38,6 +38,7 @@ import type { Logger } from 'pino'
 import { AggregatorRegistry, Counter, Gauge, Registry, type PrometheusContentType } from 'prom-client'
 import { pageParams } from '../admin/api.js'
 import { startAdmin, type AdminServer } from '../admin/server.js'
+import { sayIfUnavailable } from '../native/data-plane.js'
 import { Balancer, type ReloadResult } from '../balancer.js'
 import { MAX_TIMER_MS, type Config } from '../config/schema.js'
 import { validateConfig } from '../config/validate.js'
@@ -207,9 +208,11 @@ export class Primary {
     }
     this.checks.start()
     void this.view.probeBackends()
+    sayIfUnavailable(this.log, this.config.listeners) // once, for every worker
     this.log.info(
       {
         workers: this.count,
+        dataPlanes: Object.fromEntries(this.view.frontends.map((l) => [l.name, l.plane])),
         pids: [...this.members.values()].map((m) => m.worker.process.pid),
         scheduling: cluster.schedulingPolicy === cluster.SCHED_RR ? 'rr' : 'none',
       },

@@ -50,8 +50,8 @@ export function figuresOf(balancer: Balancer): WorkerFigures {
   for (const e of balancer.table.values()) {
     let sum = live.get(e.listener)
     if (sum === undefined) live.set(e.listener, (sum = { from: 0, to: 0 }))
-    sum.from += e.client.bytesRead
-    sum.to += e.client.bytesWritten
+    sum.from += e.bytesFromClient
+    sum.to += e.bytesToClient
   }
   return {
     sessions: balancer.table.size,

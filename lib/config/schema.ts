@@ -7,6 +7,7 @@ import { isIP } from 'node:net'
 import { z } from 'zod'
 import { ALGORITHMS } from '../balancing/types.js'
 import { CHECKER_DEFAULTS } from '../health/checker.js'
+import { DATA_PLANES, nativeRefusal } from '../native/data-plane.js'
 import { parseDuration, parseSize, splitHostPort } from '../units.js'
 
 const PORT_MSG = 'expected an integer from 1 to 65535'
@@ -173,7 +174,7 @@ export const backendSchema = z.preprocess(
   )
 )
 
-const listenerSchema = z.strictObject({
+const listenerFields = z.strictObject({
   /** Name in logs and metrics; defaults to the listen address. */
   name: z.string({ error: 'expected a name' }).min(1, { error: 'expected a non-empty name' }).optional(),
   /** Address to accept on: `host:port` or `{ host, port }`. */
@@ -293,6 +294,21 @@ const listenerSchema = z.strictObject({
    * end where they are. Default: `migrate` with a framer that knows boundaries, `finish` for opaque.
    */
   onDrain: z.enum(['migrate', 'finish']).optional(),
+  /**
+   * Which data plane moves this listener's bytes (lib/native/data-plane.ts): `native` is the splice(2)
+   * addon (opaque only; JavaScript leaves the byte path once both sockets are up), `js` the
+   * JavaScript plane, `auto` native where the addon loaded, the protocol is opaque and the platform
+   * is Linux. `native` where it cannot be had is an error that says why. `BATON_NATIVE=0` turns the
+   * addon off for the whole process.
+   */
+  dataPlane: z.enum(DATA_PLANES).default('auto'),
+})
+
+/** `dataPlane: native` is refused, with the reason, where the addon or the protocol rules it out. */
+const listenerSchema = listenerFields.superRefine((l, ctx) => {
+  if (l.dataPlane !== 'native') return
+  const why = nativeRefusal(l)
+  if (why !== undefined) ctx.addIssue({ code: 'custom', path: ['dataPlane'], message: why })
 })
 
 export const configSchema = z.strictObject({

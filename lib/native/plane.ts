@@ -87,6 +87,11 @@ export interface PlaneStats {
   serverDown: boolean
   paused: boolean
   closed: boolean
+  /**
+   * The server spoke before the client's first byte (a greeting): a new server would greet again,
+   * so the session cannot move to another one (opaque's `pinned`). Sticky.
+   */
+  serverFirst: boolean
 }
 
 export type PlaneEvent =
@@ -95,7 +100,11 @@ export type PlaneEvent =
   | { type: 'error'; side: PlaneSide; errno: number; code: string; stats: PlaneStats }
   | { type: 'close'; reason: PlaneCloseReason; stats: PlaneStats }
 
-export type PlaneListener = (event: PlaneEvent) => void
+/**
+ * Called with the event and the session's handle, so one module-level function can serve every
+ * session (finding its owner by handle) instead of a closure per session.
+ */
+export type PlaneListener = (event: PlaneEvent, handle: PlaneHandle) => void
 
 export interface AttachOptions {
   /** Capacity of the replay pipe; 0 (default) records nothing. Rounded up to whole pages. */
@@ -196,6 +205,7 @@ const FL = {
   paused: 32,
   closed: 64,
   serverEofHeld: 128,
+  serverFirst: 256,
 } as const
 const EV_CLIENT_EOF = 1
 const EV_SERVER_EOF = 2
@@ -337,15 +347,19 @@ class Plane implements NativePlane {
     const stats = this.binding.stats(id, this.scratch) ? statsFrom(this.scratch) : undefined
     if (stats === undefined) return
     if (kind === EV_CLOSE) this.listeners.delete(id)
+    const h = id as PlaneHandle
     switch (kind) {
       case EV_CLIENT_EOF:
-        return listener({ type: 'client-eof', stats })
+        return listener({ type: 'client-eof', stats }, h)
       case EV_SERVER_EOF:
-        return listener({ type: 'server-eof', held: a === 1, stats })
+        return listener({ type: 'server-eof', held: a === 1, stats }, h)
       case EV_ERROR:
-        return listener({ type: 'error', side: SIDES[a] ?? 'internal', errno, code: errnoCode(errno), stats })
+        return listener(
+          { type: 'error', side: SIDES[a] ?? 'internal', errno, code: errnoCode(errno), stats },
+          h
+        )
       case EV_CLOSE:
-        return listener({ type: 'close', reason: REASONS[a] ?? 'done', stats })
+        return listener({ type: 'close', reason: REASONS[a] ?? 'done', stats }, h)
     }
   }
 }
@@ -382,6 +396,7 @@ function statsFrom(d: Float64Array): PlaneStats {
     serverDown: (flags & FL.serverDown) !== 0,
     paused: (flags & FL.paused) !== 0,
     closed: (flags & FL.closed) !== 0,
+    serverFirst: (flags & FL.serverFirst) !== 0,
   }
 }
 

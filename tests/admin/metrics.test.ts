@@ -7,18 +7,21 @@ import t from 'tap'
 import { newSamples, createMetrics } from '../../lib/admin/metrics.js'
 import { createBalancer } from '../../lib/balancer.js'
 import { LatencyRing } from '../../lib/listener.js'
+import { withPlane } from '../helpers/plane.js'
 
 function build() {
-  return createBalancer({
-    log: { level: 'silent' },
-    listeners: [
-      {
-        name: 'web',
-        listen: { host: '127.0.0.1', port: 0 },
-        backends: [{ name: 'a', host: '127.0.0.1', port: 1 }],
-      },
-    ],
-  })
+  return createBalancer(
+    withPlane({
+      log: { level: 'silent' },
+      listeners: [
+        {
+          name: 'web',
+          listen: { host: '127.0.0.1', port: 0 },
+          backends: [{ name: 'a', host: '127.0.0.1', port: 1 }],
+        },
+      ],
+    })
+  )
 }
 
 t.test('newSamples: what was added since a count, oldest first, across the wrap', async (t) => {

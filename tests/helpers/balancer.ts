@@ -7,6 +7,7 @@ import type { Socket } from 'node:net'
 import { createBalancer, type Balancer, type BalancerOptions } from '../../lib/balancer.js'
 import type { ConfigInput } from '../../lib/config/schema.js'
 import { Client } from './clients.js'
+import { withPlane } from './plane.js'
 import { HOST, type Endpoint } from './servers.js'
 import { settlesWithin } from './wait.js'
 
@@ -44,12 +45,15 @@ export function oneListener(
   }
 }
 
-/** Build and bind a balancer; `port` is the first listener's. */
+/**
+ * Build and bind a balancer; `port` is the first listener's. Opaque listeners run on the test
+ * plane (BATON_TEST_PLANE, see plane.ts) unless the config chooses.
+ */
 export async function startBalancer(
   config: ConfigInput,
   options?: BalancerOptions
 ): Promise<RunningBalancer> {
-  const balancer = createBalancer({ log: { level: 'silent' }, ...config }, options)
+  const balancer = createBalancer(withPlane({ log: { level: 'silent' }, ...config }), options)
   await balancer.listen()
   const { host, port } = balancer.address(0)
   return { balancer, host, port }

@@ -16,6 +16,7 @@
  */
 import net, { type Socket } from 'node:net'
 import type { Balancer } from '../../lib/balancer.js'
+import type { SessionSnapshot } from '../../lib/table.js'
 import { HOST, TestServer } from './servers.js'
 import { until, within, WAIT_MS } from './wait.js'
 
@@ -33,6 +34,16 @@ export function listenerOptions(protocol: Protocol, handoff: Handoff) {
     ...(protocol === 'length-prefixed' ? { framing: { lengthBytes: 4 as const } } : {}),
     pool: { idle: handoff === 'pooled' ? 2 : 0 },
   }
+}
+
+/**
+ * Baton let go of a server connection that died between turns, and the client did not notice: the
+ * session is open and either waits without a server for the client's next request (the JavaScript
+ * plane) or has already moved to another backend (the native plane, which has no event for the
+ * client's next bytes and so moves at once).
+ */
+export function letGoBetweenTurns(live: SessionSnapshot | undefined): boolean {
+  return live?.state === 'open' && (live.server === undefined || live.backends.length > 1)
 }
 
 /** A frame: 4-byte big-endian body length, then the body. */

@@ -6,6 +6,7 @@ import net from 'node:net'
 import t from 'tap'
 import { createBalancer, type BackendFailureEvent } from '../../lib/index.js'
 import { within } from '../helpers/wait.js'
+import { withPlane } from '../helpers/plane.js'
 
 /** Echo for data; answers an HTTP health GET with `status()`. */
 async function backend(status: () => number): Promise<net.Server> {
@@ -46,21 +47,23 @@ t.test('http check: a failing backend is skipped, and comes back', async (t) => 
     a.close()
     b.close()
   })
-  const balancer = createBalancer({
-    listeners: [
-      {
-        listen: '127.0.0.1:0',
-        balance: 'first',
-        backends: [a, b].map((s, i) => ({
-          name: i === 0 ? 'a' : 'b',
-          host: '127.0.0.1',
-          port: (s.address() as net.AddressInfo).port,
-        })),
-        healthCheck: { type: 'http', path: '/health', interval: 30, rise: 2, fall: 2 },
-      },
-    ],
-    log: { level: 'silent' },
-  })
+  const balancer = createBalancer(
+    withPlane({
+      listeners: [
+        {
+          listen: '127.0.0.1:0',
+          balance: 'first',
+          backends: [a, b].map((s, i) => ({
+            name: i === 0 ? 'a' : 'b',
+            host: '127.0.0.1',
+            port: (s.address() as net.AddressInfo).port,
+          })),
+          healthCheck: { type: 'http', path: '/health', interval: 30, rise: 2, fall: 2 },
+        },
+      ],
+      log: { level: 'silent' },
+    })
+  )
   await balancer.listen()
   t.teardown(() => balancer.close(0))
   const port = balancer.address().port
@@ -104,7 +107,7 @@ t.test('a backend down at a reload is still seen coming back up', async (t) => {
     })),
     healthCheck: { type: 'http' as const, path: '/health', interval: 30, rise: 2, fall: 2 },
   }
-  const balancer = createBalancer({ listeners: [listener], log: { level: 'silent' } })
+  const balancer = createBalancer(withPlane({ listeners: [listener], log: { level: 'silent' } }))
   await balancer.listen()
   t.teardown(() => balancer.close(0))
   const down = new Promise<void>((resolve) =>
@@ -112,10 +115,12 @@ t.test('a backend down at a reload is still seen coming back up', async (t) => {
   )
   await down
   const port = balancer.address().port
-  await balancer.reload({
-    listeners: [{ ...listener, maxConnections: 100 }],
-    log: { level: 'silent' },
-  })
+  await balancer.reload(
+    withPlane({
+      listeners: [{ ...listener, maxConnections: 100 }],
+      log: { level: 'silent' },
+    })
+  )
   t.equal(balancer.listenerSnapshots()[0]!.backends[0]!.health, 'down', 'still down after the reload')
   const up = new Promise<void>((resolve) =>
     balancer.on('backendUp', (e: { backend: string }) => e.backend === 'a' && resolve())

@@ -10,6 +10,7 @@ import { createBalancer, type Balancer } from '../../lib/index.js'
 import { body, expectedResponse, frame, frameServer, RecordingClient } from '../helpers/failover-servers.js'
 import { refusedPort, type Endpoint } from '../helpers/servers.js'
 import { until } from '../helpers/wait.js'
+import { withPlane } from '../helpers/plane.js'
 
 const CLIENTS = 24
 const REQUESTS = 30
@@ -99,19 +100,21 @@ async function servers(t: Tap, n = 3) {
 type Tap = { teardown(fn: () => unknown): void }
 
 async function balancerFor(t: Tap, backends: readonly Endpoint[], extra: Record<string, unknown> = {}) {
-  const balancer = createBalancer({
-    listeners: [
-      {
-        listen: '127.0.0.1:0',
-        protocol: 'length-prefixed',
-        framing: { lengthBytes: 4 },
-        balance: 'round-robin',
-        backends: backends.map((s) => ({ host: s.host, port: s.port, name: s.name })),
-        ...extra,
-      },
-    ],
-    log: { level: 'silent' },
-  })
+  const balancer = createBalancer(
+    withPlane({
+      listeners: [
+        {
+          listen: '127.0.0.1:0',
+          protocol: 'length-prefixed',
+          framing: { lengthBytes: 4 },
+          balance: 'round-robin',
+          backends: backends.map((s) => ({ host: s.host, port: s.port, name: s.name })),
+          ...extra,
+        },
+      ],
+      log: { level: 'silent' },
+    })
+  )
   await balancer.listen()
   t.teardown(() => balancer.close(0))
   return balancer
@@ -191,16 +194,18 @@ t.test('onDown: keep leaves the sessions on a backend checked down', async (t) =
 
 t.test('opaque knows no boundaries: drain lets sessions finish where they are', async (t) => {
   const [s0, s1, s2] = await servers(t)
-  const balancer = createBalancer({
-    listeners: [
-      {
-        listen: '127.0.0.1:0',
-        balance: 'round-robin',
-        backends: [s0!, s1!, s2!].map((s) => ({ host: s.host, port: s.port })),
-      },
-    ],
-    log: { level: 'silent' },
-  })
+  const balancer = createBalancer(
+    withPlane({
+      listeners: [
+        {
+          listen: '127.0.0.1:0',
+          balance: 'round-robin',
+          backends: [s0!, s1!, s2!].map((s) => ({ host: s.host, port: s.port })),
+        },
+      ],
+      log: { level: 'silent' },
+    })
+  )
   await balancer.listen()
   t.teardown(() => balancer.close(0))
   const b0 = balancer.frontends[0]!.backends[0]!
@@ -215,18 +220,20 @@ t.test('opaque knows no boundaries: drain lets sessions finish where they are', 
 
 t.test('passive ejection never takes out more than maxEjectPercent of the backends', async (t) => {
   const dead = await Promise.all([0, 1, 2, 3].map((i) => refusedPort(`dead${i}`)))
-  const balancer = createBalancer({
-    listeners: [
-      {
-        listen: '127.0.0.1:0',
-        balance: 'round-robin',
-        retries: 0,
-        passive: { failures: 1, cooldown: '1m', maxEjectPercent: 50 },
-        backends: dead.map((s) => ({ host: s.host, port: s.port, name: s.name })),
-      },
-    ],
-    log: { level: 'silent' },
-  })
+  const balancer = createBalancer(
+    withPlane({
+      listeners: [
+        {
+          listen: '127.0.0.1:0',
+          balance: 'round-robin',
+          retries: 0,
+          passive: { failures: 1, cooldown: '1m', maxEjectPercent: 50 },
+          backends: dead.map((s) => ({ host: s.host, port: s.port, name: s.name })),
+        },
+      ],
+      log: { level: 'silent' },
+    })
+  )
   await balancer.listen()
   t.teardown(() => balancer.close(0))
   const backends = balancer.frontends[0]!.backends
@@ -245,16 +252,18 @@ t.test('passive ejection never takes out more than maxEjectPercent of the backen
 
 t.test('a new weight rebuilds source-hash: a client moves with the weights', async (t) => {
   const [s0, s1] = await servers(t, 2)
-  const balancer = createBalancer({
-    listeners: [
-      {
-        listen: '127.0.0.1:0',
-        balance: 'source-hash',
-        backends: [s0!, s1!].map((s) => ({ host: s.host, port: s.port, name: s.name })),
-      },
-    ],
-    log: { level: 'silent' },
-  })
+  const balancer = createBalancer(
+    withPlane({
+      listeners: [
+        {
+          listen: '127.0.0.1:0',
+          balance: 'source-hash',
+          backends: [s0!, s1!].map((s) => ({ host: s.host, port: s.port, name: s.name })),
+        },
+      ],
+      log: { level: 'silent' },
+    })
+  )
   await balancer.listen()
   t.teardown(() => balancer.close(0))
   const backends = balancer.frontends[0]!.backends

@@ -6,6 +6,7 @@
 import net from 'node:net'
 import t from 'tap'
 import { createBalancer } from '../../lib/index.js'
+import { withPlane } from '../helpers/plane.js'
 
 t.test('a greeting server that resets mid-request: client closed, nothing replayed, counted', async (t) => {
   let accepted = 0
@@ -18,10 +19,12 @@ t.test('a greeting server that resets mid-request: client closed, nothing replay
   await new Promise<void>((r) => greeter.listen(0, '127.0.0.1', r))
   t.teardown(() => greeter.close())
   const port = (greeter.address() as net.AddressInfo).port
-  const balancer = createBalancer({
-    listeners: [{ listen: '127.0.0.1:0', backends: [`127.0.0.1:${port}`, `127.0.0.1:${port}`] }],
-    log: { level: 'silent' },
-  })
+  const balancer = createBalancer(
+    withPlane({
+      listeners: [{ listen: '127.0.0.1:0', backends: [`127.0.0.1:${port}`, `127.0.0.1:${port}`] }],
+      log: { level: 'silent' },
+    })
+  )
   await balancer.listen()
   t.teardown(() => balancer.close(0))
 

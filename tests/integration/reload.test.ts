@@ -6,6 +6,7 @@
 import net from 'node:net'
 import t from 'tap'
 import { ConfigError, createBalancer, type ConfigInput } from '../../lib/index.js'
+import { withPlane } from '../helpers/plane.js'
 
 async function echo(): Promise<net.Server> {
   const srv = net.createServer((s) => {
@@ -45,7 +46,7 @@ t.test('backends replaced, listener added, live session kept, invalid config ref
     listeners: [{ name: 'web', listen: '127.0.0.1:0', backends }, ...extra],
     log: { level: 'silent' as const },
   })
-  const balancer = createBalancer(config([addr(a)]))
+  const balancer = createBalancer(withPlane(config([addr(a)])))
   await balancer.listen()
   t.teardown(() => balancer.close(0))
   const port = balancer.address('web').port
@@ -55,14 +56,14 @@ t.test('backends replaced, listener added, live session kept, invalid config ref
     c.listeners[0] = { ...c.listeners[0]!, listen: `127.0.0.1:${port}` }
     return c
   }
-  await balancer.reload(same([addr(a)]))
+  await balancer.reload(withPlane(same([addr(a)])))
 
   const live = await connect(port)
   t.teardown(() => live.destroy())
   t.equal(await roundTrip(live, 'one'), 'one', 'a live session on a')
 
   const result = await balancer.reload(
-    same([addr(b)], [{ name: 'extra', listen: '127.0.0.1:0', backends: [addr(b)] }])
+    withPlane(same([addr(b)], [{ name: 'extra', listen: '127.0.0.1:0', backends: [addr(b)] }]))
   )
   t.same(result.backendsAdded, [`web/${addr(b)}`])
   t.same(result.backendsRemoved, [`web/${addr(a)}`])
@@ -81,11 +82,11 @@ t.test('backends replaced, listener added, live session kept, invalid config ref
   extra.destroy()
 
   await t.rejects(
-    balancer.reload({ listeners: [{ listen: 1 }] }),
+    balancer.reload(withPlane({ listeners: [{ listen: 1 }] })),
     ConfigError,
     'an invalid config is refused'
   )
   t.equal(await roundTrip(live, 'three'), 'three', 'and nothing changed')
-  const removed = await balancer.reload(same([addr(b)]))
+  const removed = await balancer.reload(withPlane(same([addr(b)])))
   t.same(removed.listenersRemoved, ['extra'], 'a listener removed')
 })

@@ -7,6 +7,7 @@ import net from 'node:net'
 import t from 'tap'
 import { createBalancer, type Balancer, type SessionCloseEvent } from '../../lib/index.js'
 import { hasSocat, startSocatEcho, stopSocat, killSocat, type SocatServer } from './helpers/socat.js'
+import { withPlane } from '../helpers/plane.js'
 
 const CLIENTS = 50
 const BYTES = 1024 * 1024
@@ -61,18 +62,20 @@ t.test('50 concurrent clients × 1 MiB through Baton to 3 socat echo servers', a
   for (let i = 0; i < 3; i++) servers.push(await startSocatEcho())
   t.equal(new Set(servers.map((s) => s.port)).size, 3, 'three distinct ports')
 
-  balancer = createBalancer({
-    listeners: [
-      {
-        listen: '127.0.0.1:0',
-        backends: servers.map((s) => `${s.host}:${s.port}`),
-        balance: 'round-robin',
-        connectTimeout: '2s',
-        retries: 0,
-      },
-    ],
-    log: { level: 'silent' },
-  })
+  balancer = createBalancer(
+    withPlane({
+      listeners: [
+        {
+          listen: '127.0.0.1:0',
+          backends: servers.map((s) => `${s.host}:${s.port}`),
+          balance: 'round-robin',
+          connectTimeout: '2s',
+          retries: 0,
+        },
+      ],
+      log: { level: 'silent' },
+    })
+  )
   const closed: SessionCloseEvent[] = []
   let allClosed: () => void = () => {}
   const allClosedP = new Promise<void>((resolve) => (allClosed = resolve))

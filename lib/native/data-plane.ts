@@ -1,0 +1,70 @@
+/**
+ * Which data plane a listener's sessions run on (`dataPlane: auto | js | native`), decided once per
+ * listener from its configuration and whether the addon loaded (lib/native/plane.ts).
+ *
+ * - `js`: always the JavaScript plane.
+ * - `native`: the native splice plane; the config is refused (schema.ts) when the protocol parses
+ *   bytes or the addon is not there, so by the time a listener is built it is available.
+ * - `auto` (the default): native where the addon loaded, the protocol is `opaque` and the platform
+ *   is Linux (the loader says no elsewhere); js otherwise.
+ *
+ * Framers that parse bytes (http1, resp, length-prefixed) need the bytes in user space and always
+ * run on the JavaScript plane; so does a verified resume of a partial response.
+ */
+import type { Logger } from 'pino'
+import { loadNativePlane, type NativePlane, type NativePlaneLoad } from './plane.js'
+
+export const DATA_PLANES = ['auto', 'js', 'native'] as const
+export type DataPlaneOption = (typeof DATA_PLANES)[number]
+export type DataPlane = 'native' | 'js'
+
+export interface ResolvedPlane {
+  plane: DataPlane
+  /** The loaded addon, when `plane` is native. */
+  native: NativePlane | undefined
+  /** Why a listener that could have run natively runs on js (the addon's absence), if so. */
+  reason: string | undefined
+}
+
+/** The plane for a listener's `dataPlane` and `protocol`. */
+export function resolveDataPlane(
+  config: { readonly dataPlane: DataPlaneOption; readonly protocol: string },
+  load: NativePlaneLoad = loadNativePlane()
+): ResolvedPlane {
+  if (config.dataPlane === 'js' || config.protocol !== 'opaque')
+    return { plane: 'js', native: undefined, reason: undefined }
+  if (load.plane === undefined) return { plane: 'js', native: undefined, reason: load.reason }
+  return { plane: 'native', native: load.plane, reason: undefined }
+}
+
+/**
+ * Why `dataPlane: native` cannot be had for this listener, or undefined when it can: the config
+ * check's message (schema.ts), which names the loader's reason.
+ */
+export function nativeRefusal(config: { readonly protocol: string }): string | undefined {
+  if (config.protocol !== 'opaque')
+    return `the native plane moves opaque bytes only; protocol ${config.protocol} parses them and runs on the JavaScript plane (dataPlane: auto or js)`
+  const load = loadNativePlane()
+  return load.plane === undefined ? `the native plane is not available: ${load.reason}` : undefined
+}
+
+let said = false
+
+/**
+ * Say once per process, at start, that the addon is not there and why, when a listener would
+ * otherwise have used it (an `auto` opaque listener).
+ */
+export function sayIfUnavailable(
+  log: Logger,
+  listeners: readonly { readonly dataPlane: DataPlaneOption; readonly protocol: string }[]
+): void {
+  if (said) return
+  const load = loadNativePlane()
+  if (load.plane !== undefined) return
+  if (!listeners.some((l) => l.dataPlane === 'auto' && l.protocol === 'opaque')) return
+  said = true
+  log.info(
+    { reason: load.reason },
+    'native data plane not available: opaque listeners run on the JavaScript plane'
+  )
+}

@@ -1,0 +1,434 @@
+/**
+ * A session on the native plane: the part of `Session` that talks to the addon once both sockets
+ * are up (docs/native-plane.md). Node accepted, picked and connected as for any session; in the
+ * server socket's 'connect' the two descriptors pass to the plane and JavaScript leaves the byte
+ * path. What comes back are the plane's events, mapped here onto the session's usual semantics:
+ *
+ *   client-eof        the plane passes the FIN on itself; bookkeeping only
+ *   server-eof (held) nothing unanswered → the crash check (crash-check.ts): alive, the FIN goes
+ *                     on (shutdownClient); dead, between turns, the client keeps its connection
+ *                     and the plane moves to another server at once (replaceServer, nothing re-sent)
+ *                     unanswered bytes → the crash check, or at once when the server never spoke:
+ *                     a failover (policy.ts decides; replaceServer re-sends the replay pipe)
+ *   error (server)    the same failover path
+ *   error (client)    recorded; the `close` that follows ends the session (client-error)
+ *   error (internal)  Baton's own (no pipe: EMFILE): local-error, never the backend's fault
+ *   close             the session ends (done, client-error, local-error)
+ *
+ * One module-level listener serves every session, finding its link by handle (no closure per
+ * session keeps the destroyed sockets alive). Bytes for the table and metrics are read from the
+ * plane's stats when someone asks (the admin API, the sweep) and once at the end, never per chunk.
+ *
+ * What differs from the JavaScript plane, by construction:
+ * - A move between turns (the server died after answering) happens when the crash check says so,
+ *   not when the client next speaks: the plane has no event for client bytes.
+ * - `responseTimeout` is checked by the listener's sweep on the plane's idle clock: the server owes
+ *   an answer and nothing has moved for that long (the JavaScript plane times it from the request).
+ * - The hand-off latency is measured to the `replaceServer` call, not to the first replayed byte.
+ * - Replay bytes are held in pipes, not counted against `replay.maxTotalBytes`; the pipe's capacity
+ *   is `replay.maxBytes`, at most /proc/sys/fs/pipe-max-size for an unprivileged process.
+ */
+import { readFileSync } from 'node:fs'
+import type { Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
+import type { Backend } from '../backend.js'
+import { BatonError } from '../errors.js'
+import { cancelCheck, checkBackend, type CheckWaiter } from '../replay/crash-check.js'
+import { whyNotReplay } from '../replay/policy.js'
+import type { ServerFailure, Session, SessionBounds, SweepVerdict } from '../session.js'
+import type { NativePlane, PlaneEvent, PlaneHandle, PlaneStats } from './plane.js'
+
+/** Live links by plane handle, for the one module-level listener. */
+const links = new Map<PlaneHandle, NativeLink>()
+
+function onPlaneEvent(event: PlaneEvent, handle: PlaneHandle): void {
+  links.get(handle)?.onEvent(event)
+}
+
+/** Live native sessions of this thread (for tests and the admin page). */
+export function nativeSessions(): number {
+  return links.size
+}
+
+let pipeMax: number | undefined
+
+/** The replay pipe's capacity for `maxBytes`: an unprivileged process cannot pass pipe-max-size. */
+export function replayCapacity(maxBytes: number): number {
+  if (process.getuid?.() === 0) return maxBytes
+  if (pipeMax === undefined) {
+    try {
+      pipeMax = Number(readFileSync('/proc/sys/fs/pipe-max-size', 'utf8').trim()) || 1 << 20
+    } catch {
+      pipeMax = 1 << 20
+    }
+  }
+  return Math.min(maxBytes, pipeMax)
+}
+
+/** Moves between turns in a row with no client byte between them: past it the FIN goes on. */
+const MAX_IDLE_MOVES = 3
+
+export class NativeLink implements CheckWaiter {
+  private readonly s: Session
+  private readonly plane: NativePlane
+  /** The plane's session, once attached; undefined before, and after it ended. */
+  private handle: PlaneHandle | undefined = undefined
+  /** Attached at least once: bytes now come from the plane. */
+  private attachedOnce = false
+  /** The final stats, once the plane's session ended (live ones are read when asked, not kept). */
+  private last: PlaneStats | undefined = undefined
+  /** `bytesFromServer` when the current server connection was attached. */
+  private serverBase = 0
+  /** The backend check in flight for the current server: crash or graceful close? */
+  private checking = false
+  private probeKind: ServerFailure = 'eof'
+  private probeError: Error | undefined = undefined
+  /** The plane is paused by this link (a check, a move). */
+  private paused = false
+  /** A failover in progress (unanswered bytes re-sent once the next server connects). */
+  handoff: { from: Backend; at: number; requests: number } | undefined = undefined
+  /** Times the oldest unanswered request has been sent; reset when the server next answers. */
+  private headAttempts = 0
+  private turnsAtFailover = -1
+  /** Moves between turns since the client last sent a byte (a backend that closes on accept). */
+  private idleMoves = 0
+  private clientBytesAtMove = -1
+  /** The error the plane reported on the client side, for the `close` that follows. */
+  private clientError: Error | undefined = undefined
+
+  constructor(session: Session, plane: NativePlane) {
+    this.s = session
+    this.plane = plane
+  }
+
+  /** The plane holds the session's descriptors now. */
+  get attached(): boolean {
+    return this.handle !== undefined
+  }
+
+  /** A server connection is up (the first, or one to move to): hand it to the plane. */
+  connected(server: Socket, pooled: boolean): void {
+    if (this.handle === undefined) this.attach(server)
+    else this.replace(server, pooled)
+  }
+
+  private attach(server: Socket): void {
+    const s = this.s
+    const config = s.host.config
+    const replay = config.replay.mode !== 'none'
+    const held = s.held
+    s.held = undefined
+    const head = held === undefined ? undefined : held.length === 1 ? held[0] : Buffer.concat(held)
+    const client = s.client
+    s.handOver(client)
+    s.handOver(server)
+    let handle: PlaneHandle
+    try {
+      handle = this.plane.attach(client, server, onPlaneEvent, {
+        replayBytes: replay ? replayCapacity(config.replay.maxBytes) : 0,
+        holdServerEof: replay,
+        ...(head !== undefined ? { head } : {}),
+      })
+    } catch (err) {
+      // Out of descriptors or pipes (dup, pipe2): this process's shortage, not the backend's.
+      s.host.localError(s, err as Error)
+      s.destroy('local-error', err as Error)
+      return
+    }
+    this.handle = handle
+    this.attachedOnce = true
+    this.serverBase = 0
+    links.set(handle, this)
+  }
+
+  private replace(server: Socket, pooled: boolean): void {
+    const s = this.s
+    const handle = this.handle!
+    s.handOver(server)
+    let resent: number
+    try {
+      resent = this.plane.replaceServer(handle, server)
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ERR_NATIVE_PLANE_NOT_REPLAYABLE') {
+        s.host.unrecoverable(s, 'the unanswered requests passed replay.maxBytes')
+        return s.destroy('unrecoverable', err as Error)
+      }
+      s.host.localError(s, err as Error)
+      return s.destroy('local-error', err as Error)
+    }
+    this.serverBase = this.read()?.bytesFromServer ?? 0
+    this.resume()
+    const h = this.handoff
+    if (h === undefined) return
+    this.handoff = undefined
+    const ms = performance.now() - h.at
+    s.host.handedOff(s, {
+      from: h.from,
+      to: s.backend!,
+      pooled,
+      requests: h.requests,
+      bytes: resent,
+      ms: Math.round(ms * 1000) / 1000,
+    })
+    s.host.handoffLatency(s, pooled, ms)
+  }
+
+  /** Current stats, or the last ones once the session is gone. */
+  read(): PlaneStats | undefined {
+    return this.handle !== undefined ? (this.plane.stats(this.handle) ?? this.last) : this.last
+  }
+
+  /** Client bytes so far, or undefined before the plane had the session (then the socket counts). */
+  get bytesFromClient(): number | undefined {
+    return this.attachedOnce ? (this.read()?.bytesFromClient ?? 0) : undefined
+  }
+
+  get bytesToClient(): number | undefined {
+    return this.attachedOnce ? (this.read()?.bytesToClient ?? 0) : undefined
+  }
+
+  /** End the plane's session now (the session is being destroyed): both descriptors close. */
+  close(): void {
+    const handle = this.handle
+    if (handle === undefined) return
+    this.handle = undefined
+    links.delete(handle)
+    const st = this.plane.close(handle)
+    if (st !== undefined) this.last = st
+  }
+
+  /** The session ended: a pending check is no longer wanted. */
+  finish(): void {
+    this.close()
+    if (this.checking) {
+      this.checking = false
+      if (this.s.backend !== undefined) cancelCheck(this.s.backend, this)
+    }
+  }
+
+  private pause(): void {
+    if (this.paused || this.handle === undefined) return
+    this.paused = true
+    this.plane.pause(this.handle)
+  }
+
+  private resume(): void {
+    if (!this.paused || this.handle === undefined) return
+    this.paused = false
+    this.plane.resume(this.handle)
+  }
+
+  /** @internal One event of this session's plane (module-level listener above). */
+  onEvent(e: PlaneEvent): void {
+    const s = this.s
+    switch (e.type) {
+      case 'client-eof':
+        // The plane passes it to the server once what came before has gone.
+        s.clientEnded = true
+        s.firstEnd ??= 'client'
+        return
+      case 'server-eof':
+        s.firstEnd ??= 'server'
+        if (e.held) this.onServerEof(e.stats)
+        return
+      case 'error': {
+        const err = new BatonError(e.code, e.side === 'internal' ? 'internal' : e.side, `${e.side} ${e.code}`)
+        if (e.side === 'client') this.clientError = err
+        else if (e.side === 'internal') s.host.localError(s, err)
+        // While a check runs (a write after the FIN failed) its verdict sees `serverDown`; while
+        // moving, the server is being replaced anyway.
+        else if (s.state === 'open' && !this.checking) this.onServerFailed('error', err, e.stats)
+        return
+      }
+      case 'close': {
+        this.last = e.stats
+        const handle = this.handle
+        this.handle = undefined
+        if (handle !== undefined) links.delete(handle)
+        if (e.reason === 'client-error') return s.destroy('client-error', this.clientError)
+        if (e.reason === 'internal-error') return s.destroy('local-error')
+        return s.destroy(s.endOutcome)
+      }
+    }
+  }
+
+  /** A held server FIN (opaque: a graceful close and a crash look the same on the wire). */
+  private onServerEof(st: PlaneStats): void {
+    const s = this.s
+    if (s.state !== 'open') return
+    // A greeting server pins the session (a new one would greet again): the FIN goes on.
+    if (st.serverFirst) return this.passFin()
+    // The client already half-closed and everything is answered: the ordinary end.
+    if (s.clientEnded && st.answered) return this.passFin()
+    const eof = new BatonError('ERR_BATON_SERVER_EOF', 'server', 'server closed')
+    // A connection closed without a word is as good as a refused connect.
+    const silent = st.bytesFromServer === this.serverBase && st.replayable
+    if (silent || this.checking) return this.onServerFailed('eof', eof, st)
+    this.check('eof', eof)
+  }
+
+  private passFin(): void {
+    this.resume()
+    if (this.handle !== undefined) this.plane.shutdownClient(this.handle)
+  }
+
+  /**
+   * The server connection failed or closed. As the JavaScript plane's opaque replayer: a pinned
+   * session fails as a plain proxy would; between turns the crash check decides; with unanswered
+   * bytes, fail over when policy.ts allows it.
+   */
+  private onServerFailed(kind: ServerFailure, err: Error, st: PlaneStats, checked = false): void {
+    const s = this.s
+    const host = s.host
+    const backend = s.backend!
+    if (host.config.replay.mode === 'none') {
+      // Nothing recorded (no framer on the JavaScript plane either): a plain proxy's failure.
+      host.serverFailed(s, backend, kind, err)
+      return s.destroy(kind === 'timeout' ? 'server-timeout' : 'server-error', err)
+    }
+    const pending = !st.answered
+    if (st.serverFirst) {
+      host.serverFailed(s, backend, kind, err)
+      if (!pending) {
+        if (kind === 'eof') return this.passFin()
+        return s.destroy('server-error', err)
+      }
+      host.unrecoverable(s, 'the session is pinned to its server')
+      return s.destroy('unrecoverable', err)
+    }
+    if (!pending) {
+      // The close may end a response, or the backend may have died between turns: ask it.
+      if (st.bytesFromServer > this.serverBase && !checked) return this.check(kind, err)
+      if (kind !== 'eof') host.serverFailed(s, backend, kind, err)
+      return this.moveBetweenTurns(st, err)
+    }
+    host.serverFailed(s, backend, kind, err)
+    if (st.turns !== this.turnsAtFailover) this.headAttempts = 0
+    const why = whyNotReplay({
+      mode: host.config.replay.mode,
+      recording: st.replayable,
+      pendingSafe: true,
+      partial: st.responseStarted,
+      delimited: false,
+      attempts: this.headAttempts,
+      maxAttempts: host.config.replay.maxAttempts,
+    })
+    if (why !== undefined) {
+      host.unrecoverable(s, why)
+      return s.destroy('unrecoverable', err)
+    }
+    this.headAttempts++
+    this.turnsAtFailover = st.turns
+    s.failovers++
+    this.handoff = { from: backend, at: performance.now(), requests: 1 }
+    this.moveServer()
+  }
+
+  /**
+   * Between turns the server is gone: the client keeps its connection and the plane moves to
+   * another server now (nothing to re-send). A backend that keeps closing on accept while the
+   * client says nothing is given up on after a few moves: the FIN goes on, as a plain proxy's.
+   */
+  private moveBetweenTurns(st: PlaneStats, err: Error): void {
+    if (st.bytesFromClient === this.clientBytesAtMove) this.idleMoves++
+    else this.idleMoves = 1
+    this.clientBytesAtMove = st.bytesFromClient
+    if (this.idleMoves <= MAX_IDLE_MOVES && !st.clientEof) return this.moveServer()
+    // Nothing more will be asked (the client half-closed), or nothing is being asked.
+    if (!st.serverDown) return this.passFin()
+    // The server's descriptor is gone (an error): no FIN can complete the plane's session.
+    this.s.destroy(st.clientEof ? this.s.endOutcome : 'server-error', err)
+  }
+
+  private moveServer(): void {
+    const s = this.s
+    const backend = s.backend!
+    this.pause()
+    const server = s.server
+    if (server !== undefined) s.detachServer(server)
+    ;(s.failed ??= new Set()).add(backend)
+    s.state = 'connecting'
+    s.attempts = 0
+    s.connect()
+  }
+
+  /**
+   * Ask the backend whether it is alive, with the plane paused (crash-check.ts, shared by the
+   * closes of one backend within a few milliseconds).
+   */
+  private check(kind: ServerFailure, err: Error): void {
+    this.checking = true
+    this.probeKind = kind
+    this.probeError = err
+    this.pause()
+    const s = this.s
+    checkBackend(s.backend!, Math.min(s.host.config.connectTimeout, 1000), this)
+  }
+
+  /** CheckWaiter: the backend check's verdict. */
+  checked(alive: boolean): void {
+    if (!this.checking) return
+    this.checking = false
+    const s = this.s
+    const st = this.read()
+    if (s.state !== 'open' || this.handle === undefined || st === undefined) return
+    const kind = this.probeKind
+    const err = this.probeError!
+    this.probeError = undefined
+    if (alive) {
+      // Closed on purpose: the FIN goes on, as a plain proxy would pass it.
+      if (kind === 'eof' && !st.serverDown) return this.passFin()
+      s.host.serverFailed(s, s.backend!, kind, err)
+      return s.destroy('server-error', err)
+    }
+    if (!st.answered) return this.onServerFailed(kind, err, st, true)
+    // Between turns, and the backend is gone: the client need not know.
+    s.host.serverFailed(s, s.backend!, kind, err)
+    this.moveBetweenTurns(st, err)
+  }
+
+  /**
+   * The listener's sweep (Session.sweep) for a session on the plane, on the plane's clock: who
+   * owes the next byte is the side that did not speak last (unanswered client bytes: the server).
+   */
+  sweep(now: number, b: SessionBounds): SweepVerdict | undefined {
+    const s = this.s
+    const st = this.read()
+    if (st === undefined || this.handle === undefined) return undefined
+    const idle = st.idleMs
+    if (
+      b.firstByte > 0 &&
+      st.bytesFromClient === 0 &&
+      st.bytesFromServer === 0 &&
+      now - s.startedAt >= b.firstByte
+    ) {
+      s.error = new BatonError(
+        'ERR_BATON_FIRST_BYTE_TIMEOUT',
+        'client',
+        'no first byte within firstByteTimeout'
+      )
+      s.destroy('client-timeout')
+      return 'first-byte'
+    }
+    if (this.checking || s.state !== 'open') return undefined // a verdict or a connect is on its way
+    const serverOwes = !st.answered
+    if (b.halfClosed > 0 && (st.clientEof || st.finSentToClient) && idle >= b.halfClosed) {
+      s.destroy(st.clientEof ? 'server-timeout' : 'client-timeout')
+      return 'half-closed'
+    }
+    if (b.response > 0 && serverOwes && !st.serverDown && idle >= b.response) {
+      const ms = s.host.config.responseTimeout
+      this.onServerFailed(
+        'timeout',
+        new BatonError('ERR_BATON_RESPONSE_TIMEOUT', 'server', `no response within ${ms} ms`),
+        st
+      )
+      return undefined
+    }
+    const bound = serverOwes ? b.server : b.client
+    if (bound <= 0 || idle < bound) return undefined
+    s.destroy(serverOwes ? 'server-timeout' : 'client-timeout')
+    return 'idle'
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The resolved data plane from the command line: `baton --check` prints it per listener, a
+ * refused `dataPlane: native` exits 2 naming the loader's reason, and at start the `listening`
+ * line carries it, with one info line when the addon is not there (BATON_NATIVE=0 here).
+ */
+import { spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { children, CLI, ensureBuilt, parseLog, ROOT } from '../helpers/cli.js'
+import { skip } from './helpers/native-proxy.js'
+
+t.before(() => ensureBuilt((text) => t.comment(text)))
+
+interface Result {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+/** Run the CLI until it exits, or until `until(stdout)` holds (then SIGTERM and wait). */
+function run(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  until?: (stdout: string) => boolean
+): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    })
+    children.add(child)
+    let stdout = ''
+    let stderr = ''
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`baton ${args.join(' ')}: no exit in time\n${stdout}\n${stderr}`))
+    }, 20_000)
+    child.stdout.setEncoding('utf8').on('data', (s: string) => {
+      stdout += s
+      if (until?.(stdout) === true) child.kill('SIGTERM')
+    })
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s))
+    child.once('close', (code) => {
+      clearTimeout(timer)
+      children.delete(child)
+      resolve({ code, stdout, stderr })
+    })
+  })
+}
+
+function checked(r: Result): { name?: string; dataPlane: string }[] {
+  const json = JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))) as {
+    listeners: { name?: string; dataPlane: string }[]
+  }
+  return json.listeners
+}
+
+t.test('--check prints the resolved plane of each listener', async (t) => {
+  const dir = t.testdir()
+  const file = join(dir, 'baton.json')
+  writeFileSync(
+    file,
+    JSON.stringify({
+      listeners: [
+        { name: 'a', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'] },
+        { name: 'b', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], protocol: 'http1' },
+        { name: 'c', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], dataPlane: 'js' },
+      ],
+    })
+  )
+  const off = await run(['--config', file, '--check'], { BATON_NATIVE: '0' })
+  t.equal(off.code, 0, off.stderr)
+  t.same(
+    checked(off).map((l) => l.dataPlane),
+    ['js', 'js', 'js'],
+    'BATON_NATIVE=0: every listener on js'
+  )
+  if (skip === false) {
+    const on = await run(['--config', file, '--check'])
+    t.equal(on.code, 0, on.stderr)
+    t.same(
+      checked(on).map((l) => l.dataPlane),
+      ['native', 'js', 'js'],
+      'auto resolves to native for opaque'
+    )
+  }
+})
+
+t.test('dataPlane: native without the addon is a config error naming the reason', async (t) => {
+  const dir = t.testdir()
+  const file = join(dir, 'baton.json')
+  writeFileSync(
+    file,
+    JSON.stringify({ listeners: [{ listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], dataPlane: 'native' }] })
+  )
+  const r = await run(['--config', file, '--check'], { BATON_NATIVE: '0' })
+  t.equal(r.code, 2)
+  t.equal(r.stdout, '')
+  t.match(
+    r.stderr,
+    /^baton: listeners\[0\]\.dataPlane: the native plane is not available: turned off with BATON_NATIVE=0\n$/
+  )
+})
+
+t.test('at start: the listening line names the plane; one info line when the addon is off', async (t) => {
+  const listening = (out: string): boolean => out.includes('"msg":"listening"')
+  const off = await run(
+    ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:1'],
+    { BATON_NATIVE: '0' },
+    listening
+  )
+  const logs = off.stdout.split('\n').flatMap((l) => parseLog<{ msg: string; [k: string]: unknown }>(l) ?? [])
+  const said = logs.filter((l) => l.msg.startsWith('native data plane not available'))
+  t.equal(said.length, 1, 'said once')
+  t.equal(said[0]?.reason, 'turned off with BATON_NATIVE=0', 'with the reason')
+  t.equal(logs.find((l) => l.msg === 'listening')?.dataPlane, 'js')
+  if (skip === false) {
+    const on = await run(['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:1'], {}, listening)
+    const onLogs = on.stdout
+      .split('\n')
+      .flatMap((l) => parseLog<{ msg: string; [k: string]: unknown }>(l) ?? [])
+    t.equal(onLogs.find((l) => l.msg === 'listening')?.dataPlane, 'native')
+    t.notOk(
+      onLogs.some((l) => l.msg.startsWith('native data plane not available')),
+      'nothing said when it is there'
+    )
+  }
+})

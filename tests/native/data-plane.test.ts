@@ -1,0 +1,85 @@
+/**
+ * `dataPlane: auto | js | native`: which plane a listener resolves to, the config check that
+ * refuses `native` where it cannot be had (naming the loader's reason), and where the resolved
+ * plane shows: `baton --check`, the listener snapshot (GET /api/listeners) and /metrics.
+ */
+import t from 'tap'
+import { createMetrics } from '../../lib/admin/metrics.js'
+import { renderMain } from '../../lib/admin/page.js'
+import { createBalancer } from '../../lib/balancer.js'
+import { validateConfig } from '../../lib/config/validate.js'
+import { ConfigError } from '../../lib/errors.js'
+import { resolveDataPlane } from '../../lib/native/data-plane.js'
+import { loadNativePlane, probeNativePlane } from '../../lib/native/plane.js'
+import { skip } from './helpers/native-proxy.js'
+
+const missing = probeNativePlane({ file: '/nonexistent/baton_plane.node' })
+const loaded = loadNativePlane()
+
+t.test('resolution: auto, js and native against the addon and the protocol', async (t) => {
+  t.equal(missing.plane, undefined, 'a missing file does not load')
+  t.same(resolveDataPlane({ dataPlane: 'js', protocol: 'opaque' }, loaded), {
+    plane: 'js',
+    native: undefined,
+    reason: undefined,
+  })
+  for (const protocol of ['http1', 'resp', 'length-prefixed']) {
+    t.equal(resolveDataPlane({ dataPlane: 'auto', protocol }, loaded).plane, 'js', `${protocol}: js`)
+  }
+  const without = resolveDataPlane({ dataPlane: 'auto', protocol: 'opaque' }, missing)
+  t.equal(without.plane, 'js', 'auto without the addon: js')
+  t.equal(without.reason, missing.reason, 'with the loader’s reason')
+  if (loaded.plane !== undefined) {
+    const on = resolveDataPlane({ dataPlane: 'auto', protocol: 'opaque' }, loaded)
+    t.equal(on.plane, 'native', 'auto with the addon, opaque: native')
+    t.equal(on.native, loaded.plane)
+  }
+})
+
+t.test('the config check: native for a parsing protocol is refused, saying why', async (t) => {
+  const err = t.throws(() =>
+    validateConfig({
+      listeners: [
+        { listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], protocol: 'resp', dataPlane: 'native' },
+      ],
+    })
+  ) as ConfigError
+  t.type(err, ConfigError)
+  t.match(err.issues, [/^listeners\[0\]\.dataPlane: the native plane moves opaque bytes only; protocol resp/])
+  const typo = t.throws(() =>
+    validateConfig({
+      listeners: [{ listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], dataPlane: 'fast' }],
+    })
+  ) as ConfigError
+  t.match(typo.issues, [/^listeners\[0\]\.dataPlane: expected one of "auto", "js", "native"/])
+})
+
+t.test(
+  'native where the addon is loaded: accepted, and shown by the snapshot, /metrics and the status page',
+  { skip },
+  async (t) => {
+    const balancer = createBalancer({
+      listeners: [
+        { name: 'fast', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], dataPlane: 'native' },
+        { name: 'parsed', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], protocol: 'http1' },
+        { name: 'forced', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], dataPlane: 'js' },
+      ],
+      log: { level: 'silent' },
+    })
+    t.same(
+      balancer.listenerSnapshots().map((l) => [l.name, l.dataPlane]),
+      [
+        ['fast', 'native'],
+        ['parsed', 'js'],
+        ['forced', 'js'],
+      ]
+    )
+    const text = await createMetrics(balancer).metrics()
+    t.match(text, /baton_data_plane\{listener="fast",plane="native"\} 1/)
+    t.match(text, /baton_data_plane\{listener="parsed",plane="js"\} 1/)
+    t.match(text, /baton_data_plane\{listener="forced",plane="js"\} 1/)
+    const page = renderMain(balancer)
+    t.match(page, /<h2>fast <small>[^<]*<span class="plane" title="data plane">native plane<\/span>/)
+    t.match(page, /<h2>parsed <small>[^<]*<span class="plane" title="data plane">js plane<\/span>/)
+  }
+)
