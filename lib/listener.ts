@@ -464,8 +464,8 @@ export class Listener implements SessionHost {
   }
 
   pick(session: Session, avoid: ReadonlySet<Backend> | undefined, retry: boolean): Backend | undefined {
-    // remoteAddress is a getpeername() call: only source-hash needs it.
-    const source = this.config.balance === 'source-hash' ? session.client.remoteAddress : undefined
+    // Read once at accept (`remote`): the socket may have passed to the native plane since.
+    const source = this.config.balance === 'source-hash' ? session.remoteAddress : undefined
     let picked = this.selector.pick({ source, avoid })
     // Every usable backend failed for this session: try again only when it is the only one.
     if (
@@ -566,7 +566,7 @@ export class Listener implements SessionHost {
   closed(session: Session): void {
     this.active--
     if (this.perSource !== undefined) {
-      const source = session.remote.slice(0, session.remote.lastIndexOf(':'))
+      const source = session.remoteAddress
       const n = (this.perSource.get(source) ?? 1) - 1
       if (n <= 0) this.perSource.delete(source)
       else this.perSource.set(source, n)

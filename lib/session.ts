@@ -121,7 +121,8 @@ export interface HandoffInfo {
 export class Session implements TableEntry {
   readonly id: number
   readonly listener: string
-  readonly client: Socket
+  /** The client connection (ON_PLANE once its descriptor passed to the native plane). */
+  client: Socket
   /** The client's `address:port`. */
   readonly remote: string
   readonly startedAt = Date.now()
@@ -198,6 +199,11 @@ export class Session implements TableEntry {
   /** The framer, where the listener has one. */
   get framer(): (Framer & FramerExtras) | undefined {
     return this.rp?.framer
+  }
+
+  /** The client's address without the port (what source-hash hashes). */
+  get remoteAddress(): string {
+    return this.remote.slice(0, this.remote.lastIndexOf(':'))
   }
 
   /** Bytes read from the client (the native plane counts them once it has the session). */

@@ -29,7 +29,7 @@
  *   is `replay.maxBytes`, at most /proc/sys/fs/pipe-max-size for an unprivileged process.
  */
 import { readFileSync } from 'node:fs'
-import type { Socket } from 'node:net'
+import { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Backend } from '../backend.js'
 import { BatonError } from '../errors.js'
@@ -37,6 +37,14 @@ import { cancelCheck, checkBackend, type CheckWaiter } from '../replay/crash-che
 import { whyNotReplay } from '../replay/policy.js'
 import type { ServerFailure, Session, SessionBounds, SweepVerdict } from '../session.js'
 import type { NativePlane, PlaneEvent, PlaneHandle, PlaneStats } from './plane.js'
+
+/**
+ * What a session's `client` and `server` point at once their descriptors belong to the plane: one
+ * socket that never connects, shared, so that the two destroyed originals (about 1 KiB of heap with
+ * their stream states) are not kept for the session's whole life. What a session on the plane
+ * still needs of them was read before (`remote`, `serverLocal`); its bytes come from the plane.
+ */
+export const ON_PLANE: Socket = new Socket()
 
 /** Live links by plane handle, for the one module-level listener. */
 const links = new Map<PlaneHandle, NativeLink>()
@@ -90,6 +98,8 @@ export class NativeLink implements CheckWaiter {
   /** Times the oldest unanswered request has been sent; reset when the server next answers. */
   private headAttempts = 0
   private turnsAtFailover = -1
+  /** `turns` at the last move: `Session.failed` is forgotten once the session made progress since. */
+  private turnsAtMove = -1
   /** Moves between turns since the client last sent a byte (a backend that closes on accept). */
   private idleMoves = 0
   private clientBytesAtMove = -1
@@ -139,6 +149,8 @@ export class NativeLink implements CheckWaiter {
     this.attachedOnce = true
     this.serverBase = 0
     links.set(handle, this)
+    s.client = ON_PLANE
+    s.server = ON_PLANE
   }
 
   private replace(server: Socket, pooled: boolean): void {
@@ -157,6 +169,7 @@ export class NativeLink implements CheckWaiter {
       s.host.localError(s, err as Error)
       return s.destroy('local-error', err as Error)
     }
+    s.server = ON_PLANE
     this.serverBase = this.read()?.bytesFromServer ?? 0
     this.resume()
     const h = this.handoff
@@ -322,7 +335,7 @@ export class NativeLink implements CheckWaiter {
     this.turnsAtFailover = st.turns
     s.failovers++
     this.handoff = { from: backend, at: performance.now(), requests: 1 }
-    this.moveServer()
+    this.moveServer(st)
   }
 
   /**
@@ -334,19 +347,26 @@ export class NativeLink implements CheckWaiter {
     if (st.bytesFromClient === this.clientBytesAtMove) this.idleMoves++
     else this.idleMoves = 1
     this.clientBytesAtMove = st.bytesFromClient
-    if (this.idleMoves <= MAX_IDLE_MOVES && !st.clientEof) return this.moveServer()
+    if (this.idleMoves <= MAX_IDLE_MOVES && !st.clientEof) return this.moveServer(st)
     // Nothing more will be asked (the client half-closed), or nothing is being asked.
     if (!st.serverDown) return this.passFin()
     // The server's descriptor is gone (an error): no FIN can complete the plane's session.
     this.s.destroy(st.clientEof ? this.s.endOutcome : 'server-error', err)
   }
 
-  private moveServer(): void {
+  /**
+   * Leave the current server for another backend (a failover or a move between turns). The
+   * backends to avoid are those that failed this session since it last made progress (a request
+   * answered): one that failed an hour ago and came back is a candidate again.
+   */
+  private moveServer(st: PlaneStats): void {
     const s = this.s
     const backend = s.backend!
     this.pause()
     const server = s.server
     if (server !== undefined) s.detachServer(server)
+    if (st.turns !== this.turnsAtMove) s.failed = undefined
+    this.turnsAtMove = st.turns
     ;(s.failed ??= new Set()).add(backend)
     s.state = 'connecting'
     s.attempts = 0
