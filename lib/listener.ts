@@ -387,6 +387,12 @@ export class Listener implements SessionHost {
 
   /** Move every live session on `b` to another backend, each at its next clean boundary. */
   migrateFrom(b: Backend): void {
+    // With no other backend usable, a session that left would find none for its next request:
+    // it stays where it is (a drained backend still serves its live sessions).
+    if (!this.backends.some((x) => x !== b && x.usable())) {
+      this.log.warn({ backend: b.name }, 'no other backend is usable: sessions stay on this one for now')
+      return
+    }
     for (const entry of this.table.values()) {
       if (entry.backend === b && entry instanceof Session) entry.migrate()
     }

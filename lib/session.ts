@@ -449,7 +449,11 @@ export class Session implements TableEntry {
   /** End the session now: destroy both sockets and release everything. */
   destroy(outcome: Outcome, err?: Error): void {
     if (this.state === 'closed') return
-    this.client.destroy()
+    // A server's reset that cannot be hidden reaches the client as a reset, not a FIN: a response
+    // cut by a reset must not look complete (a close-delimited body would).
+    if (outcome !== 'client-error' && (err as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET')
+      resetClient(this.client)
+    else this.client.destroy()
     const server = this.server
     if (server !== undefined) {
       delete (server as SessionSocket)[kSession]
@@ -476,6 +480,15 @@ export class Session implements TableEntry {
     if (this.backend !== undefined && this.server !== undefined) this.backend.active--
     this.host.table.remove(this)
     this.host.closed(this)
+  }
+}
+
+/** Close the client with a reset (RST), or plainly where the socket cannot do that. */
+function resetClient(client: Socket): void {
+  try {
+    client.resetAndDestroy()
+  } catch {
+    client.destroy()
   }
 }
 

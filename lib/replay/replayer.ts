@@ -487,7 +487,12 @@ export class Replayer implements FramerSink, CheckWaiter {
   /** FramerSink: the requests before `upTo` are answered. */
   answered(upTo: number): void {
     this.headAttempts = 0
-    if (this.s.state === 'open' && this.s.server !== undefined) return this.replay.release(upTo)
+    if (this.s.state === 'open' && this.s.server !== undefined) {
+      // Progress: the backends that failed this session are candidates again (one that failed an
+      // hour ago and came back must not be avoided for the rest of a long-lived session).
+      this.s.failed = undefined
+      return this.replay.release(upTo)
+    }
     // No server yet: the replay buffer is what will be written once connected (a Redis SUBSCRIBE
     // passes through "answered" at once), so let go only after that write.
     if (upTo > this.releaseAfterWrite) this.releaseAfterWrite = upTo
@@ -727,7 +732,13 @@ export class Replayer implements FramerSink, CheckWaiter {
     // A framer that delimits responses knows whether anything was cut; a connection closed without
     // a word (at accept, or a pooled one already closing) is as good as a refused connect.
     const silent = server.bytesRead === 0 && this.recording
-    if (framer.delimited || silent || this.checking !== undefined) return this.onServerFailed(server, 'eof', eof)
+    // opaque with a request unanswered: the server closed without a word of answer. Whether it
+    // died or closed on purpose (a keep-alive race), re-sending is what the client needs; the
+    // backend check is only for a close between turns, where a crash and a graceful close must be
+    // told apart. (A check can also be answered by a dying process's listener: the kernel completes
+    // a connect until the last descriptor is gone.)
+    if (framer.delimited || silent || this.checking !== undefined || framer.pending() > 0)
+      return this.onServerFailed(server, 'eof', eof)
     this.checkBackend('eof', eof)
   }
 }
