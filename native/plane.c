@@ -1011,14 +1011,22 @@ static napi_value js_pause(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* close(id, resetClient?): both descriptors closed now. With resetClient the client gets an RST, not
+ * a FIN (SO_LINGER 0): a server's reset that cannot be hidden must not look like a clean end. */
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  GET_ARGS(1)
+  GET_ARGS(2)
   double id;
   if (!arg_double(env, argv[0], &id)) return NULL;
+  bool reset = false;
+  if (argc >= 2) napi_get_value_bool(env, argv[1], &reset);
   session_t *s = lookup(pl, id);
   napi_value out;
   napi_get_boolean(env, s != NULL && s->state != S_CLOSED, &out);
   if (s != NULL && s->state != S_CLOSED) {
+    if (reset && s->end[CLIENT].fd >= 0) {
+      struct linger l = {1, 0};
+      setsockopt(s->end[CLIENT].fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
     session_close(s, R_CLOSED, 0);
     maybe_free(s);
   }

@@ -8,9 +8,10 @@
  *   server-eof (held) nothing unanswered → the crash check (crash-check.ts): alive, the FIN goes
  *                     on (shutdownClient); dead, between turns, the client keeps its connection
  *                     and the plane moves to another server at once (replaceServer, nothing re-sent)
- *                     unanswered bytes → the crash check, or at once when the server never spoke:
- *                     a failover (policy.ts decides; replaceServer re-sends the replay pipe)
- *   error (server)    the same failover path
+ *                     unanswered bytes → a failover at once (policy.ts decides; replaceServer
+ *                     re-sends the replay pipe), whether the server died or closed on purpose
+ *   error (server)    the same paths (between turns: the crash check); a reset that cannot be
+ *                     hidden reaches the client as a reset (close with SO_LINGER 0)
  *   error (client)    recorded; the `close` that follows ends the session (client-error)
  *   error (internal)  Baton's own (no pipe: EMFILE): local-error, never the backend's fault
  *   close             the session ends (done, client-error, local-error)
@@ -45,6 +46,10 @@ import type { NativePlane, PlaneEvent, PlaneHandle, PlaneStats } from './plane.j
  * still needs of them was read before (`remote`, `serverLocal`); its bytes come from the plane.
  */
 export const ON_PLANE: Socket = new Socket()
+// Whatever a session does to it (destroy, resetAndDestroy) is a no-op or an error nobody needs.
+ON_PLANE.on('error', ignore)
+
+function ignore(): void {}
 
 /** Live links by plane handle, for the one module-level listener. */
 const links = new Map<PlaneHandle, NativeLink>()
@@ -201,22 +206,29 @@ export class NativeLink implements CheckWaiter {
     return this.attachedOnce ? (this.read()?.bytesToClient ?? 0) : undefined
   }
 
-  /** End the plane's session now (the session is being destroyed): both descriptors close. */
-  close(): void {
+  /** End the plane's session now: both descriptors close (the client's with an RST on `reset`). */
+  close(reset = false): void {
     const handle = this.handle
     if (handle === undefined) return
     this.handle = undefined
     links.delete(handle)
-    const st = this.plane.close(handle)
+    const st = this.plane.close(handle, reset)
     if (st !== undefined) this.last = st
   }
 
-  /** The session ended: a pending check is no longer wanted. */
+  /**
+   * The session ended: the plane's session closes, and a pending check is no longer wanted. As on
+   * the JavaScript plane, a server's reset that could not be hidden reaches the client as a reset:
+   * a response cut by it must not look complete.
+   */
   finish(): void {
-    this.close()
+    const s = this.s
+    this.close(
+      s.outcome !== 'client-error' && (s.error as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET'
+    )
     if (this.checking) {
       this.checking = false
-      if (this.s.backend !== undefined) cancelCheck(this.s.backend, this)
+      if (s.backend !== undefined) cancelCheck(s.backend, this)
     }
   }
 
@@ -275,9 +287,12 @@ export class NativeLink implements CheckWaiter {
     // The client already half-closed and everything is answered: the ordinary end.
     if (s.clientEnded && st.answered) return this.passFin()
     const eof = new BatonError('ERR_BATON_SERVER_EOF', 'server', 'server closed')
-    // A connection closed without a word is as good as a refused connect.
+    // A connection closed without a word is as good as a refused connect. A request left
+    // unanswered goes elsewhere whether the server died or closed on purpose (a keep-alive race):
+    // the check is for a close between turns, where a crash and a graceful close must be told apart
+    // (and a dying process's listener can still complete a connect).
     const silent = st.bytesFromServer === this.serverBase && st.replayable
-    if (silent || this.checking) return this.onServerFailed('eof', eof, st)
+    if (silent || this.checking || !st.answered) return this.onServerFailed('eof', eof, st)
     this.check('eof', eof)
   }
 

@@ -29,7 +29,7 @@ interface Binding {
   replaceServer(id: number, fd: number): number
   shutdownClient(id: number): void
   pause(id: number, paused: boolean): void
-  close(id: number): boolean
+  close(id: number, resetClient?: boolean): boolean
   stats(id: number, out: Float64Array): boolean
   poolStats(out: Float64Array): void
   configure(maxIdlePipes: number, pipeSize: number): void
@@ -163,8 +163,11 @@ export interface NativePlane {
   /** Stop reading both sides (bytes already read still go out). */
   pause(handle: PlaneHandle): void
   resume(handle: PlaneHandle): void
-  /** Close both descriptors now (shutdown, timeouts). No event follows; returns the final stats. */
-  close(handle: PlaneHandle): PlaneStats | undefined
+  /**
+   * Close both descriptors now (shutdown, timeouts). No event follows; returns the final stats.
+   * `resetClient`: the client gets an RST instead of a FIN (a server reset that cannot be hidden).
+   */
+  close(handle: PlaneHandle, resetClient?: boolean): PlaneStats | undefined
   poolStats(): PoolStats
   configure(config: PlaneConfig): void
 }
@@ -298,10 +301,10 @@ class Plane implements NativePlane {
     this.binding.pause(handle, false)
   }
 
-  close(handle: PlaneHandle): PlaneStats | undefined {
+  close(handle: PlaneHandle, resetClient = false): PlaneStats | undefined {
     const last = this.stats(handle)
     this.listeners.delete(handle)
-    if (!this.binding.close(handle) || last === undefined) return undefined
+    if (!this.binding.close(handle, resetClient) || last === undefined) return undefined
     last.closed = true
     return last
   }
