@@ -8,8 +8,9 @@
  *   server-eof (held) nothing unanswered → the crash check (crash-check.ts): alive, the FIN goes
  *                     on (shutdownClient); dead, between turns, the client keeps its connection
  *                     and the plane moves to another server at once (replaceServer, nothing re-sent)
- *                     unanswered bytes → a failover at once (policy.ts decides; replaceServer
- *                     re-sends the replay pipe), whether the server died or closed on purpose
+ *                     unanswered bytes while the client still talks → a failover at once
+ *                     (policy.ts decides; replaceServer re-sends the replay pipe); after the
+ *                     client's FIN → the crash check as between turns
  *   error (server)    the same paths (between turns: the crash check); a reset that cannot be
  *                     hidden reaches the client as a reset (close with SO_LINGER 0)
  *   error (client)    recorded; the `close` that follows ends the session (client-error)
@@ -290,9 +291,12 @@ export class NativeLink implements CheckWaiter {
     // A connection closed without a word is as good as a refused connect. A request left
     // unanswered goes elsewhere whether the server died or closed on purpose (a keep-alive race):
     // the check is for a close between turns, where a crash and a graceful close must be told apart
-    // (and a dying process's listener can still complete a connect).
+    // (and a dying process's listener can still complete a connect). Not once the client has sent
+    // its FIN: a server that reads to the client's end and then closes is the ordinary end of a
+    // conversation (a stream each way, the server's done first), and re-sending would answer twice.
     const silent = st.bytesFromServer === this.serverBase && st.replayable
-    if (silent || this.checking || !st.answered) return this.onServerFailed('eof', eof, st)
+    const unanswered = !st.answered && !st.clientEof
+    if (silent || this.checking || unanswered) return this.onServerFailed('eof', eof, st)
     this.check('eof', eof)
   }
 

@@ -736,8 +736,11 @@ export class Replayer implements FramerSink, CheckWaiter {
     // died or closed on purpose (a keep-alive race), re-sending is what the client needs; the
     // backend check is only for a close between turns, where a crash and a graceful close must be
     // told apart. (A check can also be answered by a dying process's listener: the kernel completes
-    // a connect until the last descriptor is gone.)
-    if (framer.delimited || silent || this.checking !== undefined || framer.pending() > 0)
+    // a connect until the last descriptor is gone.) Not once the client has sent its FIN: a server
+    // that reads to the client's end and then closes is the ordinary end of a conversation (a
+    // stream each way, the server finishing its own first), and re-sending would answer twice.
+    const unanswered = framer.pending() > 0 && !this.s.clientEnded
+    if (framer.delimited || silent || this.checking !== undefined || unanswered)
       return this.onServerFailed(server, 'eof', eof)
     this.checkBackend('eof', eof)
   }
