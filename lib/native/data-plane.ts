@@ -5,8 +5,8 @@
  * - `js`: always the JavaScript plane.
  * - `native`: the native splice plane; the config is refused (schema.ts) when the protocol parses
  *   bytes or the addon is not there, so by the time a listener is built it is available.
- * - `auto` (the default): native where the addon loaded, the protocol is `opaque` and the platform
- *   is Linux (the loader says no elsewhere); js otherwise.
+ * - `auto`: native where the addon loaded, the protocol is `opaque` and the platform is Linux (the
+ *   loader says no elsewhere); js otherwise. Not the default yet (schema.ts says why).
  *
  * Framers that parse bytes (http1, resp, length-prefixed) need the bytes in user space and always
  * run on the JavaScript plane; so does a verified resume of a partial response.

@@ -64,7 +64,7 @@ t.test('--check prints the resolved plane of each listener', async (t) => {
     file,
     JSON.stringify({
       listeners: [
-        { name: 'a', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'] },
+        { name: 'a', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], dataPlane: 'auto' },
         { name: 'b', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], protocol: 'http1' },
         { name: 'c', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], dataPlane: 'js' },
       ],
@@ -106,21 +106,29 @@ t.test('dataPlane: native without the addon is a config error naming the reason'
 
 t.test('at start: the listening line names the plane; one info line when the addon is off', async (t) => {
   const listening = (out: string): boolean => out.includes('"msg":"listening"')
-  const off = await run(
-    ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:1'],
-    { BATON_NATIVE: '0' },
-    listening
+  const parse = (out: string) =>
+    out.split('\n').flatMap((l) => parseLog<{ msg: string; [k: string]: unknown }>(l) ?? [])
+  const dir = t.testdir()
+  const file = join(dir, 'auto.json')
+  writeFileSync(
+    file,
+    JSON.stringify({ listeners: [{ listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], dataPlane: 'auto' }] })
   )
-  const logs = off.stdout.split('\n').flatMap((l) => parseLog<{ msg: string; [k: string]: unknown }>(l) ?? [])
+  const off = await run(['--config', file], { BATON_NATIVE: '0' }, listening)
+  const logs = parse(off.stdout)
   const said = logs.filter((l) => l.msg.startsWith('native data plane not available'))
   t.equal(said.length, 1, 'said once')
   t.equal(said[0]?.reason, 'turned off with BATON_NATIVE=0', 'with the reason')
   t.equal(logs.find((l) => l.msg === 'listening')?.dataPlane, 'js')
+  // The default is js (opt-in for now): the listening line says so and nothing is said of the addon.
+  const byDefault = parse((await run(['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:1'], {}, listening)).stdout)
+  t.equal(byDefault.find((l) => l.msg === 'listening')?.dataPlane, 'js', 'the default plane is js')
+  t.notOk(
+    byDefault.some((l) => l.msg.startsWith('native data plane not available')),
+    'nothing said for a js listener'
+  )
   if (skip === false) {
-    const on = await run(['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:1'], {}, listening)
-    const onLogs = on.stdout
-      .split('\n')
-      .flatMap((l) => parseLog<{ msg: string; [k: string]: unknown }>(l) ?? [])
+    const onLogs = parse((await run(['--config', file], {}, listening)).stdout)
     t.equal(onLogs.find((l) => l.msg === 'listening')?.dataPlane, 'native')
     t.notOk(
       onLogs.some((l) => l.msg.startsWith('native data plane not available')),
