@@ -160,7 +160,11 @@ t.test('the status page in headless Chromium', async (t) => {
   t.equal(res?.status(), 200, 'GET / answers 200')
   t.equal(await page.title(), 'Baton status')
   t.equal(await page.textContent('h1'), 'Baton')
-  t.match(await page.textContent('main h2'), /^web 127\.0\.0\.1:\d+ · round-robin$/)
+  t.match(
+    await page.textContent('main h2'),
+    /^web 127\.0\.0\.1:\d+ · round-robin · js plane$/,
+    'the listener heading names its data plane (js by default)'
+  )
 
   for (const name of ['alpha', 'bravo', 'charlie']) {
     t.same(
