@@ -74,8 +74,8 @@ function knownKeysAt(path: readonly PropertyKey[]): string[] {
   return shape !== undefined ? Object.keys(shape) : []
 }
 
-function unwrap(node: unknown): unknown {
-  // Defaults, optionals and preprocess pipes each wrap the schema that holds the shape.
+/** The schema a zod node wraps: defaults, optionals and preprocess pipes each wrap the one that holds the shape. */
+export function unwrap(node: unknown): unknown {
   for (let i = 0; i < 8; i++) {
     const def = (node as { _zod?: { def?: Record<string, unknown> } })._zod?.def
     if (def === undefined) return node

@@ -16,23 +16,13 @@ import t from 'tap'
 import { stringify as toYaml } from 'yaml'
 import { parseCommand, readConfigFile } from '../../lib/cli/args.js'
 import { configSchema, MAX_TIMER_MS } from '../../lib/config/schema.js'
-import { validateConfig } from '../../lib/config/validate.js'
+import { unwrap, validateConfig } from '../../lib/config/validate.js'
 import { ConfigError } from '../../lib/errors.js'
 import { check, property } from './helpers/fuzz.js'
 
 /** Every field path the schema knows (arrays as index 0), found by walking it as validate.ts does. */
 function schemaPaths(): (string | number)[][] {
   const out: (string | number)[][] = []
-  const unwrap = (node: unknown): unknown => {
-    for (let i = 0; i < 8; i++) {
-      const def = (node as { _zod?: { def?: Record<string, unknown> } })._zod?.def
-      if (def === undefined) return node
-      if (def.innerType !== undefined) node = def.innerType
-      else if (def.type === 'pipe') node = def.out
-      else return node
-    }
-    return node
-  }
   const walk = (node: unknown, path: (string | number)[]): void => {
     const n = unwrap(node) as { shape?: Record<string, unknown>; element?: unknown }
     if (n.shape !== undefined) {
