@@ -42,3 +42,12 @@ export class ListenError extends BatonError {
     this.listener = listener
   }
 }
+
+/**
+ * The error of a server's FIN, made once: a close between turns is the common end of a session
+ * under connection churn, and an Error's stack trace costs more than the rest of the decision.
+ */
+let SERVER_EOF: BatonError | undefined
+export function serverEof(): BatonError {
+  return (SERVER_EOF ??= new BatonError('ERR_BATON_SERVER_EOF', 'server', 'server closed'))
+}

@@ -13,7 +13,7 @@ import { framerFor, type FramerFactory } from './framing/index.js'
 import { checkerFor, type HealthChecker } from './health/checker.js'
 import { WarmPool } from './pool/warm-pool.js'
 import type { ReplayBudget } from './replay/buffer.js'
-import { Session, type HandoffInfo, type ServerFailure, type SessionBounds, type SessionHost } from './session.js'
+import { ORPHAN_FIN_MS, Session, type HandoffInfo, type ServerFailure, type SessionBounds, type SessionHost } from './session.js'
 import type { ConnectionTable } from './table.js'
 import { isLocalError, SHED_MS } from './local.js'
 import { resolveDataPlane, type DataPlane } from './native/data-plane.js'
@@ -149,6 +149,7 @@ export class Listener implements SessionHost {
     firstByte: 0,
     halfClosed: 0,
     response: 0,
+    orphan: 0,
   }
   /** Live sessions per client address, when `maxConnectionsPerSource` is set. */
   private perSource: Map<string, number> | undefined = undefined
@@ -303,6 +304,7 @@ export class Listener implements SessionHost {
       // The JavaScript plane times responses per request (replayer.ts); the native plane's
       // sessions are checked by the sweep.
       response: this.native !== undefined && c.replay.mode !== 'none' ? c.responseTimeout : 0,
+      orphan: c.protocol === 'opaque' && c.replay.mode !== 'none' ? ORPHAN_FIN_MS : 0,
     }
   }
 

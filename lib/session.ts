@@ -36,6 +36,7 @@ import type { SessionState, TableEntry, ConnectionTable } from './table.js'
 import { isLocalError } from './local.js'
 import { readChunks, redirectChunks, releaseReader } from './splice/reader.js'
 import { Replayer } from './replay/replayer.js'
+import { connectStarted, witness } from './replay/crash-check.js'
 import { NativeLink } from './native/link.js'
 import type { NativePlane } from './native/plane.js'
 
@@ -77,7 +78,19 @@ export interface SessionBounds {
   halfClosed: number
   /** `responseTimeout` where the sweep enforces it (native plane sessions; 0 otherwise). */
   response: number
+  /** opaque: how long a session whose server died between turns waits for a request (`ORPHAN_FIN_MS`). */
+  orphan: number
 }
+
+/**
+ * opaque: a session whose server's FIN turned out to be a crash (the backend refused the check)
+ * waits without a server for the client's next request, which goes to another backend. A client
+ * that was instead waiting for that FIN (the server had closed on purpose, HTTP/1.0 style, just
+ * before it died: the two are alike on the wire) gets it after this long without a request, as it
+ * would have got it at once from a plain proxy. A keep-alive client idle that long sees what any
+ * idle keep-alive connection may see: a close.
+ */
+export const ORPHAN_FIN_MS = 1000
 
 /** Which bound closed a session in a sweep. */
 export type SweepVerdict = 'request' | 'first-byte' | 'half-closed' | 'idle'
@@ -159,6 +172,8 @@ export class Session implements TableEntry {
   /** @internal Backends that failed for this session (allocated only on the first failure). */
   failed: Set<Backend> | undefined = undefined
   private connectTimer: NodeJS.Timeout | undefined = undefined
+  /** When the current connect started (performance.now()): its success witnesses the backend alive. */
+  private connectStartedAt = 0
   /** @internal The side whose FIN came first, for a session that ended normally. */
   firstEnd: 'client' | 'server' | undefined = undefined
   /** @internal How the session ends once the client socket closes, while `closing`. */
@@ -171,6 +186,8 @@ export class Session implements TableEntry {
    */
   lastClient: number
   lastServer = 0
+  /** @internal When the server died between turns and left the session waiting without one (0: not). */
+  orphanedAt = 0
 
   constructor(host: SessionHost, client: Socket) {
     this.host = host
@@ -234,6 +251,7 @@ export class Session implements TableEntry {
       return
     }
     this.attempts++
+    this.orphanedAt = 0
     backend.active++
     const pooled = backend.pool?.take()
     const server = (pooled ??
@@ -256,6 +274,8 @@ export class Session implements TableEntry {
       return
     }
     server.once('connect', onServerConnect)
+    this.connectStartedAt = performance.now()
+    connectStarted(backend, this.connectStartedAt)
     this.connectTimer = setTimeout(onConnectTimeout, this.host.config.connectTimeout, this)
   }
 
@@ -269,6 +289,9 @@ export class Session implements TableEntry {
   onConnected(server: Socket, pooled: boolean): void {
     clearTimeout(this.connectTimer)
     this.connectTimer = undefined
+    // The backend's listener accepted a connect: it answers the crash checks of closes seen
+    // before the connect started (replay/crash-check.ts).
+    if (!pooled) witness(this.backend!, this.connectStartedAt)
     this.state = 'open'
     this.host.connected(this, this.backend!)
     if (this.np !== undefined) return this.np.connected(server, pooled)
@@ -347,6 +370,12 @@ export class Session implements TableEntry {
       return 'request'
     }
     const last = Math.max(this.lastClient, this.lastServer)
+    if (b.orphan > 0 && this.orphanedAt > 0 && this.server === undefined && now - this.orphanedAt >= b.orphan) {
+      // The FIN it may be waiting for (see ORPHAN_FIN_MS); the session ends when the client closes.
+      this.orphanedAt = 0
+      this.client.end()
+      return undefined
+    }
     if (b.firstByte > 0 && this.lastServer === 0 && this.client.bytesRead === 0 && now - this.startedAt >= b.firstByte) {
       this.error = new BatonError('ERR_BATON_FIRST_BYTE_TIMEOUT', 'client', 'no first byte within firstByteTimeout')
       this.destroy('client-timeout')

@@ -34,7 +34,7 @@ import { readFileSync } from 'node:fs'
 import { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Backend } from '../backend.js'
-import { BatonError } from '../errors.js'
+import { BatonError, serverEof } from '../errors.js'
 import { cancelCheck, checkBackend, type CheckWaiter } from '../replay/crash-check.js'
 import { whyNotReplay } from '../replay/policy.js'
 import type { ServerFailure, Session, SessionBounds, SweepVerdict } from '../session.js'
@@ -109,6 +109,8 @@ export class NativeLink implements CheckWaiter {
   /** Moves between turns since the client last sent a byte (a backend that closes on accept). */
   private idleMoves = 0
   private clientBytesAtMove = -1
+  /** When the last move between turns happened (Date.now(); 0: none pending), for ORPHAN_FIN_MS. */
+  private movedAt = 0
   /** The error the plane reported on the client side, for the `close` that follows. */
   private clientError: Error | undefined = undefined
 
@@ -287,7 +289,7 @@ export class NativeLink implements CheckWaiter {
     if (st.serverFirst) return this.passFin()
     // The client already half-closed and everything is answered: the ordinary end.
     if (s.clientEnded && st.answered) return this.passFin()
-    const eof = new BatonError('ERR_BATON_SERVER_EOF', 'server', 'server closed')
+    const eof = serverEof()
     // A connection closed without a word is as good as a refused connect. A request left
     // unanswered goes elsewhere whether the server died or closed on purpose (a keep-alive race):
     // the check is for a close between turns, where a crash and a graceful close must be told apart
@@ -366,7 +368,10 @@ export class NativeLink implements CheckWaiter {
     if (st.bytesFromClient === this.clientBytesAtMove) this.idleMoves++
     else this.idleMoves = 1
     this.clientBytesAtMove = st.bytesFromClient
-    if (this.idleMoves <= MAX_IDLE_MOVES && !st.clientEof) return this.moveServer(st)
+    if (this.idleMoves <= MAX_IDLE_MOVES && !st.clientEof) {
+      this.movedAt = Date.now()
+      return this.moveServer(st)
+    }
     // Nothing more will be asked (the client half-closed), or nothing is being asked.
     if (!st.serverDown) return this.passFin()
     // The server's descriptor is gone (an error): no FIN can complete the plane's session.
@@ -393,8 +398,8 @@ export class NativeLink implements CheckWaiter {
   }
 
   /**
-   * Ask the backend whether it is alive, with the plane paused (crash-check.ts, shared by the
-   * closes of one backend within a few milliseconds).
+   * Ask the backend whether it is alive, with the plane paused (crash-check.ts: answered by a
+   * connect to it that started after the close, another session's or a shared probe).
    */
   private check(kind: ServerFailure, err: Error): void {
     this.checking = true
@@ -451,6 +456,12 @@ export class NativeLink implements CheckWaiter {
       return 'first-byte'
     }
     if (this.checking || s.state !== 'open') return undefined // a verdict or a connect is on its way
+    if (b.orphan > 0 && this.movedAt > 0 && now - this.movedAt >= b.orphan) {
+      // Moved between turns and the client has asked nothing since: it may be waiting for the
+      // FIN of a server that closed on purpose just before it died (see ORPHAN_FIN_MS).
+      this.movedAt = 0
+      if (st.bytesFromClient === this.clientBytesAtMove && !st.finSentToClient) this.passFin()
+    }
     const serverOwes = !st.answered
     if (b.halfClosed > 0 && (st.clientEof || st.finSentToClient) && idle >= b.halfClosed) {
       s.destroy(st.clientEof ? 'server-timeout' : 'client-timeout')

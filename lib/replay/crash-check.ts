@@ -1,20 +1,30 @@
 /**
  * The opaque crash check (DESIGN.md): a killed server closes its connections with a FIN, so on the
- * wire a crash between turns looks exactly like a graceful close. A connect to the backend tells
- * them apart: accepted, it is alive and closed on purpose; refused, it died.
+ * wire a crash between turns looks exactly like a graceful close. A connect to the backend that
+ * starts after the close was seen tells them apart: accepted, the backend is alive and closed on
+ * purpose; refused, it died.
  *
- * One check per backend at a time, shared: a session whose server closed asks; if a check of that
- * backend started less than `JOIN_MS` ago, the session takes its verdict (waiting for it while it is
- * in flight) instead of opening its own connection. Under connection churn (every server closing
- * after its reply) that turns one probe connect per session into at most one per `JOIN_MS` per
- * backend. Only checks that started at most `JOIN_MS` before a close are taken for it. The one case that then behaves as a plain proxy: a backend that
- * dies within `JOIN_MS` after a shared check started (the check still reaches its listener and says
- * alive) — the FIN between turns goes on to the client.
+ * Only a connect that *started after* a close may answer for it: one that started earlier may have
+ * reached the listener just before the crash. Within that rule the answers are shared:
+ *
+ * - **Witnesses.** Every session's own connect to the backend is a check: it started at a known time
+ *   and the backend's listener accepted it (`connectStarted`, `witness`). A close waits for the next
+ *   one, when the backend has had a session connect in the last `WITNESS_MS` (so another is due
+ *   soon), for at most `GRACE_MS`; under connection churn the closes of ended sessions are answered
+ *   by the connects of new ones, and no probe is made.
+ * - **Probes.** Otherwise (or when the grace runs out) one probe connect per backend at a time; its
+ *   verdict answers every close seen before it started. Closes that came while it was in flight
+ *   wait for the next witness or probe.
+ *
+ * Waiters are answered in the order their closes came (`since` ascends along `waiting`), never
+ * synchronously from `checkBackend`.
  */
 import net, { type Socket } from 'node:net'
 
-/** A check this recent is shared instead of starting another. */
-export const JOIN_MS = 5
+/** A backend with a session connect this recent will likely see another soon: wait for it. */
+export const WITNESS_MS = 2
+/** How long a close waits for a witnessing connect before a probe is started. */
+export const GRACE_MS = 1
 
 export interface CheckWaiter {
   /** The verdict: the backend accepted a connection (alive) or refused or timed out (dead). */
@@ -26,78 +36,125 @@ interface Target {
   readonly port: number
 }
 
-const kCheck = Symbol('baton.check')
+interface Waiting {
+  readonly waiter: CheckWaiter
+  /** When the close was seen (performance.now()). */
+  readonly since: number
+  readonly timeoutMs: number
+}
 
-interface Check {
-  readonly startedAt: number
-  readonly socket: Socket
+/** One backend's checks. */
+interface Checks {
   readonly target: Target
-  waiters: CheckWaiter[]
+  waiting: Waiting[]
+  /** When the last session connect to the backend started. */
+  lastConnect: number
+  probe: Socket | undefined
+  probeStartedAt: number
+  grace: NodeJS.Timeout | undefined
 }
 
-type CheckSocket = Socket & { [kCheck]?: Check }
+const kChecks = Symbol('baton.checks')
+type ProbeSocket = Socket & { [kChecks]?: Checks }
 
-const inflight = new Map<Target, Check>()
-/** The last settled check of each backend: when it started and what it said. */
-const settled = new Map<Target, { startedAt: number; alive: boolean }>()
-/** Waiters answered from a settled check, with the verdict, pairwise; called in a microtask. */
-let answered: (CheckWaiter | boolean)[] = []
+const all = new Map<Target, Checks>()
 
-function answerJoined(): void {
-  const list = answered
-  answered = []
-  for (let i = 0; i < list.length; i += 2) (list[i] as CheckWaiter).checked(list[i + 1] as boolean)
+function checksOf(target: Target): Checks {
+  let c = all.get(target)
+  if (c === undefined) {
+    c = { target, waiting: [], lastConnect: -Infinity, probe: undefined, probeStartedAt: 0, grace: undefined }
+    all.set(target, c)
+  }
+  return c
 }
 
-/** Ask whether `target` is alive; `waiter.checked()` is called once, later (never synchronously). */
+/** A session connect to `target` starts now (performance.now()): a witness may follow. */
+export function connectStarted(target: Target, at: number): void {
+  const c = all.get(target)
+  if (c !== undefined) c.lastConnect = at
+  else checksOf(target).lastConnect = at
+}
+
+/** A session connect to `target` that started at `startedAt` was accepted: the backend was alive then. */
+export function witness(target: Target, startedAt: number): void {
+  const c = all.get(target)
+  if (c === undefined || c.waiting.length === 0) return
+  answer(c, startedAt, true)
+}
+
+/** Ask whether `target` is alive after a close seen now; `waiter.checked()` is called once, later. */
 export function checkBackend(target: Target, timeoutMs: number, waiter: CheckWaiter): void {
+  const c = checksOf(target)
   const now = performance.now()
-  const current = inflight.get(target)
-  if (current !== undefined && now - current.startedAt <= JOIN_MS) {
-    current.waiters.push(waiter)
-    return
-  }
-  const last = settled.get(target)
-  if (last !== undefined && now - last.startedAt <= JOIN_MS) {
-    // The same check, already answered: as if this close had joined it while in flight.
-    answered.push(waiter, last.alive)
-    if (answered.length === 2) queueMicrotask(answerJoined)
-    return
-  }
-  const socket = net.connect({ host: target.host, port: target.port }) as CheckSocket
-  const check: Check = { startedAt: now, socket, target, waiters: [waiter] }
-  socket[kCheck] = check
-  socket.setTimeout(timeoutMs)
-  socket.once('connect', onAlive)
-  socket.once('timeout', onDead)
-  socket.once('error', onDead)
-  inflight.set(target, check)
+  c.waiting.push({ waiter, since: now, timeoutMs })
+  if (c.probe !== undefined || c.grace !== undefined) return // the next verdict will come to it
+  decide(c, now)
 }
 
 /** The waiter no longer wants the verdict (its session ended). */
 export function cancelCheck(target: Target, waiter: CheckWaiter): void {
-  const j = answered.indexOf(waiter)
-  if (j >= 0) answered.splice(j, 2)
-  const check = inflight.get(target)
-  if (check === undefined) return
-  const i = check.waiters.indexOf(waiter)
-  if (i >= 0) check.waiters.splice(i, 1)
+  const c = all.get(target)
+  if (c === undefined) return
+  const i = c.waiting.findIndex((w) => w.waiter === waiter)
+  if (i >= 0) c.waiting.splice(i, 1)
+  if (c.waiting.length === 0 && c.grace !== undefined) {
+    clearTimeout(c.grace)
+    c.grace = undefined
+  }
 }
 
-function settle(socket: CheckSocket, alive: boolean): void {
-  const check = socket[kCheck]
-  if (check === undefined) return
-  socket[kCheck] = undefined
+/** Waiters remain and nothing is on its way to answer them: wait for a witness, or probe. */
+function decide(c: Checks, now: number): void {
+  if (now - c.lastConnect <= WITNESS_MS) c.grace = setTimeout(onGrace, GRACE_MS, c)
+  else startProbe(c, now)
+}
+
+function onGrace(c: Checks): void {
+  c.grace = undefined
+  if (c.waiting.length > 0 && c.probe === undefined) startProbe(c, performance.now())
+}
+
+function startProbe(c: Checks, now: number): void {
+  const socket = net.connect({ host: c.target.host, port: c.target.port }) as ProbeSocket
+  socket[kChecks] = c
+  c.probe = socket
+  c.probeStartedAt = now
+  socket.setTimeout(c.waiting[0]!.timeoutMs)
+  socket.once('connect', onAlive)
+  socket.once('timeout', onDead)
+  socket.once('error', onDead)
+}
+
+/** Answer, in order, every waiter whose close came before a check that started at `startedAt`. */
+function answer(c: Checks, startedAt: number, alive: boolean): void {
+  const waiting = c.waiting
+  let n = 0
+  while (n < waiting.length && waiting[n]!.since <= startedAt) n++
+  if (n === 0) return
+  const done = n === waiting.length ? waiting : waiting.slice(0, n)
+  c.waiting = n === waiting.length ? [] : waiting.slice(n)
+  if (c.waiting.length === 0 && c.grace !== undefined) {
+    clearTimeout(c.grace)
+    c.grace = undefined
+  }
+  for (const w of done) w.waiter.checked(alive)
+}
+
+function settle(socket: ProbeSocket, alive: boolean): void {
+  const c = socket[kChecks]
+  if (c === undefined) return
+  socket[kChecks] = undefined
   socket.destroy()
-  if (inflight.get(check.target) === check) inflight.delete(check.target)
-  settled.set(check.target, { startedAt: check.startedAt, alive })
-  for (const w of check.waiters) w.checked(alive)
+  if (c.probe === socket) c.probe = undefined
+  answer(c, c.probeStartedAt, alive)
+  // Closes that came while the probe was in flight need a check that started after them.
+  if (c.waiting.length > 0 && c.probe === undefined && c.grace === undefined) decide(c, performance.now())
 }
 
-function onAlive(this: CheckSocket): void {
+function onAlive(this: ProbeSocket): void {
   settle(this, true)
 }
 
-function onDead(this: CheckSocket): void {
+function onDead(this: ProbeSocket): void {
   settle(this, false)
 }

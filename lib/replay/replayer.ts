@@ -17,7 +17,7 @@
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Backend } from '../backend.js'
-import { BatonError } from '../errors.js'
+import { BatonError, serverEof } from '../errors.js'
 import { DEFAULT_MAX_HEAD_BYTES } from '../framing/http1.js'
 import { ClientView, Http1Resumer, rangeRequest } from '../framing/http1-resume.js'
 import type { Framer, FramerExtras, FramerSink, FramingError } from '../framing/types.js'
@@ -567,15 +567,16 @@ export class Replayer implements FramerSink, CheckWaiter {
    * once, with the client paused: if it still accepts, the server closed on purpose and the FIN (or
    * reset) goes on to the client as a plain proxy would pass it; if it refuses, it died — requests
    * in flight are re-sent elsewhere, and between turns the client simply gets a new server
-   * connection for its next request. Costs one connect per server-side close, only with replay on,
-   * shared by the closes of one backend that come within a few milliseconds (crash-check.ts).
+   * connection for its next request. The answer comes from a connect to the backend that started
+   * after the close: the next session's own connect under churn, or one probe shared by the closes
+   * of that backend (crash-check.ts); only with replay on.
    */
   private checkBackend(kind: ServerFailure, err: Error, blame = false): void {
     this.probeBlame = blame
-    this.s.client.pause()
     this.checking = this.s.server
     this.probeKind = kind
     this.probeError = err
+    this.s.client.pause()
     checkBackend(this.s.backend!, Math.min(this.s.host.config.connectTimeout, 1000), this)
   }
 
@@ -615,6 +616,7 @@ export class Replayer implements FramerSink, CheckWaiter {
     ;(this.s.failed ??= new Set()).add(backend)
     this.recordFromHere()
     if (this.s.clientEnded) this.s.client.end()
+    else this.s.orphanedAt = Date.now()
   }
 
   /**
@@ -728,7 +730,7 @@ export class Replayer implements FramerSink, CheckWaiter {
     // So is a close the last exchange announced (`Connection: close`): the client expects it.
     if ((this.s.clientEnded || framer.closeAfter === true) && framer.pending() === 0 && !framer.responseOpen)
       return void this.s.client.end()
-    const eof = new BatonError('ERR_BATON_SERVER_EOF', 'server', 'server closed')
+    const eof = serverEof()
     // A framer that delimits responses knows whether anything was cut; a connection closed without
     // a word (at accept, or a pooled one already closing) is as good as a refused connect.
     const silent = server.bytesRead === 0 && this.recording
