@@ -79,6 +79,8 @@ export class Balancer extends EventEmitter implements ListenerOwner {
   /** False for a view that never binds (BalancerOptions.bind). */
   readonly binds: boolean
   private closing: Promise<void> | undefined
+  /** `log.access` (ListenerOwner): read by each listener when a session ends. */
+  accessLog: boolean
   /** Sessions the descriptor limit allows (0: no limit known), read once at start. */
   readonly fdSessions = sessionsForLimit(openFileLimit())
 
@@ -86,6 +88,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
     super()
     this.config = config
     this.log = options.logger ?? createLogger(config.log)
+    this.accessLog = config.log.access === true
     this.table = options.table ?? new ConnectionTable()
     this.binds = options.bind ?? true
     this.budget = new ReplayBudget(config.replay.maxTotalBytes)
@@ -246,6 +249,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
     }
     this.frontends = next
     this.config = config
+    this.accessLog = config.log.access === true
     this.budget.max = config.replay.maxTotalBytes
     this.log.info(result, 'configuration reloaded')
     return result

@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs'
 import { Balancer } from './balancer.js'
 import { startPrimary, workerCount } from './cluster/primary.js'
 import { runWorker } from './cluster/worker.js'
+import { showConfig } from './config/show.js'
 import { validateConfig } from './config/validate.js'
 import { parseCommand, USAGE } from './cli/args.js'
 import { startAdmin, type AdminServer } from './admin/server.js'
@@ -56,7 +57,9 @@ async function main(argv: readonly string[]): Promise<number> {
           dataPlane: balancer.frontends[i]!.plane,
         })),
       }
-      process.stdout.write(`${JSON.stringify(resolved, null, 2)}\nconfiguration OK (${command.source})\n`)
+      // YAML, durations as written, the admin token hidden (lib/config/show.ts).
+      const shown = showConfig(resolved, command.config, command.tokenSource)
+      process.stdout.write(`${shown}configuration OK (${command.source})\n`)
       return 0
     }
     fromFile = command.source !== 'command line'

@@ -17,6 +17,7 @@ import { Session, type HandoffInfo, type ServerFailure, type SessionBounds, type
 import type { ConnectionTable } from './table.js'
 import { isLocalError, SHED_MS } from './local.js'
 import { resolveDataPlane, type DataPlane } from './native/data-plane.js'
+import { terminationCode } from './access-log.js'
 import type { NativePlane } from './native/plane.js'
 
 export interface ListenerCounters {
@@ -111,6 +112,8 @@ export interface ListenerOwner {
   onSessionClose(session: Session): void
   onBackendFailure(listener: Listener, backend: Backend, err: Error, down: boolean): void
   onBackendUp(listener: Listener, backend: Backend): void
+  /** `log.access`: one line per session when it ends (lib/access-log.ts). */
+  readonly accessLog: boolean
 }
 
 export class Listener implements SessionHost {
@@ -482,7 +485,10 @@ export class Listener implements SessionHost {
     ) {
       picked = this.backends[0]
     }
-    if (retry && picked !== undefined) this.counters.retries++
+    if (retry && picked !== undefined) {
+      this.counters.retries++
+      session.retries++
+    }
     return picked
   }
 
@@ -560,7 +566,8 @@ export class Listener implements SessionHost {
     this.log.info({ session: session.id, from: from.name }, 'session leaves its backend at a clean boundary')
   }
 
-  connected(_session: Session, backend: Backend): void {
+  connected(session: Session, backend: Backend): void {
+    if (session.connectedAt === 0) session.connectedAt = Date.now()
     if (backend.recordSuccess()) {
       backend.cameUp()
       if (this.server.listening) backend.pool?.start()
@@ -626,7 +633,40 @@ export class Listener implements SessionHost {
         'session closed'
       )
     }
+    if (this.owner.accessLog && this.log.isLevelEnabled('info')) this.logAccess(session)
     this.owner.onSessionClose(session)
+  }
+
+  /**
+   * The access log line (README "Access log"): times in ms from accept, -1 for what never happened
+   * (as HAProxy logs them); `backends` every backend the session was attached to, in order, the
+   * ones whose connect failed included.
+   */
+  private logAccess(session: Session): void {
+    const start = session.startedAt
+    const line: Record<string, unknown> = {
+      session: session.id,
+      client: session.remote,
+      backends: session.history.map((b) => b.name),
+      termination: terminationCode({
+        outcome: session.outcome!,
+        error: session.error,
+        connectedAt: session.connectedAt,
+        bytesFromClient: session.bytesFromClient,
+        bytesToClient: session.bytesToClient,
+      }),
+      connectMs: session.connectedAt === 0 ? -1 : session.connectedAt - start,
+      ttfbMs: session.firstServerByteAt === 0 ? -1 : session.firstServerByteAt - start,
+      durationMs: Date.now() - start,
+      bytesFromClient: session.bytesFromClient,
+      bytesToClient: session.bytesToClient,
+      retries: session.retries,
+      failovers: session.failovers,
+      outcome: session.outcome,
+      endedBy: session.endedBy,
+    }
+    if (session.error !== undefined) line.err = session.error.message
+    this.log.info(line, 'access')
   }
 }
 
