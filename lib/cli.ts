@@ -20,6 +20,7 @@ import { validateConfig } from './config/validate.js'
 import { parseCommand, USAGE } from './cli/args.js'
 import { startAdmin, type AdminServer } from './admin/server.js'
 import { BatonError } from './errors.js'
+import type { Logger } from 'pino'
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -28,7 +29,25 @@ function version(): string {
   return pkg.version
 }
 
+/** The logger SIGUSR1 reports to, once there is one. */
+let signalLog: Logger | undefined
+
+/**
+ * SIGUSR1 starts Node's inspector (a debugger on 127.0.0.1:9229 that runs any code it is sent) in
+ * a process without a handler for it. Baton handles it, first thing and in every process: it logs
+ * to stdout, so there is no log file to reopen (as nginx and HAProxy do on USR1), and it says so.
+ */
+function ignoreSigusr1(): void {
+  process.on('SIGUSR1', () => {
+    signalLog?.info(
+      { signal: 'SIGUSR1' },
+      'SIGUSR1 ignored: logs go to stdout, nothing to reopen (Node inspector not started)'
+    )
+  })
+}
+
 async function main(argv: readonly string[]): Promise<number> {
+  ignoreSigusr1()
   if (cluster.isWorker) {
     runWorker()
     return -1
@@ -48,6 +67,7 @@ async function main(argv: readonly string[]): Promise<number> {
       return 0
     }
     balancer = new Balancer(validateConfig(command.config))
+    signalLog = balancer.log
     if (command.check) {
       // Printed resolved: `dataPlane` is the plane each listener will run (auto → native or js).
       const resolved = {

@@ -3,7 +3,7 @@
  * traces, config files, and a real run with traffic and a clean SIGTERM.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { chmodSync, readFileSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -21,8 +21,11 @@ const WAIT_MS = 20_000
 
 t.before(() => ensureBuilt((text) => t.comment(text)))
 
-function spawnCli(args: string[]): ChildProcess & { stdout: Readable; stderr: Readable } {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+function spawnCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env
+): ChildProcess & { stdout: Readable; stderr: Readable } {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env })
   children.add(child)
   child.once('exit', () => children.delete(child))
   return child
@@ -36,9 +39,9 @@ interface Result {
 }
 
 /** Run the CLI to completion (bounded). */
-function run(args: string[], timeoutMs = RUN_TIMEOUT_MS): Promise<Result> {
+function run(args: string[], timeoutMs = RUN_TIMEOUT_MS, env?: NodeJS.ProcessEnv): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const child = spawnCli(args)
+    const child = spawnCli(args, env)
     let stdout = ''
     let stderr = ''
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s))
@@ -721,11 +724,7 @@ t.test('--workers: bad values exit 2; --check shows the setting; a file may carr
   t.equal(r.code, 0, r.stderr)
   t.equal(checked(r).workers, 'auto')
   r = await run(['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:7101', '--check'])
-  t.equal(
-    checked(r).workers,
-    undefined,
-    'absent: one process'
-  )
+  t.equal(checked(r).workers, undefined, 'absent: one process')
 
   const dir = t.testdir({
     'baton.yaml': 'listeners: [{ listen: "127.0.0.1:0", backends: ["127.0.0.1:7101"] }]\nworkers: 3\n',
@@ -787,11 +786,210 @@ t.test('--workers 2 from the command line: traffic, SIGTERM exits 0', async (t) 
 t.test('an admin address that cannot be used: exit 2, with one process or with workers', async (t) => {
   const backend = await freePort()
   const base = ['--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${backend}`, '--admin', '10.0.0.1:9']
+  // Refused by the config check, before any listener is bound or logs "listening".
   const expected =
-    'baton: admin server refuses to bind 10.0.0.1 without a token: bind 127.0.0.1 (or ::1, localhost), or set a token\n'
+    'baton: admin.listen: the admin server refuses to bind 10.0.0.1 without a token: bind 127.0.0.1 (or ::1, localhost), or set admin.tokenFile, --admin-token-file or BATON_ADMIN_TOKEN\n'
   const [single, workers] = await Promise.all([run(base), run([...base, '--workers', '2'])])
-  t.equal(single.code, 2, 'one process: exits, the bound listener closed')
+  t.equal(single.code, 2, 'one process: exits')
   t.equal(single.stderr, expected)
-  t.equal(workers.code, 2, 'workers: exits, the workers stopped')
+  t.equal(single.stdout, '', 'nothing logged: not even "listening"')
+  t.equal(workers.code, 2, 'workers: exits')
   t.equal(workers.stderr, expected)
 })
+
+t.test('--check refuses what the runtime would refuse, one test each', async (t) => {
+  const yaml = (text: string): string => text
+  const dir = t.testdir({
+    'same-address.yaml': yaml(
+      'listeners:\n  - { listen: "127.0.0.1:7000", backends: ["127.0.0.1:7101"] }\n  - { name: two, listen: "127.0.0.1:7000", backends: ["127.0.0.1:7102"] }\n'
+    ),
+    'wildcard.yaml': yaml(
+      'listeners:\n  - { listen: "127.0.0.1:7000", backends: ["127.0.0.1:7101"] }\n  - { name: two, listen: ":7000", backends: ["127.0.0.1:7102"] }\n'
+    ),
+    'same-backend.yaml': yaml(
+      'listeners:\n  - { listen: "127.0.0.1:7000", backends: ["127.0.0.1:7101", "127.0.0.1:7101"] }\n'
+    ),
+    'same-name.yaml': yaml(
+      'listeners:\n  - listen: "127.0.0.1:7000"\n    backends: [{ name: a, host: 127.0.0.1, port: 7101 }, { name: a, host: 127.0.0.1, port: 7102 }]\n'
+    ),
+    'scheme.yaml': yaml('listeners:\n  - { listen: "127.0.0.1:7000", backends: ["redis://127.0.0.1"] }\n'),
+    'scheme-host.yaml': yaml(
+      'listeners:\n  - { listen: "127.0.0.1:7000", backends: [{ host: "redis://127.0.0.1", port: 6379 }] }\n'
+    ),
+    'path.yaml': yaml(
+      'listeners:\n  - { listen: "127.0.0.1:7000", backends: ["127.0.0.1:7101"], healthCheck: { type: http, path: healthz } }\n'
+    ),
+    'admin.yaml': yaml(
+      'listeners:\n  - { listen: "127.0.0.1:7000", backends: ["127.0.0.1:7101"] }\nadmin: { listen: "0.0.0.0:9000" }\n'
+    ),
+  })
+  const check = (file: string): string[] => ['--config', join(dir, file), '--check']
+  await usageErrors(t, [
+    [
+      check('same-address.yaml'),
+      'listeners[1].listen: 127.0.0.1:7000 is already taken by listeners[0] (127.0.0.1:7000); each listener needs its own address',
+    ],
+    [
+      check('wildcard.yaml'),
+      'listeners[1].listen: 0.0.0.0:7000 is already taken by listeners[0] (127.0.0.1:7000); each listener needs its own address',
+    ],
+    [
+      check('same-backend.yaml'),
+      'listeners[0].backends[1]: backend name "127.0.0.1:7101" is already used by backends[0]; give each backend its own name',
+    ],
+    [
+      check('same-name.yaml'),
+      'listeners[0].backends[1].name: backend name "a" is already used by backends[0]; give each backend its own name',
+    ],
+    [
+      check('scheme.yaml'),
+      'listeners[0].backends[0]: expected a host name or IP address without a scheme (not a URL such as "redis://host"), got "redis://127.0.0.1"',
+    ],
+    [
+      check('scheme-host.yaml'),
+      'listeners[0].backends[0].host: expected a host name or IP address without a scheme (not a URL such as "redis://host"), got "redis://127.0.0.1"',
+    ],
+    [
+      check('path.yaml'),
+      'listeners[0].healthCheck.path: expected a path that starts with "/", such as /healthz, got "healthz"',
+    ],
+    [
+      check('admin.yaml'),
+      'admin.listen: the admin server refuses to bind 0.0.0.0 without a token: bind 127.0.0.1 (or ::1, localhost), or set admin.tokenFile, --admin-token-file or BATON_ADMIN_TOKEN',
+    ],
+    [
+      ['--listen', '127.0.0.1:7000', '--backend', 'redis://127.0.0.1:6379', '--check'],
+      /^baton: (--backend|listeners\[0\]\.backends\[0\])[^\n]*scheme/,
+    ],
+    [
+      [
+        '--listen',
+        '127.0.0.1:7000',
+        '--backend',
+        '127.0.0.1:7101',
+        '--health-check',
+        'http:healthz',
+        '--check',
+      ],
+      'listeners[0].healthCheck.path: expected a path that starts with "/", such as /healthz, got "healthz"',
+    ],
+  ])
+})
+
+t.test('admin token from a file, the environment or the config: --check never prints it', async (t) => {
+  const TOKEN = 's3cret-token-from-somewhere'
+  const dir = t.testdir({
+    token: `  ${TOKEN}\n`,
+    'open-token': `${TOKEN}\n`,
+    empty: ' \n',
+    'baton.yaml': `listeners: [{ listen: "127.0.0.1:0", backends: ["127.0.0.1:7101"] }]\nadmin: { listen: "0.0.0.0:0", tokenFile: ${join(dir0(), 'token')} }\n`,
+    'inline.yaml': `listeners: [{ listen: "127.0.0.1:0", backends: ["127.0.0.1:7101"] }]\nadmin: { listen: "0.0.0.0:0", token: ${TOKEN} }\n`,
+    'both.yaml': `listeners: [{ listen: "127.0.0.1:0", backends: ["127.0.0.1:7101"] }]\nadmin: { token: ${TOKEN}, tokenFile: /nonexistent }\n`,
+  })
+  function dir0(): string {
+    return t.testdirName
+  }
+  chmodSync(join(dir, 'token'), 0o600)
+  chmodSync(join(dir, 'empty'), 0o600)
+  chmodSync(join(dir, 'open-token'), 0o644)
+  const flags = ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:7101', '--admin', '0.0.0.0:0']
+  const env = { ...process.env, BATON_ADMIN_TOKEN: ` ${TOKEN} ` }
+  const noEnv = { ...process.env }
+  delete noEnv.BATON_ADMIN_TOKEN
+  const [fromFlag, fromEnv, fromConfig, inline, flagBeatsEnv] = await Promise.all([
+    run([...flags, '--admin-token-file', join(dir, 'token'), '--check'], RUN_TIMEOUT_MS, noEnv),
+    run([...flags, '--check'], RUN_TIMEOUT_MS, env),
+    run(['--config', join(dir, 'baton.yaml'), '--check'], RUN_TIMEOUT_MS, noEnv),
+    run(['--config', join(dir, 'inline.yaml'), '--check'], RUN_TIMEOUT_MS, noEnv),
+    run([...flags, '--admin-token-file', join(dir, 'token'), '--check'], RUN_TIMEOUT_MS, env),
+  ])
+  for (const [r, source] of [
+    [fromFlag, `--admin-token-file ${join(dir, 'token')}`],
+    [fromEnv, 'BATON_ADMIN_TOKEN'],
+    [fromConfig, `admin.tokenFile ${join(dir, 'token')}`],
+    [inline, 'admin.token'],
+    [flagBeatsEnv, `--admin-token-file ${join(dir, 'token')}`],
+  ] as const) {
+    t.equal(r.code, 0, r.stderr)
+    t.notMatch(r.stdout, TOKEN, `the token is not printed (${source})`)
+    t.equal(checked(r).admin.token, `(hidden, from ${source})`, `where it came from: ${source}`)
+    t.equal(checked(r).admin.tokenFile, undefined, 'read into the token')
+  }
+
+  const bad = await Promise.all([
+    run([...flags, '--admin-token-file', join(dir, 'empty'), '--check'], RUN_TIMEOUT_MS, noEnv),
+    run([...flags, '--admin-token-file', join(dir, 'open-token'), '--check'], RUN_TIMEOUT_MS, noEnv),
+    run([...flags, '--admin-token-file', join(dir, 'missing'), '--check'], RUN_TIMEOUT_MS, noEnv),
+    run([...flags, '--admin-token-file', dir, '--check'], RUN_TIMEOUT_MS, noEnv),
+    run([...flags, '--check'], RUN_TIMEOUT_MS, { ...noEnv, BATON_ADMIN_TOKEN: '  ' }),
+    run(['--config', join(dir, 'both.yaml'), '--check'], RUN_TIMEOUT_MS, noEnv),
+  ])
+  const expected = [
+    `baton: --admin-token-file ${join(dir, 'empty')}: empty`,
+    `baton: --admin-token-file ${join(dir, 'open-token')}: readable by every user (mode 644); chmod 600 (or 640) it`,
+    `baton: --admin-token-file ${join(dir, 'missing')}: no such file`,
+    `baton: --admin-token-file ${dir}: not a regular file (a directory)`,
+    'baton: BATON_ADMIN_TOKEN: set but empty; unset it or give a token',
+    'baton: admin: set token or tokenFile, not both',
+  ]
+  bad.forEach((r, i) => {
+    t.equal(r.code, 2, expected[i])
+    t.equal(r.stderr, `${expected[i]}\n`)
+    t.notMatch(r.stderr + r.stdout, TOKEN, 'the token is not printed')
+  })
+})
+
+t.test('--no-access-log turns the access log off; it is on otherwise', async (t) => {
+  const flags = ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:7101', '--check']
+  const [on, off, both] = await Promise.all([
+    run(flags),
+    run([...flags, '--no-access-log']),
+    run([...flags, '--no-access-log', '--access-log']),
+  ])
+  t.equal(checked(on).log.access, true)
+  t.equal(checked(off).log.access, false)
+  checkUsageError(t, flags, both, '--access-log and --no-access-log: choose one')
+})
+
+t.test('SIGUSR1 does not open an inspector; the process keeps serving, access line and all', async (t) => {
+  const echo = await echoServer(t)
+  const baton = start(t, ['--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${echo}`])
+  const listening = await baton.stdout.waitLog((l) => l.msg === 'listening', 'listening')
+  const port = Number(/:(\d+)$/.exec(String(listening.address))![1])
+  // Node's inspector takes 127.0.0.1:9229 and says so on stderr; a port 9229 taken by someone
+  // else on this box would only make the port check below say nothing, so it is made conditional.
+  const inspectorFreeBefore = await refused(9229)
+  baton.child.kill('SIGUSR1')
+  const line = await baton.stdout.waitLog((l) => l.signal === 'SIGUSR1', 'SIGUSR1 logged')
+  t.match(line.msg, /SIGUSR1 ignored/)
+  const payload = Buffer.from('still there?')
+  t.ok((await exchange(port, payload)).equals(payload), 'still serving')
+  const access = await baton.stdout.waitLog((l) => l.msg === 'access', 'an access line (on by default)')
+  t.equal(access.termination, '--')
+  t.equal(access.level, 'info')
+  t.equal(baton.child.exitCode, null, 'still running')
+  t.notMatch(baton.stderr.all.join('\n'), /Debugger listening/, 'no inspector on stderr')
+  if (inspectorFreeBefore) t.ok(await refused(9229), 'nothing listens on 127.0.0.1:9229')
+  t.strictSame(await baton.stop('SIGTERM'), { code: 0, signal: null }, 'SIGTERM exits 0')
+  t.equal(baton.stderr.all.join('\n'), '', 'nothing on stderr')
+})
+
+/** Whether a connect to 127.0.0.1:`port` is refused. */
+function refused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port })
+    const timer = setTimeout(() => {
+      socket.destroy()
+      resolve(false)
+    }, 2000)
+    socket.once('connect', () => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(false)
+    })
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer)
+      resolve(err.code === 'ECONNREFUSED')
+    })
+  })
+}
