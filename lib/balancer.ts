@@ -14,7 +14,14 @@ import type { Logger } from 'pino'
 import type { Backend, BackendSnapshot } from './backend.js'
 import type { Config, ConfigInput } from './config/schema.js'
 import { validateConfig } from './config/validate.js'
-import { LatencyRing, Listener, zeroCounters, type ListenerCounters, type ListenerOwner } from './listener.js'
+import {
+  changedKeys,
+  LatencyRing,
+  Listener,
+  zeroCounters,
+  type ListenerCounters,
+  type ListenerOwner,
+} from './listener.js'
 import { createLogger } from './log.js'
 import { ReplayBudget } from './replay/buffer.js'
 import { openFileLimit, sessionsForLimit } from './local.js'
@@ -58,6 +65,12 @@ export interface ReloadResult {
   /** `listener/backend` names. */
   backendsAdded: string[]
   backendsRemoved: string[]
+  /** `listener/backend (weight 1 → 2)`: kept backends whose weight or maxConnections changed. */
+  backendsChanged: string[]
+  /** `listener (connectTimeout, retries)`: kept listeners whose own settings changed. */
+  listenersChanged: string[]
+  /** Top-level settings that changed (`maxConnections`, `log`...). */
+  settingsChanged: string[]
 }
 
 export interface BackendFailureEvent {
@@ -231,6 +244,9 @@ export class Balancer extends EventEmitter implements ListenerOwner {
       listenersRemoved: [],
       backendsAdded: [],
       backendsRemoved: [],
+      backendsChanged: [],
+      listenersChanged: [],
+      settingsChanged: changedKeys(this.config, config, ['listeners']),
     }
     for (const l of current.values()) {
       l.stopAccepting()
@@ -239,9 +255,11 @@ export class Balancer extends EventEmitter implements ListenerOwner {
     const next: Listener[] = []
     for (const p of plan) {
       if (p.kept !== undefined) {
-        const { added, removed } = p.kept.reconfigure(p.config)
+        const { added, removed, changed, settings } = p.kept.reconfigure(p.config)
         result.backendsAdded.push(...added.map((b) => `${p.kept!.name}/${b}`))
         result.backendsRemoved.push(...removed.map((b) => `${p.kept!.name}/${b}`))
+        result.backendsChanged.push(...changed.map((b) => `${p.kept!.name}/${b}`))
+        if (settings.length > 0) result.listenersChanged.push(`${p.kept.name} (${settings.join(', ')})`)
         next.push(p.kept)
       } else {
         next.push(bound.shift()!)
@@ -251,7 +269,9 @@ export class Balancer extends EventEmitter implements ListenerOwner {
     this.config = config
     this.accessLog = config.log.access === true
     this.budget.max = config.replay.maxTotalBytes
-    this.log.info(result, 'configuration reloaded')
+    // What changed, each list only when not empty; `unchanged` when nothing did.
+    const changes = Object.fromEntries(Object.entries(result).filter(([, v]) => (v as string[]).length > 0))
+    this.log.info(Object.keys(changes).length > 0 ? changes : { unchanged: true }, 'configuration reloaded')
     return result
   }
 

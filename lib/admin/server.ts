@@ -173,6 +173,28 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
     return undefined
   }
 
+  // Failed authentication is logged, at most once a second: a line says how many failures it stands
+  // for (a password-guessing loop must not flood the log, nor go unseen).
+  let lastAuthLog = 0
+  let authUnlogged = 0
+  const authFailed = (req: IncomingMessage, method: string, path: string): void => {
+    authUnlogged++
+    const now = Date.now()
+    if (now - lastAuthLog < 1000) return
+    lastAuthLog = now
+    log.warn(
+      {
+        remote: `${req.socket.remoteAddress}:${req.socket.remotePort}`,
+        method,
+        path,
+        credentials: req.headers.authorization === undefined ? 'missing' : 'wrong',
+        failures: authUnlogged,
+      },
+      'admin authentication failed'
+    )
+    authUnlogged = 0
+  }
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let url: URL
     try {
@@ -192,10 +214,12 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
     const withToken = authorized(req.headers.authorization)
     const loopbackPeer = isLoopback(req.socket.remoteAddress ?? '')
 
-    if (token !== undefined && !withToken && !(readOnly && loopbackPeer))
+    if (token !== undefined && !withToken && !(readOnly && loopbackPeer)) {
+      authFailed(req, method, url.pathname)
       throw new HttpError(401, 'missing or wrong bearer token', {
         'www-authenticate': 'Bearer realm="baton"',
       })
+    }
     if (!withToken && !loopbackPeer) throw new HttpError(403, 'not a loopback peer')
     if (!readOnly && !sameOrigin(req.headers.origin, hostHeader))
       throw new HttpError(403, 'cross-origin request refused')
