@@ -31,6 +31,8 @@ function version(): string {
 
 /** The logger SIGUSR1 reports to, once there is one. */
 let signalLog: Logger | undefined
+/** The single process's admin server, which takes the token a reload re-read. */
+let runningAdmin: AdminServer | undefined
 
 /**
  * SIGUSR1 starts Node's inspector (a debugger on 127.0.0.1:9229 that runs any code it is sent) in
@@ -105,6 +107,7 @@ async function main(argv: readonly string[]): Promise<number> {
         log: b.log.child({ component: 'admin' }),
         ...(fromFile ? { reload: () => reload(b, argv) } : {}),
       })
+      runningAdmin = admin
     }
   } catch (err) {
     if (err instanceof BatonError) {
@@ -148,7 +151,10 @@ function rereadConfig(argv: readonly string[]): Record<string, unknown> {
 /** Re-read the same command line (and so the config file) and apply it. */
 async function reload(balancer: Balancer, argv: readonly string[]): Promise<unknown> {
   try {
-    return await balancer.reload(rereadConfig(argv))
+    const result = await balancer.reload(rereadConfig(argv))
+    // The token file and BATON_ADMIN_TOKEN were read again with the config.
+    runningAdmin?.setToken(balancer.config.admin.token)
+    return result
   } catch (err) {
     balancer.log.error(
       { reason: err instanceof BatonError ? err.message.split('\n') : String(err) },

@@ -3,7 +3,8 @@
  * traces, config files, and a real run with traffic and a clean SIGTERM.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { chmodSync, readFileSync } from 'node:fs'
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
+import http from 'node:http'
 import net from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -991,5 +992,61 @@ function refused(port: number): Promise<boolean> {
       clearTimeout(timer)
       resolve(err.code === 'ECONNREFUSED')
     })
+  })
+}
+
+t.test('a reload reads the token file again: the admin server takes the new token', async (t) => {
+  const echo = await echoServer(t)
+  const dir = t.testdir({
+    token: 'first-token-1234\n',
+    'baton.yaml': [
+      'listeners:',
+      `  - { listen: "127.0.0.1:0", backends: [{ name: alpha, host: 127.0.0.1, port: ${echo} }] }`,
+      'admin:',
+      '  listen: 127.0.0.1:0',
+      `  tokenFile: ${join(t.testdirName, 'token')}`,
+      '',
+    ].join('\n'),
+  })
+  chmodSync(join(dir, 'token'), 0o600)
+  const env = { ...process.env }
+  delete env.BATON_ADMIN_TOKEN
+  const child = spawnCli(['--config', join(dir, 'baton.yaml')], env)
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  const stdout = new Lines(child.stdout)
+  const adminLine = await stdout.waitLog((l) => l.msg === 'admin server listening', 'admin listening')
+  const adminPort = Number(/:(\d+)$/.exec(String(adminLine.address))![1])
+  const drain = (token: string): Promise<number> => post(adminPort, '/api/backends/alpha/drain', token)
+  t.equal(await drain('first-token-1234'), 200, 'the first token works')
+  writeFileSync(join(dir, 'token'), 'second-token-5678\n')
+  child.kill('SIGHUP')
+  await stdout.waitLog((l) => l.msg === 'admin token changed', 'token changed')
+  t.equal(await drain('first-token-1234'), 401, 'the old token no longer does')
+  t.equal(await drain('second-token-5678'), 200, 'the new one does')
+  t.notMatch(stdout.all.join('\n'), /first-token|second-token/, 'no token in the log')
+  child.kill('SIGTERM')
+})
+
+function post(port: number, path: string, token: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path,
+        agent: false,
+        headers: { authorization: `Bearer ${token}` },
+      },
+      (res) => {
+        res.resume()
+        res.on('end', () => resolve(res.statusCode ?? 0))
+      }
+    )
+    req.setTimeout(WAIT_MS, () => req.destroy(new Error(`POST ${path}: no answer within ${WAIT_MS} ms`)))
+    req.on('error', reject)
+    req.end()
   })
 }
