@@ -41,7 +41,8 @@ Options:
                            auto (one per core) add a primary for checks, admin and reloads
       --log-level LEVEL    trace, debug, info (default), warn, error, fatal, silent
       --pretty             human-readable logs (default when stdout is a terminal)
-      --no-access-log      no line per session (the access log is on by default; see README)
+      --no-access-log      no line per session (the access log is on by default; see README);
+                           --access-log turns it on over a file's log.access: false
       --check              validate the configuration, print it resolved, and exit
   -h, --help               this text
   -v, --version            the version

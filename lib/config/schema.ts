@@ -356,6 +356,11 @@ function backendName(b: { name?: string | undefined; host: string; port: number 
 
 const WILDCARDS = new Set(['0.0.0.0', '::', '[::]'])
 
+/** `host:port`, `[v6]:port`. */
+function spellAddress(a: { host: string; port: number }): string {
+  return `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`
+}
+
 /**
  * What the runtime would refuse later, refused here so that `--check` says it: two listeners on one
  * address (the second bind fails with EADDRINUSE after the first logged "listening"; a wildcard
@@ -386,7 +391,7 @@ function refineConfig(
         ctx.addIssue({
           code: 'custom',
           path: ['listeners', i, 'listen'],
-          message: `${a.host}:${a.port} is already taken by listeners[${j}] (${b.host}:${b.port}); each listener needs its own address`,
+          message: `${spellAddress(a)} is already taken by listeners[${j}] (${spellAddress(b)}); each listener needs its own address`,
         })
         break
       }
