@@ -22,6 +22,7 @@ import {
   type ListenerCounters,
   type ListenerOwner,
 } from './listener.js'
+import { terminationCode } from './access-log.js'
 import { createLogger } from './log.js'
 import { ReplayBudget } from './replay/buffer.js'
 import { openFileLimit, sessionsForLimit } from './local.js'
@@ -81,7 +82,13 @@ export interface BackendFailureEvent {
   down: boolean
 }
 
-export type SessionCloseEvent = SessionSnapshot & { outcome: Outcome; endedBy: EndSide; error?: string }
+export type SessionCloseEvent = SessionSnapshot & {
+  outcome: Outcome
+  endedBy: EndSide
+  /** The access log's two-letter termination code (lib/access-log.ts, README "Access log"). */
+  termination: string
+  error?: string
+}
 
 export class Balancer extends EventEmitter implements ListenerOwner {
   config: Config
@@ -349,6 +356,13 @@ export class Balancer extends EventEmitter implements ListenerOwner {
         ...snapshotOf(session),
         outcome: session.outcome!,
         endedBy: session.endedBy!,
+        termination: terminationCode({
+          outcome: session.outcome!,
+          error: session.error,
+          connectedAt: session.connectedAt,
+          bytesFromClient: session.bytesFromClient,
+          bytesToClient: session.bytesToClient,
+        }),
       }
       if (session.error !== undefined) event.error = session.error.message
       this.emit('sessionClose', event)

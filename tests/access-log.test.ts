@@ -327,8 +327,9 @@ t.test('off: no access line', async (t) => {
   const data = pattern(10)
   t.ok((await client.roundTrip(data)).equals(data))
   client.socket.end()
-  await closed
+  const [event] = await closed
   t.equal(out.access.length, 0, 'nothing logged for the session')
+  t.equal(event.termination, '--', 'the library has the code in its sessionClose event')
 })
 
 t.test('the code table alone (R: out of resources, and the rest)', async (t) => {
