@@ -32,7 +32,7 @@ Options:
       --health-check KIND  active checks: tcp, http:/PATH, redis (default none)
       --check-interval D   time between health checks (default 2s)
       --admin HOST:PORT    admin server: status page, /api, /metrics (loopback)
-      --admin-token-file F the admin bearer token, read from file F (trimmed; not readable by others);
+      --admin-token-file F the admin bearer token, read from file F (trimmed; not world-readable);
                            BATON_ADMIN_TOKEN in the environment is the other way to give it
       --connect-timeout D  backend connect timeout, e.g. 500ms, 5s (default 5s)
       --retries N          other backends to try when a connect fails (default 3)
@@ -43,7 +43,7 @@ Options:
       --pretty             human-readable logs (default when stdout is a terminal)
       --no-access-log      no line per session (the access log is on by default; see README);
                            --access-log turns it on over a file's log.access: false
-      --check              validate the configuration, print it resolved, and exit
+      --check              validate the configuration, print it resolved (YAML, token hidden), exit
   -h, --help               this text
   -v, --version            the version
 `
