@@ -1050,3 +1050,28 @@ function post(port: number, path: string, token: string): Promise<number> {
     req.end()
   })
 }
+
+t.test('--workers 2: SIGUSR1 to the primary and to a worker opens no inspector', async (t) => {
+  const echo = await echoServer(t)
+  const baton = start(t, ['--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${echo}`, '--workers', '2'])
+  await baton.stdout.waitLog((l) => l.msg === 'workers started', 'workers started')
+  const worker = await baton.stdout.waitLog(
+    (l) => l.msg === 'listening' && typeof l.worker === 'number' && typeof l.pid === 'number',
+    'a worker listening'
+  )
+  const port = Number(/:(\d+)$/.exec(String(worker.address))![1])
+  baton.child.kill('SIGUSR1')
+  await baton.stdout.waitLog((l) => l.signal === 'SIGUSR1', 'the primary logs SIGUSR1')
+  process.kill(Number(worker.pid), 'SIGUSR1')
+  for (let i = 0; i < 4; i++) {
+    const payload = Buffer.from(`after SIGUSR1 ${i}`)
+    t.ok((await exchange(port, payload)).equals(payload), `session ${i} served`)
+  }
+  t.notMatch(baton.stderr.all.join('\n'), /Debugger listening/, 'no inspector on stderr')
+  t.ok(
+    baton.stdout.logs().every((l) => l.msg !== 'worker exited unexpectedly, starting a replacement'),
+    'no worker exited'
+  )
+  t.strictSame(await baton.stop('SIGTERM'), { code: 0, signal: null }, 'SIGTERM exits 0')
+  t.equal(baton.stderr.all.join('\n'), '', 'nothing on stderr')
+})
