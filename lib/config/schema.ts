@@ -43,7 +43,7 @@ const SCHEME_MSG = 'expected a host name or IP address without a scheme (not a U
 const host = z
   .string({ error: 'expected a host name or IP address' })
   .min(1, { error: 'expected a host name or IP address' })
-  .refine((h) => !SCHEME.test(h) && !h.includes('/'), { error: SCHEME_MSG })
+  .refine((h) => !SCHEME.test(h), { error: SCHEME_MSG })
 
 const HOST_NAME_MSG = 'expected a host name or IP address without a port, such as baton.internal'
 /** A DNS name: dot-separated labels of letters, digits, `-` and `_`, not starting or ending with `-`. */
