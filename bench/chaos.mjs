@@ -1197,7 +1197,7 @@ function batonWarnings(logFile) {
     } catch {
       continue
     }
-    if (!(e.level >= 40)) continue
+    if (!(e.level >= 40 || e.level === 'warn' || e.level === 'error' || e.level === 'fatal')) continue
     const key = `${e.listener ?? ''}|${e.msg}|${e.reason ?? ''}`
     const g = groups.get(key) ?? {
       listener: e.listener,

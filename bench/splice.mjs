@@ -41,6 +41,11 @@
  * (the guard's excepted).
  * --prof: run the Baton child under `node --cpu-prof`; the .cpuprofile goes to bench/out/.
  * --dist DIR: measure another build of Baton (default: ./dist), e.g. before and after a change.
+ * BATON_ACCESS_LOG=1 (or =FILE) in the environment: run Baton with the access log on (`log.access`,
+ * one JSON line per session at info, as the `baton` command writes it: pino, synchronous writes),
+ * the lines going to /dev/null (or FILE), to measure what the access log costs against a run
+ * without it (the default: level silent, access log off). The `conn` scenario, one session per
+ * exchange, is where it shows.
  *
  * Output: a table on stdout, and JSON (parameters, machine, every run, the guard) in
  * bench/out/splice-<ts>[-quick].json.
@@ -238,20 +243,54 @@ async function backendMain(args) {
   process.send({ type: 'ready', ports })
 }
 
+/** Where BATON_ACCESS_LOG sends the access log: undefined when it is off. */
+function accessLogTarget() {
+  const v = process.env.BATON_ACCESS_LOG
+  if (v === undefined || v === '' || v === '0') return undefined
+  return v === '1' ? '/dev/null' : v
+}
+
+/** The `log` section of Baton's config in this run. */
+function batonLogConfig() {
+  return accessLogTarget() !== undefined ? { level: 'info', access: true } : { level: 'silent' }
+}
+
+/** With BATON_ACCESS_LOG: a logger as the command's (JSON, ISO time, text levels), to the target. */
+async function accessLogger(dist) {
+  const dest = accessLogTarget()
+  if (dest === undefined) return {}
+  const { pino } = await import('pino')
+  let jsonOptions = {}
+  try {
+    jsonOptions = (await import(pathToFileURL(path.join(dist, 'log.js')).href)).JSON_LOG_OPTIONS ?? {}
+  } catch {
+    // an older build without it: pino's defaults
+  }
+  const logger = pino(
+    { level: 'info', base: { pid: process.pid }, ...jsonOptions },
+    pino.destination({ dest, sync: true })
+  )
+  return { logger }
+}
+
 async function batonMain(args) {
   const { createBalancer } = await import(pathToFileURL(path.join(args.dist, 'index.js')).href)
   const backends = JSON.parse(args.backends)
-  const b = createBalancer({
-    listeners: LISTENERS.map((name) => ({
-      name,
-      listen: `${HOST}:0`,
-      backends: [`${HOST}:${backends[name]}`],
-      balance: 'round-robin',
-      // Extra listener options for experiments, e.g. BATON_LISTENER='{"replay":"none"}'.
-      ...JSON.parse(process.env.BATON_LISTENER ?? '{}'),
-    })),
-    log: { level: 'silent' },
-  })
+  const options = await accessLogger(args.dist)
+  const b = createBalancer(
+    {
+      listeners: LISTENERS.map((name) => ({
+        name,
+        listen: `${HOST}:0`,
+        backends: [`${HOST}:${backends[name]}`],
+        balance: 'round-robin',
+        // Extra listener options for experiments, e.g. BATON_LISTENER='{"replay":"none"}'.
+        ...JSON.parse(process.env.BATON_LISTENER ?? '{}'),
+      })),
+      log: batonLogConfig(),
+    },
+    options
+  )
   await b.listen()
   const ports = {}
   LISTENERS.forEach((name, i) => (ports[name] = b.address(i).port))
@@ -787,7 +826,8 @@ async function main(cm) {
         balance: 'round-robin',
         ...JSON.parse(process.env.BATON_LISTENER ?? '{}'),
       })),
-      log: { level: 'silent' },
+      log: batonLogConfig(),
+      ...(accessLogTarget() !== undefined ? { accessLogTo: accessLogTarget() } : {}),
     },
     results: results.map(({ metrics, ...r }) => ({
       ...r,

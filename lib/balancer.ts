@@ -14,7 +14,15 @@ import type { Logger } from 'pino'
 import type { Backend, BackendSnapshot } from './backend.js'
 import type { Config, ConfigInput } from './config/schema.js'
 import { validateConfig } from './config/validate.js'
-import { LatencyRing, Listener, zeroCounters, type ListenerCounters, type ListenerOwner } from './listener.js'
+import {
+  changedKeys,
+  LatencyRing,
+  Listener,
+  zeroCounters,
+  type ListenerCounters,
+  type ListenerOwner,
+} from './listener.js'
+import { terminationCode } from './access-log.js'
 import { createLogger } from './log.js'
 import { ReplayBudget } from './replay/buffer.js'
 import { openFileLimit, sessionsForLimit } from './local.js'
@@ -58,6 +66,12 @@ export interface ReloadResult {
   /** `listener/backend` names. */
   backendsAdded: string[]
   backendsRemoved: string[]
+  /** `listener/backend (weight 1 → 2)`: kept backends whose weight or maxConnections changed. */
+  backendsChanged: string[]
+  /** `listener (connectTimeout, retries)`: kept listeners whose own settings changed. */
+  listenersChanged: string[]
+  /** Top-level settings that changed (`maxConnections`, `log`...). */
+  settingsChanged: string[]
 }
 
 export interface BackendFailureEvent {
@@ -68,7 +82,13 @@ export interface BackendFailureEvent {
   down: boolean
 }
 
-export type SessionCloseEvent = SessionSnapshot & { outcome: Outcome; endedBy: EndSide; error?: string }
+export type SessionCloseEvent = SessionSnapshot & {
+  outcome: Outcome
+  endedBy: EndSide
+  /** The access log's two-letter termination code (lib/access-log.ts, README "Access log"). */
+  termination: string
+  error?: string
+}
 
 export class Balancer extends EventEmitter implements ListenerOwner {
   config: Config
@@ -79,6 +99,8 @@ export class Balancer extends EventEmitter implements ListenerOwner {
   /** False for a view that never binds (BalancerOptions.bind). */
   readonly binds: boolean
   private closing: Promise<void> | undefined
+  /** `log.access` (ListenerOwner): read by each listener when a session ends. */
+  accessLog: boolean
   /** Sessions the descriptor limit allows (0: no limit known), read once at start. */
   readonly fdSessions = sessionsForLimit(openFileLimit())
 
@@ -86,6 +108,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
     super()
     this.config = config
     this.log = options.logger ?? createLogger(config.log)
+    this.accessLog = config.log.access === true
     this.table = options.table ?? new ConnectionTable()
     this.binds = options.bind ?? true
     this.budget = new ReplayBudget(config.replay.maxTotalBytes)
@@ -228,6 +251,9 @@ export class Balancer extends EventEmitter implements ListenerOwner {
       listenersRemoved: [],
       backendsAdded: [],
       backendsRemoved: [],
+      backendsChanged: [],
+      listenersChanged: [],
+      settingsChanged: changedKeys(this.config, config, ['listeners']),
     }
     for (const l of current.values()) {
       l.stopAccepting()
@@ -236,9 +262,11 @@ export class Balancer extends EventEmitter implements ListenerOwner {
     const next: Listener[] = []
     for (const p of plan) {
       if (p.kept !== undefined) {
-        const { added, removed } = p.kept.reconfigure(p.config)
+        const { added, removed, changed, settings } = p.kept.reconfigure(p.config)
         result.backendsAdded.push(...added.map((b) => `${p.kept!.name}/${b}`))
         result.backendsRemoved.push(...removed.map((b) => `${p.kept!.name}/${b}`))
+        result.backendsChanged.push(...changed.map((b) => `${p.kept!.name}/${b}`))
+        if (settings.length > 0) result.listenersChanged.push(`${p.kept.name} (${settings.join(', ')})`)
         next.push(p.kept)
       } else {
         next.push(bound.shift()!)
@@ -246,8 +274,11 @@ export class Balancer extends EventEmitter implements ListenerOwner {
     }
     this.frontends = next
     this.config = config
+    this.accessLog = config.log.access === true
     this.budget.max = config.replay.maxTotalBytes
-    this.log.info(result, 'configuration reloaded')
+    // What changed, each list only when not empty; `unchanged` when nothing did.
+    const changes = Object.fromEntries(Object.entries(result).filter(([, v]) => (v as string[]).length > 0))
+    this.log.info(Object.keys(changes).length > 0 ? changes : { unchanged: true }, 'configuration reloaded')
     return result
   }
 
@@ -325,6 +356,13 @@ export class Balancer extends EventEmitter implements ListenerOwner {
         ...snapshotOf(session),
         outcome: session.outcome!,
         endedBy: session.endedBy!,
+        termination: terminationCode({
+          outcome: session.outcome!,
+          error: session.error,
+          connectedAt: session.connectedAt,
+          bytesFromClient: session.bytesFromClient,
+          bytesToClient: session.bytesToClient,
+        }),
       }
       if (session.error !== undefined) event.error = session.error.message
       this.emit('sessionClose', event)

@@ -15,10 +15,12 @@ import { readFileSync } from 'node:fs'
 import { Balancer } from './balancer.js'
 import { startPrimary, workerCount } from './cluster/primary.js'
 import { runWorker } from './cluster/worker.js'
+import { showConfig } from './config/show.js'
 import { validateConfig } from './config/validate.js'
 import { parseCommand, USAGE } from './cli/args.js'
 import { startAdmin, type AdminServer } from './admin/server.js'
 import { BatonError } from './errors.js'
+import type { Logger } from 'pino'
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -27,7 +29,27 @@ function version(): string {
   return pkg.version
 }
 
+/** The logger SIGUSR1 reports to, once there is one. */
+let signalLog: Logger | undefined
+/** The single process's admin server, which takes the token a reload re-read. */
+let runningAdmin: AdminServer | undefined
+
+/**
+ * SIGUSR1 starts Node's inspector (a debugger on 127.0.0.1:9229 that runs any code it is sent) in
+ * a process without a handler for it. Baton handles it, first thing and in every process: it logs
+ * to stdout, so there is no log file to reopen (as nginx and HAProxy do on USR1), and it says so.
+ */
+function ignoreSigusr1(): void {
+  process.on('SIGUSR1', () => {
+    signalLog?.info(
+      { signal: 'SIGUSR1' },
+      'SIGUSR1 ignored: logs go to stdout, nothing to reopen (Node inspector not started)'
+    )
+  })
+}
+
 async function main(argv: readonly string[]): Promise<number> {
+  ignoreSigusr1()
   if (cluster.isWorker) {
     runWorker()
     return -1
@@ -47,6 +69,7 @@ async function main(argv: readonly string[]): Promise<number> {
       return 0
     }
     balancer = new Balancer(validateConfig(command.config))
+    signalLog = balancer.log
     if (command.check) {
       // Printed resolved: `dataPlane` is the plane each listener will run (auto → native or js).
       const resolved = {
@@ -56,7 +79,9 @@ async function main(argv: readonly string[]): Promise<number> {
           dataPlane: balancer.frontends[i]!.plane,
         })),
       }
-      process.stdout.write(`${JSON.stringify(resolved, null, 2)}\nconfiguration OK (${command.source})\n`)
+      // YAML, durations as written, the admin token hidden (lib/config/show.ts).
+      const shown = showConfig(resolved, command.config, command.tokenSource)
+      process.stdout.write(`${shown}configuration OK (${command.source})\n`)
       return 0
     }
     fromFile = command.source !== 'command line'
@@ -82,6 +107,7 @@ async function main(argv: readonly string[]): Promise<number> {
         log: b.log.child({ component: 'admin' }),
         ...(fromFile ? { reload: () => reload(b, argv) } : {}),
       })
+      runningAdmin = admin
     }
   } catch (err) {
     if (err instanceof BatonError) {
@@ -125,7 +151,10 @@ function rereadConfig(argv: readonly string[]): Record<string, unknown> {
 /** Re-read the same command line (and so the config file) and apply it. */
 async function reload(balancer: Balancer, argv: readonly string[]): Promise<unknown> {
   try {
-    return await balancer.reload(rereadConfig(argv))
+    const result = await balancer.reload(rereadConfig(argv))
+    // The token file and BATON_ADMIN_TOKEN were read again with the config.
+    runningAdmin?.setToken(balancer.config.admin.token)
+    return result
   } catch (err) {
     balancer.log.error(
       { reason: err instanceof BatonError ? err.message.split('\n') : String(err) },

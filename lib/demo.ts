@@ -403,7 +403,7 @@ function batonLogger(): Logger {
           say('baton', `session ${e.session} lost ${e.backend} (${e.failure}: ${e.err})`)
         } else if (
           e.msg !== 'listening' &&
-          (typeof e.level !== 'number' || e.level >= 40 || e.msg === 'backend is answering again')
+          (typeof e.level !== 'number' || e.level >= 40 || e.msg === 'backend is up again')
         ) {
           const { level: _l, time: _t, pid: _p, hostname: _h, msg, ...rest } = e
           say('baton', `${String(msg)} ${JSON.stringify(rest)}`)

@@ -17,6 +17,8 @@ import { ORPHAN_FIN_MS, Session, type HandoffInfo, type ServerFailure, type Sess
 import type { ConnectionTable } from './table.js'
 import { isLocalError, SHED_MS } from './local.js'
 import { resolveDataPlane, type DataPlane } from './native/data-plane.js'
+import { terminationCode } from './access-log.js'
+import { unusableOthers, usableCount } from './health/unusable.js'
 import type { NativePlane } from './native/plane.js'
 
 export interface ListenerCounters {
@@ -111,6 +113,8 @@ export interface ListenerOwner {
   onSessionClose(session: Session): void
   onBackendFailure(listener: Listener, backend: Backend, err: Error, down: boolean): void
   onBackendUp(listener: Listener, backend: Backend): void
+  /** `log.access`: one line per session when it ends (lib/access-log.ts). */
+  readonly accessLog: boolean
 }
 
 export class Listener implements SessionHost {
@@ -241,14 +245,28 @@ export class Listener implements SessionHost {
    * sessions, live ones finish on them). Timeouts, limits, algorithm and protocol apply to new
    * sessions. The listen address is not changed here (the balancer adds and removes listeners).
    */
-  reconfigure(config: ListenerConfig): { added: string[]; removed: string[] } {
+  reconfigure(config: ListenerConfig): {
+    added: string[]
+    removed: string[]
+    /** Kept backends whose weight or maxConnections changed, as `name (weight 1 → 2)`. */
+    changed: string[]
+    /** This listener's own settings that changed (backends aside), by name. */
+    settings: string[]
+  } {
+    const settings = changedKeys(this.config, config)
     const old = new Map(this.backends.map((b) => [b.name, b]))
     const next: Backend[] = []
     const added: string[] = []
+    const changed: string[] = []
     for (const bc of config.backends) {
       const fresh = new Backend(bc, config.passive)
       const kept = old.get(fresh.name)
       if (kept !== undefined && kept.host === fresh.host && kept.port === fresh.port) {
+        const what: string[] = []
+        if (kept.baseWeight !== bc.weight) what.push(`weight ${kept.baseWeight} → ${bc.weight}`)
+        if (kept.maxConnections !== bc.maxConnections)
+          what.push(`maxConnections ${kept.maxConnections} → ${bc.maxConnections}`)
+        if (what.length > 0) changed.push(`${kept.name} (${what.join(', ')})`)
         kept.weight = bc.weight
         kept.maxConnections = bc.maxConnections
         kept.setPassive(config.passive)
@@ -288,7 +306,7 @@ export class Listener implements SessionHost {
       this.startChecks()
       this.startSweep()
     }
-    return { added, removed: [...old.keys()] }
+    return { added, removed: [...old.keys()], changed, settings }
   }
 
   /** The bounds of this listener's sessions, as the sweep applies them (see `Session.sweep`). */
@@ -356,11 +374,17 @@ export class Listener implements SessionHost {
     b.checkedUp = up
     if (up) {
       b.cameUp()
-      this.log.info({ backend: b.name }, 'health check: backend is up')
+      this.log.info(
+        { backend: b.name, via: 'health check', up: usableCount(this.backends), of: this.backends.length },
+        'backend is up again'
+      )
       b.pool?.start()
       this.owner.onBackendUp(this, b)
     } else {
-      this.log.warn({ backend: b.name, reason }, 'health check: backend is down')
+      this.log.warn(
+        { backend: b.name, reason, up: usableCount(this.backends), of: this.backends.length },
+        'health check: backend is down'
+      )
       b.pool?.stop()
       this.owner.onBackendFailure(this, b, new Error(`health check failed: ${reason ?? 'no reason'}`), true)
       if (this.onDown === 'migrate') this.migrateFrom(b)
@@ -392,7 +416,10 @@ export class Listener implements SessionHost {
     // With no other backend usable, a session that left would find none for its next request:
     // it stays where it is (a drained backend still serves its live sessions).
     if (!this.backends.some((x) => x !== b && x.usable())) {
-      this.log.warn({ backend: b.name }, 'no other backend is usable: sessions stay on this one for now')
+      this.log.warn(
+        { backend: b.name, others: unusableOthers(this.backends, b) },
+        'no other backend is usable: sessions stay on this one for now'
+      )
       return
     }
     for (const entry of this.table.values()) {
@@ -409,12 +436,19 @@ export class Listener implements SessionHost {
   }
 
   /** A failure (connect or open connection) counted against `backend`; it may eject it. */
-  private passiveFailure(backend: Backend, kind: 'connect' | 'server'): boolean {
+  private passiveFailure(backend: Backend, kind: 'connect' | 'server', err: Error): boolean {
     const now = Date.now()
     const cooldown = backend.recordFailure(kind, now, this.mayEject(now))
     if (cooldown === 0) return false
     this.log.warn(
-      { backend: backend.name, failures: backend.consecutiveFailures, cooldownMs: cooldown },
+      {
+        backend: backend.name,
+        reason: (err as NodeJS.ErrnoException).code ?? err.message,
+        failures: backend.consecutiveFailures,
+        cooldownMs: cooldown,
+        up: usableCount(this.backends),
+        of: this.backends.length,
+      },
       kind === 'connect'
         ? 'backend marked down after consecutive connect failures'
         : 'backend marked down after consecutive failures'
@@ -484,7 +518,10 @@ export class Listener implements SessionHost {
     ) {
       picked = this.backends[0]
     }
-    if (retry && picked !== undefined) this.counters.retries++
+    if (retry && picked !== undefined) {
+      this.counters.retries++
+      session.retries++
+    }
     return picked
   }
 
@@ -505,7 +542,7 @@ export class Listener implements SessionHost {
 
   connectFailed(session: Session, backend: Backend, err: Error): void {
     this.counters.connectErrors++
-    const down = this.passiveFailure(backend, 'connect')
+    const down = this.passiveFailure(backend, 'connect', err)
     this.owner.onBackendFailure(this, backend, err, down)
   }
 
@@ -516,7 +553,7 @@ export class Listener implements SessionHost {
       { session: session.id, backend: backend.name, failure: kind, err: err.message },
       'server connection failed'
     )
-    const down = this.passiveFailure(backend, 'server')
+    const down = this.passiveFailure(backend, 'server', err)
     this.owner.onBackendFailure(this, backend, err, down)
   }
 
@@ -552,7 +589,15 @@ export class Listener implements SessionHost {
 
   unrecoverable(session: Session, reason: string): void {
     this.log.warn(
-      { session: session.id, backend: session.backend?.name, reason },
+      {
+        session: session.id,
+        backend: session.backend?.name,
+        reason,
+        // Why the hand-off found nowhere to go.
+        ...(reason === 'no other backend is usable'
+          ? { others: unusableOthers(this.backends, session.backend, session.failed) }
+          : {}),
+      },
       'failure cannot be hidden, closing client'
     )
   }
@@ -562,11 +607,15 @@ export class Listener implements SessionHost {
     this.log.info({ session: session.id, from: from.name }, 'session leaves its backend at a clean boundary')
   }
 
-  connected(_session: Session, backend: Backend): void {
+  connected(session: Session, backend: Backend): void {
+    if (session.connectedAt === 0) session.connectedAt = Date.now()
     if (backend.recordSuccess()) {
       backend.cameUp()
       if (this.server.listening) backend.pool?.start()
-      this.log.info({ backend: backend.name }, 'backend is answering again')
+      this.log.info(
+        { backend: backend.name, via: 'traffic', up: usableCount(this.backends), of: this.backends.length },
+        'backend is up again'
+      )
       this.owner.onBackendUp(this, backend)
     }
   }
@@ -586,7 +635,19 @@ export class Listener implements SessionHost {
       case 'no-backend':
       case 'connect-failed':
         c.noBackend++
-        this.log.warn({ session: session.id, client: session.remote }, 'no backend available, client closed')
+        this.log.warn(
+          {
+            session: session.id,
+            client: session.remote,
+            // The last backend tried failed too (it is not in `failed`: no connect followed it).
+            backends: unusableOthers(
+              this.backends,
+              undefined,
+              new Set([...(session.failed ?? []), ...(session.backend !== undefined ? [session.backend] : [])])
+            ),
+          },
+          'no backend available, client closed'
+        )
         break
       case 'client-timeout':
         c.clientTimeouts++
@@ -628,11 +689,57 @@ export class Listener implements SessionHost {
         'session closed'
       )
     }
+    if (this.owner.accessLog && this.log.isLevelEnabled('info')) this.logAccess(session)
     this.owner.onSessionClose(session)
+  }
+
+  /**
+   * The access log line (README "Access log"): times in ms from accept, -1 for what never happened
+   * (as HAProxy logs them); `backends` every backend the session was attached to, in order, the
+   * ones whose connect failed included.
+   */
+  private logAccess(session: Session): void {
+    const start = session.startedAt
+    const line: Record<string, unknown> = {
+      session: session.id,
+      client: session.remote,
+      backends: session.history.map((b) => b.name),
+      termination: terminationCode({
+        outcome: session.outcome!,
+        error: session.error,
+        connectedAt: session.connectedAt,
+        bytesFromClient: session.bytesFromClient,
+        bytesToClient: session.bytesToClient,
+      }),
+      connectMs: session.connectedAt === 0 ? -1 : session.connectedAt - start,
+      ttfbMs: session.firstServerByteAt === 0 ? -1 : session.firstServerByteAt - start,
+      durationMs: Date.now() - start,
+      bytesFromClient: session.bytesFromClient,
+      bytesToClient: session.bytesToClient,
+      retries: session.retries,
+      failovers: session.failovers,
+      outcome: session.outcome,
+      endedBy: session.endedBy,
+    }
+    if (session.error !== undefined) line.err = session.error.message
+    this.log.info(line, 'access')
   }
 }
 
 function ignore(): void {}
+
+/** The keys whose values differ between two configs (`backends` and `listen` aside: matched apart). */
+export function changedKeys(a: object, b: object, skip: readonly string[] = ['backends', 'listen']): string[] {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)])
+  const out: string[] = []
+  for (const k of keys) {
+    if (skip.includes(k)) continue
+    const x = (a as Record<string, unknown>)[k]
+    const y = (b as Record<string, unknown>)[k]
+    if (JSON.stringify(x) !== JSON.stringify(y)) out.push(k)
+  }
+  return out
+}
 
 function sweep(listener: Listener): void {
   listener.sweepSessions()

@@ -151,6 +151,15 @@ export class Session implements TableEntry {
   /** Who ended the session; set when it closes. */
   endedBy: EndSide | undefined = undefined
   /**
+   * For the access log (lib/access-log.ts), read when the session ends: when its first backend
+   * connection came up and when the first server byte arrived (ms since the epoch, 0: never; the
+   * byte is not seen on the native plane), and its connect retries. The listener sets the first
+   * and the last (`connected`, `pick`).
+   */
+  connectedAt = 0
+  firstServerByteAt = 0
+  retries = 0
+  /**
    * The replay machinery (lib/replay/replayer.ts), only where the listener has a framer. The
    * members below marked @internal are the core's state that it reads and moves.
    */
@@ -602,6 +611,7 @@ function onServerChunk(socket: Socket, chunk: Buffer): boolean {
   const s = server[kSession]
   if (s === undefined) return false
   s.lastServer = Date.now()
+  if (s.firstServerByteAt === 0) s.firstServerByteAt = s.lastServer
   const client = s.client
   const rp = s.rp
   if (rp === undefined) {

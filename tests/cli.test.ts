@@ -3,12 +3,14 @@
  * traces, config files, and a real run with traffic and a clean SIGTERM.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
+import http from 'node:http'
 import net from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
+import { parse as parseYaml } from 'yaml'
 import { children, CLI, ensureBuilt, parseLog, ROOT } from './helpers/cli.js'
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
@@ -20,8 +22,11 @@ const WAIT_MS = 20_000
 
 t.before(() => ensureBuilt((text) => t.comment(text)))
 
-function spawnCli(args: string[]): ChildProcess & { stdout: Readable; stderr: Readable } {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+function spawnCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env
+): ChildProcess & { stdout: Readable; stderr: Readable } {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env })
   children.add(child)
   child.once('exit', () => children.delete(child))
   return child
@@ -35,9 +40,9 @@ interface Result {
 }
 
 /** Run the CLI to completion (bounded). */
-function run(args: string[], timeoutMs = RUN_TIMEOUT_MS): Promise<Result> {
+function run(args: string[], timeoutMs = RUN_TIMEOUT_MS, env?: NodeJS.ProcessEnv): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const child = spawnCli(args)
+    const child = spawnCli(args, env)
     let stdout = ''
     let stderr = ''
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s))
@@ -63,6 +68,12 @@ function run(args: string[], timeoutMs = RUN_TIMEOUT_MS): Promise<Result> {
 
 type Expect = string | RegExp
 
+/** The resolved configuration `--check` prints (YAML) before its `configuration OK` line. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function checked(r: Result): any {
+  return parseYaml(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK')))
+}
+
 /** Check a usage error: status 2, nothing on stdout, exactly one `baton: ...` line on stderr, no stack. */
 function checkUsageError(t: Test, args: string[], r: Result, expected: Expect): string {
   t.equal(r.code, 2, `exit status 2 for: ${args.join(' ')}`)
@@ -85,7 +96,7 @@ async function usageErrors(t: Test, cases: [args: string[], expected: Expect][])
   return cases.map(([args, expected], i) => checkUsageError(t, args, results[i]!, expected))
 }
 
-type LogLine = Record<string, unknown> & { level: number; msg: string }
+type LogLine = Record<string, unknown> & { level: string; msg: string; time: string }
 
 /** Lines of a stream, kept, with bounded waits for one that matches. */
 class Lines {
@@ -394,7 +405,7 @@ t.test('durations a timer cannot hold: exit 2 naming the field, from flags and f
   ])
   const r = await run([...flags, '--response-timeout', '596h'])
   t.equal(r.code, 0, r.stderr)
-  t.match(r.stdout, /"responseTimeout": 2145600000,/, 'the longest whole hours that fit are accepted')
+  t.match(r.stdout, /\n {4}responseTimeout: 596h\n/, 'the longest whole hours that fit are accepted')
 })
 
 t.test('--check with flags prints the resolved config and exits 0', async (t) => {
@@ -409,7 +420,7 @@ t.test('--check with flags prints the resolved config and exits 0', async (t) =>
   ])
   t.equal(r.code, 0, r.stderr)
   t.match(r.stdout, /\nconfiguration OK \(command line\)\n$/)
-  const config = JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))) as {
+  const config = checked(r) as {
     listeners: { listen: unknown; backends: unknown[]; retries: number }[]
   }
   t.strictSame(config.listeners[0]!.listen, { host: '0.0.0.0', port: 7000 })
@@ -455,34 +466,35 @@ t.test('--config with YAML and JSON files and --check', async (t) => {
     r.stdout,
     new RegExp(`\\nconfiguration OK \\(${yaml.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\)\\n$`)
   )
-  let config = JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))) as Record<string, any>
+  let config = checked(r) as Record<string, any>
   t.equal(config.listeners[0].name, 'web')
   t.equal(config.listeners[0].balance, 'least-connections')
-  t.equal(config.listeners[0].connectTimeout, 500)
+  t.equal(config.listeners[0].connectTimeout, '500ms', 'a duration as written')
+  t.equal(config.listeners[0].clientTimeout, '10m', 'a default duration spelled as one')
   t.equal(config.listeners[0].maxPendingBytes, 65536)
   t.strictSame(config.listeners[0].backends, [
     { host: '127.0.0.1', port: 7101, weight: 1, maxConnections: 0 },
     { host: '127.0.0.1', port: 7102, weight: 2, maxConnections: 0 },
   ])
-  t.equal(config.shutdownGrace, 2000)
-  t.strictSame(config.log, { level: 'warn' })
+  t.equal(config.shutdownGrace, '2s')
+  t.strictSame(config.log, { level: 'warn', access: true }, 'the access log is on by default for the command')
 
   // --log-level on the command line overrides the file.
   r = await run(['-c', yaml, '--log-level', 'debug', '--check'])
   t.equal(r.code, 0, r.stderr)
-  config = JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))) as Record<string, any>
+  config = checked(r) as Record<string, any>
   t.equal(config.log.level, 'debug')
 
   const json = join(dir, 'baton.json')
   r = await run(['--config', json, '--check'])
   t.equal(r.code, 0, r.stderr)
   t.match(r.stdout, /configuration OK/)
-  config = JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))) as Record<string, any>
+  config = checked(r) as Record<string, any>
   t.strictSame(config.listeners[0].listen, { host: '127.0.0.1', port: 0 })
   t.strictSame(config.listeners[0].passive, {
     failures: 3,
-    cooldown: 60_000,
-    maxCooldown: 300_000,
+    cooldown: '1m',
+    maxCooldown: '5m',
     maxEjectPercent: 50,
   })
 })
@@ -590,14 +602,15 @@ t.test('a backend refusing at start is a warning; SIGTERM exits 0', async (t) =>
   const dead = await freePort()
   const baton = start(t, ['--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${dead}`])
   const listening = await baton.stdout.waitLog((l) => l.msg === 'listening', 'listening')
-  t.equal(listening.level, 30)
+  t.equal(listening.level, 'info', 'the level as text')
+  t.match(listening.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, 'an ISO 8601 time')
   t.match(listening.address, /^127\.0\.0\.1:\d+$/)
   t.not(listening.address, '127.0.0.1:0', 'the bound port is logged')
   const warn = await baton.stdout.waitLog(
     (l) => l.msg === 'backend not reachable at start',
     'backend warning'
   )
-  t.equal(warn.level, 40, 'a warning')
+  t.equal(warn.level, 'warn', 'a warning')
   t.equal(warn.backend, `127.0.0.1:${dead}`)
   t.equal(warn.reason, 'ECONNREFUSED')
   t.equal(baton.child.exitCode, null, 'still running')
@@ -664,7 +677,7 @@ t.test('a real run: traffic through two weighted backends, debug lines, SIGTERM'
   closedLines.sort((a, b) => Number(a.session) - Number(b.session))
   closedLines.forEach((l, i) => {
     const bytes = 1000 + i * 1000
-    t.equal(l.level, 20, 'a debug line')
+    t.equal(l.level, 'debug', 'a debug line')
     t.equal(l.outcome, 'done', `session ${i} outcome`)
     t.equal(l.bytesFromClient, bytes, `session ${i} bytes from client`)
     t.equal(l.bytesToClient, bytes, `session ${i} bytes to client`)
@@ -710,22 +723,18 @@ t.test('--workers: bad values exit 2; --check shows the setting; a file may carr
     '--check',
   ])
   t.equal(r.code, 0, r.stderr)
-  t.equal(JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))).workers, 'auto')
+  t.equal(checked(r).workers, 'auto')
   r = await run(['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:7101', '--check'])
-  t.equal(
-    JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))).workers,
-    undefined,
-    'absent: one process'
-  )
+  t.equal(checked(r).workers, undefined, 'absent: one process')
 
   const dir = t.testdir({
     'baton.yaml': 'listeners: [{ listen: "127.0.0.1:0", backends: ["127.0.0.1:7101"] }]\nworkers: 3\n',
   })
   r = await run(['--config', join(dir, 'baton.yaml'), '--check'])
-  t.equal(JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))).workers, 3, 'from the file')
+  t.equal(checked(r).workers, 3, 'from the file')
   r = await run(['--config', join(dir, 'baton.yaml'), '--workers', '2', '--check'])
   t.equal(r.code, 0, r.stderr)
-  t.equal(JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))).workers, 2, 'the flag wins')
+  t.equal(checked(r).workers, 2, 'the flag wins')
   r = await run(['--help'])
   t.match(r.stdout, /--workers N\|auto/)
 })
@@ -778,11 +787,291 @@ t.test('--workers 2 from the command line: traffic, SIGTERM exits 0', async (t) 
 t.test('an admin address that cannot be used: exit 2, with one process or with workers', async (t) => {
   const backend = await freePort()
   const base = ['--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${backend}`, '--admin', '10.0.0.1:9']
+  // Refused by the config check, before any listener is bound or logs "listening".
   const expected =
-    'baton: admin server refuses to bind 10.0.0.1 without a token: bind 127.0.0.1 (or ::1, localhost), or set a token\n'
+    'baton: admin.listen: the admin server refuses to bind 10.0.0.1 without a token: bind 127.0.0.1 (or ::1, localhost), or set admin.tokenFile, --admin-token-file or BATON_ADMIN_TOKEN\n'
   const [single, workers] = await Promise.all([run(base), run([...base, '--workers', '2'])])
-  t.equal(single.code, 2, 'one process: exits, the bound listener closed')
+  t.equal(single.code, 2, 'one process: exits')
   t.equal(single.stderr, expected)
-  t.equal(workers.code, 2, 'workers: exits, the workers stopped')
+  t.equal(single.stdout, '', 'nothing logged: not even "listening"')
+  t.equal(workers.code, 2, 'workers: exits')
   t.equal(workers.stderr, expected)
+})
+
+t.test('--check refuses what the runtime would refuse, one test each', async (t) => {
+  const yaml = (text: string): string => text
+  const dir = t.testdir({
+    'same-address.yaml': yaml(
+      'listeners:\n  - { listen: "127.0.0.1:7000", backends: ["127.0.0.1:7101"] }\n  - { name: two, listen: "127.0.0.1:7000", backends: ["127.0.0.1:7102"] }\n'
+    ),
+    'wildcard.yaml': yaml(
+      'listeners:\n  - { listen: "127.0.0.1:7000", backends: ["127.0.0.1:7101"] }\n  - { name: two, listen: ":7000", backends: ["127.0.0.1:7102"] }\n'
+    ),
+    'same-backend.yaml': yaml(
+      'listeners:\n  - { listen: "127.0.0.1:7000", backends: ["127.0.0.1:7101", "127.0.0.1:7101"] }\n'
+    ),
+    'same-name.yaml': yaml(
+      'listeners:\n  - listen: "127.0.0.1:7000"\n    backends: [{ name: a, host: 127.0.0.1, port: 7101 }, { name: a, host: 127.0.0.1, port: 7102 }]\n'
+    ),
+    'scheme.yaml': yaml('listeners:\n  - { listen: "127.0.0.1:7000", backends: ["redis://127.0.0.1"] }\n'),
+    'scheme-host.yaml': yaml(
+      'listeners:\n  - { listen: "127.0.0.1:7000", backends: [{ host: "redis://127.0.0.1", port: 6379 }] }\n'
+    ),
+    'path.yaml': yaml(
+      'listeners:\n  - { listen: "127.0.0.1:7000", backends: ["127.0.0.1:7101"], healthCheck: { type: http, path: healthz } }\n'
+    ),
+    'admin.yaml': yaml(
+      'listeners:\n  - { listen: "127.0.0.1:7000", backends: ["127.0.0.1:7101"] }\nadmin: { listen: "0.0.0.0:9000" }\n'
+    ),
+  })
+  const check = (file: string): string[] => ['--config', join(dir, file), '--check']
+  await usageErrors(t, [
+    [
+      check('same-address.yaml'),
+      'listeners[1].listen: 127.0.0.1:7000 is already taken by listeners[0] (127.0.0.1:7000); each listener needs its own address',
+    ],
+    [
+      check('wildcard.yaml'),
+      'listeners[1].listen: 0.0.0.0:7000 is already taken by listeners[0] (127.0.0.1:7000); each listener needs its own address',
+    ],
+    [
+      check('same-backend.yaml'),
+      'listeners[0].backends[1]: backend name "127.0.0.1:7101" is already used by backends[0]; give each backend its own name',
+    ],
+    [
+      check('same-name.yaml'),
+      'listeners[0].backends[1].name: backend name "a" is already used by backends[0]; give each backend its own name',
+    ],
+    [
+      check('scheme.yaml'),
+      'listeners[0].backends[0]: expected a host name or IP address without a scheme (not a URL such as "redis://host"), got "redis://127.0.0.1"',
+    ],
+    [
+      check('scheme-host.yaml'),
+      'listeners[0].backends[0].host: expected a host name or IP address without a scheme (not a URL such as "redis://host"), got "redis://127.0.0.1"',
+    ],
+    [
+      check('path.yaml'),
+      'listeners[0].healthCheck.path: expected a path that starts with "/", such as /healthz, got "healthz"',
+    ],
+    [
+      check('admin.yaml'),
+      'admin.listen: the admin server refuses to bind 0.0.0.0 without a token: bind 127.0.0.1 (or ::1, localhost), or set admin.tokenFile, --admin-token-file or BATON_ADMIN_TOKEN',
+    ],
+    [
+      ['--listen', '127.0.0.1:7000', '--backend', 'redis://127.0.0.1:6379', '--check'],
+      /^baton: (--backend|listeners\[0\]\.backends\[0\])[^\n]*scheme/,
+    ],
+    [
+      [
+        '--listen',
+        '127.0.0.1:7000',
+        '--backend',
+        '127.0.0.1:7101',
+        '--health-check',
+        'http:healthz',
+        '--check',
+      ],
+      'listeners[0].healthCheck.path: expected a path that starts with "/", such as /healthz, got "healthz"',
+    ],
+  ])
+})
+
+t.test('admin token from a file, the environment or the config: --check never prints it', async (t) => {
+  const TOKEN = 's3cret-token-from-somewhere'
+  const dir = t.testdir({
+    token: `  ${TOKEN}\n`,
+    'open-token': `${TOKEN}\n`,
+    empty: ' \n',
+    'baton.yaml': `listeners: [{ listen: "127.0.0.1:0", backends: ["127.0.0.1:7101"] }]\nadmin: { listen: "0.0.0.0:0", tokenFile: ${join(dir0(), 'token')} }\n`,
+    'inline.yaml': `listeners: [{ listen: "127.0.0.1:0", backends: ["127.0.0.1:7101"] }]\nadmin: { listen: "0.0.0.0:0", token: ${TOKEN} }\n`,
+    'both.yaml': `listeners: [{ listen: "127.0.0.1:0", backends: ["127.0.0.1:7101"] }]\nadmin: { token: ${TOKEN}, tokenFile: /nonexistent }\n`,
+  })
+  function dir0(): string {
+    return t.testdirName
+  }
+  chmodSync(join(dir, 'token'), 0o600)
+  chmodSync(join(dir, 'empty'), 0o600)
+  chmodSync(join(dir, 'open-token'), 0o644)
+  const flags = ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:7101', '--admin', '0.0.0.0:0']
+  const env = { ...process.env, BATON_ADMIN_TOKEN: ` ${TOKEN} ` }
+  const noEnv = { ...process.env }
+  delete noEnv.BATON_ADMIN_TOKEN
+  const [fromFlag, fromEnv, fromConfig, inline, flagBeatsEnv] = await Promise.all([
+    run([...flags, '--admin-token-file', join(dir, 'token'), '--check'], RUN_TIMEOUT_MS, noEnv),
+    run([...flags, '--check'], RUN_TIMEOUT_MS, env),
+    run(['--config', join(dir, 'baton.yaml'), '--check'], RUN_TIMEOUT_MS, noEnv),
+    run(['--config', join(dir, 'inline.yaml'), '--check'], RUN_TIMEOUT_MS, noEnv),
+    run([...flags, '--admin-token-file', join(dir, 'token'), '--check'], RUN_TIMEOUT_MS, env),
+  ])
+  for (const [r, source] of [
+    [fromFlag, `--admin-token-file ${join(dir, 'token')}`],
+    [fromEnv, 'BATON_ADMIN_TOKEN'],
+    [fromConfig, `admin.tokenFile ${join(dir, 'token')}`],
+    [inline, 'admin.token'],
+    [flagBeatsEnv, `--admin-token-file ${join(dir, 'token')}`],
+  ] as const) {
+    t.equal(r.code, 0, r.stderr)
+    t.notMatch(r.stdout, TOKEN, `the token is not printed (${source})`)
+    t.equal(checked(r).admin.token, `(hidden, from ${source})`, `where it came from: ${source}`)
+    t.equal(checked(r).admin.tokenFile, undefined, 'read into the token')
+  }
+
+  const bad = await Promise.all([
+    run([...flags, '--admin-token-file', join(dir, 'empty'), '--check'], RUN_TIMEOUT_MS, noEnv),
+    run([...flags, '--admin-token-file', join(dir, 'open-token'), '--check'], RUN_TIMEOUT_MS, noEnv),
+    run([...flags, '--admin-token-file', join(dir, 'missing'), '--check'], RUN_TIMEOUT_MS, noEnv),
+    run([...flags, '--admin-token-file', dir, '--check'], RUN_TIMEOUT_MS, noEnv),
+    run([...flags, '--check'], RUN_TIMEOUT_MS, { ...noEnv, BATON_ADMIN_TOKEN: '  ' }),
+    run(['--config', join(dir, 'both.yaml'), '--check'], RUN_TIMEOUT_MS, noEnv),
+  ])
+  const expected = [
+    `baton: --admin-token-file ${join(dir, 'empty')}: empty`,
+    `baton: --admin-token-file ${join(dir, 'open-token')}: readable by every user (mode 644); chmod 600 (or 640) it`,
+    `baton: --admin-token-file ${join(dir, 'missing')}: no such file`,
+    `baton: --admin-token-file ${dir}: not a regular file (a directory)`,
+    'baton: BATON_ADMIN_TOKEN: set but empty; unset it or give a token',
+    'baton: admin: set token or tokenFile, not both',
+  ]
+  bad.forEach((r, i) => {
+    t.equal(r.code, 2, expected[i])
+    t.equal(r.stderr, `${expected[i]}\n`)
+    t.notMatch(r.stderr + r.stdout, TOKEN, 'the token is not printed')
+  })
+})
+
+t.test('--no-access-log turns the access log off; it is on otherwise', async (t) => {
+  const flags = ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:7101', '--check']
+  const [on, off, both] = await Promise.all([
+    run(flags),
+    run([...flags, '--no-access-log']),
+    run([...flags, '--no-access-log', '--access-log']),
+  ])
+  t.equal(checked(on).log.access, true)
+  t.equal(checked(off).log.access, false)
+  checkUsageError(t, flags, both, '--access-log and --no-access-log: choose one')
+})
+
+t.test('SIGUSR1 does not open an inspector; the process keeps serving, access line and all', async (t) => {
+  const echo = await echoServer(t)
+  const baton = start(t, ['--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${echo}`])
+  const listening = await baton.stdout.waitLog((l) => l.msg === 'listening', 'listening')
+  const port = Number(/:(\d+)$/.exec(String(listening.address))![1])
+  // Node's inspector takes 127.0.0.1:9229 and says so on stderr; a port 9229 taken by someone
+  // else on this box would only make the port check below say nothing, so it is made conditional.
+  const inspectorFreeBefore = await refused(9229)
+  baton.child.kill('SIGUSR1')
+  const line = await baton.stdout.waitLog((l) => l.signal === 'SIGUSR1', 'SIGUSR1 logged')
+  t.match(line.msg, /SIGUSR1 ignored/)
+  const payload = Buffer.from('still there?')
+  t.ok((await exchange(port, payload)).equals(payload), 'still serving')
+  const access = await baton.stdout.waitLog((l) => l.msg === 'access', 'an access line (on by default)')
+  t.equal(access.termination, '--')
+  t.equal(access.level, 'info')
+  t.equal(baton.child.exitCode, null, 'still running')
+  t.notMatch(baton.stderr.all.join('\n'), /Debugger listening/, 'no inspector on stderr')
+  if (inspectorFreeBefore) t.ok(await refused(9229), 'nothing listens on 127.0.0.1:9229')
+  t.strictSame(await baton.stop('SIGTERM'), { code: 0, signal: null }, 'SIGTERM exits 0')
+  t.equal(baton.stderr.all.join('\n'), '', 'nothing on stderr')
+})
+
+/** Whether a connect to 127.0.0.1:`port` is refused. */
+function refused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port })
+    const timer = setTimeout(() => {
+      socket.destroy()
+      resolve(false)
+    }, 2000)
+    socket.once('connect', () => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(false)
+    })
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer)
+      resolve(err.code === 'ECONNREFUSED')
+    })
+  })
+}
+
+t.test('a reload reads the token file again: the admin server takes the new token', async (t) => {
+  const echo = await echoServer(t)
+  const dir = t.testdir({
+    token: 'first-token-1234\n',
+    'baton.yaml': [
+      'listeners:',
+      `  - { listen: "127.0.0.1:0", backends: [{ name: alpha, host: 127.0.0.1, port: ${echo} }] }`,
+      'admin:',
+      '  listen: 127.0.0.1:0',
+      `  tokenFile: ${join(t.testdirName, 'token')}`,
+      '',
+    ].join('\n'),
+  })
+  chmodSync(join(dir, 'token'), 0o600)
+  const env = { ...process.env }
+  delete env.BATON_ADMIN_TOKEN
+  const child = spawnCli(['--config', join(dir, 'baton.yaml')], env)
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  const stdout = new Lines(child.stdout)
+  const adminLine = await stdout.waitLog((l) => l.msg === 'admin server listening', 'admin listening')
+  const adminPort = Number(/:(\d+)$/.exec(String(adminLine.address))![1])
+  const drain = (token: string): Promise<number> => post(adminPort, '/api/backends/alpha/drain', token)
+  t.equal(await drain('first-token-1234'), 200, 'the first token works')
+  writeFileSync(join(dir, 'token'), 'second-token-5678\n')
+  child.kill('SIGHUP')
+  await stdout.waitLog((l) => l.msg === 'admin token changed', 'token changed')
+  t.equal(await drain('first-token-1234'), 401, 'the old token no longer does')
+  t.equal(await drain('second-token-5678'), 200, 'the new one does')
+  t.notMatch(stdout.all.join('\n'), /first-token|second-token/, 'no token in the log')
+  child.kill('SIGTERM')
+})
+
+function post(port: number, path: string, token: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path,
+        agent: false,
+        headers: { authorization: `Bearer ${token}` },
+      },
+      (res) => {
+        res.resume()
+        res.on('end', () => resolve(res.statusCode ?? 0))
+      }
+    )
+    req.setTimeout(WAIT_MS, () => req.destroy(new Error(`POST ${path}: no answer within ${WAIT_MS} ms`)))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+t.test('--workers 2: SIGUSR1 to the primary and to a worker opens no inspector', async (t) => {
+  const echo = await echoServer(t)
+  const baton = start(t, ['--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${echo}`, '--workers', '2'])
+  await baton.stdout.waitLog((l) => l.msg === 'workers started', 'workers started')
+  const worker = await baton.stdout.waitLog(
+    (l) => l.msg === 'listening' && typeof l.worker === 'number' && typeof l.pid === 'number',
+    'a worker listening'
+  )
+  const port = Number(/:(\d+)$/.exec(String(worker.address))![1])
+  baton.child.kill('SIGUSR1')
+  await baton.stdout.waitLog((l) => l.signal === 'SIGUSR1', 'the primary logs SIGUSR1')
+  process.kill(Number(worker.pid), 'SIGUSR1')
+  for (let i = 0; i < 4; i++) {
+    const payload = Buffer.from(`after SIGUSR1 ${i}`)
+    t.ok((await exchange(port, payload)).equals(payload), `session ${i} served`)
+  }
+  t.notMatch(baton.stderr.all.join('\n'), /Debugger listening/, 'no inspector on stderr')
+  t.ok(
+    baton.stdout.logs().every((l) => l.msg !== 'worker exited unexpectedly, starting a replacement'),
+    'no worker exited'
+  )
+  t.strictSame(await baton.stop('SIGTERM'), { code: 0, signal: null }, 'SIGTERM exits 0')
+  t.equal(baton.stderr.all.join('\n'), '', 'nothing on stderr')
 })

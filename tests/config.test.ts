@@ -535,3 +535,84 @@ t.test('an odd key is quoted: every problem stays one line that names it', async
     'listeners[0].backends[0]["a\\nb"]: unknown option',
   ])
 })
+
+t.test('what the runtime would refuse is refused here (what `--check` reports)', async (t) => {
+  const SCHEME = 'expected a host name or IP address without a scheme (not a URL such as "redis://host")'
+  rejects(t, one({ backends: ['redis://127.0.0.1'] }), [
+    `listeners[0].backends[0]: ${SCHEME}, got "redis://127.0.0.1"`,
+  ])
+  rejects(t, one({ backends: ['http://127.0.0.1:80'] }), [
+    `listeners[0].backends[0]: ${SCHEME}, got "http://127.0.0.1:80"`,
+  ])
+  rejects(t, one({ backends: [{ host: 'redis://127.0.0.1', port: 6379 }] }), [
+    `listeners[0].backends[0].host: ${SCHEME}, got "redis://127.0.0.1"`,
+  ])
+  rejects(t, one({ listen: 'tcp://127.0.0.1:7000' }), [
+    `listeners[0].listen: ${SCHEME}, got "tcp://127.0.0.1:7000"`,
+  ])
+  rejects(t, one({ healthCheck: { type: 'http', path: 'healthz' } }), [
+    'listeners[0].healthCheck.path: expected a path that starts with "/", such as /healthz, got "healthz"',
+  ])
+  rejects(t, one({ backends: ['127.0.0.1:7101', { host: '127.0.0.1', port: 7101, weight: 2 }] }), [
+    'listeners[0].backends[1]: backend name "127.0.0.1:7101" is already used by backends[0]; give each backend its own name',
+  ])
+  rejects(
+    t,
+    one({
+      backends: [
+        { name: 'a', host: '::1', port: 1 },
+        { host: '::1', port: 2 },
+        { name: 'a', host: 'x', port: 3 },
+      ],
+    }),
+    [
+      'listeners[0].backends[2].name: backend name "a" is already used by backends[0]; give each backend its own name',
+    ]
+  )
+  rejects(t, one({ backends: [{ host: '::1', port: 1 }, '[::1]:1'] }), [
+    'listeners[0].backends[1]: backend name "[::1]:1" is already used by backends[0]; give each backend its own name',
+  ])
+  const two = (a: unknown, b: unknown) => ({
+    listeners: [
+      { listen: a, backends: ['127.0.0.1:7101'] },
+      { name: 'second', listen: b, backends: ['127.0.0.1:7101'] },
+    ],
+  })
+  rejects(t, two('127.0.0.1:7000', '127.0.0.1:7000'), [
+    'listeners[1].listen: 127.0.0.1:7000 is already taken by listeners[0] (127.0.0.1:7000); each listener needs its own address',
+  ])
+  rejects(t, two('[::]:7000', '127.0.0.1:7000'), [
+    'listeners[1].listen: 127.0.0.1:7000 is already taken by listeners[0] ([::]:7000); each listener needs its own address',
+  ])
+  rejects(
+    t,
+    {
+      listeners: [
+        { name: 'web', listen: '127.0.0.1:7000', backends: ['127.0.0.1:7101'] },
+        { name: 'web', listen: '127.0.0.1:7001', backends: ['127.0.0.1:7101'] },
+      ],
+    },
+    ['listeners[1].name: listener name "web" is already used by listeners[0]']
+  )
+  rejects(t, one({}, { admin: { listen: '10.0.0.1:9000' } }), [
+    'admin.listen: the admin server refuses to bind 10.0.0.1 without a token: bind 127.0.0.1 (or ::1, localhost), or set admin.tokenFile, --admin-token-file or BATON_ADMIN_TOKEN',
+  ])
+  rejects(t, one({}, { admin: { token: 'long-enough', tokenFile: '/etc/baton/token' } }), [
+    'admin.tokenFile: set token or tokenFile, not both',
+  ])
+
+  // And what stays accepted.
+  t.doesNotThrow(
+    () => validateConfig(two('127.0.0.1:0', '127.0.0.1:0')),
+    'two port-0 listeners: two free ports'
+  )
+  t.doesNotThrow(() => validateConfig(two('127.0.0.1:7000', '127.0.0.2:7000')), 'one port, two addresses')
+  t.doesNotThrow(() => validateConfig(two('127.0.0.1:7000', '127.0.0.1:7001')))
+  t.doesNotThrow(() => validateConfig(one({ backends: ['127.0.0.1:7101', '127.0.0.1:7102'] })))
+  t.doesNotThrow(() =>
+    validateConfig(one({}, { admin: { listen: '10.0.0.1:9000', tokenFile: '/etc/baton/token' } }))
+  )
+  t.doesNotThrow(() => validateConfig(one({}, { admin: { listen: 'localhost:9000' } })))
+  t.equal(validateConfig(one({ healthCheck: { type: 'http' } })).listeners[0]!.healthCheck.path, '/')
+  t.equal(validateConfig(one()).log.access, undefined, 'the library leaves the access log off')
+})

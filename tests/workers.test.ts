@@ -291,7 +291,7 @@ t.test('sumMetrics: series by series, by name, labels (in any order) and histogr
 
 t.before(() => ensureBuilt((text) => t.comment(text)))
 
-type LogLine = Record<string, unknown> & { level: number; msg: string; pid: number; worker?: number }
+type LogLine = Record<string, unknown> & { level: string; msg: string; pid: number; worker?: number }
 
 /** JSON log lines of a stream, kept, with bounded waits for one (or several) that match. */
 class Logs {
@@ -812,7 +812,7 @@ t.test('(f, e) reload reaches the workers; a killed worker is replaced with the 
     (l) => l.msg === 'worker exited unexpectedly, starting a replacement',
     'death logged'
   )
-  t.equal(died[0]!.level, 40, 'a warning')
+  t.equal(died[0]!.level, 'warn', 'a warning')
   t.equal(died[0]!.pid, c.pid, 'logged by the primary')
   t.equal(died[0]!.worker, 1)
   t.equal(died[0]!.signal, 'SIGKILL')

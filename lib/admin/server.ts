@@ -65,6 +65,12 @@ export interface AdminOptions {
 export interface AdminServer {
   address(): { host: string; port: number }
   close(): Promise<void>
+  /**
+   * Take a new token (a reload re-read the token file or the environment). Undefined removes it,
+   * which a server bound beyond loopback refuses (it keeps the one it has, and says so). Throws
+   * BatonError `ERR_BATON_ADMIN` for a token that cannot be sent in a header.
+   */
+  setToken(token: string | undefined): void
 }
 
 const MAX_BODY = 4096
@@ -75,19 +81,23 @@ type Handler = (req: IncomingMessage, res: ServerResponse, url: URL, name: strin
 
 /** Start the admin server. Rejects with BatonError `ERR_BATON_ADMIN` on bad options. */
 export async function startAdmin(balancer: Balancer, options: AdminOptions): Promise<AdminServer> {
-  const { host, port, token, log } = options
+  const { host, port, log } = options
+  let token = options.token
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new BatonError(
       'ERR_BATON_ADMIN',
       'config',
       `admin port must be an integer from 0 to 65535, got ${port}`
     )
-  if (token !== undefined && !/^[\x21-\x7e]+$/.test(token))
-    throw new BatonError(
-      'ERR_BATON_ADMIN',
-      'config',
-      'admin token must be non-empty printable ASCII without spaces (it is sent as "Authorization: Bearer <token>")'
-    )
+  const checkToken = (t: string | undefined): void => {
+    if (t !== undefined && !/^[\x21-\x7e]+$/.test(t))
+      throw new BatonError(
+        'ERR_BATON_ADMIN',
+        'config',
+        'admin token must be non-empty printable ASCII without spaces (it is sent as "Authorization: Bearer <token>")'
+      )
+  }
+  checkToken(token)
   if (token === undefined && !isLoopback(host))
     throw new BatonError(
       'ERR_BATON_ADMIN',
@@ -96,7 +106,7 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
     )
 
   const registry = createMetrics(balancer)
-  const authorized = token === undefined ? () => false : tokenChecker(token)
+  let authorized = token === undefined ? () => false : tokenChecker(token)
   const namesThisServer = hostChecker([host, ...(options.hosts ?? [])])
   // Built here so bad history options are refused with the rest; sampling starts once listening.
   const history = new History(balancer, {
@@ -173,6 +183,28 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
     return undefined
   }
 
+  // Failed authentication is logged, at most once a second: a line says how many failures it stands
+  // for (a password-guessing loop must not flood the log, nor go unseen).
+  let lastAuthLog = 0
+  let authUnlogged = 0
+  const authFailed = (req: IncomingMessage, method: string, path: string): void => {
+    authUnlogged++
+    const now = Date.now()
+    if (now - lastAuthLog < 1000) return
+    lastAuthLog = now
+    log.warn(
+      {
+        remote: `${req.socket.remoteAddress}:${req.socket.remotePort}`,
+        method,
+        path,
+        credentials: req.headers.authorization === undefined ? 'missing' : 'wrong',
+        failures: authUnlogged,
+      },
+      'admin authentication failed'
+    )
+    authUnlogged = 0
+  }
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let url: URL
     try {
@@ -192,10 +224,12 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
     const withToken = authorized(req.headers.authorization)
     const loopbackPeer = isLoopback(req.socket.remoteAddress ?? '')
 
-    if (token !== undefined && !withToken && !(readOnly && loopbackPeer))
+    if (token !== undefined && !withToken && !(readOnly && loopbackPeer)) {
+      authFailed(req, method, url.pathname)
       throw new HttpError(401, 'missing or wrong bearer token', {
         'www-authenticate': 'Bearer realm="baton"',
       })
+    }
     if (!withToken && !loopbackPeer) throw new HttpError(403, 'not a loopback peer')
     if (!readOnly && !sameOrigin(req.headers.origin, hostHeader))
       throw new HttpError(403, 'cross-origin request refused')
@@ -250,6 +284,23 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
         server.closeAllConnections()
       })
       return closing
+    },
+    setToken(next) {
+      if (next === token) return
+      checkToken(next)
+      if (next === undefined && !isLoopback(host)) {
+        log.warn(
+          { address: `${host}:${port}` },
+          'admin token removed from the configuration: kept, the server is bound beyond loopback'
+        )
+        return
+      }
+      token = next
+      authorized = next === undefined ? () => false : tokenChecker(next)
+      log.info(
+        { token: next !== undefined },
+        next !== undefined ? 'admin token changed' : 'admin token removed'
+      )
     },
   }
 }

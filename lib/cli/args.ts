@@ -32,6 +32,8 @@ Options:
       --health-check KIND  active checks: tcp, http:/PATH, redis (default none)
       --check-interval D   time between health checks (default 2s)
       --admin HOST:PORT    admin server: status page, /api, /metrics (loopback)
+      --admin-token-file F the admin bearer token, read from file F (trimmed; not world-readable);
+                           BATON_ADMIN_TOKEN in the environment is the other way to give it
       --connect-timeout D  backend connect timeout, e.g. 500ms, 5s (default 5s)
       --retries N          other backends to try when a connect fails (default 3)
       --max-connections N  most sessions at once, 0 = no limit (default 0)
@@ -39,7 +41,9 @@ Options:
                            auto (one per core) add a primary for checks, admin and reloads
       --log-level LEVEL    trace, debug, info (default), warn, error, fatal, silent
       --pretty             human-readable logs (default when stdout is a terminal)
-      --check              validate the configuration, print it resolved, and exit
+      --no-access-log      no line per session (the access log is on by default; see README);
+                           --access-log turns it on over a file's log.access: false
+      --check              validate the configuration, print it resolved (YAML, token hidden), exit
   -h, --help               this text
   -v, --version            the version
 `
@@ -47,7 +51,14 @@ Options:
 export type Command =
   | { kind: 'help' }
   | { kind: 'version' }
-  | { kind: 'run'; config: Record<string, unknown>; check: boolean; source: string }
+  | {
+      kind: 'run'
+      config: Record<string, unknown>
+      check: boolean
+      source: string
+      /** Where the admin token came from (`--admin-token-file PATH`…), for `--check`; never the token. */
+      tokenSource?: string
+    }
 
 const OPTIONS = {
   config: { type: 'string', short: 'c' },
@@ -59,6 +70,9 @@ const OPTIONS = {
   'health-check': { type: 'string' },
   'check-interval': { type: 'string' },
   admin: { type: 'string' },
+  'admin-token-file': { type: 'string' },
+  'access-log': { type: 'boolean' },
+  'no-access-log': { type: 'boolean' },
   replay: { type: 'string' },
   'response-timeout': { type: 'string' },
   'pool-idle': { type: 'string' },
@@ -72,7 +86,11 @@ const OPTIONS = {
   version: { type: 'boolean', short: 'v' },
 } as const
 
-export function parseCommand(argv: readonly string[], readFile = readConfigFile): Command {
+export function parseCommand(
+  argv: readonly string[],
+  readFile = readConfigFile,
+  env: NodeJS.ProcessEnv = process.env
+): Command {
   let values
   try {
     ;({ values } = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: false }))
@@ -136,13 +154,105 @@ export function parseCommand(argv: readonly string[], readFile = readConfigFile)
   if (values.admin !== undefined) {
     config.admin = { ...((config.admin as Record<string, unknown> | undefined) ?? {}), listen: values.admin }
   }
-  if (values['log-level'] !== undefined || values.pretty !== undefined) {
+  if (values['access-log'] === true && values['no-access-log'] === true)
+    throw new ConfigError(['--access-log and --no-access-log: choose one'])
+  {
+    // The access log is on for the command unless the file or a flag says otherwise (HAProxy's
+    // `option tcplog` in every example config); the library's default is off.
     const log = { ...((config.log as Record<string, unknown> | undefined) ?? {}) }
     if (values['log-level'] !== undefined) log.level = values['log-level']
     if (values.pretty !== undefined) log.pretty = values.pretty
+    if (values['access-log'] === true) log.access = true
+    if (values['no-access-log'] === true) log.access = false
+    log.access ??= true
     config.log = log
   }
-  return { kind: 'run', config, check: values.check === true, source }
+  const tokenSource = resolveAdminToken(config, values['admin-token-file'], env)
+  return {
+    kind: 'run',
+    config,
+    check: values.check === true,
+    source,
+    ...(tokenSource !== undefined ? { tokenSource } : {}),
+  }
+}
+
+/**
+ * The admin token, from (first found) `--admin-token-file`, `BATON_ADMIN_TOKEN`, `admin.tokenFile`
+ * or `admin.token`, put in `admin.token` (and `admin.tokenFile` removed) so that the schema and the
+ * admin server see one token. Read here, so once at start and again at each reload (which parses the
+ * command line again). Returns where it came from.
+ */
+function resolveAdminToken(
+  config: Record<string, unknown>,
+  flagFile: string | undefined,
+  env: NodeJS.ProcessEnv
+): string | undefined {
+  const admin = config.admin
+  if (admin !== undefined && (typeof admin !== 'object' || admin === null || Array.isArray(admin))) return
+  const a = { ...((admin as Record<string, unknown> | undefined) ?? {}) }
+  if (a.token !== undefined && a.tokenFile !== undefined)
+    throw new ConfigError(['admin: set token or tokenFile, not both'])
+  const envToken = env.BATON_ADMIN_TOKEN
+  let source: string | undefined
+  if (flagFile !== undefined) {
+    a.token = readTokenFile(flagFile, '--admin-token-file')
+    source = `--admin-token-file ${flagFile}`
+  } else if (envToken !== undefined) {
+    const token = envToken.trim()
+    if (token === '') throw new ConfigError(['BATON_ADMIN_TOKEN: set but empty; unset it or give a token'])
+    a.token = token
+    source = 'BATON_ADMIN_TOKEN'
+  } else if (typeof a.tokenFile === 'string' && a.tokenFile !== '') {
+    a.token = readTokenFile(a.tokenFile, 'admin.tokenFile')
+    source = `admin.tokenFile ${a.tokenFile}`
+  } else if (a.token !== undefined) {
+    source = 'admin.token'
+  }
+  if (source === undefined) return undefined
+  if (a.tokenFile !== undefined && typeof a.tokenFile === 'string') delete a.tokenFile
+  config.admin = a
+  return source
+}
+
+/** A token file is one line; past this it is a mistake. */
+const MAX_TOKEN_BYTES = 4096
+
+/**
+ * The token in `path`, trimmed. Refused when it is not a regular file, is empty, is larger than
+ * 4 KiB, or can be read by other users (mode `o+r`: like ssh with a private key, a secret anyone on
+ * the box can read is not one; `chmod 600`, or `640` with a group for Baton).
+ */
+export function readTokenFile(path: string, what: string): string {
+  const refuse = (why: string): never => {
+    throw new ConfigError([`${what} ${path}: ${why}`])
+  }
+  let fd: number
+  try {
+    fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0))
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    return refuse(
+      e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.message
+    )
+  }
+  try {
+    const st = fstatSync(fd)
+    if (!st.isFile()) refuse(`not a regular file (${fileKind(st)})`)
+    if ((st.mode & 0o004) !== 0)
+      refuse(`readable by every user (mode ${(st.mode & 0o777).toString(8)}); chmod 600 (or 640) it`)
+    if (st.size > MAX_TOKEN_BYTES) refuse(`larger than ${MAX_TOKEN_BYTES} bytes: not a token`)
+    const buf = Buffer.alloc(MAX_TOKEN_BYTES + 1)
+    const n = readSync(fd, buf, 0, buf.length, null)
+    const token = buf.toString('utf8', 0, n).trim()
+    if (token === '') refuse('empty')
+    return token
+  } catch (err) {
+    if (err instanceof ConfigError) throw err
+    return refuse((err as Error).message)
+  } finally {
+    closeSync(fd)
+  }
 }
 
 /** `HOST:PORT[,weight=N][,maxconn=N][,name=NAME]`, as nginx's `server` line and HAProxy's options. */

@@ -7,6 +7,7 @@
 import type { Backend } from '../backend.js'
 import type { Balancer } from '../balancer.js'
 import { checkerFor, type HealthChecker } from '../health/checker.js'
+import { usableCount } from '../health/unusable.js'
 import type { Listener } from '../listener.js'
 
 export class PrimaryChecks {
@@ -43,9 +44,15 @@ export class PrimaryChecks {
     b.checkedUp = up
     if (up) {
       b.cameUp()
-      l.log.info({ backend: b.name }, 'health check: backend is up')
+      l.log.info(
+        { backend: b.name, via: 'health check', up: usableCount(l.backends), of: l.backends.length },
+        'backend is up again'
+      )
     } else {
-      l.log.warn({ backend: b.name, reason }, 'health check: backend is down')
+      l.log.warn(
+        { backend: b.name, reason, up: usableCount(l.backends), of: l.backends.length },
+        'health check: backend is down'
+      )
     }
     this.onFlip()
   }

@@ -498,6 +498,7 @@ export class Primary {
       for (const f of failures)
         this.log.error({ worker: f.id, reason: f.error }, 'worker could not apply the new configuration')
       const result = await this.view.reload(config)
+      this.admin?.setToken(config.admin.token) // the token file and BATON_ADMIN_TOKEN, read again
       this.retired.prune(this.view)
       this.config = config
       this.generation++

@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net'
 import { z } from 'zod'
+import { isLoopback } from '../admin/access.js'
 import { ALGORITHMS } from '../balancing/types.js'
 import { CHECKER_DEFAULTS } from '../health/checker.js'
 import { DATA_PLANES, nativeRefusal } from '../native/data-plane.js'
@@ -35,9 +36,14 @@ function int(min: number, max?: number) {
   )
 }
 
+/** `redis://`, `http://`…: a URL where a host is expected (it would be looked up as a host name). */
+const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i
+const SCHEME_MSG = 'expected a host name or IP address without a scheme (not a URL such as "redis://host")'
+
 const host = z
   .string({ error: 'expected a host name or IP address' })
   .min(1, { error: 'expected a host name or IP address' })
+  .refine((h) => !SCHEME.test(h), { error: SCHEME_MSG })
 
 const HOST_NAME_MSG = 'expected a host name or IP address without a port, such as baton.internal'
 /** A DNS name: dot-separated labels of letters, digits, `-` and `_`, not starting or ending with `-`. */
@@ -79,7 +85,7 @@ function spellDuration(ms: number): string {
  */
 function duration(max = MAX_TIMER_MS) {
   const tooLong = `expected a duration of at most ${spellDuration(max)} (${max} ms)`
-  return z.preprocess(
+  const schema = z.preprocess(
     (v, ctx) => {
       const ms = typeof v === 'string' ? (parseDuration(v) ?? v) : v
       if (typeof ms === 'number' && ms > max)
@@ -97,7 +103,12 @@ function duration(max = MAX_TIMER_MS) {
       .number({ error: 'expected a duration such as 500ms, 2s or 10m' })
       .min(0, { error: 'expected a duration of 0 or more' })
   )
+  DURATIONS.add(schema)
+  return schema
 }
+
+/** Every duration field's schema, so that `--check` (lib/config/show.ts) prints them as durations. */
+export const DURATIONS = new WeakSet<object>()
 
 /** Health checks run every `interval` plus up to 10% (checker.ts's jitter): that sum must fit a timer. */
 const CHECK_INTERVAL_MAX = Math.floor(MAX_TIMER_MS / (1 + CHECKER_DEFAULTS.jitter))
@@ -111,15 +122,20 @@ const size = z.preprocess(
 )
 
 /** `"host:port"` is shorthand for `{ host, port }`, for listeners and backends alike. */
-function hostPort(v: unknown): unknown {
+function hostPort(v: unknown, ctx?: z.core.$RefinementCtx): unknown {
   if (typeof v !== 'string') return v
+  // `redis://127.0.0.1:6379` would split into a host `redis` and a port `//127.0.0.1:6379`: say what it is.
+  if (SCHEME.test(v) && ctx !== undefined) {
+    ctx.addIssue({ code: 'custom', message: SCHEME_MSG, input: v })
+    return v
+  }
   const hp = splitHostPort(v)
   return hp ?? { host: v, port: undefined }
 }
 
 /** Listen addresses also take `:port` (all interfaces, as HAProxy's `bind :port`). */
-function listenAddress(v: unknown): unknown {
-  const hp = hostPort(v)
+function listenAddress(v: unknown, ctx: z.core.$RefinementCtx): unknown {
+  const hp = hostPort(v, ctx)
   if (typeof hp === 'object' && hp !== null && (hp as { host?: unknown }).host === '') {
     return { ...hp, host: '0.0.0.0' }
   }
@@ -135,8 +151,11 @@ const WORKERS_MSG = 'expected "auto" or an integer from 1 to 1024'
  */
 const healthCheckSchema = z.strictObject({
   type: z.enum(['none', 'tcp', 'http', 'redis', 'send-expect']).default('none'),
-  /** http: the path to GET. */
-  path: z.string().default('/'),
+  /** http: the path to GET (origin form: it starts with `/`). */
+  path: z
+    .string()
+    .refine((p) => p.startsWith('/'), { error: 'expected a path that starts with "/", such as /healthz' })
+    .default('/'),
   /** http: accepted status range, inclusive. */
   expectStatus: z.tuple([int(100, 599), int(100, 599)]).default([200, 399]),
   /** send-expect: text to send, or `sendHex` for bytes. */
@@ -307,14 +326,108 @@ const listenerFields = z.strictObject({
   dataPlane: z.enum(DATA_PLANES).default('js'),
 })
 
-/** `dataPlane: native` is refused, with the reason, where the addon or the protocol rules it out. */
+/**
+ * `dataPlane: native` is refused, with the reason, where the addon or the protocol rules it out.
+ * Two backends of one listener may not share a name: the API (`/api/backends/NAME/drain`), the
+ * metrics and the logs name them.
+ */
 const listenerSchema = listenerFields.superRefine((l, ctx) => {
+  const seen = new Map<string, number>()
+  l.backends.forEach((b, i) => {
+    const name = backendName(b)
+    const first = seen.get(name)
+    if (first === undefined) seen.set(name, i)
+    else
+      ctx.addIssue({
+        code: 'custom',
+        path: ['backends', i, ...(b.name !== undefined ? ['name'] : [])],
+        message: `backend name "${name}" is already used by backends[${first}]; give each backend its own name`,
+      })
+  })
   if (l.dataPlane !== 'native') return
   const why = nativeRefusal(l)
   if (why !== undefined) ctx.addIssue({ code: 'custom', path: ['dataPlane'], message: why })
 })
 
-export const configSchema = z.strictObject({
+/** A backend's name: its own, or `host:port` (`[v6]:port`), as lib/backend.ts names it. */
+function backendName(b: { name?: string | undefined; host: string; port: number }): string {
+  return b.name ?? `${b.host.includes(':') ? `[${b.host}]` : b.host}:${b.port}`
+}
+
+const WILDCARDS = new Set(['0.0.0.0', '::', '[::]'])
+
+/** `host:port`, `[v6]:port`. */
+function spellAddress(a: { host: string; port: number }): string {
+  return `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`
+}
+
+/**
+ * What the runtime would refuse later, refused here so that `--check` says it: two listeners on one
+ * address (the second bind fails with EADDRINUSE after the first logged "listening"; a wildcard
+ * address takes its port on every address), two listeners with one name (reloads, metrics and logs
+ * match listeners by name), and an admin server beyond loopback without a token.
+ */
+function refineConfig(
+  c: {
+    listeners: { name?: string | undefined; listen: { host: string; port: number } }[]
+    admin: {
+      listen?: { host: string; port: number } | undefined
+      token?: string | undefined
+      tokenFile?: string | undefined
+    }
+  },
+  ctx: z.core.$RefinementCtx
+): void {
+  c.listeners.forEach((l, i) => {
+    for (let j = 0; j < i; j++) {
+      const o = c.listeners[j]!
+      const a = l.listen
+      const b = o.listen
+      if (
+        a.port !== 0 &&
+        a.port === b.port &&
+        (a.host === b.host || WILDCARDS.has(a.host) || WILDCARDS.has(b.host))
+      ) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['listeners', i, 'listen'],
+          message: `${spellAddress(a)} is already taken by listeners[${j}] (${spellAddress(b)}); each listener needs its own address`,
+        })
+        break
+      }
+    }
+    const name = l.name ?? `${l.listen.host}:${l.listen.port}`
+    const twin = c.listeners.findIndex(
+      (o, j) => j < i && (o.name ?? `${o.listen.host}:${o.listen.port}`) === name
+    )
+    if (twin >= 0 && (l.name !== undefined || l.listen.port !== 0))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['listeners', i, 'name'],
+        message: `listener name "${name}" is already used by listeners[${twin}]`,
+      })
+  })
+  const admin = c.admin
+  if (admin.token !== undefined && admin.tokenFile !== undefined)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['admin', 'tokenFile'],
+      message: 'set token or tokenFile, not both',
+    })
+  if (
+    admin.listen !== undefined &&
+    admin.token === undefined &&
+    admin.tokenFile === undefined &&
+    !isLoopback(admin.listen.host)
+  )
+    ctx.addIssue({
+      code: 'custom',
+      path: ['admin', 'listen'],
+      message: `the admin server refuses to bind ${admin.listen.host} without a token: bind 127.0.0.1 (or ::1, localhost), or set admin.tokenFile, --admin-token-file or BATON_ADMIN_TOKEN`,
+    })
+}
+
+const configFields = z.strictObject({
   listeners: z.array(listenerSchema).min(1, { error: 'expected at least one listener' }),
   /** Most sessions at once over all listeners. 0 = no limit. */
   maxConnections: int(0).default(0),
@@ -327,6 +440,11 @@ export const configSchema = z.strictObject({
         .optional(),
       /** Bearer token every non-GET request must carry; required to bind beyond loopback. */
       token: z.string().min(8, { error: 'expected a token of at least 8 characters' }).optional(),
+      /**
+       * A file holding the token (read by the `baton` command at start and at each reload, trimmed;
+       * refused when empty or readable by others). `--admin-token-file` and `BATON_ADMIN_TOKEN` win.
+       */
+      tokenFile: z.string().min(1, { error: 'expected a file path' }).optional(),
       /**
        * Names a request's `Host` may give besides loopback and the server's own address (a DNS name
        * it is reached by, behind a proxy or a port forward); any other `Host` is refused (DNS rebinding).
@@ -361,9 +479,16 @@ export const configSchema = z.strictObject({
       level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
       /** Human-readable lines instead of JSON. Default: when stdout is a terminal. */
       pretty: z.boolean().optional(),
+      /**
+       * One line per session at `info` when it ends (README "Access log"), as HAProxy's `option
+       * tcplog`. Default: on for the `baton` command, off for the library (it has `sessionClose` events).
+       */
+      access: z.boolean().optional(),
     })
     .prefault({}),
 })
+
+export const configSchema = configFields.superRefine(refineConfig)
 
 /** What users write (every default optional). */
 export type ConfigInput = z.input<typeof configSchema>

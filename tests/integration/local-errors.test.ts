@@ -21,7 +21,7 @@ t.before(() => ensureBuilt((text) => t.comment(text)))
 
 interface LogLine {
   msg: string
-  level: number
+  level: string
   address?: string
   component?: string
   [k: string]: unknown

@@ -21,7 +21,16 @@ t.test('a greeting server that resets mid-request: client closed, nothing replay
   const port = (greeter.address() as net.AddressInfo).port
   const balancer = createBalancer(
     withPlane({
-      listeners: [{ listen: '127.0.0.1:0', backends: [`127.0.0.1:${port}`, `127.0.0.1:${port}`] }],
+      // The same server twice, under two names (two backends of one listener may not share a name).
+      listeners: [
+        {
+          listen: '127.0.0.1:0',
+          backends: [
+            { name: 'one', host: '127.0.0.1', port },
+            { name: 'two', host: '127.0.0.1', port },
+          ],
+        },
+      ],
       log: { level: 'silent' },
     })
   )

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { parse as parseYaml } from 'yaml'
 import { children, CLI, ensureBuilt, parseLog, ROOT } from '../helpers/cli.js'
 import { skip } from './helpers/native-proxy.js'
 
@@ -51,7 +52,7 @@ function run(
 }
 
 function checked(r: Result): { name?: string; dataPlane: string }[] {
-  const json = JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))) as {
+  const json = parseYaml(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))) as {
     listeners: { name?: string; dataPlane: string }[]
   }
   return json.listeners
