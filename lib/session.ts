@@ -171,6 +171,9 @@ export class Session implements TableEntry {
    */
   lastClient: number
   lastServer = 0
+  /** Client byte counts already credited to a backend (lib/table.ts creditBackend). */
+  creditedFromClient = 0
+  creditedToClient = 0
 
   constructor(host: SessionHost, client: Socket) {
     this.host = host

@@ -95,7 +95,8 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
       `admin server refuses to bind ${host} without a token: bind 127.0.0.1 (or ::1, localhost), or set a token`
     )
 
-  const registry = createMetrics(balancer)
+  // A `--workers` primary serves its workers' registries summed (options.cluster), not one of its own.
+  const registry = options.cluster === undefined ? createMetrics(balancer) : undefined
   const authorized = token === undefined ? () => false : tokenChecker(token)
   const namesThisServer = hostChecker([host, ...(options.hosts ?? [])])
   // Built here so bad history options are refused with the rest; sampling starts once listening.
@@ -110,7 +111,7 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
       const m =
         options.cluster !== undefined
           ? await options.cluster.metrics()
-          : { text: await registry.metrics(), contentType: registry.contentType }
+          : { text: await registry!.metrics(), contentType: registry!.contentType }
       send(res, 200, m.text, m.contentType)
     },
     '/api/listeners': (_req, res) => json(res, 200, balancer.listenerSnapshots()),

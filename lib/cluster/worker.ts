@@ -65,7 +65,6 @@ export function runWorker(): void {
       return send({ type: 'baton:failed', message }, () => exit(2))
     }
     settlePools(balancer)
-    registry = createMetrics(balancer)
     send({ type: 'baton:ready' })
   }
 
@@ -87,7 +86,10 @@ export function runWorker(): void {
         return { total: b.table.size, sessions }
       }
       case 'metrics':
-        return registry!.getMetricsAsJSON()
+        // Made at the first scrape, so a cluster without an admin server runs no metrics at all.
+        // Health checks run in the primary, which serves their metrics itself.
+        registry ??= createMetrics(b, { checks: false })
+        return registry.getMetricsAsJSON()
       case 'reload':
         return b.reload(ask.config)
     }

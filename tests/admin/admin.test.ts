@@ -143,8 +143,18 @@ t.test('metrics, backends and sessions reflect the traffic', async (t) => {
     'baton_handoff_latency_seconds_count{listener="web",connection="new"} 0',
   ])
     t.ok(lines.has(line), line)
-  t.match(m.text, /^baton_client_bytes_received_total\{listener="web"\} [1-9]\d*$/m, 'live bytes counted')
-  t.notMatch(m.text, /^(process|nodejs)_/m, 'own registry: no default metrics')
+  t.match(m.text, /^baton_client_received_bytes_total\{listener="web"\} [1-9]\d*$/m, 'live bytes counted')
+  t.match(
+    m.text,
+    /^baton_backend_sent_bytes_total\{listener="web",backend="alpha"\} [1-9]\d*$/m,
+    'live bytes counted per backend'
+  )
+  t.match(m.text, /^process_resident_memory_bytes \d+/m, 'process metrics')
+  t.match(m.text, /^nodejs_eventloop_lag_seconds /m, 'Node runtime metrics')
+  t.match(
+    m.text,
+    /^baton_build_info\{version="\d+\.\d+\.\d+[^"]*",node="v\d+[^"]*",data_plane="(js|native)"\} 1$/m
+  )
 
   const backends = await call('GET', '/api/backends')
   t.equal(backends.status, 200)
