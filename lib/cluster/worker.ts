@@ -12,6 +12,7 @@ import cluster from 'node:cluster'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { createMetrics } from '../admin/metrics.js'
+import { processRegistry } from '../admin/process-metrics.js'
 import { Balancer } from '../balancer.js'
 import { BatonError } from '../errors.js'
 import { createLogger } from '../log.js'
@@ -65,6 +66,8 @@ export function runWorker(): void {
       return send({ type: 'baton:failed', message }, () => exit(2))
     }
     settlePools(balancer)
+    // The event-loop and GC monitors start now, so the first scrape has samples (not NaN means).
+    if (msg.config.admin.listen !== undefined) processRegistry()
     send({ type: 'baton:ready' })
   }
 
