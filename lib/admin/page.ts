@@ -203,7 +203,7 @@ export function renderMain(balancer: Balancer, history?: History): string {
 <h2>${escapeHtml(l.name)} <small>${escapeHtml(`${a.host}:${a.port}`)} · ${escapeHtml(l.config.balance)} · <span class="plane" title="data plane">${escapeHtml(l.plane)} plane</span></small></h2>
 <p class="sum">active <b>${l.active}</b> · accepted <b>${c.accepted}</b> · rejected <b>${c.rejected}</b> · failovers <b>${c.failovers}</b> · replayed <b>${c.replayedRequests}</b> · unrecoverable <b>${c.unrecoverable}</b></p>${chart}
 <table>
-<thead><tr><th>backend</th><th>address</th><th>state</th><th title="time in the current state">for</th><th>weight</th><th>active</th><th>sessions</th><th title="sessions per second over the last minute">rate</th><th title="bytes from clients, sent on to the backend">sent</th><th title="bytes from the backend, written to clients">received</th><th title="last active health check and its duration">last check</th><th>connect err</th><th>server fail</th><th>in a row</th><th>set</th></tr></thead>
+<thead><tr><th>backend</th><th>address</th><th>state</th><th title="time in the current state">for</th><th>weight</th><th>active</th><th>sessions</th><th title="sessions per second over the last minute">rate</th><th title="bytes from clients, sent on to the backend">sent</th><th title="bytes from the backend, written to clients">received</th><th title="last active health check and its duration">check</th><th title="connects that failed">conn err</th><th title="open server connections that failed">srv fail</th><th title="failures in a row">row</th><th>set</th></tr></thead>
 <tbody>
 ${rows}
 </tbody>
@@ -221,7 +221,7 @@ body { font: 13px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; backgro
 h1 { font-size: 18px; margin: 0 0 .3em; } h2 { font-size: 15px; margin: 1.2em 0 .3em; }
 small, .meta { color: #777; font-weight: normal; } .sum { margin: .2em 0 .5em; }
 table { border-collapse: collapse; background: #fff; }
-th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th, td { border: 1px solid #ccc; padding: 3px 5px; text-align: right; }
 th { background: #eee; } td:first-child, td:nth-child(2), td:nth-child(3) { text-align: left; }
 tr.ok td { background: #e6f6e6; } tr.warn td { background: #fff0d9; } tr.bad td { background: #fbe3e3; }
 .state { font-weight: bold; } .ok .state { color: #187a18; } .warn .state { color: #b86b00; } .bad .state { color: #b21c1c; }
@@ -230,8 +230,8 @@ tr.ok td { background: #e6f6e6; } tr.warn td { background: #fff0d9; } tr.bad td 
 .chart path.active { fill: none; stroke: #2563c9; stroke-width: 1.5; stroke-linejoin: round; }
 .chart circle.active { fill: #2563c9; } .chart text.active { fill: #2563c9; }
 .chart rect.fo { fill: #8e44ad; opacity: .75; } .chart text.fo { fill: #8e44ad; }
-.check.pass { color: #187a18; } .check.fail { color: #b21c1c; font-weight: bold; } .none { color: #999; }
-td:last-child { white-space: nowrap; } button { font: 11px system-ui, sans-serif; margin: 0 1px; padding: 1px 5px; }
+.check { white-space: nowrap; } .check.pass { color: #187a18; } .check.fail { color: #b21c1c; font-weight: bold; } .none { color: #999; }
+td:last-child { white-space: nowrap; } button { font: 11px system-ui, sans-serif; margin: 0 1px; padding: 1px 3px; }
 .export { margin: 0 0 .3em; color: #777; } #said { min-height: 1.2em; margin: 0; color: #187a18; } #said.bad { color: #b21c1c; }
 `
 

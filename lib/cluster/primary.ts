@@ -216,6 +216,7 @@ export class Primary {
         await this.abort()
         throw err
       }
+      processRegistry() // the primary's event-loop and GC monitors, sampling before the first scrape
       this.refresher = setInterval(() => void this.refresh().catch(() => {}), REFRESH_MS)
       this.refresher.unref()
     }
