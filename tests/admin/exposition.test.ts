@@ -26,7 +26,7 @@ import {
   type Parser,
 } from '../helpers/exposition.js'
 import { withPlane } from '../helpers/plane.js'
-import { echoServer, HOST } from '../helpers/servers.js'
+import { echoServer, HOST, refusedPort } from '../helpers/servers.js'
 import { WAIT_MS } from '../helpers/wait.js'
 
 t.setTimeout(240_000)
@@ -138,13 +138,14 @@ t.test('one process: /metrics parses and follows the conventions', async (t) => 
   const s = scope(t)
   const alpha = await s.server(echoServer('alpha'))
   const bravo = await s.server(echoServer('bravo'))
+  const dead = await refusedPort('dead') // fails every check
   const { balancer, port } = await s.balancer({
     log: { level: 'silent' },
     listeners: [
       {
         name: 'web',
         listen: { host: HOST, port: 0 },
-        backends: backendsOf([alpha, bravo]),
+        backends: backendsOf([alpha, bravo, dead]),
         healthCheck: { type: 'tcp', interval: 50, rise: 1, fall: 1 },
       },
     ],
@@ -158,18 +159,28 @@ t.test('one process: /metrics parses and follows the conventions', async (t) => 
     admin.address().port,
     (f) =>
       valueOf(f, 'baton_backend_check_success', { backend: 'alpha' }) === 1 &&
-      valueOf(f, 'baton_backend_check_success', { backend: 'bravo' }) === 1,
-    'both backends checked'
+      valueOf(f, 'baton_backend_check_success', { backend: 'bravo' }) === 1 &&
+      valueOf(f, 'baton_backend_check_success', { backend: 'dead' }) === 0,
+    'every backend checked'
   )
   checkFamilies(t, text, families)
   t.equal(valueOf(families, 'baton_sessions_total', { listener: 'web' }), 4)
-  const sent = ['alpha', 'bravo'].map((b) =>
-    valueOf(families, 'baton_backend_sent_bytes_total', { backend: b })!
+  // A session first sent to the dead backend (before its check failed) moves on; the bytes read
+  // meanwhile count for the dead one, so the three together make the client total.
+  const sent = ['alpha', 'bravo', 'dead'].map(
+    (b) => valueOf(families, 'baton_backend_sent_bytes_total', { backend: b }) ?? NaN
   )
-  t.equal(sent[0]! + sent[1]!, 4 * 'ping\n'.length, 'bytes per backend add up to the client bytes')
+  t.equal(
+    sent.reduce((a, b) => a + b, 0),
+    4 * 'ping\n'.length,
+    `bytes per backend ${JSON.stringify(sent)} add up to the client bytes`
+  )
   t.equal(valueOf(families, 'baton_client_received_bytes_total', { listener: 'web' }), 4 * 'ping\n'.length)
   t.ok(valueOf(families, 'baton_backend_checks_total', { backend: 'alpha', result: 'passed' })! >= 1)
   t.ok(valueOf(families, 'baton_backend_check_duration_seconds', { backend: 'alpha' })! > 0)
+  t.ok(valueOf(families, 'baton_backend_checks_total', { backend: 'dead', result: 'failed' })! >= 1)
+  t.equal(valueOf(families, 'baton_backend_checks_total', { backend: 'dead', result: 'passed' }), 0)
+  t.equal(valueOf(families, 'baton_backend_up', { backend: 'dead' }), 0)
   t.equal(valueOf(families, 'process_start_time_seconds'), Math.round(Date.now() / 1000 - process.uptime()))
 })
 
