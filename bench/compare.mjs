@@ -42,7 +42,7 @@
  * (same run).
  *
  * --render FILE: measure nothing; write FILE's .md and .svg again from the JSON (after a change of
- * the report's layout).
+ * the report's layout or the chart's): the chart-only mode.
  * --dist DIR: measure another build of Baton (default ./dist; its cli.js, and index.js for handoff).
  * --quick: one run of about a second per scenario, 500 idle sessions, no warm-up: a smoke test for
  * CI. Exit 0 when every scenario ran and produced numbers, 1 when one failed to run, 2 on bad flags;
@@ -51,8 +51,10 @@
  *
  * Output: tables on stdout; bench/results/compare.json (machine, versions, every command and run),
  * compare.md (tables ready for README / RESULTS.md) and compare.svg (chart, HAProxy = 1.0, the Node
- * proxy among the bars so that every reader sees the floor); quick
- * mode writes compare-quick.* instead so that it never replaces a real run's results.
+ * proxy among the bars so that every reader sees the floor; lower-is-better figures inverted so a
+ * taller bar is better everywhere; failover client errors in counts on a panel of their own); quick
+ * mode writes compare-quick.* instead so that it never replaces a real run's results, and its chart
+ * is watermarked. `--render` redraws both from the JSON without measuring anything.
  *
  * Every process started is stopped by pid (with its descendants) at the end, also on error, SIGINT
  * and SIGTERM; a watchdog bounds the whole run. Only 127.0.0.1 is used.
@@ -864,16 +866,27 @@ function markdown(report) {
   return L.join('\n') + '\n'
 }
 
+/**
+ * The chart: every headline figure relative to HAProxy's, higher always better (a lower-is-better
+ * figure, latency or memory, is inverted: HAProxy's divided by the balancer's), and under it the
+ * failover panel, client connections broken when a backend is killed, in plain counts. A quick
+ * run is watermarked.
+ */
 function chart(report) {
   const groups = []
   for (const [sk, mk, h] of HEADLINE) {
     const r = report.results[sk]
     if (r === undefined || r.summary.haproxy === undefined) continue
     const m = SCENARIOS.find((s) => s.key === sk).metrics.find((x) => x.key === mk)
-    const v = (k) => r.summary[k]?.vs.haproxy[mk] ?? null
+    const lower = m.better === 'lower'
+    const v = (k) => {
+      const ratio = r.summary[k]?.vs.haproxy[mk] ?? null
+      if (!lower || ratio === null) return ratio
+      return ratio > 0 ? 1 / ratio : null
+    }
     groups.push({
       label: h,
-      note: m.better === 'lower' ? '(lower is better)' : '(higher is better)',
+      note: lower ? '(inverted: HAProxy ÷ figure)' : '(higher is better)',
       values: {
         node: v('node'),
         baton: v('baton'),
@@ -894,14 +907,46 @@ function chart(report) {
     { key: 'haproxy-splice', label: 'HAProxy splice', color: '#4b5563' },
     { key: 'nginx', label: 'nginx stream', color: '#16a34a' },
   ].filter((s) => groups.some((g) => Number.isFinite(g.values[s.key])))
+  const failover = []
+  for (const [sk, h, note] of [
+    ['failover-http', 'HTTP: wrk -c30', 'socket errors + non-2xx'],
+    ['failover-redis', 'Redis: redis-benchmark -c50', 'runs aborted'],
+  ]) {
+    const r = report.results[sk]
+    if (r === undefined) continue
+    const v = (k) => r.summary[k]?.median.errors ?? null
+    failover.push({
+      label: h,
+      note,
+      values: {
+        baton: v('baton'),
+        'baton-framer': v(sk === 'failover-http' ? 'baton-http1' : 'baton-resp'),
+        'baton-w2': v('baton-w2'),
+        haproxy: v('haproxy'),
+        nginx: v('nginx'),
+      },
+    })
+  }
+  const quick = report.params.quick === true
   return renderGroupedBars({
-    title: 'Baton vs HAProxy, nginx stream and the minimal Node proxy, relative to HAProxy',
+    title:
+      'Baton vs HAProxy, nginx stream and the minimal Node proxy, relative to HAProxy (higher is better)',
     subtitle:
       `${report.date.slice(0, 10)} · ${report.machine.nproc}-core ${report.machine.cpuModel} · median of ${report.params.runs} run(s)` +
-      `${report.params.quick ? ' · QUICK MODE, not a measurement' : ''} · 127.0.0.1, shared machine`,
+      `${quick ? ' · QUICK MODE, not a measurement' : ''} · 127.0.0.1, shared machine`,
     series,
     groups,
     referenceLabel: 'HAProxy = 1.0',
+    counts:
+      failover.length === 0
+        ? undefined
+        : {
+            title:
+              'Failover: client errors when 1 of 3 backends is SIGKILLed under load (lower is better; median of runs)',
+            note: 'HAProxy (redispatch, retries 3, checks) and nginx stream retry only while connecting; Baton re-sends the requests in flight.',
+            groups: failover,
+          },
+    watermark: quick ? 'QUICK RUN · NOT A MEASUREMENT' : undefined,
   })
 }
 

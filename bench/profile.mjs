@@ -133,7 +133,7 @@ async function main() {
   const bins = findBins()
   for (const [name, f] of [
     ['dist/cli.js (run npm run build)', CLI],
-    ['node_modules/.bin/clinic (a devDependency)', CLINIC],
+    ['node_modules/.bin/clinic (the profiler is not a devDependency: run npm run setup:extras)', CLINIC],
     ['nginx', bins.nginx],
     ['wrk', bins.wrk],
   ])

@@ -19,6 +19,28 @@ export interface BackendCounters {
   serverFailures: number
   /** Times this backend was put in cool-down. */
   ejections: number
+  /**
+   * Bytes of the sessions this backend served, counted on the client side as HAProxy's per-server
+   * `bin`/`bout`: read from clients (so sent on to this backend) and written to clients (so received
+   * from it). A session that fails over is split at the switch; replayed bytes are not counted again.
+   * Sessions still open are added at read time (lib/table.ts `creditBackend`, the admin metrics).
+   */
+  bytesSent: number
+  bytesReceived: number
+}
+
+/** A backend's counters, all 0. */
+export function zeroBackendCounters(): BackendCounters {
+  return { sessions: 0, connectErrors: 0, serverFailures: 0, ejections: 0, bytesSent: 0, bytesReceived: 0 }
+}
+
+/** The last active health check of a backend and the running counts (lib/health/checker.ts fills it). */
+export interface CheckRecord {
+  /** Checks that passed and failed since the checker started for this backend. */
+  passed: number
+  failed: number
+  /** The last check: passed or not, why (for a failure), how long it took, when it ended (epoch ms). */
+  last: { ok: boolean; reason: string | undefined; ms: number; at: number } | undefined
 }
 
 export interface BackendSnapshot {
@@ -62,7 +84,14 @@ export class Backend implements Candidate {
   consecutiveFailures = 0
   /** Epoch ms until which passive health keeps this backend out; 0 when healthy. */
   coolingUntil = 0
-  readonly counters: BackendCounters = { sessions: 0, connectErrors: 0, serverFailures: 0, ejections: 0 }
+  readonly counters: BackendCounters = zeroBackendCounters()
+  /** Active health checks run on this backend (here or, with `--workers`, in the primary's view). */
+  readonly checks: CheckRecord = { passed: 0, failed: 0, last: undefined }
+  /**
+   * Epoch ms of the last change of the state the status page shows (admin state, or health from
+   * checks or passive marking); read through `stateSince()`, which also sees a cool-down that ended.
+   */
+  private changedAt = Date.now()
   /** Admin state (see `admin`). */
   private adminState: AdminState = 'ready'
   /** Ejections that still count towards a longer cool-down; one is forgiven per healthy `cooldown`. */
@@ -71,8 +100,8 @@ export class Backend implements Candidate {
   private cooledAt = 0
   /** Told when the admin state or the configured weight changes (the listener sets it). */
   onChange: ((backend: Backend, what: BackendChange) => void) | undefined = undefined
-  /** Health from active checks; true until a checker says otherwise. */
-  checkedUp = true
+  /** Health from active checks (`checkedUp`); true until a checker says otherwise. */
+  private checkedUpState = true
   /** Established idle connections kept ready (`pool.idle` > 0). */
   pool: WarmPool | undefined = undefined
   private passive: PassiveHealth
@@ -112,12 +141,34 @@ export class Backend implements Candidate {
   set admin(state: AdminState) {
     if (state === this.adminState) return
     this.adminState = state
+    this.changedAt = Date.now()
     this.onChange?.(this, 'admin')
   }
 
   /** The backend came back up (health check, end of cool-down): start the slow-start ramp. */
   cameUp(now = Date.now()): void {
     if (this.slowStart > 0) this.upSince = now
+  }
+
+  /** Health from active checks; setting it to another value counts as a change of state. */
+  get checkedUp(): boolean {
+    return this.checkedUpState
+  }
+
+  set checkedUp(up: boolean) {
+    if (up === this.checkedUpState) return
+    this.checkedUpState = up
+    this.changedAt = Date.now()
+  }
+
+  /**
+   * Since when (epoch ms) the backend has been in the state the status page shows. A passive
+   * cool-down changes it at both ends: the ejection (recordFailure) and its end, which happens by
+   * the clock alone (`coolingUntil` passing) or by a success that cuts it short (recordSuccess).
+   */
+  stateSince(now = Date.now()): number {
+    const ended = this.coolingUntil !== 0 && this.coolingUntil <= now ? this.coolingUntil : 0
+    return Math.max(this.changedAt, ended)
   }
 
   get address(): string {
@@ -150,6 +201,8 @@ export class Backend implements Candidate {
     this.counters.sessions++
     this.consecutiveFailures = 0
     if (this.coolingUntil === 0) return false
+    // The cool-down ended when it ran out, or now if this success cuts it short.
+    this.changedAt = Math.max(this.changedAt, Math.min(this.coolingUntil, Date.now()))
     this.coolingUntil = 0
     return true
   }
@@ -172,6 +225,7 @@ export class Backend implements Candidate {
     this.streak++
     const cooldown = Math.min(base * this.streak, this.passive.maxCooldown ?? base * 30)
     this.coolingUntil = this.cooledAt = now + cooldown
+    this.changedAt = now
     this.counters.ejections++
     return cooldown
   }

@@ -197,6 +197,9 @@ export class Session implements TableEntry {
   lastServer = 0
   /** @internal When the server died between turns and left the session waiting without one (0: not). */
   orphanedAt = 0
+  /** Client byte counts already credited to a backend (lib/table.ts creditBackend). */
+  creditedFromClient = 0
+  creditedToClient = 0
 
   constructor(host: SessionHost, client: Socket) {
     this.host = host

@@ -34,6 +34,12 @@ export interface TableEntry {
   /** Every backend this session has been attached to, in order. */
   readonly history: Backend[]
   state: SessionState
+  /**
+   * `bytesFromClient` and `bytesToClient` as they were when their bytes were last credited to a
+   * backend (creditBackend); what is above them belongs to the current backend.
+   */
+  creditedFromClient: number
+  creditedToClient: number
 }
 
 export type SessionState = 'connecting' | 'open' | 'closing' | 'closed'
@@ -75,6 +81,7 @@ export class ConnectionTable {
 
   /** Point an entry at a (new) server connection: an update, never a delete-and-recreate. */
   attach(entry: TableEntry, backend: Backend, server: Socket): void {
+    if (entry.backend !== backend) creditBackend(entry)
     entry.backend = backend
     entry.server = server
     if (entry.history[entry.history.length - 1] !== backend) entry.history.push(backend)
@@ -87,6 +94,7 @@ export class ConnectionTable {
   }
 
   remove(entry: TableEntry): void {
+    creditBackend(entry)
     this.entries.delete(entry.id)
   }
 
@@ -99,6 +107,40 @@ export class ConnectionTable {
     for (const e of this.entries.values()) out.push(snapshotOf(e, now))
     return out
   }
+}
+
+/**
+ * Add the client bytes of `entry` since its last credit to its current backend's `bytesSent` and
+ * `bytesReceived` (backend.ts says what they count), at a switch of backend and at the end. Bytes
+ * that came before the first backend was chosen go to that backend.
+ */
+export function creditBackend(entry: TableEntry): void {
+  const b = entry.backend
+  if (b === undefined) return
+  const from = entry.bytesFromClient
+  const to = entry.bytesToClient
+  // Never negative: a session whose descriptors pass to the native plane switches from the sockets'
+  // counts to the plane's, which may start lower; the mark then follows them down.
+  b.counters.bytesSent += Math.max(0, from - entry.creditedFromClient)
+  b.counters.bytesReceived += Math.max(0, to - entry.creditedToClient)
+  entry.creditedFromClient = from
+  entry.creditedToClient = to
+}
+
+/** The bytes of live sessions not yet credited to their current backend, per backend. */
+export function uncreditedBytes(
+  entries: Iterable<TableEntry>
+): Map<Backend, { sent: number; received: number }> {
+  const out = new Map<Backend, { sent: number; received: number }>()
+  for (const e of entries) {
+    const b = e.backend
+    if (b === undefined) continue
+    let sum = out.get(b)
+    if (sum === undefined) out.set(b, (sum = { sent: 0, received: 0 }))
+    sum.sent += Math.max(0, e.bytesFromClient - e.creditedFromClient)
+    sum.received += Math.max(0, e.bytesToClient - e.creditedToClient)
+  }
+  return out
 }
 
 export function snapshotOf(e: TableEntry, now = Date.now()): SessionSnapshot {

@@ -5,7 +5,14 @@
  * it, marked with a zigzag, and still labelled with their value.
  *
  *   renderGroupedBars({ title, subtitle, series: [{ key, label, color }],
- *                       groups: [{ label, note, values: { [seriesKey]: ratio | null } }] }) → string
+ *                       groups: [{ label, note, values: { [seriesKey]: ratio | null } }],
+ *                       counts?: { title, note, groups: [{ label, note, values: { [seriesKey]: n } }] },
+ *                       watermark?: string }) → string
+ *
+ * `counts` adds a second panel under the first, on its own scale of plain counts from 0 (failover:
+ * client connections broken per balancer, where 0 is the point and a ratio to HAProxy means
+ * nothing). A count of 0 gets a short mark on the axis so that it reads as measured, not missing.
+ * `watermark` is written large and faint across the whole chart (quick runs).
  */
 
 const esc = (s) =>
@@ -14,7 +21,15 @@ const esc = (s) =>
 /** 0.873 → "0.87", 12.4 → "12", 1.5 → "1.50". */
 const fmt = (v) => (v >= 10 ? v.toFixed(0) : v.toFixed(2))
 
-export function renderGroupedBars({ title, subtitle, series, groups, referenceLabel = 'reference = 1.0' }) {
+export function renderGroupedBars({
+  title,
+  subtitle,
+  series,
+  groups,
+  referenceLabel = 'reference = 1.0',
+  counts,
+  watermark,
+}) {
   // Wide enough that every bar is at least 21 px (its value label fits above it), 1100 px at least.
   const W = Math.max(1100, 88 + groups.length * (series.length * 26 + 16))
   // Legend entries, wrapped onto as many lines as the width needs, the reference line's entry last.
@@ -30,8 +45,9 @@ export function renderGroupedBars({ title, subtitle, series, groups, referenceLa
     legend.push({ ...s, x: lx, y: 62 + line * 20 })
     lx += w + 11
   }
-  const H = 640 + line * 20
-  const margin = { top: 96 + line * 20, right: 24, bottom: 92, left: 64 }
+  const COUNTS_H = counts !== undefined && counts.groups.length > 0 ? 250 : 0
+  const H = 640 + line * 20 + COUNTS_H
+  const margin = { top: 96 + line * 20, right: 24, bottom: 92 + COUNTS_H, left: 64 }
   const plotW = W - margin.left - margin.right
   const plotH = H - margin.top - margin.bottom
   const all = groups.flatMap((g) => Object.values(g.values)).filter((v) => Number.isFinite(v))
@@ -129,9 +145,74 @@ export function renderGroupedBars({ title, subtitle, series, groups, referenceLa
   )
   out.push(...labels)
   out.push(
-    `<text x="${margin.left}" y="${H - 16}" fill="#666" font-size="11">Each bar: the figure divided by ` +
+    `<text x="${margin.left}" y="${margin.top + plotH + 66}" fill="#666" font-size="11">Each bar: the figure divided by ` +
       `the reference's, from the same run; bars past ${top.toFixed(1)} are cut (zigzag) and keep their value on top.</text>`
   )
+  if (COUNTS_H > 0) out.push(...countPanel(counts, series, { x: margin.left, y: H - COUNTS_H, w: plotW }))
+  if (watermark)
+    out.push(
+      `<text x="${W / 2}" y="${H / 2}" text-anchor="middle" font-size="${Math.round(W / 26)}" font-weight="bold" ` +
+        `fill="#dc2626" fill-opacity="0.13" transform="rotate(-18 ${W / 2} ${H / 2})">${esc(watermark)}</text>`
+    )
   out.push('</svg>')
   return out.join('\n') + '\n'
+}
+
+/**
+ * The counts panel: its title, a 0..top scale of whole numbers, one group per scenario with a bar
+ * per series, the count on every bar (a mark on the axis for 0).
+ */
+function countPanel(counts, series, { x, y, w }) {
+  const out = []
+  const top = 44
+  const plotH = 140
+  const base = y + top + plotH
+  const all = counts.groups.flatMap((g) => Object.values(g.values)).filter((v) => Number.isFinite(v))
+  const max = Math.max(1, ...all)
+  const step = max <= 5 ? 1 : max <= 10 ? 2 : max <= 25 ? 5 : Math.ceil(max / 50) * 10
+  const scaleTop = Math.ceil(max / step) * step
+  const yv = (v) => base - (v / scaleTop) * plotH
+  out.push(
+    `<text x="${x}" y="${y + 4}" font-size="14" font-weight="bold" fill="#111">${esc(counts.title)}</text>`
+  )
+  if (counts.note)
+    out.push(`<text x="${x}" y="${y + 20}" fill="#555" font-size="11">${esc(counts.note)}</text>`)
+  for (let t = 0; t <= scaleTop; t += step) {
+    out.push(`<line x1="${x}" y1="${yv(t)}" x2="${x + w}" y2="${yv(t)}" stroke="#e5e7eb"/>`)
+    out.push(`<text x="${x - 8}" y="${yv(t) + 4}" text-anchor="end" fill="#444">${t}</text>`)
+  }
+  out.push(`<line x1="${x}" y1="${base}" x2="${x + w}" y2="${base}" stroke="#333"/>`)
+  const groupW = w / counts.groups.length
+  const gap = 5
+  const barW = Math.min(30, (groupW - 16) / series.length - gap)
+  counts.groups.forEach((g, gi) => {
+    const present = series.filter((s) => Number.isFinite(g.values[s.key]))
+    const gx = x + gi * groupW
+    const start = gx + (groupW - present.length * (barW + gap) + gap) / 2
+    present.forEach((s, i) => {
+      const v = g.values[s.key]
+      const bx = start + i * (barW + gap)
+      const by = yv(v)
+      if (v > 0)
+        out.push(
+          `<rect x="${bx.toFixed(1)}" y="${by.toFixed(1)}" width="${barW.toFixed(1)}" height="${(base - by).toFixed(1)}" fill="${s.color}"><title>${esc(`${s.label} — ${g.label}: ${v}`)}</title></rect>`
+        )
+      else
+        out.push(
+          `<rect x="${bx.toFixed(1)}" y="${(base - 3).toFixed(1)}" width="${barW.toFixed(1)}" height="3" fill="${s.color}"><title>${esc(`${s.label} — ${g.label}: 0`)}</title></rect>`
+        )
+      out.push(
+        `<text x="${(bx + barW / 2).toFixed(1)}" y="${(by - 6).toFixed(1)}" text-anchor="middle" font-size="11" font-weight="bold" fill="${v === 0 ? '#15803d' : '#111'}">${v}</text>`
+      )
+    })
+    const cx = gx + groupW / 2
+    out.push(
+      `<text x="${cx}" y="${base + 20}" text-anchor="middle" font-weight="bold" fill="#111">${esc(g.label)}</text>`
+    )
+    if (g.note)
+      out.push(
+        `<text x="${cx}" y="${base + 36}" text-anchor="middle" fill="#666" font-size="11">${esc(g.note)}</text>`
+      )
+  })
+  return out
 }

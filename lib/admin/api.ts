@@ -7,7 +7,7 @@ import type { AdminState, Backend } from '../backend.js'
 import type { Balancer } from '../balancer.js'
 import { WorkersTable } from '../cluster/view.js'
 import type { Listener } from '../listener.js'
-import { snapshotOf, type SessionSnapshot } from '../table.js'
+import { snapshotOf, uncreditedBytes, type SessionSnapshot } from '../table.js'
 
 export class HttpError extends Error {
   constructor(
@@ -38,10 +38,27 @@ export interface BackendJson {
   /** Successful connects ever. */
   sessions: number
   failures: { consecutive: number; connectErrors: number; serverFailures: number; ejections: number }
+  /** Client bytes of its sessions, live ones included (backend.ts `bytesSent` says what they count). */
+  bytes: { sent: number; received: number }
+  /** Epoch ms since which the backend has been in its current state (admin state and health). */
+  stateSince: number
+  /** Active health checks: counts and the last result; absent where the listener runs none. */
+  check?: {
+    passed: number
+    failed: number
+    last?: { ok: boolean; reason?: string; ms: number; at: number }
+  }
 }
 
-export function backendJson(listener: Listener, backend: Backend): BackendJson {
+/** `live`: bytes of live sessions not yet credited to the backend (table.ts `uncreditedBytes`). */
+export function backendJson(
+  listener: Listener,
+  backend: Backend,
+  live?: { sent: number; received: number }
+): BackendJson {
   const s = backend.snapshot()
+  const checked = listener.config.healthCheck.type !== 'none'
+  const last = backend.checks.last
   return {
     listener: listener.name,
     name: s.name,
@@ -59,11 +76,90 @@ export function backendJson(listener: Listener, backend: Backend): BackendJson {
       serverFailures: s.counters.serverFailures,
       ejections: s.counters.ejections,
     },
+    bytes: {
+      sent: s.counters.bytesSent + (live?.sent ?? 0),
+      received: s.counters.bytesReceived + (live?.received ?? 0),
+    },
+    stateSince: backend.stateSince(),
+    ...(checked && {
+      check: {
+        passed: backend.checks.passed,
+        failed: backend.checks.failed,
+        ...(last !== undefined && {
+          last: {
+            ok: last.ok,
+            ...(last.reason !== undefined && { reason: last.reason }),
+            ms: last.ms,
+            at: last.at,
+          },
+        }),
+      },
+    }),
   }
 }
 
 export function allBackends(balancer: Balancer): BackendJson[] {
-  return balancer.frontends.flatMap((l) => l.backends.map((b) => backendJson(l, b)))
+  const live = uncreditedBytes(balancer.table.values())
+  return balancer.frontends.flatMap((l) => l.backends.map((b) => backendJson(l, b, live.get(b))))
+}
+
+/** Columns of `GET /api/backends.csv`, in order. */
+export const CSV_COLUMNS = [
+  'listener',
+  'backend',
+  'address',
+  'health',
+  'admin',
+  'state_since',
+  'weight',
+  'active',
+  'sessions',
+  'bytes_sent',
+  'bytes_received',
+  'connect_errors',
+  'server_failures',
+  'ejections',
+  'consecutive_failures',
+  'checks_passed',
+  'checks_failed',
+  'last_check',
+  'last_check_ms',
+] as const
+
+/** A CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180). */
+function csvField(v: string | number | undefined): string {
+  const s = v === undefined ? '' : String(v)
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s
+}
+
+/** Every backend as CSV with a header line (RFC 4180, CRLF line ends), for spreadsheets and scripts. */
+export function backendsCsv(balancer: Balancer): string {
+  const rows = allBackends(balancer).map((b) => [
+    b.listener,
+    b.name,
+    b.address,
+    b.health,
+    b.admin,
+    new Date(b.stateSince).toISOString(),
+    b.weight,
+    b.active,
+    b.sessions,
+    b.bytes.sent,
+    b.bytes.received,
+    b.failures.connectErrors,
+    b.failures.serverFailures,
+    b.failures.ejections,
+    b.failures.consecutive,
+    b.check?.passed,
+    b.check?.failed,
+    b.check?.last === undefined
+      ? undefined
+      : b.check.last.ok
+        ? 'passed'
+        : `failed: ${b.check.last.reason ?? ''}`,
+    b.check?.last === undefined ? undefined : Math.round(b.check.last.ms * 1000) / 1000,
+  ])
+  return [CSV_COLUMNS, ...rows].map((r) => `${r.map(csvField).join(',')}\r\n`).join('')
 }
 
 /**

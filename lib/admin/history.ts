@@ -24,6 +24,8 @@ export interface SampledListener {
   readonly name: string
   readonly active: number
   readonly counters: { readonly accepted: number; readonly failovers: number }
+  /** Where present (a Listener), each backend's running total of sessions is sampled too. */
+  readonly backends?: readonly { readonly name: string; readonly counters: { readonly sessions: number } }[]
 }
 
 export interface HistorySource {
@@ -50,6 +52,8 @@ export interface HistorySample {
   accepted: number
   /** Failovers since the listener started. */
   failovers: number
+  /** Sessions each backend has taken since the listener started, by backend name (the status page's rates). */
+  backends?: Record<string, number>
 }
 
 export interface ListenerHistory {
@@ -143,7 +147,10 @@ export class History {
         ring = new Ring(this.capacity)
         this.series.set(l.name, ring)
       }
-      ring.push({ t, active: l.active, accepted, failovers })
+      const sample: HistorySample = { t, active: l.active, accepted, failovers }
+      if (l.backends !== undefined)
+        sample.backends = Object.fromEntries(l.backends.map((b) => [b.name, b.counters.sessions]))
+      ring.push(sample)
     }
     for (const name of this.series.keys()) if (!seen.has(name)) this.series.delete(name)
   }
@@ -188,4 +195,23 @@ export class History {
  */
 export function failoversPerInterval(samples: readonly HistorySample[]): number[] {
   return samples.map((s, i) => (i === 0 ? 0 : Math.max(0, s.failovers - samples[i - 1]!.failovers)))
+}
+
+/**
+ * Sessions per second that `backend` took over the last `windowMs` of samples (the newest sample and
+ * the oldest one within the window), or undefined with fewer than two such samples. A total that
+ * fell (a reload renamed or replaced the backend) gives undefined rather than a negative rate.
+ */
+export function sessionRate(
+  samples: readonly HistorySample[],
+  backend: string,
+  windowMs = 60_000
+): number | undefined {
+  const last = samples[samples.length - 1]
+  const now = last?.backends?.[backend]
+  if (last === undefined || now === undefined) return undefined
+  const first = samples.find((s) => last.t - s.t <= windowMs && s.backends?.[backend] !== undefined)
+  if (first === undefined || first === last || last.t === first.t) return undefined
+  const n = now - first.backends![backend]!
+  return n < 0 ? undefined : (n * 1000) / (last.t - first.t)
 }

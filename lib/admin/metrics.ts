@@ -18,17 +18,35 @@
  * count things (sessions, pool) are summed. Per-backend state gauges are the same in every worker
  * except while a change travels or passive health differs between workers, and are combined so that
  * they say what all workers agree on: `backend_up` and `backend_admin_state` take the minimum (up,
- * or in a state, only when every worker says so), `backend_weight` the maximum.
+ * or in a state, only when every worker says so), `backend_weight` the maximum, the time of the
+ * last change of state the latest. Active health checks run only in the primary, so their metrics
+ * (checkMetrics) are the primary's own there, and the workers' registries leave them out.
+ *
+ * The process's own metrics (prom-client's defaults and `baton_build_info`) are in
+ * process-metrics.ts, one registry per process merged into each registry made here.
+ *
+ * Names follow Prometheus conventions: base units (seconds, bytes), the unit before `_total`
+ * (`baton_client_received_bytes_total`), counters end in `_total`, timestamps in
+ * `_timestamp_seconds`. The README lists every metric with its labels.
  */
 import { Counter, Gauge, Histogram, Registry, type Aggregator } from 'prom-client'
 import type { AdminState, Backend } from '../backend.js'
 import type { Balancer } from '../balancer.js'
 import type { LatencyRing, Listener, ListenerCounters } from '../listener.js'
+import { uncreditedBytes } from '../table.js'
+import { processRegistry } from './process-metrics.js'
 
 const ADMIN_STATES: readonly AdminState[] = ['ready', 'drain', 'maint']
 
-/** Hand-offs take from under a millisecond (pooled) to a few seconds (a slow connect). */
-const HANDOFF_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+/**
+ * Hand-offs take from tens of microseconds (a pooled connection on loopback: the median was about
+ * 60 us when these were chosen) to a few seconds (a slow connect to a distant backend): 1-2.5-5 steps
+ * from 10 us to 5 s, so the common case spreads over several buckets instead of all falling in one.
+ */
+export const HANDOFF_BUCKETS = [
+  0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+  0.5, 1, 2.5, 5,
+]
 
 type ListenerLabel = 'listener'
 type BackendLabel = 'listener' | 'backend'
@@ -95,6 +113,12 @@ const BACKEND_GAUGES: readonly [name: string, help: string, read: (b: Backend) =
   ],
   ['backend_pool_idle', 'Idle connections in the backend warm pool.', (b) => b.pool?.size ?? 0, 'sum'],
   ['backend_weight', 'Configured (or admin-set) weight of the backend.', (b) => b.weight, 'max'],
+  [
+    'backend_state_change_timestamp_seconds',
+    'When the backend entered the state it is in (admin state, or up/down from checks or passive health), seconds since the epoch.',
+    (b) => b.stateSince() / 1000,
+    'max',
+  ],
 ]
 
 /** Per-backend counters, `baton_backend_<name>{listener,backend}`. */
@@ -126,6 +150,20 @@ export function newSamples(ring: LatencyRing, seen: number): number[] {
   return out
 }
 
+/** Per-backend byte counters: ended sessions' bytes plus live sessions' not yet credited. */
+const BACKEND_BYTES: readonly [name: string, help: string, side: 'sent' | 'received'][] = [
+  [
+    'backend_sent_bytes_total',
+    'Bytes read from clients while their session was on the backend, so sent on to it (replays not counted again).',
+    'sent',
+  ],
+  [
+    'backend_received_bytes_total',
+    'Bytes written to clients while their session was on the backend, so received from it.',
+    'received',
+  ],
+]
+
 /** Live sessions' bytes per listener: the listener counters only include sessions that ended. */
 function liveBytes(balancer: Balancer): Map<string, { from: number; to: number }> {
   const out = new Map<string, { from: number; to: number }>()
@@ -138,8 +176,15 @@ function liveBytes(balancer: Balancer): Map<string, { from: number; to: number }
   return out
 }
 
+export interface MetricsOptions {
+  /** Merge in the process's own metrics (process-metrics.ts); default true. */
+  process?: boolean
+  /** Include the active health checks' metrics (checkMetrics); default true, false in a worker. */
+  checks?: boolean
+}
+
 /** A registry whose metrics read `balancer` at scrape time. */
-export function createMetrics(balancer: Balancer): Registry {
+export function createMetrics(balancer: Balancer, options: MetricsOptions = {}): Registry {
   const registry = new Registry()
   const registers = [registry]
   const listeners = (): readonly Listener[] => balancer.frontends
@@ -182,8 +227,8 @@ export function createMetrics(balancer: Balancer): Registry {
   }
 
   for (const [name, help, side] of [
-    ['baton_client_bytes_received_total', 'Bytes read from clients (live sessions included).', 'from'],
-    ['baton_client_bytes_sent_total', 'Bytes written to clients (live sessions included).', 'to'],
+    ['baton_client_received_bytes_total', 'Bytes read from clients (live sessions included).', 'from'],
+    ['baton_client_sent_bytes_total', 'Bytes written to clients (live sessions included).', 'to'],
   ] as const) {
     new Counter<ListenerLabel>({
       name,
@@ -268,6 +313,23 @@ export function createMetrics(balancer: Balancer): Registry {
     })
   }
 
+  for (const [name, help, side] of BACKEND_BYTES) {
+    new Counter<BackendLabel>({
+      name: `baton_${name}`,
+      help,
+      labelNames: ['listener', 'backend'],
+      registers,
+      collect() {
+        this.reset()
+        const live = uncreditedBytes(balancer.table.values())
+        eachBackend((labels, b) => {
+          const ended = side === 'sent' ? b.counters.bytesSent : b.counters.bytesReceived
+          this.inc(labels, ended + (live.get(b)?.[side] ?? 0))
+        })
+      },
+    })
+  }
+
   new Gauge<BackendLabel | 'state'>({
     name: 'baton_backend_admin_state',
     help: 'Backend admin state: 1 for the current one of ready, drain, maint.',
@@ -282,5 +344,59 @@ export function createMetrics(balancer: Balancer): Registry {
     },
   })
 
-  return registry
+  if (options.checks ?? true) checkMetrics(balancer, registry)
+  return (options.process ?? true) ? Registry.merge([registry, processRegistry()]) : registry
+}
+
+/**
+ * Active health checks per backend, for the listeners that run them: results counted by outcome,
+ * and the last check's outcome and duration (as HAProxy's `check_status` and `check_duration`).
+ * Registered in `registry` (a single process's, or the `--workers` primary's own, whose view runs
+ * the checks).
+ */
+export function checkMetrics(balancer: Balancer, registry: Registry): void {
+  const registers = [registry]
+  const checked = (fn: (labels: Record<BackendLabel, string>, b: Backend) => void): void => {
+    for (const l of balancer.frontends) {
+      if (l.config.healthCheck.type === 'none') continue
+      for (const b of l.backends) fn({ listener: l.name, backend: b.name }, b)
+    }
+  }
+  new Counter<BackendLabel | 'result'>({
+    name: 'baton_backend_checks_total',
+    help: 'Active health checks of the backend, by result: passed or failed.',
+    labelNames: ['listener', 'backend', 'result'],
+    registers,
+    collect() {
+      this.reset()
+      checked((labels, b) => {
+        this.inc({ ...labels, result: 'passed' }, b.checks.passed)
+        this.inc({ ...labels, result: 'failed' }, b.checks.failed)
+      })
+    },
+  })
+  new Gauge<BackendLabel>({
+    name: 'baton_backend_check_success',
+    help: 'Whether the last active health check of the backend passed (1) or failed (0); absent before the first.',
+    labelNames: ['listener', 'backend'],
+    registers,
+    collect() {
+      this.reset()
+      checked((labels, b) => {
+        if (b.checks.last !== undefined) this.set(labels, b.checks.last.ok ? 1 : 0)
+      })
+    },
+  })
+  new Gauge<BackendLabel>({
+    name: 'baton_backend_check_duration_seconds',
+    help: 'How long the last active health check of the backend took, connect included.',
+    labelNames: ['listener', 'backend'],
+    registers,
+    collect() {
+      this.reset()
+      checked((labels, b) => {
+        if (b.checks.last !== undefined) this.set(labels, b.checks.last.ms / 1000)
+      })
+    },
+  })
 }

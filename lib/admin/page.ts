@@ -1,6 +1,10 @@
 /**
  * The status page at `GET /`, after HAProxy's stats page: one table per listener with its backends,
- * their state colour-coded, sessions and failovers. Self-contained (inline CSS and JS, nothing
+ * their state colour-coded and how long they have been in it, sessions and their rate over the last
+ * minute (from the History samples), bytes each way, the last health check and its duration, and
+ * buttons that set the admin state (ready, drain, maint) through the admin API, so with the API's
+ * token and Origin rules. The header has the version and export links (backends as CSV or JSON, the
+ * history, /metrics); the uptime is in the refreshed part. Self-contained (inline CSS and JS, nothing
  * fetched from elsewhere). The page is rendered here, on the server, in one place; its script
  * re-fetches `/` every 2 s and swaps the `<main>` element, so there is no second renderer in JS and
  * the page still works (without refreshing) when scripts are off.
@@ -12,8 +16,10 @@
  * asking for `/favicon.ico`, a 404 on every visit otherwise.
  */
 import type { Balancer } from '../balancer.js'
+import { uncreditedBytes } from '../table.js'
 import { backendJson, type BackendJson } from './api.js'
-import { failoversPerInterval, type History, type HistorySample } from './history.js'
+import { failoversPerInterval, sessionRate, type History, type HistorySample } from './history.js'
+import { VERSION } from './process-metrics.js'
 
 const ESCAPES: Record<string, string> = {
   '&': '&amp;',
@@ -34,19 +40,69 @@ function stateOf(b: BackendJson): { text: string; cls: string } {
   return b.health === 'up' ? { text: 'UP', cls: 'ok' } : { text: 'DOWN', cls: 'bad' }
 }
 
-function backendRow(b: BackendJson): string {
+/** `ms` as an age: `12 s`, `3 min 4 s`, `2 h 5 min`, `3 d 4 h`. */
+export function formatAge(ms: number): string {
+  const sec = Math.max(0, Math.floor(ms / 1000))
+  if (sec < 60) return `${sec} s`
+  const min = Math.floor(sec / 60)
+  if (min < 60) return `${min} min ${sec % 60} s`
+  const h = Math.floor(min / 60)
+  if (h < 48) return `${h} h ${min % 60} min`
+  return `${Math.floor(h / 24)} d ${h % 24} h`
+}
+
+/** Bytes in binary units: `512 B`, `1.5 KiB`, `20.0 MiB`. */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let v = n
+  let i = 0
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024
+    i++
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(1)} ${units[i]}`
+}
+
+/** The last check as a cell: `ok 1.2 ms`, `failed 3.0 ms` (the reason in its title), or `–`. */
+function checkCell(b: BackendJson): string {
+  const c = b.check
+  if (c === undefined) return '<span class="none" title="no active health checks">–</span>'
+  const counts = `${c.passed} passed, ${c.failed} failed`
+  if (c.last === undefined) return `<span class="none" title="${counts}">not yet</span>`
+  const ms = `${c.last.ms < 10 ? c.last.ms.toFixed(1) : Math.round(c.last.ms)} ms`
+  const why = c.last.ok ? counts : `${c.last.reason ?? 'failed'} · ${counts}`
+  return `<span class="check ${c.last.ok ? 'pass' : 'fail'}" title="${escapeHtml(why)}">${c.last.ok ? 'ok' : 'failed'} ${ms}</span>`
+}
+
+const ACTIONS: readonly BackendJson['admin'][] = ['ready', 'drain', 'maint']
+
+/** Buttons for the admin states other than the current one (the page's script posts them). */
+function actionsCell(b: BackendJson): string {
+  const name = escapeHtml(`${b.listener}/${b.name}`)
+  return ACTIONS.map(
+    (state) =>
+      `<button type="button" data-backend="${name}" data-state="${state}"${state === b.admin ? ' disabled' : ''}>${state}</button>`
+  ).join('')
+}
+
+function backendRow(b: BackendJson, rate: number | undefined, now: number): string {
   const s = stateOf(b)
   const cells = [
     escapeHtml(b.name),
     escapeHtml(b.address),
     `<span class="state ${s.cls}">${s.text}</span>`,
+    `<span title="${escapeHtml(new Date(b.stateSince).toISOString())}">${formatAge(now - b.stateSince)}</span>`,
     escapeHtml(b.weight),
     escapeHtml(b.active),
     escapeHtml(b.sessions),
-    escapeHtml(b.pool),
+    rate === undefined ? '–' : `${rate < 10 ? rate.toFixed(2) : Math.round(rate)}/s`,
+    `<span title="${b.bytes.sent} bytes">${formatBytes(b.bytes.sent)}</span>`,
+    `<span title="${b.bytes.received} bytes">${formatBytes(b.bytes.received)}</span>`,
+    checkCell(b),
     escapeHtml(b.failures.connectErrors),
     escapeHtml(b.failures.serverFailures),
     escapeHtml(b.failures.consecutive),
+    actionsCell(b),
   ]
   return `<tr class="${s.cls}">${cells.map((c) => `<td>${c}</td>`).join('')}</tr>`
 }
@@ -130,10 +186,15 @@ ${parts.join('\n')}
 }
 
 export function renderMain(balancer: Balancer, history?: History): string {
+  const now = Date.now()
+  const live = uncreditedBytes(balancer.table.values())
   const sections = balancer.frontends.map((l) => {
     const a = l.address()
     const c = l.counters
-    const rows = l.backends.map((b) => backendRow(backendJson(l, b))).join('\n')
+    const samples = history?.of(l.name) ?? []
+    const rows = l.backends
+      .map((b) => backendRow(backendJson(l, b, live.get(b)), sessionRate(samples, b.name), now))
+      .join('\n')
     const chart =
       history === undefined
         ? ''
@@ -142,7 +203,7 @@ export function renderMain(balancer: Balancer, history?: History): string {
 <h2>${escapeHtml(l.name)} <small>${escapeHtml(`${a.host}:${a.port}`)} · ${escapeHtml(l.config.balance)} · <span class="plane" title="data plane">${escapeHtml(l.plane)} plane</span></small></h2>
 <p class="sum">active <b>${l.active}</b> · accepted <b>${c.accepted}</b> · rejected <b>${c.rejected}</b> · failovers <b>${c.failovers}</b> · replayed <b>${c.replayedRequests}</b> · unrecoverable <b>${c.unrecoverable}</b></p>${chart}
 <table>
-<thead><tr><th>backend</th><th>address</th><th>state</th><th>weight</th><th>active</th><th>sessions</th><th>pool</th><th>connect err</th><th>server fail</th><th>in a row</th></tr></thead>
+<thead><tr><th>backend</th><th>address</th><th>state</th><th title="time in the current state">for</th><th>weight</th><th>active</th><th>sessions</th><th title="sessions per second over the last minute">rate</th><th title="bytes from clients, sent on to the backend">sent</th><th title="bytes from the backend, written to clients">received</th><th title="last active health check and its duration">check</th><th title="connects that failed">conn err</th><th title="open server connections that failed">srv fail</th><th title="failures in a row">row</th><th>set</th></tr></thead>
 <tbody>
 ${rows}
 </tbody>
@@ -150,7 +211,7 @@ ${rows}
 </section>`
   })
   return `<main>
-<p class="meta">${balancer.table.size} sessions alive · updated ${escapeHtml(new Date().toISOString())}</p>
+<p class="meta">up ${formatAge(process.uptime() * 1000)} · ${balancer.table.size} sessions alive · updated ${escapeHtml(new Date(now).toISOString())}</p>
 ${sections.join('\n')}
 </main>`
 }
@@ -160,7 +221,7 @@ body { font: 13px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; backgro
 h1 { font-size: 18px; margin: 0 0 .3em; } h2 { font-size: 15px; margin: 1.2em 0 .3em; }
 small, .meta { color: #777; font-weight: normal; } .sum { margin: .2em 0 .5em; }
 table { border-collapse: collapse; background: #fff; }
-th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th, td { border: 1px solid #ccc; padding: 3px 5px; text-align: right; }
 th { background: #eee; } td:first-child, td:nth-child(2), td:nth-child(3) { text-align: left; }
 tr.ok td { background: #e6f6e6; } tr.warn td { background: #fff0d9; } tr.bad td { background: #fbe3e3; }
 .state { font-weight: bold; } .ok .state { color: #187a18; } .warn .state { color: #b86b00; } .bad .state { color: #b21c1c; }
@@ -169,11 +230,17 @@ tr.ok td { background: #e6f6e6; } tr.warn td { background: #fff0d9; } tr.bad td 
 .chart path.active { fill: none; stroke: #2563c9; stroke-width: 1.5; stroke-linejoin: round; }
 .chart circle.active { fill: #2563c9; } .chart text.active { fill: #2563c9; }
 .chart rect.fo { fill: #8e44ad; opacity: .75; } .chart text.fo { fill: #8e44ad; }
+.check { white-space: nowrap; } .check.pass { color: #187a18; } .check.fail { color: #b21c1c; font-weight: bold; } .none { color: #999; }
+td:last-child { white-space: nowrap; } button { font: 11px system-ui, sans-serif; margin: 0 1px; padding: 1px 3px; }
+.export { margin: 0 0 .3em; color: #777; } #said { min-height: 1.2em; margin: 0; color: #187a18; } #said.bad { color: #b21c1c; }
 `
 
-// Re-fetch the page and swap <main>; a failed fetch leaves the last view and says so.
+// Re-fetch the page and swap <main>; a failed fetch leaves the last view and says so. The buttons
+// POST to the admin API like any other client: the browser sends Origin (the API refuses another
+// site's), and where the server has a token a 401 asks for it once, kept for the tab's life only.
 const SCRIPT = `
-setInterval(async () => {
+const TOKEN_KEY = 'baton-admin-token'
+async function refresh() {
   try {
     const res = await fetch(location.pathname, { cache: 'no-store' })
     if (!res.ok) throw new Error(res.status)
@@ -182,10 +249,51 @@ setInterval(async () => {
   } catch (err) {
     document.querySelector('.meta').textContent = 'refresh failed: ' + err.message
   }
-}, 2000)
+}
+setInterval(refresh, 2000)
+function say(text, bad) {
+  const el = document.getElementById('said')
+  el.textContent = text
+  el.className = bad ? 'bad' : ''
+}
+function post(url) {
+  const headers = {}
+  const token = sessionStorage.getItem(TOKEN_KEY)
+  if (token) headers.authorization = 'Bearer ' + token
+  return fetch(url, { method: 'POST', headers, cache: 'no-store' })
+}
+document.addEventListener('click', async (ev) => {
+  const button = ev.target.closest('button[data-state]')
+  if (!button) return
+  const { backend, state } = button.dataset
+  const url = '/api/backends/' + backend.split('/').map(encodeURIComponent).join('/') + '/' + state
+  button.disabled = true
+  try {
+    let res = await post(url)
+    if (res.status === 401) {
+      const token = prompt('Admin token (Authorization: Bearer) for ' + location.host)
+      if (!token) throw new Error('no token given')
+      sessionStorage.setItem(TOKEN_KEY, token)
+      res = await post(url)
+      if (res.status === 401) sessionStorage.removeItem(TOKEN_KEY)
+    }
+    if (!res.ok) throw new Error((await res.json().catch(() => ({}))).error || 'HTTP ' + res.status)
+    say(backend + ' set to ' + state)
+    await refresh()
+  } catch (err) {
+    say(backend + ': ' + state + ' failed: ' + err.message, true)
+    button.disabled = false
+  }
+})
 `
 
-export function renderPage(balancer: Balancer, history?: History): string {
+export interface PageOptions {
+  /** The server has a token: say that the buttons will ask for it. */
+  token?: boolean
+}
+
+export function renderPage(balancer: Balancer, history?: History, options: PageOptions = {}): string {
+  const note = options.token === true ? ' · the buttons ask for the admin token' : ''
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -196,7 +304,9 @@ export function renderPage(balancer: Balancer, history?: History): string {
 <style>${STYLE}</style>
 </head>
 <body>
-<h1>Baton</h1>
+<h1>Baton <small class="version">${escapeHtml(VERSION)} · Node.js ${escapeHtml(process.version)} · pid ${process.pid}</small></h1>
+<p class="export">export: <a href="api/backends.csv" download>backends (CSV)</a> · <a href="api/backends">backends (JSON)</a> · <a href="api/history">history (JSON)</a> · <a href="metrics">metrics</a>${note}</p>
+<p id="said" role="status"></p>
 ${renderMain(balancer, history)}
 <script>${SCRIPT}</script>
 </body>

@@ -6,6 +6,7 @@
  *   GET  /metrics                          Prometheus text (prom-client, own registry)
  *   GET  /api/listeners                    listener snapshots with counters
  *   GET  /api/backends                     every backend of every listener
+ *   GET  /api/backends.csv                 the same as CSV (the status page's export link)
  *   GET  /api/sessions?offset=&limit=      live sessions, paged (limit 1..1000, default 100)
  *   GET  /api/history                      per listener, the last minutes of sessions and failovers
  *   POST /api/backends/NAME/ready|drain|maint
@@ -27,6 +28,7 @@ import {
   ADMIN_STATES,
   allBackends,
   backendJson,
+  backendsCsv,
   findBackend,
   HttpError,
   parseWeight,
@@ -105,7 +107,8 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
       `admin server refuses to bind ${host} without a token: bind 127.0.0.1 (or ::1, localhost), or set a token`
     )
 
-  const registry = createMetrics(balancer)
+  // A `--workers` primary serves its workers' registries summed (options.cluster), not one of its own.
+  const registry = options.cluster === undefined ? createMetrics(balancer) : undefined
   let authorized = token === undefined ? () => false : tokenChecker(token)
   const namesThisServer = hostChecker([host, ...(options.hosts ?? [])])
   // Built here so bad history options are refused with the rest; sampling starts once listening.
@@ -115,16 +118,21 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
   })
 
   const read: Record<string, Handler> = {
-    '/': (_req, res) => send(res, 200, renderPage(balancer, history), 'text/html; charset=utf-8'),
+    '/': (_req, res) =>
+      send(res, 200, renderPage(balancer, history, { token: token !== undefined }), 'text/html; charset=utf-8'),
     '/metrics': async (_req, res) => {
       const m =
         options.cluster !== undefined
           ? await options.cluster.metrics()
-          : { text: await registry.metrics(), contentType: registry.contentType }
+          : { text: await registry!.metrics(), contentType: registry!.contentType }
       send(res, 200, m.text, m.contentType)
     },
     '/api/listeners': (_req, res) => json(res, 200, balancer.listenerSnapshots()),
     '/api/backends': (_req, res) => json(res, 200, allBackends(balancer)),
+    '/api/backends.csv': (_req, res) =>
+      send(res, 200, backendsCsv(balancer), 'text/csv; charset=utf-8; header=present', {
+        'content-disposition': 'attachment; filename="baton-backends.csv"',
+      }),
     '/api/sessions': (_req, res, url) => json(res, 200, sessionPage(balancer, url.searchParams)),
     '/api/history': (_req, res) => json(res, 200, history.toJSON()),
   }

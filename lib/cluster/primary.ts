@@ -37,6 +37,8 @@ import { availableParallelism } from 'node:os'
 import type { Logger } from 'pino'
 import { AggregatorRegistry, Counter, Gauge, Registry, type PrometheusContentType } from 'prom-client'
 import { pageParams } from '../admin/api.js'
+import { checkMetrics } from '../admin/metrics.js'
+import { processRegistry } from '../admin/process-metrics.js'
 import { startAdmin, type AdminServer } from '../admin/server.js'
 import { sayIfUnavailable } from '../native/data-plane.js'
 import { Balancer, type ReloadResult } from '../balancer.js'
@@ -159,6 +161,17 @@ export class Primary {
         this.inc(primary.restarts)
       },
     })
+    // prom-client's aggregation omits the workers' start times; the service started with the primary.
+    const started = Math.round(Date.now() / 1000 - process.uptime())
+    new Gauge({
+      name: 'process_start_time_seconds',
+      help: 'Start time of the process since unix epoch in seconds (with --workers: the primary).',
+      registers: [this.registry],
+      collect() {
+        this.set(started)
+      },
+    })
+    checkMetrics(this.view, this.registry)
   }
 
   async start(): Promise<void> {
@@ -203,6 +216,7 @@ export class Primary {
         await this.abort()
         throw err
       }
+      processRegistry() // the primary's event-loop and GC monitors, sampling before the first scrape
       this.refresher = setInterval(() => void this.refresh().catch(() => {}), REFRESH_MS)
       this.refresher.unref()
     }
@@ -451,14 +465,20 @@ export class Primary {
     return out
   }
 
-  /** The workers' registries summed (prom-client's cluster aggregation), and the primary's own. */
+  /**
+   * The workers' registries summed (prom-client's cluster aggregation) with the primary's process
+   * metrics as one more member (so memory, CPU and descriptors are those of every process), and the
+   * primary's own metrics (workers, restarts, start time, health checks).
+   */
   private async metrics(): Promise<{ text: string; contentType: string }> {
     const { answers } = await this.gather<MetricJson[]>(
       { op: 'metrics' },
       ASK_MS,
       (m, metrics) => (m.last.metrics = metrics)
     )
+    const own = (await processRegistry().getMetricsAsJSON()) as unknown as MetricJson[]
     const summed = AggregatorRegistry.aggregate<PrometheusContentType>([
+      own,
       ...this.latest(answers, (m) => m.last.metrics, monotonic),
       ...this.retired.metrics(),
     ])

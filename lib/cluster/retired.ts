@@ -21,7 +21,7 @@
  * Prometheus and the chart need. A reload that removes a listener or a backend drops its kept
  * series, as the workers' own registries drop it.
  */
-import type { BackendCounters } from '../backend.js'
+import { zeroBackendCounters, type BackendCounters } from '../backend.js'
 import { zeroCounters, type ListenerCounters } from '../listener.js'
 import type { ListenerFigures, WorkerFigures } from './view.js'
 
@@ -94,7 +94,7 @@ export function sumFigures(a: WorkerFigures | undefined, b: WorkerFigures): Work
           consecutiveFailures: 0,
           coolingUntil: 0,
           pool: 0,
-          counters: zeroBackend(),
+          counters: zeroBackendCounters(),
         }
         sum.backends.push(bs)
       }
@@ -102,10 +102,6 @@ export function sumFigures(a: WorkerFigures | undefined, b: WorkerFigures): Work
     }
   }
   return { sessions: 0, listeners: [...listeners.values()] }
-}
-
-function zeroBackend(): BackendCounters {
-  return { sessions: 0, connectErrors: 0, serverFailures: 0, ejections: 0 }
 }
 
 /** A worker's last report to the primary, either part absent until it has answered once. */

@@ -12,10 +12,10 @@
  * figures, then from each worker only the slice that falls in the page: planPages) and handed to
  * `sessionPage` through the view's table (WorkersTable).
  */
-import type { BackendCounters } from '../backend.js'
+import { zeroBackendCounters, type BackendCounters } from '../backend.js'
 import type { Balancer } from '../balancer.js'
 import { zeroCounters, type Listener, type ListenerCounters } from '../listener.js'
-import { ConnectionTable, type SessionSnapshot } from '../table.js'
+import { ConnectionTable, uncreditedBytes, type SessionSnapshot } from '../table.js'
 import type { SessionPage } from '../admin/api.js'
 
 export interface BackendFigures {
@@ -53,6 +53,7 @@ export function figuresOf(balancer: Balancer): WorkerFigures {
     sum.from += e.bytesFromClient
     sum.to += e.bytesToClient
   }
+  const unpaid = uncreditedBytes(balancer.table.values())
   return {
     sessions: balancer.table.size,
     listeners: balancer.frontends.map((l) => {
@@ -70,11 +71,19 @@ export function figuresOf(balancer: Balancer): WorkerFigures {
           consecutiveFailures: b.consecutiveFailures,
           coolingUntil: b.coolingUntil,
           pool: b.pool?.size ?? 0,
-          counters: { ...b.counters },
+          counters: withLive(b.counters, unpaid.get(b)),
         })),
       }
     }),
   }
+}
+
+/** A backend's counters with the bytes of its live sessions added. */
+function withLive(c: BackendCounters, live: { sent: number; received: number } | undefined): BackendCounters {
+  const out = { ...c }
+  out.bytesSent += live?.sent ?? 0
+  out.bytesReceived += live?.received ?? 0
+  return out
 }
 
 /**
@@ -123,7 +132,7 @@ export function applyFigures(view: Balancer, workers: readonly WorkerFigures[]):
       const bs = reports.flatMap((r) => r.backends.filter((x) => x.name === b.name))
       if (bs.length === 0) continue
       b.active = bs.reduce((n, x) => n + x.active, 0)
-      const counters: BackendCounters = { sessions: 0, connectErrors: 0, serverFailures: 0, ejections: 0 }
+      const counters: BackendCounters = zeroBackendCounters()
       for (const x of bs)
         for (const k of Object.keys(counters) as (keyof BackendCounters)[]) counters[k] += x.counters[k]
       Object.assign(b.counters, counters)

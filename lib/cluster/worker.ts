@@ -12,6 +12,7 @@ import cluster from 'node:cluster'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { createMetrics } from '../admin/metrics.js'
+import { processRegistry } from '../admin/process-metrics.js'
 import { Balancer } from '../balancer.js'
 import { BatonError } from '../errors.js'
 import { createLogger } from '../log.js'
@@ -65,7 +66,8 @@ export function runWorker(): void {
       return send({ type: 'baton:failed', message }, () => exit(2))
     }
     settlePools(balancer)
-    registry = createMetrics(balancer)
+    // The event-loop and GC monitors start now, so the first scrape has samples (not NaN means).
+    if (msg.config.admin.listen !== undefined) processRegistry()
     send({ type: 'baton:ready' })
   }
 
@@ -87,7 +89,10 @@ export function runWorker(): void {
         return { total: b.table.size, sessions }
       }
       case 'metrics':
-        return registry!.getMetricsAsJSON()
+        // Made at the first scrape, so a cluster without an admin server runs no metrics at all.
+        // Health checks run in the primary, which serves their metrics itself.
+        registry ??= createMetrics(b, { checks: false })
+        return registry.getMetricsAsJSON()
       case 'reload':
         return b.reload(ask.config)
     }

@@ -8,6 +8,7 @@
  * out (HAProxy's `spread-checks`). Timers are unref'd: checking never keeps the process alive.
  * `stop()` clears the timer and aborts the check in flight, which destroys its socket.
  */
+import type { CheckRecord } from '../backend.js'
 import type { ListenerConfig } from '../config/schema.js'
 import { checkOf, type CheckFn, type CheckResult, type CheckSpec, type CheckTarget } from './checks.js'
 import { HealthState } from './state.js'
@@ -54,6 +55,10 @@ export class HealthChecker {
   /** Checks completed, and the last result (for snapshots and logs). */
   checks = 0
   last: CheckResult | undefined
+  /** How long the last check took, ms (connect included). */
+  lastMs = 0
+  /** Told of every check result and its duration in ms, before any flip (checkerFor sets it). */
+  onResult: ((result: CheckResult, ms: number) => void) | undefined = undefined
 
   constructor(
     private readonly target: CheckTarget,
@@ -115,11 +120,14 @@ export class HealthChecker {
     const generation = this.generation
     const controller = new AbortController()
     this.inFlight = controller
+    const started = performance.now()
     const result = await this.check(this.target, this.options.timeout, controller.signal)
     if (generation !== this.generation) return
     this.inFlight = undefined
     this.checks++
     this.last = result
+    this.lastMs = performance.now() - started
+    this.onResult?.(result, this.lastMs)
     const { interval, jitter } = this.options
     this.schedule(interval * (1 + jitter * (2 * this.random() - 1)))
     const flip = this.state.observe(result.ok)
@@ -157,13 +165,13 @@ export function checkSpecOf(hc: ListenerConfig['healthCheck']): CheckSpec | unde
  * until it passes `rise` checks (and its flip back up is seen).
  */
 export function checkerFor(
-  backend: CheckTarget & { readonly checkedUp: boolean },
+  backend: CheckTarget & { readonly checkedUp: boolean; readonly checks?: CheckRecord },
   hc: ListenerConfig['healthCheck'],
   onFlip: FlipListener
 ): HealthChecker | undefined {
   const spec = checkSpecOf(hc)
   if (spec === undefined) return undefined
-  return new HealthChecker(
+  const checker = new HealthChecker(
     { host: backend.host, port: backend.port },
     spec,
     {
@@ -175,4 +183,14 @@ export function checkerFor(
     },
     onFlip
   )
+  const record = backend.checks
+  if (record !== undefined) checker.onResult = (result, ms) => recordCheck(record, result, ms)
+  return checker
+}
+
+/** Count a check result into a backend's record and keep it as the last one. */
+export function recordCheck(record: CheckRecord, result: CheckResult, ms: number, now = Date.now()): void {
+  if (result.ok) record.passed++
+  else record.failed++
+  record.last = { ok: result.ok, reason: result.reason, ms, at: now }
 }

@@ -6,6 +6,7 @@
 import http from 'node:http'
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
+import { CSV_COLUMNS } from '../../lib/admin/api.js'
 import { startAdmin, type AdminServer } from '../../lib/admin/server.js'
 import type { Balancer } from '../../lib/balancer.js'
 import { BatonError } from '../../lib/errors.js'
@@ -143,8 +144,18 @@ t.test('metrics, backends and sessions reflect the traffic', async (t) => {
     'baton_handoff_latency_seconds_count{listener="web",connection="new"} 0',
   ])
     t.ok(lines.has(line), line)
-  t.match(m.text, /^baton_client_bytes_received_total\{listener="web"\} [1-9]\d*$/m, 'live bytes counted')
-  t.notMatch(m.text, /^(process|nodejs)_/m, 'own registry: no default metrics')
+  t.match(m.text, /^baton_client_received_bytes_total\{listener="web"\} [1-9]\d*$/m, 'live bytes counted')
+  t.match(
+    m.text,
+    /^baton_backend_sent_bytes_total\{listener="web",backend="alpha"\} [1-9]\d*$/m,
+    'live bytes counted per backend'
+  )
+  t.match(m.text, /^process_resident_memory_bytes \d+/m, 'process metrics')
+  t.match(m.text, /^nodejs_eventloop_lag_seconds /m, 'Node runtime metrics')
+  t.match(
+    m.text,
+    /^baton_build_info\{version="\d+\.\d+\.\d+[^"]*",node="v\d+[^"]*",data_plane="(js|native)"\} 1$/m
+  )
 
   const backends = await call('GET', '/api/backends')
   t.equal(backends.status, 200)
@@ -403,6 +414,24 @@ t.test('unknown routes, wrong methods, browsers', async (t) => {
   t.equal((await call('GET', '/api/backends', { headers: { host: 'localhost:1' } })).status, 200)
 })
 
+t.test('GET /api/backends.csv: every backend, a header line, CRLF', async (t) => {
+  const { s, port, call } = await setup(t)
+  await session(t, s, port, 'csv client')
+  const csv = await call('GET', '/api/backends.csv')
+  t.equal(csv.status, 200)
+  t.match(csv.headers['content-type'], /^text\/csv; charset=utf-8/)
+  t.match(csv.headers['content-disposition'], /^attachment; filename="baton-backends\.csv"$/)
+  const lines = csv.text.split('\r\n')
+  t.equal(lines.pop(), '', 'ends with CRLF')
+  t.equal(lines[0], CSV_COLUMNS.join(','))
+  t.equal(lines.length, 4, 'header and three backends')
+  const alpha = Object.fromEntries(CSV_COLUMNS.map((c, i) => [c, lines[1]!.split(',')[i]]))
+  t.match(alpha, { listener: 'web', backend: 'alpha', health: 'up', admin: 'ready', sessions: '1' })
+  t.ok(Number(alpha.bytes_sent) > 0, 'live bytes counted')
+  t.match(alpha.state_since, /^\d{4}-\d\d-\d\dT/)
+  t.equal(alpha.last_check, '', 'no checks on this listener')
+})
+
 t.test('the status page lists listeners and backends with their state', async (t) => {
   const { call } = await setup(t)
   await call('POST', '/api/backends/bravo/drain')
@@ -414,5 +443,18 @@ t.test('the status page lists listeners and backends with their state', async (t
   t.match(page.text, /<tr class="ok"><td>alpha<\/td>/)
   t.match(page.text, /<tr class="warn"><td>bravo<\/td>.*DRAIN/)
   t.match(page.text, /setInterval/, 'refreshes itself')
+  t.match(page.text, /<h1>Baton <small class="version">\d+\.\d+\.\d+[^<]* · Node\.js v\d+/, 'version')
+  t.match(page.text, /<p class="meta">up \d+ (s|min|h|d)/, 'uptime')
+  t.match(page.text, /<a href="api\/backends\.csv" download>/, 'CSV export link')
+  t.match(
+    page.text,
+    /<tr class="warn"><td>bravo<\/td>.*<button type="button" data-backend="web\/bravo" data-state="ready">ready<\/button><button type="button" data-backend="web\/bravo" data-state="drain" disabled>/,
+    'buttons for the other states; the current one disabled'
+  )
+  t.match(
+    page.text,
+    /<tr class="ok"><td>alpha<\/td>(<td>[^]*?<\/td>){7}<td>–<\/td>/,
+    'no rate before two samples'
+  )
   t.notMatch(page.text, /<(script|link)[^>]+src=|https?:\/\//, 'self-contained')
 })

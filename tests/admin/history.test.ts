@@ -8,10 +8,11 @@ import t from 'tap'
 import {
   failoversPerInterval,
   History,
+  sessionRate,
   type HistorySample,
   type SampledListener,
 } from '../../lib/admin/history.js'
-import { formatSpan, renderChart } from '../../lib/admin/page.js'
+import { formatAge, formatBytes, formatSpan, renderChart } from '../../lib/admin/page.js'
 import { startAdmin } from '../../lib/admin/server.js'
 import { backendsOf, scope } from '../helpers/balancer.js'
 import { echoServer, HOST } from '../helpers/servers.js'
@@ -257,4 +258,91 @@ t.test('GET /api/history and the page chart on a running admin server', async (t
   const page = await (await get('/')).text()
   t.match(page, /<svg class="chart"[^>]*aria-label="web: live sessions and failovers per 20 ms, last 2 s"/)
   t.match(page, /<path class="active" d="M/)
+})
+
+t.test('sessionRate: per backend over the last minute of samples; undefined without two', async (t) => {
+  const at = (points: [number, number | undefined][]): HistorySample[] =>
+    points.map(([sec, n]) => ({
+      t: sec * 1000,
+      active: 0,
+      accepted: 0,
+      failovers: 0,
+      ...(n !== undefined && { backends: { a: n } }),
+    }))
+  t.equal(sessionRate([], 'a'), undefined)
+  t.equal(sessionRate(at([[0, 5]]), 'a'), undefined, 'one sample')
+  t.equal(
+    sessionRate(
+      at([
+        [0, 5],
+        [10, 25],
+      ]),
+      'a'
+    ),
+    2,
+    '20 sessions in 10 s'
+  )
+  t.equal(
+    sessionRate(
+      at([
+        [0, 0],
+        [50, 100],
+        [110, 160],
+      ]),
+      'a'
+    ),
+    1,
+    'only the last 60 s count'
+  )
+  t.equal(
+    sessionRate(
+      at([
+        [0, 5],
+        [10, 25],
+      ]),
+      'b'
+    ),
+    undefined,
+    'an unknown backend'
+  )
+  t.equal(
+    sessionRate(
+      at([
+        [0, 50],
+        [10, 5],
+      ]),
+      'a'
+    ),
+    undefined,
+    'a total that fell'
+  )
+  t.equal(
+    sessionRate(
+      at([
+        [0, undefined],
+        [5, 10],
+        [10, 20],
+      ]),
+      'a'
+    ),
+    2,
+    'samples without backends skipped'
+  )
+
+  // A real Listener's backends are sampled; the fake listeners above have none.
+  const web = { ...fakeListener('web'), backends: [{ name: 'a', counters: { sessions: 3 } }] }
+  const h = new History({ frontends: [web] }, { now: () => 1 })
+  h.sample()
+  t.same(h.of('web')[0]!.backends, { a: 3 })
+})
+
+t.test('formatAge and formatBytes', async (t) => {
+  t.equal(formatAge(999), '0 s')
+  t.equal(formatAge(59_000), '59 s')
+  t.equal(formatAge(184_000), '3 min 4 s')
+  t.equal(formatAge(2 * 3_600_000 + 5 * 60_000), '2 h 5 min')
+  t.equal(formatAge(76 * 3_600_000), '3 d 4 h')
+  t.equal(formatBytes(512), '512 B')
+  t.equal(formatBytes(1536), '1.5 KiB')
+  t.equal(formatBytes(20 * 1024 * 1024), '20.0 MiB')
 })

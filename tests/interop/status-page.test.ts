@@ -1,6 +1,6 @@
 /**
  * Interop: the admin status page in a real browser. Debian's Chromium (/usr/bin/chromium, driven
- * by playwright-core; never a downloaded browser) opens `GET /` of an admin server in front of a
+ * by playwright-core, which `npm run setup:extras` installs; never a downloaded browser) opens `GET /` of an admin server in front of a
  * balancer with three in-process echo backends. The page must show every backend UP in green, then,
  * refreshing by itself, one drained through the API in orange and one whose server was killed
  * DOWN in red, and a history chart with a drawn line. A screenshot is decoded and must not be
@@ -13,13 +13,13 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { pino } from 'pino'
-import { chromium, type Browser, type Page } from 'playwright-core'
 import t from 'tap'
 import { startAdmin } from '../../lib/admin/server.js'
 import { backendsOf, scope } from '../helpers/balancer.js'
 import type { Client } from '../helpers/clients.js'
 import { echoServer, HOST, TestServer } from '../helpers/servers.js'
 import { collect, within } from '../helpers/wait.js'
+import { loadChromium, MISSING_PLAYWRIGHT, type Browser, type Page } from './helpers/browser.js'
 import { countColour, decodePng, distinctColours } from './helpers/png.js'
 
 const CHROMIUM = '/usr/bin/chromium'
@@ -46,6 +46,8 @@ const rgb = (hex: string): string => {
 }
 
 const log = pino({ level: 'silent' })
+const TOKEN = 'status-page-test-token'
+const AUTH = { authorization: `Bearer ${TOKEN}` }
 
 // The callbacks given to page.evaluate() and page.waitForFunction() run in the page, not in Node.
 // These are the few DOM names they use: the project's tsconfig has no DOM lib, and adding it would
@@ -78,6 +80,17 @@ function rowOf(page: Page, name: string): Promise<{ cls: string; state: string; 
   }, name)
 }
 
+/** The text of every cell of a backend's row. */
+function cellsOf(page: Page, name: string): Promise<string[] | null> {
+  return page.evaluate((name) => {
+    for (const tr of document.querySelectorAll('main tbody tr')) {
+      if (tr.querySelector('td')?.textContent !== name) continue
+      return [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '')
+    }
+    return null
+  }, name)
+}
+
 /** Wait until the page, refreshing by itself, shows backend `name` with row class `cls`. */
 async function waitForRow(page: Page, name: string, cls: string): Promise<void> {
   await page.waitForFunction(
@@ -95,6 +108,12 @@ t.test('the status page in headless Chromium', async (t) => {
     const why = `${CHROMIUM} is missing (apt-get install -y chromium)`
     if (process.env.CI !== undefined) t.fail(why)
     else t.pass('status page in Chromium', { skip: why })
+    return
+  }
+  const chromium = loadChromium()
+  if (chromium === undefined) {
+    if (process.env.CI !== undefined) t.fail(MISSING_PLAYWRIGHT)
+    else t.pass('status page in Chromium', { skip: MISSING_PLAYWRIGHT })
     return
   }
 
@@ -124,7 +143,14 @@ t.test('the status page in headless Chromium', async (t) => {
       },
     ],
   })
-  const admin = await startAdmin(balancer, { host: HOST, port: 0, log, history: { intervalMs: HISTORY_MS } })
+  // With a token: GETs from loopback need none, the page's buttons (POSTs) do.
+  const admin = await startAdmin(balancer, {
+    host: HOST,
+    port: 0,
+    log,
+    token: TOKEN,
+    history: { intervalMs: HISTORY_MS },
+  })
   t.teardown(() => admin.close())
   const base = `http://${HOST}:${admin.address().port}`
 
@@ -159,7 +185,7 @@ t.test('the status page in headless Chromium', async (t) => {
   const res = await page.goto(`${base}/`, { waitUntil: 'load' })
   t.equal(res?.status(), 200, 'GET / answers 200')
   t.equal(await page.title(), 'Baton status')
-  t.equal(await page.textContent('h1'), 'Baton')
+  t.match(await page.textContent('h1'), /^Baton \d/)
   t.match(
     await page.textContent('main h2'),
     /^web 127\.0\.0\.1:\d+ · round-robin · js plane$/,
@@ -173,10 +199,44 @@ t.test('the status page in headless Chromium', async (t) => {
       `${name} UP in green`
     )
   }
+  t.match(await page.textContent('h1 .version'), /^\d+\.\d+\.\d+\S* · Node\.js v\d+\S* · pid \d+$/, 'version')
+  t.match(await page.textContent('main .meta'), /^up \d+ (s|min)/, 'uptime')
+  t.match(await page.textContent('.export'), /the buttons ask for the admin token/)
+  // Each backend took two sessions and echoed 9 bytes each way for each ("client N\n").
+  await page.waitForFunction(
+    () =>
+      [...document.querySelectorAll('main tbody tr')].every((tr) =>
+        /^ok \d/.test([...tr.querySelectorAll('td')][10]?.textContent ?? '')
+      ),
+    undefined,
+    { timeout: BROWSER_MS, polling: 100 }
+  )
+  const cells = await cellsOf(page, 'alpha')
+  t.match(cells, [
+    'alpha',
+    /^127\.0\.0\.1:\d+$/,
+    'UP',
+    /^\d+ s$/,
+    '1',
+    '2',
+    '2',
+    /^(–|\d+(\.\d+)?\/s)$/,
+    '18 B',
+    '18 B',
+    /^ok \d+(\.\d)? ms$/,
+    '0',
+    '0',
+    '0',
+    'readydrainmaint',
+  ])
 
   // Drain bravo through the API; the page must show it on one of its own refreshes.
   const drained = await within(
-    fetch(`${base}/api/backends/bravo/drain`, { method: 'POST', signal: AbortSignal.timeout(BROWSER_MS) }),
+    fetch(`${base}/api/backends/bravo/drain`, {
+      method: 'POST',
+      headers: AUTH,
+      signal: AbortSignal.timeout(BROWSER_MS),
+    }),
     'POST drain'
   )
   t.equal(drained.status, 200, 'drain accepted')
@@ -275,6 +335,53 @@ t.test('the status page in headless Chromium', async (t) => {
   }
   t.ok(countColour(image, '#2563c9', 40) >= 20, 'the chart line is painted')
   t.ok(countColour(image, '#a97bc4', 40) >= 4, 'the failover bar is painted')
+
+  // The export link: CSV with a header line and a row per backend.
+  const csvHref = await page.evaluate(() => document.querySelector('.export a')?.getAttribute('href') ?? null)
+  t.equal(csvHref, 'api/backends.csv')
+  const csv = await (
+    await within(fetch(`${base}/${csvHref}`, { signal: AbortSignal.timeout(BROWSER_MS) }), 'GET csv')
+  ).text()
+  t.match(csv.split('\r\n')[0], /^listener,backend,address,health,admin,/)
+  t.equal(csv.split('\r\n').filter((l) => l.startsWith('web,')).length, 3, 'three backends in the CSV')
+
+  // The buttons: bravo (draining) back to ready. The server has a token, so the first POST gets a
+  // 401 and the page asks for the token (a prompt), then sends it. A wrong token is refused first.
+  const answers = ['wrong-token', TOKEN]
+  const asked: string[] = []
+  page.on('dialog', (d) => {
+    asked.push(d.message())
+    void d.accept(answers.shift() ?? '')
+  })
+  await page.click('button[data-backend="web/bravo"][data-state="ready"]')
+  await page.waitForFunction(() => document.querySelector('#said')?.textContent !== '', undefined, {
+    timeout: BROWSER_MS,
+  })
+  t.match(await page.textContent('#said'), /^web\/bravo: ready failed: missing or wrong bearer token$/)
+  t.equal(balancer.frontends[0]!.backends[1]!.admin, 'drain', 'a wrong token changes nothing')
+  await page.click('button[data-backend="web/bravo"][data-state="ready"]')
+  await waitForRow(page, 'bravo', 'ok')
+  t.equal(await page.textContent('#said'), 'web/bravo set to ready')
+  t.equal(balancer.frontends[0]!.backends[1]!.admin, 'ready', 'the button set bravo ready')
+  t.equal(asked.length, 2, 'the token was asked for on each 401')
+  t.match(asked[0], /^Admin token/)
+  // Once given, the token is kept for the tab: the next button needs no prompt.
+  await page.click('button[data-backend="web/bravo"][data-state="maint"]')
+  await waitForRow(page, 'bravo', 'bad')
+  t.equal(balancer.frontends[0]!.backends[1]!.admin, 'maint')
+  t.equal(asked.length, 2, 'no third prompt')
+  // 401s seen by the page are the expected ones above; anything else is a problem.
+  const unexpected = problems.filter(
+    (p) => !/^(HTTP 401|console error: Failed to load resource.*401)/.test(p)
+  )
+  t.same(unexpected, [], 'no console errors, page errors or failed requests besides the 401s')
+  t.equal(
+    problems.filter((p) => p.startsWith('HTTP 401')).length,
+    3, // no token, the wrong one (then dropped), no token again before the right one
+
+    `two 401 answers: ${JSON.stringify(problems)}`
+  )
+  problems.length = 0
 
   t.same(problems, [], 'no console errors, page errors or failed requests')
   for (const c of clients) c.destroy()
