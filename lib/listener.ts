@@ -18,6 +18,9 @@ import type { ConnectionTable } from './table.js'
 import { isLocalError, SHED_MS } from './local.js'
 import { resolveDataPlane, type DataPlane } from './native/data-plane.js'
 import type { NativePlane } from './native/plane.js'
+import { Pipeline, Refusals, stagesFor, type AcceptContext, type AcceptState, type PipelineHost } from './accept/index.js'
+import { pipelineOf } from './accept/pipeline.js'
+import { PER_SOURCE_LIMIT } from './accept/limits.js'
 
 export interface ListenerCounters {
   accepted: number
@@ -43,6 +46,8 @@ export interface ListenerCounters {
   halfClosedTimeouts: number
   /** Clients refused at accept because their address had `maxConnectionsPerSource` sessions. */
   rejectedPerSource: number
+  /** Clients refused by an accept stage, every reason (per reason: `Listener.refusals`). */
+  refused: number
   clientErrors: number
   serverErrors: number
   /** Open server connections that failed (error, reset, EOF mid-request, response timeout). */
@@ -82,6 +87,7 @@ export function zeroCounters(): ListenerCounters {
     firstByteTimeouts: 0,
     halfClosedTimeouts: 0,
     rejectedPerSource: 0,
+    refused: 0,
     clientErrors: 0,
     serverErrors: 0,
     serverFailures: 0,
@@ -113,7 +119,7 @@ export interface ListenerOwner {
   onBackendUp(listener: Listener, backend: Backend): void
 }
 
-export class Listener implements SessionHost {
+export class Listener implements SessionHost, PipelineHost {
   readonly name: string
   config: ListenerConfig
   backends: Backend[]
@@ -150,14 +156,19 @@ export class Listener implements SessionHost {
     halfClosed: 0,
     response: 0,
   }
-  /** Live sessions per client address, when `maxConnectionsPerSource` is set. */
-  private perSource: Map<string, number> | undefined = undefined
+  /** The accept stages (lib/accept/); undefined when none is configured: the plain accept path. */
+  private pipeline: Pipeline | undefined
+  /** State the stages keep across reloads (per-source counts, token buckets). */
+  private readonly acceptState: AcceptState = {}
+  /** Clients refused by a stage, per reason. */
+  readonly refusals: Refusals
 
   constructor(config: ListenerConfig, owner: ListenerOwner, log: Logger) {
     this.config = config
     this.name = config.name ?? `${config.listen.host}:${config.listen.port}`
     this.owner = owner
     this.log = log.child({ listener: this.name })
+    this.refusals = new Refusals(this.log)
     this.backends = config.backends.map((b) => new Backend(b, config.passive))
     for (const b of this.backends) {
       b.slowStart = config.slowStart
@@ -172,6 +183,7 @@ export class Listener implements SessionHost {
     if (config.pool.idle > 0) {
       for (const b of this.backends) b.pool = new WarmPool(b, config.pool)
     }
+    this.pipeline = this.pipelineFor(config)
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket))
   }
 
@@ -277,6 +289,8 @@ export class Listener implements SessionHost {
     this.backends = next
     this.selector = createSelector(config.balance, next)
     this.framer = framerFor(config)
+    // Clients already past the stages keep the context (and the stages) that admitted them.
+    this.pipeline = this.pipelineFor(config)
     // Live sessions stay on the plane they started on; new ones take the new setting.
     const plane = resolveDataPlane(config)
     this.plane = plane.plane
@@ -441,24 +455,41 @@ export class Listener implements SessionHost {
       this.logRejection()
       return
     }
-    const perSource = this.config.maxConnectionsPerSource
-    if (perSource > 0) {
-      const source = socket.remoteAddress ?? ''
-      const map = (this.perSource ??= new Map())
-      const n = map.get(source) ?? 0
-      if (n >= perSource) {
-        this.counters.rejectedPerSource++
-        socket.on('error', ignore)
-        socket.destroy()
-        this.logRejection()
-        return
-      }
-      map.set(source, n + 1)
-    }
     this.active++
-    const session = new Session(this, socket)
+    if (this.pipeline !== undefined) return this.pipeline.start(socket)
+    const session = new Session(this, socket, undefined)
     this.owner.onSessionOpen(session)
     session.connect()
+  }
+
+  private pipelineFor(config: ListenerConfig): Pipeline | undefined {
+    const stages = stagesFor(config, this.acceptState)
+    return stages === undefined ? undefined : new Pipeline(stages, this)
+  }
+
+  /** @internal PipelineHost: the client passed every accept stage. */
+  admitted(ctx: AcceptContext): void {
+    const session = new Session(this, ctx.socket, ctx)
+    this.owner.onSessionOpen(session)
+    session.connect()
+  }
+
+  /** @internal PipelineHost: a stage refused the client. */
+  refused(ctx: AcceptContext, reason: string): void {
+    this.active--
+    this.counters.refused++
+    if (reason === PER_SOURCE_LIMIT) this.counters.rejectedPerSource++
+    this.refusals.add(reason, `${ctx.clientAddress}:${ctx.clientPort}`)
+    ctx.socket.on('error', ignore)
+    ctx.socket.destroy()
+  }
+
+  /** @internal PipelineHost: the client left while the stages ran. */
+  abandoned(ctx: AcceptContext): void {
+    this.active--
+    this.counters.clientErrors++
+    ctx.socket.on('error', ignore)
+    ctx.socket.destroy()
   }
 
   /** A full balancer can be hit by thousands of connects a second: log at most once a second. */
@@ -571,12 +602,7 @@ export class Listener implements SessionHost {
 
   closed(session: Session): void {
     this.active--
-    if (this.perSource !== undefined) {
-      const source = session.remoteAddress
-      const n = (this.perSource.get(source) ?? 1) - 1
-      if (n <= 0) this.perSource.delete(source)
-      else this.perSource.set(source, n)
-    }
+    if (session.accept !== undefined) pipelineOf(session.accept).closed(session.accept)
     const c = this.counters
     c.bytesFromClient += session.bytesFromClient
     c.bytesToClient += session.bytesToClient

@@ -38,6 +38,8 @@ import { readChunks, redirectChunks, releaseReader } from './splice/reader.js'
 import { Replayer } from './replay/replayer.js'
 import { NativeLink } from './native/link.js'
 import type { NativePlane } from './native/plane.js'
+import type { AcceptContext } from './accept/types.js'
+import { endedInPipeline } from './accept/pipeline.js'
 
 export const kSession = Symbol('baton.session')
 type SessionSocket = Socket & { [kSession]?: Session }
@@ -123,8 +125,13 @@ export class Session implements TableEntry {
   readonly listener: string
   /** The client connection (ON_PLANE once its descriptor passed to the native plane). */
   client: Socket
-  /** The client's `address:port`. */
+  /** The client's `address:port` (the real client's, where an accept stage read a PROXY header). */
   readonly remote: string
+  /**
+   * What the accept stages found (real client address, server name, group, tags), where the
+   * listener has stages; every pick, the first and each failover's, reads it.
+   */
+  readonly accept: AcceptContext | undefined
   readonly startedAt = Date.now()
   server: Socket | undefined = undefined
   serverLocal: string | undefined = undefined
@@ -172,16 +179,20 @@ export class Session implements TableEntry {
   lastClient: number
   lastServer = 0
 
-  constructor(host: SessionHost, client: Socket) {
+  constructor(host: SessionHost, client: Socket, accept: AcceptContext | undefined) {
     this.host = host
     this.id = host.table.newId()
     this.listener = host.name
     this.client = client
+    this.accept = accept
     const c = client as SessionSocket
     c[kSession] = this
     // Read (and so cached by Node) now: once the socket is closed its peer address is gone, and
     // the close log line and events still need it.
-    this.remote = `${client.remoteAddress}:${client.remotePort}`
+    this.remote =
+      accept === undefined
+        ? `${client.remoteAddress}:${client.remotePort}`
+        : `${accept.clientAddress}:${accept.clientPort}`
     client.setNoDelay(true)
     this.lastClient = this.startedAt
     // On the native plane the addon keeps the replay record (a pipe): no Replayer, and until the
@@ -194,6 +205,19 @@ export class Session implements TableEntry {
     client.on('close', onClientClose)
     client.on('drain', onClientDrain)
     host.table.add(this)
+    if (accept !== undefined) this.takeHead(accept)
+  }
+
+  /** The bytes the accept stages read and left (and a FIN they saw) come first, as if read now. */
+  private takeHead(accept: AcceptContext): void {
+    const head = accept.head
+    accept.head = undefined
+    accept.headBytes = 0
+    if (head !== undefined) {
+      const onChunk = this.rp === undefined ? onClientChunk : onClientChunkFramed
+      for (const chunk of head) onChunk(this.client, chunk)
+    }
+    if (endedInPipeline(accept)) this.onClientEnd()
   }
 
   /** The framer, where the listener has one. */
@@ -203,7 +227,7 @@ export class Session implements TableEntry {
 
   /** The client's address without the port (what source-hash hashes). */
   get remoteAddress(): string {
-    return this.remote.slice(0, this.remote.lastIndexOf(':'))
+    return this.accept?.clientAddress ?? this.remote.slice(0, this.remote.lastIndexOf(':'))
   }
 
   /** Bytes read from the client (the native plane counts them once it has the session). */
