@@ -139,6 +139,8 @@ export class Listener implements SessionHost, PipelineHost {
   readonly latency = { pooled: new LatencyRing(1024), new: new LatencyRing(1024) }
   private readonly checkers: HealthChecker[] = []
   private selector: Selector<Backend>
+  /** One selector per backend group, where the listener routes to groups (`tls`); else undefined. */
+  private groups: Map<string, { selector: Selector<Backend>; backends: Backend[] }> | undefined
   private readonly owner: ListenerOwner
   private lastRejectLog = 0
   private lastLocalLog = 0
@@ -175,6 +177,7 @@ export class Listener implements SessionHost, PipelineHost {
       b.onChange = this.onBackendChange
     }
     this.selector = createSelector(config.balance, this.backends)
+    this.groups = groupSelectors(config, this.backends)
     this.framer = framerFor(config)
     const plane = resolveDataPlane(config)
     this.plane = plane.plane
@@ -259,7 +262,7 @@ export class Listener implements SessionHost, PipelineHost {
     for (const bc of config.backends) {
       const fresh = new Backend(bc, config.passive)
       const kept = old.get(fresh.name)
-      if (kept !== undefined && kept.host === fresh.host && kept.port === fresh.port) {
+      if (kept !== undefined && kept.host === fresh.host && kept.port === fresh.port && kept.group === fresh.group) {
         kept.weight = bc.weight
         kept.maxConnections = bc.maxConnections
         kept.setPassive(config.passive)
@@ -288,6 +291,7 @@ export class Listener implements SessionHost, PipelineHost {
     this.config = config
     this.backends = next
     this.selector = createSelector(config.balance, next)
+    this.groups = groupSelectors(config, next)
     this.framer = framerFor(config)
     // Clients already past the stages keep the context (and the stages) that admitted them.
     this.pipeline = this.pipelineFor(config)
@@ -394,6 +398,7 @@ export class Listener implements SessionHost, PipelineHost {
     if (what === 'weight') {
       // Tables built from weights (source-hash's Maglev table) are built again.
       this.selector = createSelector(this.config.balance, this.backends)
+      this.groups = groupSelectors(this.config, this.backends)
       return
     }
     if (b.admin !== 'ready' && this.onDrain === 'migrate') this.migrateFrom(b)
@@ -403,7 +408,7 @@ export class Listener implements SessionHost, PipelineHost {
   migrateFrom(b: Backend): void {
     // With no other backend usable, a session that left would find none for its next request:
     // it stays where it is (a drained backend still serves its live sessions).
-    if (!this.backends.some((x) => x !== b && x.usable())) {
+    if (!this.backends.some((x) => x !== b && x.group === b.group && x.usable())) {
       this.log.warn({ backend: b.name }, 'no other backend is usable: sessions stay on this one for now')
       return
     }
@@ -503,15 +508,13 @@ export class Listener implements SessionHost, PipelineHost {
   pick(session: Session, avoid: ReadonlySet<Backend> | undefined, retry: boolean): Backend | undefined {
     // Read once at accept (`remote`): the socket may have passed to the native plane since.
     const source = this.config.balance === 'source-hash' ? session.remoteAddress : undefined
-    let picked = this.selector.pick({ source, avoid })
+    // A routed session picks within its group, the first time and at every failover.
+    const group = this.groups !== undefined ? this.groups.get(session.accept?.group ?? '') : undefined
+    const members = group?.backends ?? this.backends
+    let picked = (group?.selector ?? this.selector).pick({ source, avoid })
     // Every usable backend failed for this session: try again only when it is the only one.
-    if (
-      picked === undefined &&
-      avoid !== undefined &&
-      this.backends.length === 1 &&
-      this.backends[0]!.usable()
-    ) {
-      picked = this.backends[0]
+    if (picked === undefined && avoid !== undefined && members.length === 1 && members[0]!.usable()) {
+      picked = members[0]
     }
     if (retry && picked !== undefined) this.counters.retries++
     return picked
@@ -657,6 +660,24 @@ export class Listener implements SessionHost, PipelineHost {
 }
 
 function ignore(): void {}
+
+/** Selectors per backend group, for a listener that routes (`tls`); undefined otherwise. */
+function groupSelectors(
+  config: ListenerConfig,
+  backends: Backend[]
+): Map<string, { selector: Selector<Backend>; backends: Backend[] }> | undefined {
+  if (config.tls === undefined) return undefined
+  const members = new Map<string, Backend[]>()
+  for (const b of backends) {
+    // Backends a reload removed are draining: they take no new session.
+    let list = members.get(b.group)
+    if (list === undefined) members.set(b.group, (list = []))
+    list.push(b)
+  }
+  const out = new Map<string, { selector: Selector<Backend>; backends: Backend[] }>()
+  for (const [name, list] of members) out.set(name, { selector: createSelector(config.balance, list), backends: list })
+  return out
+}
 
 function sweep(listener: Listener): void {
   listener.sweepSessions()

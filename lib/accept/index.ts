@@ -9,6 +9,7 @@
  */
 import type { ListenerConfig } from '../config/schema.js'
 import { perSourceStage } from './limits.js'
+import { tlsStage } from '../tls/stage.js'
 import type { AcceptStage } from './types.js'
 
 export type { AcceptContext, AcceptStage, MoreResult, StageVerdict } from './types.js'
@@ -27,7 +28,8 @@ const BUILDERS: readonly Builder[] = [
   // 1. PROXY protocol (rewrites the client address): lib/accept/proxy/
   // 2. access rules and limits, on the real client address
   (c, state) => (c.maxConnectionsPerSource > 0 ? perSourceStage(c.maxConnectionsPerSource, state) : undefined),
-  // 3. routing by what the client sends first (TLS SNI / ALPN)
+  // 3. routing by what the client sends first (TLS SNI / ALPN): lib/tls/
+  (c) => tlsStage(c),
 ]
 
 /** The stages of `config`, or undefined when it has none. */

@@ -12,6 +12,7 @@
  *   tls-not-tls        the first bytes are not TLS (with `nonTls: refuse`, the default)
  *   tls-no-hello       the client ended (FIN, reset) before its hello was whole
  */
+import type { AcceptContext, AcceptStage } from '../accept/types.js'
 import type { ListenerConfig } from '../config/schema.js'
 import { parseClientHello } from './client-hello.js'
 import { compileRoutes, type Router } from './routes.js'
@@ -19,18 +20,12 @@ import { compileRoutes, type Router } from './routes.js'
 export const TLS_REFUSALS = ['tls-hello-timeout', 'tls-too-large', 'tls-malformed', 'tls-not-tls', 'tls-no-hello'] as const
 export type TlsRefusal = (typeof TLS_REFUSALS)[number]
 
-/** What this stage needs of the accept context (lib/accept/types.ts). */
-export interface HelloContext {
-  serverName?: string
-  alpn?: string[]
-  group?: string
-  more(): Promise<'data' | 'end' | 'timeout' | 'full'>
-  peek(): Buffer
-}
+/** What this stage needs of the accept context. */
+export type HelloContext = Pick<AcceptContext, 'serverName' | 'alpn' | 'group' | 'more' | 'peek'>
 
 export type TlsConfig = NonNullable<ListenerConfig['tls']>
 
-export class TlsRouteStage {
+export class TlsRouteStage implements AcceptStage {
   readonly name = 'tls'
   readonly readTimeout: number
   readonly maxBytes: number

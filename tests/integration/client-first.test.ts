@@ -14,7 +14,7 @@ import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createBalancer, type Balancer } from '../../lib/index.js'
 import { once, WAIT_MS } from '../helpers/wait.js'
 
@@ -37,7 +37,7 @@ function recorder(onData: (s: Socket, chunk: Buffer) => void): Promise<{ server:
   )
 }
 
-async function balancerFor(t: Tap.Test, ports: number[]): Promise<Balancer> {
+async function balancerFor(t: Test, ports: number[]): Promise<Balancer> {
   const balancer = createBalancer({
     listeners: [
       {
@@ -55,10 +55,6 @@ async function balancerFor(t: Tap.Test, ports: number[]): Promise<Balancer> {
   return balancer
 }
 
-type Tap = typeof t
-declare namespace Tap {
-  type Test = typeof t
-}
 
 /** A throwaway self-signed key and certificate (openssl is not needed: node:crypto has no x509 maker, so one is made once here). */
 function selfSigned(): { key: string; cert: string } | undefined {

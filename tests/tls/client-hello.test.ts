@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { parseClientHello, type HelloResult } from '../../lib/tls/client-hello.js'
 import { nodeHello, refragment } from './helpers/capture.js'
 
@@ -50,7 +50,7 @@ function kind(r: HelloResult): string {
 }
 
 /** Every proper prefix says `more` (and asks for more than it has); the whole says `hello`. */
-function everyPrefix(t: Tap.Test, hello: Buffer, max?: number): void {
+function everyPrefix(t: Test, hello: Buffer, max?: number): void {
   let bad = 0
   for (let i = 0; i < hello.length; i++) {
     const r = parseClientHello(hello.subarray(0, i), max)
@@ -61,10 +61,6 @@ function everyPrefix(t: Tap.Test, hello: Buffer, max?: number): void {
   t.equal(bad, 0, `all ${hello.length} proper prefixes ask for more`)
 }
 
-type Tap = typeof t
-declare namespace Tap {
-  type Test = typeof t
-}
 
 t.test("Node's tls.connect: server name and ALPN, split at every byte", async (t) => {
   const hello = await nodeHello({ servername: 'Api.Example.com', ALPNProtocols: ['h2', 'http/1.1'] })
