@@ -17,6 +17,7 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { createBalancer, type Balancer } from '../../lib/index.js'
 import { once, WAIT_MS } from '../helpers/wait.js'
+import { loadNativePlane } from '../../lib/native/plane.js'
 
 /** A TCP server that counts connections and keeps every byte it read. */
 function recorder(onData: (s: Socket, chunk: Buffer) => void): Promise<{ server: net.Server; port: number; accepted: () => number; bytes: () => number }> {
@@ -37,7 +38,7 @@ function recorder(onData: (s: Socket, chunk: Buffer) => void): Promise<{ server:
   )
 }
 
-async function balancerFor(t: Test, ports: number[]): Promise<Balancer> {
+async function balancerFor(t: Test, ports: number[], extra: Record<string, unknown> = {}): Promise<Balancer> {
   const balancer = createBalancer({
     listeners: [
       {
@@ -46,6 +47,7 @@ async function balancerFor(t: Test, ports: number[]): Promise<Balancer> {
         balance: 'first',
         dataPlane: 'js',
         passive: { failures: 100 },
+        ...extra,
       },
     ],
     log: { level: 'silent' },
@@ -69,7 +71,17 @@ function selfSigned(): { key: string; cert: string } | undefined {
   }
 }
 
-t.test('TLS: the ClientHello is re-sent before the ServerHello; after it the session is pinned', async (t) => {
+/**
+ * The planes and listener setups the TLS case runs on. On the native plane the handshake is seen
+ * only in the bytes held before the backend connect, which the TLS routing stage guarantees.
+ */
+const TLS_SETUPS: [string, Record<string, unknown>][] = [
+  ['js plane', {}],
+  ['js plane, tls routing', { tls: {} }],
+  ...(loadNativePlane().plane !== undefined ? [['native plane, tls routing', { dataPlane: 'native', tls: {} }] as [string, Record<string, unknown>]] : []),
+]
+
+for (const [setup, extra] of TLS_SETUPS) t.test(`TLS (${setup}): the ClientHello is re-sent before the ServerHello; after it the session is pinned`, async (t) => {
   const creds = selfSigned()
   if (creds === undefined) return void t.pass('TLS through Baton', { skip: 'openssl is needed once to make a certificate' })
   // The first backend reads the hello and resets: the hello goes to the second, unseen by the client.
@@ -86,7 +98,7 @@ t.test('TLS: the ClientHello is re-sent before the ServerHello; after it the ses
   server.on('connection', () => tlsAccepted++)
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   t.teardown(() => server.close())
-  const balancer = await balancerFor(t, [resetter.port, (server.address() as net.AddressInfo).port])
+  const balancer = await balancerFor(t, [resetter.port, (server.address() as net.AddressInfo).port], extra)
 
   const client = tls.connect({ host: '127.0.0.1', port: balancer.address().port, servername: 'a.example', rejectUnauthorized: false })
   const errors: Error[] = []
