@@ -21,7 +21,8 @@ A TCP (L4) load balancer that splices each client connection to a backend.
 Options:
   -c, --config FILE        YAML or JSON config file (see README: "Configuration file")
   -l, --listen HOST:PORT   address to accept on (":7000" means every interface)
-  -b, --backend SPEC       HOST:PORT, optionally ",weight=N" and ",maxconn=N"; repeat for each backend
+  -b, --backend SPEC       HOST:PORT, optionally ",weight=N", ",maxconn=N" and ",group=NAME"; repeat for
+                           each backend
       --balance NAME       round-robin (default), least-connections, random, power-of-two,
                            source-hash, first
       --protocol NAME      opaque (default), length-prefixed, http1 or resp: how requests and responses are
@@ -31,6 +32,10 @@ Options:
       --pool-idle N        idle connections kept ready per backend for hand-offs (default 0)
       --health-check KIND  active checks: tcp, http:/PATH, redis (default none)
       --check-interval D   time between health checks (default 2s)
+      --tls-route M=GROUP  TLS passthrough: send clients whose ClientHello matches M to the backends
+                           of GROUP; M is a server name (api.example.com), a wildcard (*.example.com)
+                           or alpn:PROTO; repeat, first match wins; the rest go to group "default"
+      --hello-timeout D    TLS: close a client with no whole ClientHello within D (default 5s)
       --admin HOST:PORT    admin server: status page, /api, /metrics (loopback)
       --connect-timeout D  backend connect timeout, e.g. 500ms, 5s (default 5s)
       --retries N          other backends to try when a connect fails (default 3)
@@ -62,6 +67,8 @@ const OPTIONS = {
   replay: { type: 'string' },
   'response-timeout': { type: 'string' },
   'pool-idle': { type: 'string' },
+  'tls-route': { type: 'string', multiple: true },
+  'hello-timeout': { type: 'string' },
   retries: { type: 'string' },
   'max-connections': { type: 'string' },
   workers: { type: 'string' },
@@ -98,6 +105,8 @@ export function parseCommand(argv: readonly string[], readFile = readConfigFile)
       'check-interval',
       'retries',
       'max-connections',
+      'tls-route',
+      'hello-timeout',
     ] as const
     const both = simple.filter((k) => values[k] !== undefined)
     if (both.length > 0) {
@@ -125,6 +134,11 @@ export function parseCommand(argv: readonly string[], readFile = readConfigFile)
       listener.healthCheck = healthCheckFlag(values['health-check'] ?? 'tcp', values['check-interval'])
     }
     if (values.retries !== undefined) listener.retries = integerFlag('retries', values.retries)
+    if (values['tls-route'] !== undefined || values['hello-timeout'] !== undefined) {
+      const tls: Record<string, unknown> = { routes: (values['tls-route'] ?? []).map(tlsRouteFlag) }
+      if (values['hello-timeout'] !== undefined) tls.helloTimeout = values['hello-timeout']
+      listener.tls = tls
+    }
     config = { listeners: [listener] }
     if (values['max-connections'] !== undefined) {
       config.maxConnections = integerFlag('max-connections', values['max-connections'])
@@ -170,13 +184,23 @@ export function parseBackendFlag(spec: string, index: number): Record<string, un
     if (field === undefined) {
       const near = closest(key, Object.keys(BACKEND_PARAMS))
       throw new ConfigError([
-        `--backend ${spec}: unknown parameter "${key}"${near !== undefined ? ` (did you mean "${near}"?)` : ''}; expected weight=N, maxconn=N or name=NAME`,
+        `--backend ${spec}: unknown parameter "${key}"${near !== undefined ? ` (did you mean "${near}"?)` : ''}; expected weight=N, maxconn=N, name=NAME or group=NAME`,
       ])
     }
-    backend[field] = field === 'name' ? value : /^\d+$/.test(value) ? Number(value) : value
+    backend[field] = field === 'name' || field === 'group' ? value : /^\d+$/.test(value) ? Number(value) : value
   }
   void index
   return backend
+}
+
+/** `api.example.com=GROUP`, `*.example.com=GROUP` or `alpn:h2=GROUP` (the schema checks the parts). */
+function tlsRouteFlag(spec: string): Record<string, unknown> {
+  const eq = spec.lastIndexOf('=')
+  if (eq <= 0 || eq === spec.length - 1)
+    throw new ConfigError([`--tls-route ${spec}: expected NAME=GROUP, *.SUFFIX=GROUP or alpn:PROTO=GROUP`])
+  const match = spec.slice(0, eq)
+  const group = spec.slice(eq + 1)
+  return match.startsWith('alpn:') ? { alpn: match.slice(5), group } : { serverName: match, group }
 }
 
 /** `tcp`, `redis`, `http:/PATH` (or `http` for `/`). */
@@ -193,7 +217,12 @@ function healthCheckFlag(kind: string, interval: string | undefined): Record<str
   return check
 }
 
-const BACKEND_PARAMS: Record<string, string> = { weight: 'weight', maxconn: 'maxConnections', name: 'name' }
+const BACKEND_PARAMS: Record<string, string> = {
+  weight: 'weight',
+  maxconn: 'maxConnections',
+  name: 'name',
+  group: 'group',
+}
 
 function integerFlag(name: string, value: string): number {
   if (!/^\d+$/.test(value)) throw new ConfigError([`--${name}: expected a whole number, got "${value}"`])
