@@ -381,7 +381,7 @@ function groupIssues(l: z.output<typeof listenerFields>, ctx: z.RefinementCtx): 
   }
   const need = (group: string, path: (string | number)[]): void => {
     if (!groups.has(group))
-      ctx.addIssue({ code: 'custom', path, message: `no backend is in group "${group}"`, input: group })
+      ctx.addIssue({ code: 'custom', path, message: `no backend is in group "${group}"` })
   }
   l.tls.routes.forEach((r, i) => need(r.group, ['tls', 'routes', i, 'group']))
   need(l.tls.defaultGroup, ['tls', 'defaultGroup'])
