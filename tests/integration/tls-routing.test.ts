@@ -180,3 +180,25 @@ t.test('nonTls: default sends plain text to the default group', async (t) => {
   t.equal(def.accepted, 1)
   t.equal(api.accepted, 0)
 })
+
+t.test('a reload changes the routes and groups for new clients', async (t) => {
+  const [def, api, web] = [await recorder(t), await recorder(t), await recorder(t)]
+  const listener = (routes: { serverName: string; group: string }[], backends: unknown[]) => ({
+    listeners: [{ name: 'tls', listen: '127.0.0.1:0', dataPlane: 'js' as const, backends, tls: { routes } }],
+    log: { level: 'silent' as const },
+  })
+  const balancer = createBalancer(listener([{ serverName: 'api.example.com', group: 'api' }], [b(undefined, def.port), b('api', api.port)]))
+  await balancer.listen()
+  t.teardown(() => balancer.close(0))
+  const port = balancer.address('tls').port
+  let got = api.next()
+  hello(t, port, 'api.example.com')
+  await got
+  const next = listener([{ serverName: 'api.example.com', group: 'web' }], [b(undefined, def.port), b('web', web.port)])
+  next.listeners[0]!.listen = `127.0.0.1:${port}`
+  await balancer.reload(next)
+  got = web.next()
+  hello(t, port, 'api.example.com')
+  await got
+  t.same([def.accepted, api.accepted, web.accepted], [0, 1, 1], 'the new route, to the new group')
+})
