@@ -16,6 +16,8 @@ import t, { type Test } from 'tap'
 import { createBalancer, type Balancer } from '../../lib/index.js'
 import { hasCommand, spawnPeer, stopAll, stdoutMatches, finished, killPeer, type Peer } from './helpers/process.js'
 import { once } from '../helpers/wait.js'
+import { parseClientHello } from '../../lib/tls/client-hello.js'
+import { captureHello, opensslHello } from '../tls/helpers/capture.js'
 
 const HAS_OPENSSL = hasCommand('openssl', ['version'])
 const HAS_CURL = hasCommand('curl')
@@ -164,3 +166,44 @@ t.test('client-first: a TLS session pinned once s_server answered its hello; s_s
   t.equal(balancer.counters().failovers, 0, 'no failover')
   t.same(errors.map((e) => e.message).filter((m) => !/ECONNRESET|socket hang up|disconnected/.test(m)), [], 'no TLS error from foreign bytes')
 })
+
+t.test('the parser on hellos captured from openssl s_client and curl, split at every byte', async (t) => {
+  if (skipWithout(t, HAS_OPENSSL, 'openssl')) return
+  const alpn = Array.from({ length: 60 }, (_, i) => `protocol-${i}`).join(',')
+  const cases: [string, Promise<Buffer>, string | undefined, string[]][] = [
+    ['s_client -servername -alpn', opensslHello(['-servername', 'Api.Example.com', '-alpn', 'h2,http/1.1']), 'api.example.com', ['h2', 'http/1.1']],
+    ['s_client -noservername', opensslHello(['-noservername']), undefined, []],
+    // A hello larger than one 512-byte record: OpenSSL fragments its handshake across records.
+    ['s_client -max_send_frag 512, a long ALPN list', opensslHello(['-servername', 'big.example', '-alpn', alpn, '-max_send_frag', '512']), 'big.example', alpn.split(',')],
+  ]
+  if (HAS_CURL)
+    cases.push([
+      'curl --resolve',
+      captureHello((port) => {
+        const peer = spawnPeer('curl', 'curl', ['-sk', '--max-time', '5', '--resolve', `curl.example:${port}:127.0.0.1`, `https://curl.example:${port}/`])
+        return () => killPeer(peer)
+      }),
+      'curl.example',
+      ['h2', 'http/1.1'],
+    ])
+  for (const [what, capture, name, protocols] of cases) {
+    const hello = await capture
+    const r = parseClientHello(hello)
+    t.same(r.kind === 'hello' ? [r.serverName, r.alpn, r.bytes] : kindOf(r), [name, protocols, hello.length], `${what}: ${hello.length} bytes`)
+    let bad = 0
+    for (let i = 0; i < hello.length; i++) {
+      const p = parseClientHello(hello.subarray(0, i))
+      if (p.kind !== 'more' && bad++ < 3) t.fail(`${what}: prefix ${i}: ${p.kind}`)
+    }
+    t.equal(bad, 0, `${what}: every proper prefix asks for more`)
+    if (what.includes('max_send_frag')) {
+      let records = 0
+      for (let at = 0; at < hello.length; at += 5 + hello.readUInt16BE(at + 3)) records++
+      t.ok(records > 1, `${what}: the hello came in ${records} records`)
+    }
+  }
+})
+
+function kindOf(r: { kind: string }): string {
+  return r.kind
+}
