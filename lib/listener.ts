@@ -21,6 +21,7 @@ import type { NativePlane } from './native/plane.js'
 import { Pipeline, Refusals, stagesFor, type AcceptContext, type AcceptState, type PipelineHost } from './accept/index.js'
 import { pipelineOf } from './accept/pipeline.js'
 import { PER_SOURCE_LIMIT } from './accept/limits.js'
+import { proxyVersions, type ProxyVersion } from './accept/proxy/send.js'
 
 export interface ListenerCounters {
   accepted: number
@@ -162,6 +163,8 @@ export class Listener implements SessionHost, PipelineHost {
   private readonly acceptState: AcceptState = {}
   /** Clients refused by a stage, per reason. */
   readonly refusals: Refusals
+  /** The backends that get a PROXY protocol header (`sendProxy`); undefined when none does. */
+  proxyTo: Map<Backend, ProxyVersion> | undefined
 
   constructor(config: ListenerConfig, owner: ListenerOwner, log: Logger) {
     this.config = config
@@ -184,6 +187,7 @@ export class Listener implements SessionHost, PipelineHost {
       for (const b of this.backends) b.pool = new WarmPool(b, config.pool)
     }
     this.pipeline = this.pipelineFor(config)
+    this.proxyTo = proxyVersions(config, this.backends)
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket))
   }
 
@@ -291,6 +295,7 @@ export class Listener implements SessionHost, PipelineHost {
     this.framer = framerFor(config)
     // Clients already past the stages keep the context (and the stages) that admitted them.
     this.pipeline = this.pipelineFor(config)
+    this.proxyTo = proxyVersions(config, next)
     // Live sessions stay on the plane they started on; new ones take the new setting.
     const plane = resolveDataPlane(config)
     this.plane = plane.plane
