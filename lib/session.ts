@@ -97,6 +97,11 @@ export interface SessionHost {
   readonly native: NativePlane | undefined
   /** The backends that get a PROXY protocol header (`sendProxy`); undefined when none does. */
   readonly proxyTo: ReadonlyMap<Backend, ProxyVersion> | undefined
+  /**
+   * No backend for a session's first pick: the listener may hold it until a slot frees (`queue`);
+   * true when it did (the session waits, or was closed by the queue).
+   */
+  queue?(session: Session): boolean
   /** A backend for this session, avoiding `avoid`; undefined when none is usable. */
   /** `retry`: this connect replaces one that failed for the same request (counted `retries`). */
   pick(session: Session, avoid: ReadonlySet<Backend> | undefined, retry: boolean): Backend | undefined
@@ -253,6 +258,7 @@ export class Session implements TableEntry {
     const backend = this.host.pick(this, this.failed, this.attempts > 0)
     if (backend === undefined) {
       const handing = this.handing
+      if (!handing && this.attempts === 0 && this.host.queue?.(this) === true) return
       if (handing) this.host.unrecoverable(this, 'no other backend is usable')
       this.destroy(
         handing ? 'unrecoverable' : 'no-backend',

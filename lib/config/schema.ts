@@ -344,6 +344,19 @@ const listenerFields = z.strictObject({
   allow: z.array(cidr).optional(),
   /** Clients in these addresses or CIDRs are refused (checked before `allow`). */
   deny: z.array(cidr).optional(),
+  /**
+   * When every backend that could take a new client is full (`maxConnections`), hold it up to
+   * `timeout` for a slot instead of closing it at once (HAProxy's queue and `timeout queue`). At
+   * most `max` clients wait. Off unless set.
+   */
+  queue: z
+    .strictObject({
+      timeout: duration()
+        .refine((v) => v > 0, { error: 'expected a duration above 0' })
+        .default(5000),
+      max: int(1).default(1000),
+    })
+    .optional(),
   /** Token-bucket rate limits on new sessions (HAProxy `rate-limit sessions`, `sc_conn_rate`). 0 = off. */
   rateLimit: z
     .strictObject({
