@@ -17,12 +17,12 @@ export function parseCidr(text: string): Cidr | string {
   const slash = text.indexOf('/')
   const address = slash < 0 ? text : text.slice(0, slash)
   const family = isIPv4(address) ? 'ipv4' : isIPv6(address) && !address.includes('%') ? 'ipv6' : undefined
-  if (family === undefined) return `expected an IP address or CIDR such as 10.0.0.0/8 or 2001:db8::/32, got ${JSON.stringify(text)}`
+  if (family === undefined) return 'expected an IP address or CIDR such as 10.0.0.0/8 or 2001:db8::/32'
   const max = family === 'ipv4' ? 32 : 128
   if (slash < 0) return { address, prefix: max, family }
   const p = text.slice(slash + 1)
   if (!/^(0|[1-9][0-9]{0,2})$/.test(p) || Number(p) > max)
-    return `expected a prefix length from 0 to ${max} after "/", got ${JSON.stringify(text)}`
+    return `expected a prefix length from 0 to ${max} after "/"`
   return { address, prefix: Number(p), family }
 }
 
@@ -31,7 +31,7 @@ export function blockListOf(cidrs: readonly string[]): BlockList {
   const list = new BlockList()
   for (const text of cidrs) {
     const c = parseCidr(text)
-    if (typeof c === 'string') throw new Error(c)
+    if (typeof c === 'string') throw new Error(`${c}, got ${JSON.stringify(text)}`)
     list.addSubnet(c.address, c.prefix, c.family)
   }
   return list
