@@ -21,6 +21,9 @@ import type { NativePlane } from './native/plane.js'
 import { Pipeline, Refusals, stagesFor, type AcceptContext, type AcceptState, type PipelineHost } from './accept/index.js'
 import { pipelineOf } from './accept/pipeline.js'
 import { PER_SOURCE_LIMIT } from './accept/limits.js'
+import { proxyVersions, type ProxyVersion } from './accept/proxy/send.js'
+import { SessionQueue } from './accept/queue.js'
+import { BatonError } from './errors.js'
 
 export interface ListenerCounters {
   accepted: number
@@ -164,6 +167,10 @@ export class Listener implements SessionHost, PipelineHost {
   private readonly acceptState: AcceptState = {}
   /** Clients refused by a stage, per reason. */
   readonly refusals: Refusals
+  /** The backends that get a PROXY protocol header (`sendProxy`); undefined when none does. */
+  proxyTo: Map<Backend, ProxyVersion> | undefined
+  /** New clients waiting for a full backend's slot (`queue`); undefined when off. */
+  private waiting: SessionQueue | undefined = undefined
 
   constructor(config: ListenerConfig, owner: ListenerOwner, log: Logger) {
     this.config = config
@@ -187,6 +194,8 @@ export class Listener implements SessionHost, PipelineHost {
       for (const b of this.backends) b.pool = new WarmPool(b, config.pool)
     }
     this.pipeline = this.pipelineFor(config)
+    this.proxyTo = proxyVersions(config, this.backends)
+    this.setQueue(config)
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket))
   }
 
@@ -295,6 +304,8 @@ export class Listener implements SessionHost, PipelineHost {
     this.framer = framerFor(config)
     // Clients already past the stages keep the context (and the stages) that admitted them.
     this.pipeline = this.pipelineFor(config)
+    this.proxyTo = proxyVersions(config, next)
+    this.setQueue(config)
     // Live sessions stay on the plane they started on; new ones take the new setting.
     const plane = resolveDataPlane(config)
     this.plane = plane.plane
@@ -472,6 +483,45 @@ export class Listener implements SessionHost, PipelineHost {
     return stages === undefined ? undefined : new Pipeline(stages, this)
   }
 
+  private setQueue(config: ListenerConfig): void {
+    const q = config.queue
+    if (q === undefined) {
+      this.waiting?.flush()
+      this.waiting = undefined
+    } else if (this.waiting === undefined) {
+      this.waiting = new SessionQueue(q.timeout, q.max)
+    } else {
+      this.waiting.timeout = q.timeout
+      this.waiting.max = q.max
+    }
+  }
+
+  /** SessionHost: no backend for a first pick; wait in the queue when one is only full. */
+  queue(session: Session): boolean {
+    const q = this.waiting
+    if (q === undefined) return false
+    return q.offer(
+      {
+        get waiting() {
+          return session.state === 'connecting' && session.server === undefined
+        },
+        retry: () => session.connect(),
+        reject: (reason) => {
+          this.counters.refused++
+          this.refusals.add(reason, session.remote)
+          session.destroy('no-backend', new BatonError('ERR_BATON_QUEUE', 'internal', `queue: ${reason}`))
+        },
+      },
+      // A routed session waits only for a slot in its own group.
+      this.groups?.get(session.accept?.group ?? '')?.backends ?? this.backends
+    )
+  }
+
+  /** Clients waiting in the queue. */
+  get queued(): number {
+    return this.waiting?.length ?? 0
+  }
+
   /** @internal PipelineHost: the client passed every accept stage. */
   admitted(ctx: AcceptContext): void {
     const session = new Session(this, ctx.socket, ctx)
@@ -606,6 +656,8 @@ export class Listener implements SessionHost, PipelineHost {
   closed(session: Session): void {
     this.active--
     if (session.accept !== undefined) pipelineOf(session.accept).closed(session.accept)
+    // A slot may have freed on a full backend: the oldest waiting client picks again.
+    if (this.waiting !== undefined && this.waiting.length > 0) this.waiting.retry()
     const c = this.counters
     c.bytesFromClient += session.bytesFromClient
     c.bytesToClient += session.bytesToClient

@@ -40,6 +40,7 @@ import { NativeLink } from './native/link.js'
 import type { NativePlane } from './native/plane.js'
 import type { AcceptContext } from './accept/types.js'
 import { endedInPipeline } from './accept/pipeline.js'
+import { proxyHeader, type ProxyVersion } from './accept/proxy/send.js'
 
 export const kSession = Symbol('baton.session')
 type SessionSocket = Socket & { [kSession]?: Session }
@@ -94,6 +95,13 @@ export interface SessionHost {
   readonly budget: ReplayBudget
   /** The native plane, when this listener's sessions run on it (lib/native/data-plane.ts). */
   readonly native: NativePlane | undefined
+  /** The backends that get a PROXY protocol header (`sendProxy`); undefined when none does. */
+  readonly proxyTo: ReadonlyMap<Backend, ProxyVersion> | undefined
+  /**
+   * No backend for a session's first pick: the listener may hold it until a slot frees (`queue`);
+   * true when it did (the session waits, or was closed by the queue).
+   */
+  queue?(session: Session): boolean
   /** A backend for this session, avoiding `avoid`; undefined when none is usable. */
   /** `retry`: this connect replaces one that failed for the same request (counted `retries`). */
   pick(session: Session, avoid: ReadonlySet<Backend> | undefined, retry: boolean): Backend | undefined
@@ -250,6 +258,7 @@ export class Session implements TableEntry {
     const backend = this.host.pick(this, this.failed, this.attempts > 0)
     if (backend === undefined) {
       const handing = this.handing
+      if (!handing && this.attempts === 0 && this.host.queue?.(this) === true) return
       if (handing) this.host.unrecoverable(this, 'no other backend is usable')
       this.destroy(
         handing ? 'unrecoverable' : 'no-backend',
@@ -295,6 +304,12 @@ export class Session implements TableEntry {
     this.connectTimer = undefined
     this.state = 'open'
     this.host.connected(this, this.backend!)
+    // Before anything else on this connection, new or pooled, first or a failover's replacement.
+    const proxyTo = this.host.proxyTo
+    if (proxyTo !== undefined) {
+      const version = proxyTo.get(this.backend!)
+      if (version !== undefined) server.write(proxyHeader(version, this.client, this.accept))
+    }
     if (this.np !== undefined) return this.np.connected(server, pooled)
     const held = this.held
     this.held = undefined
@@ -425,7 +440,9 @@ export class Session implements TableEntry {
     if (
       this.host.config.pool.reuse &&
       this.rp !== undefined &&
-      this.rp.reusable()
+      this.rp.reusable() &&
+      // A connection that was sent a PROXY header belongs to this client (accept/proxy/send.ts).
+      this.host.proxyTo?.has(this.backend!) !== true
     ) {
       // The client left at a clean boundary with no session state (a Redis SELECT or AUTH would
       // follow the connection): the server connection can serve someone else.

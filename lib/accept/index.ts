@@ -8,8 +8,10 @@
  * the listener's config does not ask for it.
  */
 import type { ListenerConfig } from '../config/schema.js'
-import { perSourceStage } from './limits.js'
 import { tlsStage } from '../tls/stage.js'
+import { blockListOf } from './cidr.js'
+import { accessStage, acceptRateStage, perSourceRateStage, perSourceStage } from './limits.js'
+import { acceptProxyStage } from './proxy/stage.js'
 import type { AcceptStage } from './types.js'
 
 export type { AcceptContext, AcceptStage, MoreResult, StageVerdict } from './types.js'
@@ -25,8 +27,35 @@ export type AcceptState = Record<string, unknown>
 type Builder = (config: ListenerConfig, state: AcceptState) => AcceptStage | undefined
 
 const BUILDERS: readonly Builder[] = [
-  // 1. PROXY protocol (rewrites the client address): lib/accept/proxy/
+  // 0. the listener's accept rate: first, before any work is spent on the client
+  (c, state) => {
+    const r = c.rateLimit
+    return r !== undefined && r.accept > 0 ? acceptRateStage(r.accept, r.acceptBurst ?? r.accept, state) : undefined
+  },
+  // 1. PROXY protocol (rewrites the client address)
+  (c) =>
+    c.acceptProxy === undefined
+      ? undefined
+      : acceptProxyStage({
+          from: blockListOf(c.acceptProxy.from),
+          required: c.acceptProxy.required,
+          timeout: c.acceptProxy.timeout,
+          checkUntrusted: c.acceptProxy.checkUntrusted ?? c.protocol !== 'opaque',
+        }),
   // 2. access rules and limits, on the real client address
+  (c) =>
+    c.allow !== undefined || c.deny !== undefined
+      ? accessStage(
+          c.allow !== undefined ? blockListOf(c.allow) : undefined,
+          c.deny !== undefined ? blockListOf(c.deny) : undefined
+        )
+      : undefined,
+  (c, state) => {
+    const r = c.rateLimit
+    return r !== undefined && r.perSource > 0
+      ? perSourceRateStage(r.perSource, r.perSourceBurst ?? r.perSource, state)
+      : undefined
+  },
   (c, state) => (c.maxConnectionsPerSource > 0 ? perSourceStage(c.maxConnectionsPerSource, state) : undefined),
   // 3. routing by what the client sends first (TLS SNI / ALPN): lib/tls/
   (c) => tlsStage(c),

@@ -215,6 +215,18 @@ export function createMetrics(balancer: Balancer): Registry {
     },
   })
 
+  new Gauge<ListenerLabel>({
+    name: 'baton_queued_sessions',
+    help: 'New clients waiting in the listener queue for a full backend (queue).',
+    labelNames: ['listener'],
+    registers,
+    aggregator: 'sum',
+    collect() {
+      this.reset()
+      for (const l of listeners()) this.set({ listener: l.name }, l.queued)
+    },
+  })
+
   new Counter<'listener' | 'reason'>({
     name: 'baton_refused_connections_total',
     help: 'Clients refused by an accept stage (access rules, limits, PROXY protocol, routing), by reason.',

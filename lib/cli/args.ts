@@ -40,6 +40,15 @@ Options:
       --connect-timeout D  backend connect timeout, e.g. 500ms, 5s (default 5s)
       --retries N          other backends to try when a connect fails (default 3)
       --max-connections N  most sessions at once, 0 = no limit (default 0)
+      --accept-proxy CIDRS read a PROXY protocol header (v1/v2) from these sources only (comma-separated
+                           or repeated); their header's address is the client's
+      --send-proxy V       send a PROXY protocol header (v1 or v2) to every backend (per backend:
+                           --backend HOST:PORT,send-proxy=v2)
+      --allow CIDRS        only clients from these addresses (comma-separated or repeated)
+      --deny CIDRS         refuse clients from these addresses
+      --max-connections-per-source N   most live sessions from one client address (default 0: off)
+      --rate-limit N       new sessions per second on the listener (default 0: off)
+      --rate-limit-per-source N        new sessions per second from one client address (default 0: off)
       --workers N|auto     processes that accept and splice: 1 (default) is one process; N > 1 or
                            auto (one per core) add a primary for checks, admin and reloads
       --log-level LEVEL    trace, debug, info (default), warn, error, fatal, silent
@@ -71,6 +80,13 @@ const OPTIONS = {
   'hello-timeout': { type: 'string' },
   retries: { type: 'string' },
   'max-connections': { type: 'string' },
+  'accept-proxy': { type: 'string', multiple: true },
+  'send-proxy': { type: 'string' },
+  allow: { type: 'string', multiple: true },
+  deny: { type: 'string', multiple: true },
+  'max-connections-per-source': { type: 'string' },
+  'rate-limit': { type: 'string' },
+  'rate-limit-per-source': { type: 'string' },
   workers: { type: 'string' },
   'log-level': { type: 'string' },
   pretty: { type: 'boolean' },
@@ -107,6 +123,13 @@ export function parseCommand(argv: readonly string[], readFile = readConfigFile)
       'max-connections',
       'tls-route',
       'hello-timeout',
+      'accept-proxy',
+      'send-proxy',
+      'allow',
+      'deny',
+      'max-connections-per-source',
+      'rate-limit',
+      'rate-limit-per-source',
     ] as const
     const both = simple.filter((k) => values[k] !== undefined)
     if (both.length > 0) {
@@ -134,6 +157,7 @@ export function parseCommand(argv: readonly string[], readFile = readConfigFile)
       listener.healthCheck = healthCheckFlag(values['health-check'] ?? 'tcp', values['check-interval'])
     }
     if (values.retries !== undefined) listener.retries = integerFlag('retries', values.retries)
+    acceptFlags(listener, values)
     if (values['tls-route'] !== undefined || values['hello-timeout'] !== undefined) {
       const tls: Record<string, unknown> = { routes: (values['tls-route'] ?? []).map(tlsRouteFlag) }
       if (values['hello-timeout'] !== undefined) tls.helloTimeout = values['hello-timeout']
@@ -184,7 +208,7 @@ export function parseBackendFlag(spec: string, index: number): Record<string, un
     if (field === undefined) {
       const near = closest(key, Object.keys(BACKEND_PARAMS))
       throw new ConfigError([
-        `--backend ${spec}: unknown parameter "${key}"${near !== undefined ? ` (did you mean "${near}"?)` : ''}; expected weight=N, maxconn=N, name=NAME or group=NAME`,
+        `--backend ${spec}: unknown parameter "${key}"${near !== undefined ? ` (did you mean "${near}"?)` : ''}; expected weight=N, maxconn=N, name=NAME, group=NAME or send-proxy=v1|v2|none`,
       ])
     }
     backend[field] = field === 'name' || field === 'group' ? value : /^\d+$/.test(value) ? Number(value) : value
@@ -222,6 +246,34 @@ const BACKEND_PARAMS: Record<string, string> = {
   maxconn: 'maxConnections',
   name: 'name',
   group: 'group',
+  'send-proxy': 'sendProxy',
+}
+
+/** The accept-stage flags (lib/accept/): PROXY protocol, access rules, limits. CIDRs are checked by the schema. */
+function acceptFlags(
+  listener: Record<string, unknown>,
+  v: {
+    'accept-proxy'?: string[] | undefined
+    'send-proxy'?: string | undefined
+    allow?: string[] | undefined
+    deny?: string[] | undefined
+    'max-connections-per-source'?: string | undefined
+    'rate-limit'?: string | undefined
+    'rate-limit-per-source'?: string | undefined
+  }
+): void {
+  const list = (xs: string[]): string[] => xs.flatMap((x) => x.split(',')).map((x) => x.trim())
+  if (v['accept-proxy'] !== undefined) listener.acceptProxy = { from: list(v['accept-proxy']) }
+  if (v['send-proxy'] !== undefined) listener.sendProxy = v['send-proxy']
+  if (v.allow !== undefined) listener.allow = list(v.allow)
+  if (v.deny !== undefined) listener.deny = list(v.deny)
+  if (v['max-connections-per-source'] !== undefined)
+    listener.maxConnectionsPerSource = integerFlag('max-connections-per-source', v['max-connections-per-source'])
+  const rate: Record<string, number> = {}
+  if (v['rate-limit'] !== undefined) rate.accept = integerFlag('rate-limit', v['rate-limit'])
+  if (v['rate-limit-per-source'] !== undefined)
+    rate.perSource = integerFlag('rate-limit-per-source', v['rate-limit-per-source'])
+  if (Object.keys(rate).length > 0) listener.rateLimit = rate
 }
 
 function integerFlag(name: string, value: string): number {

@@ -10,6 +10,7 @@ import { CHECKER_DEFAULTS } from '../health/checker.js'
 import { DATA_PLANES, nativeRefusal } from '../native/data-plane.js'
 import { parseDuration, parseSize, splitHostPort } from '../units.js'
 import { SERVER_NAME_PATTERN } from '../tls/routes.js'
+import { parseCidr } from '../accept/cidr.js'
 
 const PORT_MSG = 'expected an integer from 1 to 65535'
 
@@ -128,6 +129,15 @@ function listenAddress(v: unknown): unknown {
 }
 
 const ADDRESS_MSG = 'expected "host:port" or { host, port }'
+
+/** An IP address or CIDR block (`10.0.0.0/8`, `::1`), parsed here so that a typo fails `--check`. */
+const cidr = z.string({ error: 'expected an IP address or CIDR such as 10.0.0.0/8' }).superRefine((v, ctx) => {
+  const c = parseCidr(v)
+  if (typeof c === 'string') ctx.addIssue({ code: 'custom', message: c, input: v })
+})
+
+/** The PROXY protocol version sent to backends (HAProxy `send-proxy` / `send-proxy-v2`). */
+const sendProxy = z.enum(['v1', 'v2'])
 const WORKERS_MSG = 'expected "auto" or an integer from 1 to 1024'
 
 /**
@@ -221,6 +231,8 @@ export const backendSchema = z.preprocess(
       maxConnections: int(0).default(0),
       /** The backend group it belongs to, for routing (`tls.routes`); absent: the group `default`. */
       group: groupName.optional(),
+      /** PROXY protocol header to this backend; overrides the listener's `sendProxy` (`none`: not to this one). */
+      sendProxy: z.enum(['v1', 'v2', 'none']).optional(),
     },
     { error: ADDRESS_MSG }
   )
@@ -359,6 +371,59 @@ const listenerFields = z.strictObject({
   dataPlane: z.enum(DATA_PLANES).default('js'),
   /** TLS passthrough with routing by SNI and ALPN to backend groups (see tlsSchema). */
   tls: tlsSchema.optional(),
+  /**
+   * Accept the PROXY protocol (v1 or v2) from these sources only (HAProxy `accept-proxy`, nginx
+   * `listen … proxy_protocol` with `set_real_ip_from`); the address it carries is the client's
+   * everywhere. A list is shorthand for `{ from }`. See lib/accept/proxy/stage.ts.
+   */
+  acceptProxy: z
+    .preprocess(
+      (v) => (Array.isArray(v) ? { from: v } : v),
+      z.strictObject({
+        from: z.array(cidr).min(1, { error: 'expected at least one trusted address or CIDR' }),
+        /** A client from `from` without a header is refused. */
+        required: z.boolean().default(true),
+        /** The whole header must arrive within this time of accept. */
+        timeout: duration()
+          .refine((v) => v > 0, { error: 'expected a duration above 0' })
+          .default(3000),
+        /** Wait for the first bytes of other clients to refuse a PROXY header from them. Default: not for opaque. */
+        checkUntrusted: z.boolean().optional(),
+      })
+    )
+    .optional(),
+  /** Send a PROXY protocol header to every backend (each may override), on every server connection. */
+  sendProxy: sendProxy.optional(),
+  /** Only clients in these addresses or CIDRs (the real client, after PROXY) may connect. */
+  allow: z.array(cidr).optional(),
+  /** Clients in these addresses or CIDRs are refused (checked before `allow`). */
+  deny: z.array(cidr).optional(),
+  /**
+   * When every backend that could take a new client is full (`maxConnections`), hold it up to
+   * `timeout` for a slot instead of closing it at once (HAProxy's queue and `timeout queue`). At
+   * most `max` clients wait. Off unless set.
+   */
+  queue: z
+    .strictObject({
+      timeout: duration()
+        .refine((v) => v > 0, { error: 'expected a duration above 0' })
+        .default(5000),
+      max: int(1).default(1000),
+    })
+    .optional(),
+  /** Token-bucket rate limits on new sessions (HAProxy `rate-limit sessions`, `sc_conn_rate`). 0 = off. */
+  rateLimit: z
+    .strictObject({
+      /** New sessions per second on this listener. */
+      accept: int(0).default(0),
+      /** Sessions let through at once before `accept` applies. Default: `accept`. */
+      acceptBurst: int(1).optional(),
+      /** New sessions per second from one client address. */
+      perSource: int(0).default(0),
+      /** Default: `perSource`. */
+      perSourceBurst: int(1).optional(),
+    })
+    .optional(),
 })
 
 /** `dataPlane: native` is refused, with the reason, where the addon or the protocol rules it out. */
