@@ -106,7 +106,11 @@ export class Backend implements Candidate {
   pool: WarmPool | undefined = undefined
   private passive: PassiveHealth
 
+  /** The backend group it belongs to (`group`; TLS routing picks within one). */
+  readonly group: string
+
   constructor(config: BackendConfig, passive: PassiveHealth) {
+    this.group = config.group ?? 'default'
     this.host = config.host
     this.port = config.port
     this.name =

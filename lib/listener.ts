@@ -20,6 +20,12 @@ import { resolveDataPlane, type DataPlane } from './native/data-plane.js'
 import { terminationCode } from './access-log.js'
 import { unusableOthers, usableCount } from './health/unusable.js'
 import type { NativePlane } from './native/plane.js'
+import { Pipeline, Refusals, stagesFor, type AcceptContext, type AcceptState, type PipelineHost } from './accept/index.js'
+import { pipelineOf } from './accept/pipeline.js'
+import { PER_SOURCE_LIMIT } from './accept/limits.js'
+import { proxyVersions, type ProxyVersion } from './accept/proxy/send.js'
+import { SessionQueue } from './accept/queue.js'
+import { BatonError } from './errors.js'
 
 export interface ListenerCounters {
   accepted: number
@@ -45,6 +51,8 @@ export interface ListenerCounters {
   halfClosedTimeouts: number
   /** Clients refused at accept because their address had `maxConnectionsPerSource` sessions. */
   rejectedPerSource: number
+  /** Clients refused by an accept stage, every reason (per reason: `Listener.refusals`). */
+  refused: number
   clientErrors: number
   serverErrors: number
   /** Open server connections that failed (error, reset, EOF mid-request, response timeout). */
@@ -84,6 +92,7 @@ export function zeroCounters(): ListenerCounters {
     firstByteTimeouts: 0,
     halfClosedTimeouts: 0,
     rejectedPerSource: 0,
+    refused: 0,
     clientErrors: 0,
     serverErrors: 0,
     serverFailures: 0,
@@ -117,7 +126,7 @@ export interface ListenerOwner {
   readonly accessLog: boolean
 }
 
-export class Listener implements SessionHost {
+export class Listener implements SessionHost, PipelineHost {
   readonly name: string
   config: ListenerConfig
   backends: Backend[]
@@ -137,6 +146,8 @@ export class Listener implements SessionHost {
   readonly latency = { pooled: new LatencyRing(1024), new: new LatencyRing(1024) }
   private readonly checkers: HealthChecker[] = []
   private selector: Selector<Backend>
+  /** One selector per backend group, where the listener routes to groups (`tls`); else undefined. */
+  private groups: Map<string, { selector: Selector<Backend>; backends: Backend[] }> | undefined
   private readonly owner: ListenerOwner
   private lastRejectLog = 0
   private lastLocalLog = 0
@@ -155,20 +166,30 @@ export class Listener implements SessionHost {
     response: 0,
     orphan: 0,
   }
-  /** Live sessions per client address, when `maxConnectionsPerSource` is set. */
-  private perSource: Map<string, number> | undefined = undefined
+  /** The accept stages (lib/accept/); undefined when none is configured: the plain accept path. */
+  private pipeline: Pipeline | undefined
+  /** State the stages keep across reloads (per-source counts, token buckets). */
+  private readonly acceptState: AcceptState = {}
+  /** Clients refused by a stage, per reason. */
+  readonly refusals: Refusals
+  /** The backends that get a PROXY protocol header (`sendProxy`); undefined when none does. */
+  proxyTo: Map<Backend, ProxyVersion> | undefined
+  /** New clients waiting for a full backend's slot (`queue`); undefined when off. */
+  private waiting: SessionQueue | undefined = undefined
 
   constructor(config: ListenerConfig, owner: ListenerOwner, log: Logger) {
     this.config = config
     this.name = config.name ?? `${config.listen.host}:${config.listen.port}`
     this.owner = owner
     this.log = log.child({ listener: this.name })
+    this.refusals = new Refusals(this.log)
     this.backends = config.backends.map((b) => new Backend(b, config.passive))
     for (const b of this.backends) {
       b.slowStart = config.slowStart
       b.onChange = this.onBackendChange
     }
     this.selector = createSelector(config.balance, this.backends)
+    this.groups = groupSelectors(config, this.backends)
     this.framer = framerFor(config)
     const plane = resolveDataPlane(config)
     this.plane = plane.plane
@@ -177,6 +198,9 @@ export class Listener implements SessionHost {
     if (config.pool.idle > 0) {
       for (const b of this.backends) b.pool = new WarmPool(b, config.pool)
     }
+    this.pipeline = this.pipelineFor(config)
+    this.proxyTo = proxyVersions(config, this.backends)
+    this.setQueue(config)
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket))
   }
 
@@ -261,7 +285,7 @@ export class Listener implements SessionHost {
     for (const bc of config.backends) {
       const fresh = new Backend(bc, config.passive)
       const kept = old.get(fresh.name)
-      if (kept !== undefined && kept.host === fresh.host && kept.port === fresh.port) {
+      if (kept !== undefined && kept.host === fresh.host && kept.port === fresh.port && kept.group === fresh.group) {
         const what: string[] = []
         if (kept.baseWeight !== bc.weight) what.push(`weight ${kept.baseWeight} → ${bc.weight}`)
         if (kept.maxConnections !== bc.maxConnections)
@@ -295,7 +319,12 @@ export class Listener implements SessionHost {
     this.config = config
     this.backends = next
     this.selector = createSelector(config.balance, next)
+    this.groups = groupSelectors(config, next)
     this.framer = framerFor(config)
+    // Clients already past the stages keep the context (and the stages) that admitted them.
+    this.pipeline = this.pipelineFor(config)
+    this.proxyTo = proxyVersions(config, next)
+    this.setQueue(config)
     // Live sessions stay on the plane they started on; new ones take the new setting.
     const plane = resolveDataPlane(config)
     this.plane = plane.plane
@@ -406,6 +435,7 @@ export class Listener implements SessionHost {
     if (what === 'weight') {
       // Tables built from weights (source-hash's Maglev table) are built again.
       this.selector = createSelector(this.config.balance, this.backends)
+      this.groups = groupSelectors(this.config, this.backends)
       return
     }
     if (b.admin !== 'ready' && this.onDrain === 'migrate') this.migrateFrom(b)
@@ -415,7 +445,7 @@ export class Listener implements SessionHost {
   migrateFrom(b: Backend): void {
     // With no other backend usable, a session that left would find none for its next request:
     // it stays where it is (a drained backend still serves its live sessions).
-    if (!this.backends.some((x) => x !== b && x.usable())) {
+    if (!this.backends.some((x) => x !== b && x.group === b.group && x.usable())) {
       this.log.warn(
         { backend: b.name, others: unusableOthers(this.backends, b) },
         'no other backend is usable: sessions stay on this one for now'
@@ -477,24 +507,80 @@ export class Listener implements SessionHost {
       this.logRejection()
       return
     }
-    const perSource = this.config.maxConnectionsPerSource
-    if (perSource > 0) {
-      const source = socket.remoteAddress ?? ''
-      const map = (this.perSource ??= new Map())
-      const n = map.get(source) ?? 0
-      if (n >= perSource) {
-        this.counters.rejectedPerSource++
-        socket.on('error', ignore)
-        socket.destroy()
-        this.logRejection()
-        return
-      }
-      map.set(source, n + 1)
-    }
     this.active++
-    const session = new Session(this, socket)
+    if (this.pipeline !== undefined) return this.pipeline.start(socket)
+    const session = new Session(this, socket, undefined)
     this.owner.onSessionOpen(session)
     session.connect()
+  }
+
+  private pipelineFor(config: ListenerConfig): Pipeline | undefined {
+    const stages = stagesFor(config, this.acceptState)
+    return stages === undefined ? undefined : new Pipeline(stages, this)
+  }
+
+  private setQueue(config: ListenerConfig): void {
+    const q = config.queue
+    if (q === undefined) {
+      this.waiting?.flush()
+      this.waiting = undefined
+    } else if (this.waiting === undefined) {
+      this.waiting = new SessionQueue(q.timeout, q.max)
+    } else {
+      this.waiting.timeout = q.timeout
+      this.waiting.max = q.max
+    }
+  }
+
+  /** SessionHost: no backend for a first pick; wait in the queue when one is only full. */
+  queue(session: Session): boolean {
+    const q = this.waiting
+    if (q === undefined) return false
+    return q.offer(
+      {
+        get waiting() {
+          return session.state === 'connecting' && session.server === undefined
+        },
+        retry: () => session.connect(),
+        reject: (reason) => {
+          this.counters.refused++
+          this.refusals.add(reason, session.remote)
+          session.destroy('no-backend', new BatonError('ERR_BATON_QUEUE', 'internal', `queue: ${reason}`))
+        },
+      },
+      // A routed session waits only for a slot in its own group.
+      this.groups?.get(session.accept?.group ?? '')?.backends ?? this.backends
+    )
+  }
+
+  /** Clients waiting in the queue. */
+  get queued(): number {
+    return this.waiting?.length ?? 0
+  }
+
+  /** @internal PipelineHost: the client passed every accept stage. */
+  admitted(ctx: AcceptContext): void {
+    const session = new Session(this, ctx.socket, ctx)
+    this.owner.onSessionOpen(session)
+    session.connect()
+  }
+
+  /** @internal PipelineHost: a stage refused the client. */
+  refused(ctx: AcceptContext, reason: string): void {
+    this.active--
+    this.counters.refused++
+    if (reason === PER_SOURCE_LIMIT) this.counters.rejectedPerSource++
+    this.refusals.add(reason, `${ctx.clientAddress}:${ctx.clientPort}`)
+    ctx.socket.on('error', ignore)
+    ctx.socket.destroy()
+  }
+
+  /** @internal PipelineHost: the client left while the stages ran. */
+  abandoned(ctx: AcceptContext): void {
+    this.active--
+    this.counters.clientErrors++
+    ctx.socket.on('error', ignore)
+    ctx.socket.destroy()
   }
 
   /** A full balancer can be hit by thousands of connects a second: log at most once a second. */
@@ -508,15 +594,13 @@ export class Listener implements SessionHost {
   pick(session: Session, avoid: ReadonlySet<Backend> | undefined, retry: boolean): Backend | undefined {
     // Read once at accept (`remote`): the socket may have passed to the native plane since.
     const source = this.config.balance === 'source-hash' ? session.remoteAddress : undefined
-    let picked = this.selector.pick({ source, avoid })
+    // A routed session picks within its group, the first time and at every failover.
+    const group = this.groups !== undefined ? this.groups.get(session.accept?.group ?? '') : undefined
+    const members = group?.backends ?? this.backends
+    let picked = (group?.selector ?? this.selector).pick({ source, avoid })
     // Every usable backend failed for this session: try again only when it is the only one.
-    if (
-      picked === undefined &&
-      avoid !== undefined &&
-      this.backends.length === 1 &&
-      this.backends[0]!.usable()
-    ) {
-      picked = this.backends[0]
+    if (picked === undefined && avoid !== undefined && members.length === 1 && members[0]!.usable()) {
+      picked = members[0]
     }
     if (retry && picked !== undefined) {
       this.counters.retries++
@@ -622,12 +706,9 @@ export class Listener implements SessionHost {
 
   closed(session: Session): void {
     this.active--
-    if (this.perSource !== undefined) {
-      const source = session.remoteAddress
-      const n = (this.perSource.get(source) ?? 1) - 1
-      if (n <= 0) this.perSource.delete(source)
-      else this.perSource.set(source, n)
-    }
+    if (session.accept !== undefined) pipelineOf(session.accept).closed(session.accept)
+    // A slot may have freed on a full backend: the oldest waiting client picks again.
+    if (this.waiting !== undefined && this.waiting.length > 0) this.waiting.retry()
     const c = this.counters
     c.bytesFromClient += session.bytesFromClient
     c.bytesToClient += session.bytesToClient
@@ -738,6 +819,24 @@ export function changedKeys(a: object, b: object, skip: readonly string[] = ['ba
     const y = (b as Record<string, unknown>)[k]
     if (JSON.stringify(x) !== JSON.stringify(y)) out.push(k)
   }
+  return out
+}
+
+/** Selectors per backend group, for a listener that routes (`tls`); undefined otherwise. */
+function groupSelectors(
+  config: ListenerConfig,
+  backends: Backend[]
+): Map<string, { selector: Selector<Backend>; backends: Backend[] }> | undefined {
+  if (config.tls === undefined) return undefined
+  const members = new Map<string, Backend[]>()
+  for (const b of backends) {
+    // Backends a reload removed are draining: they take no new session.
+    let list = members.get(b.group)
+    if (list === undefined) members.set(b.group, (list = []))
+    list.push(b)
+  }
+  const out = new Map<string, { selector: Selector<Backend>; backends: Backend[] }>()
+  for (const [name, list] of members) out.set(name, { selector: createSelector(config.balance, list), backends: list })
   return out
 }
 

@@ -39,6 +39,9 @@ import { Replayer } from './replay/replayer.js'
 import { connectStarted, witness } from './replay/crash-check.js'
 import { NativeLink } from './native/link.js'
 import type { NativePlane } from './native/plane.js'
+import type { AcceptContext } from './accept/types.js'
+import { endedInPipeline } from './accept/pipeline.js'
+import { proxyHeader, type ProxyVersion } from './accept/proxy/send.js'
 
 export const kSession = Symbol('baton.session')
 type SessionSocket = Socket & { [kSession]?: Session }
@@ -105,6 +108,13 @@ export interface SessionHost {
   readonly budget: ReplayBudget
   /** The native plane, when this listener's sessions run on it (lib/native/data-plane.ts). */
   readonly native: NativePlane | undefined
+  /** The backends that get a PROXY protocol header (`sendProxy`); undefined when none does. */
+  readonly proxyTo: ReadonlyMap<Backend, ProxyVersion> | undefined
+  /**
+   * No backend for a session's first pick: the listener may hold it until a slot frees (`queue`);
+   * true when it did (the session waits, or was closed by the queue).
+   */
+  queue?(session: Session): boolean
   /** A backend for this session, avoiding `avoid`; undefined when none is usable. */
   /** `retry`: this connect replaces one that failed for the same request (counted `retries`). */
   pick(session: Session, avoid: ReadonlySet<Backend> | undefined, retry: boolean): Backend | undefined
@@ -136,8 +146,13 @@ export class Session implements TableEntry {
   readonly listener: string
   /** The client connection (ON_PLANE once its descriptor passed to the native plane). */
   client: Socket
-  /** The client's `address:port`. */
+  /** The client's `address:port` (the real client's, where an accept stage read a PROXY header). */
   readonly remote: string
+  /**
+   * What the accept stages found (real client address, server name, group, tags), where the
+   * listener has stages; every pick, the first and each failover's, reads it.
+   */
+  readonly accept: AcceptContext | undefined
   readonly startedAt = Date.now()
   server: Socket | undefined = undefined
   serverLocal: string | undefined = undefined
@@ -201,16 +216,20 @@ export class Session implements TableEntry {
   creditedFromClient = 0
   creditedToClient = 0
 
-  constructor(host: SessionHost, client: Socket) {
+  constructor(host: SessionHost, client: Socket, accept: AcceptContext | undefined) {
     this.host = host
     this.id = host.table.newId()
     this.listener = host.name
     this.client = client
+    this.accept = accept
     const c = client as SessionSocket
     c[kSession] = this
     // Read (and so cached by Node) now: once the socket is closed its peer address is gone, and
     // the close log line and events still need it.
-    this.remote = `${client.remoteAddress}:${client.remotePort}`
+    this.remote =
+      accept === undefined
+        ? `${client.remoteAddress}:${client.remotePort}`
+        : `${accept.clientAddress}:${accept.clientPort}`
     client.setNoDelay(true)
     this.lastClient = this.startedAt
     // On the native plane the addon keeps the replay record (a pipe): no Replayer, and until the
@@ -223,6 +242,19 @@ export class Session implements TableEntry {
     client.on('close', onClientClose)
     client.on('drain', onClientDrain)
     host.table.add(this)
+    if (accept !== undefined) this.takeHead(accept)
+  }
+
+  /** The bytes the accept stages read and left (and a FIN they saw) come first, as if read now. */
+  private takeHead(accept: AcceptContext): void {
+    const head = accept.head
+    accept.head = undefined
+    accept.headBytes = 0
+    if (head !== undefined) {
+      const onChunk = this.rp === undefined ? onClientChunk : onClientChunkFramed
+      for (const chunk of head) onChunk(this.client, chunk)
+    }
+    if (endedInPipeline(accept)) this.onClientEnd()
   }
 
   /** The framer, where the listener has one. */
@@ -232,7 +264,7 @@ export class Session implements TableEntry {
 
   /** The client's address without the port (what source-hash hashes). */
   get remoteAddress(): string {
-    return this.remote.slice(0, this.remote.lastIndexOf(':'))
+    return this.accept?.clientAddress ?? this.remote.slice(0, this.remote.lastIndexOf(':'))
   }
 
   /** Bytes read from the client (the native plane counts them once it has the session). */
@@ -255,6 +287,7 @@ export class Session implements TableEntry {
     const backend = this.host.pick(this, this.failed, this.attempts > 0)
     if (backend === undefined) {
       const handing = this.handing
+      if (!handing && this.attempts === 0 && this.host.queue?.(this) === true) return
       if (handing) this.host.unrecoverable(this, 'no other backend is usable')
       this.destroy(
         handing ? 'unrecoverable' : 'no-backend',
@@ -306,6 +339,12 @@ export class Session implements TableEntry {
     if (!pooled) witness(this.backend!, this.connectStartedAt)
     this.state = 'open'
     this.host.connected(this, this.backend!)
+    // Before anything else on this connection, new or pooled, first or a failover's replacement.
+    const proxyTo = this.host.proxyTo
+    if (proxyTo !== undefined) {
+      const version = proxyTo.get(this.backend!)
+      if (version !== undefined) server.write(proxyHeader(version, this.client, this.accept))
+    }
     if (this.np !== undefined) return this.np.connected(server, pooled)
     const held = this.held
     this.held = undefined
@@ -442,7 +481,9 @@ export class Session implements TableEntry {
     if (
       this.host.config.pool.reuse &&
       this.rp !== undefined &&
-      this.rp.reusable()
+      this.rp.reusable() &&
+      // A connection that was sent a PROXY header belongs to this client (accept/proxy/send.ts).
+      this.host.proxyTo?.has(this.backend!) !== true
     ) {
       // The client left at a clean boundary with no session state (a Redis SELECT or AUTH would
       // follow the connection): the server connection can serve someone else.

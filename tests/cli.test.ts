@@ -335,7 +335,7 @@ t.test('missing or malformed flags', async (t) => {
     ],
     [
       ['--listen', '127.0.0.1:7000', '--backend', '127.0.0.1:7101,wieght=2'],
-      '--backend 127.0.0.1:7101,wieght=2: unknown parameter "wieght" (did you mean "weight"?); expected weight=N, maxconn=N or name=NAME',
+      '--backend 127.0.0.1:7101,wieght=2: unknown parameter "wieght" (did you mean "weight"?); expected weight=N, maxconn=N, name=NAME, group=NAME or send-proxy=v1|v2|none',
     ],
   ])
 })

@@ -260,6 +260,31 @@ export function createMetrics(balancer: Balancer, options: MetricsOptions = {}):
     },
   })
 
+  new Gauge<ListenerLabel>({
+    name: 'baton_queued_sessions',
+    help: 'New clients waiting in the listener queue for a full backend (queue).',
+    labelNames: ['listener'],
+    registers,
+    aggregator: 'sum',
+    collect() {
+      this.reset()
+      for (const l of listeners()) this.set({ listener: l.name }, l.queued)
+    },
+  })
+
+  new Counter<'listener' | 'reason'>({
+    name: 'baton_refused_connections_total',
+    help: 'Clients refused by an accept stage (access rules, limits, PROXY protocol, routing), by reason.',
+    labelNames: ['listener', 'reason'],
+    registers,
+    collect() {
+      this.reset()
+      for (const l of listeners()) {
+        for (const [reason, n] of l.refusals.counts) this.inc({ listener: l.name, reason }, n)
+      }
+    },
+  })
+
   // Cumulative: never reset. Keyed by ring so a listener replaced on reload starts from zero.
   const seen = new WeakMap<LatencyRing, number>()
   new Histogram<'listener' | 'connection'>({

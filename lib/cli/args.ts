@@ -21,7 +21,8 @@ A TCP (L4) load balancer that splices each client connection to a backend.
 Options:
   -c, --config FILE        YAML or JSON config file (see README: "Configuration file")
   -l, --listen HOST:PORT   address to accept on (":7000" means every interface)
-  -b, --backend SPEC       HOST:PORT, optionally ",weight=N" and ",maxconn=N"; repeat for each backend
+  -b, --backend SPEC       HOST:PORT, optionally ",weight=N", ",maxconn=N" and ",group=NAME"; repeat for
+                           each backend
       --balance NAME       round-robin (default), least-connections, random, power-of-two,
                            source-hash, first
       --protocol NAME      opaque (default), length-prefixed, http1 or resp: how requests and responses are
@@ -31,12 +32,25 @@ Options:
       --pool-idle N        idle connections kept ready per backend for hand-offs (default 0)
       --health-check KIND  active checks: tcp, http:/PATH, redis (default none)
       --check-interval D   time between health checks (default 2s)
+      --tls-route M=GROUP  TLS passthrough: send clients whose ClientHello matches M to the backends
+                           of GROUP; M is a server name (api.example.com), a wildcard (*.example.com)
+                           or alpn:PROTO; repeat, first match wins; the rest go to group "default"
+      --hello-timeout D    TLS: close a client with no whole ClientHello within D (default 5s)
       --admin HOST:PORT    admin server: status page, /api, /metrics (loopback)
       --admin-token-file F the admin bearer token, read from file F (trimmed; not world-readable);
                            BATON_ADMIN_TOKEN in the environment is the other way to give it
       --connect-timeout D  backend connect timeout, e.g. 500ms, 5s (default 5s)
       --retries N          other backends to try when a connect fails (default 3)
       --max-connections N  most sessions at once, 0 = no limit (default 0)
+      --accept-proxy CIDRS read a PROXY protocol header (v1/v2) from these sources only (comma-separated
+                           or repeated); their header's address is the client's
+      --send-proxy V       send a PROXY protocol header (v1 or v2) to every backend (per backend:
+                           --backend HOST:PORT,send-proxy=v2)
+      --allow CIDRS        only clients from these addresses (comma-separated or repeated)
+      --deny CIDRS         refuse clients from these addresses
+      --max-connections-per-source N   most live sessions from one client address (default 0: off)
+      --rate-limit N       new sessions per second on the listener (default 0: off)
+      --rate-limit-per-source N        new sessions per second from one client address (default 0: off)
       --workers N|auto     processes that accept and splice: 1 (default) is one process; N > 1 or
                            auto (one per core) add a primary for checks, admin and reloads
       --log-level LEVEL    trace, debug, info (default), warn, error, fatal, silent
@@ -76,8 +90,17 @@ const OPTIONS = {
   replay: { type: 'string' },
   'response-timeout': { type: 'string' },
   'pool-idle': { type: 'string' },
+  'tls-route': { type: 'string', multiple: true },
+  'hello-timeout': { type: 'string' },
   retries: { type: 'string' },
   'max-connections': { type: 'string' },
+  'accept-proxy': { type: 'string', multiple: true },
+  'send-proxy': { type: 'string' },
+  allow: { type: 'string', multiple: true },
+  deny: { type: 'string', multiple: true },
+  'max-connections-per-source': { type: 'string' },
+  'rate-limit': { type: 'string' },
+  'rate-limit-per-source': { type: 'string' },
   workers: { type: 'string' },
   'log-level': { type: 'string' },
   pretty: { type: 'boolean' },
@@ -116,6 +139,15 @@ export function parseCommand(
       'check-interval',
       'retries',
       'max-connections',
+      'tls-route',
+      'hello-timeout',
+      'accept-proxy',
+      'send-proxy',
+      'allow',
+      'deny',
+      'max-connections-per-source',
+      'rate-limit',
+      'rate-limit-per-source',
     ] as const
     const both = simple.filter((k) => values[k] !== undefined)
     if (both.length > 0) {
@@ -143,6 +175,12 @@ export function parseCommand(
       listener.healthCheck = healthCheckFlag(values['health-check'] ?? 'tcp', values['check-interval'])
     }
     if (values.retries !== undefined) listener.retries = integerFlag('retries', values.retries)
+    acceptFlags(listener, values)
+    if (values['tls-route'] !== undefined || values['hello-timeout'] !== undefined) {
+      const tls: Record<string, unknown> = { routes: (values['tls-route'] ?? []).map(tlsRouteFlag) }
+      if (values['hello-timeout'] !== undefined) tls.helloTimeout = values['hello-timeout']
+      listener.tls = tls
+    }
     config = { listeners: [listener] }
     if (values['max-connections'] !== undefined) {
       config.maxConnections = integerFlag('max-connections', values['max-connections'])
@@ -280,13 +318,23 @@ export function parseBackendFlag(spec: string, index: number): Record<string, un
     if (field === undefined) {
       const near = closest(key, Object.keys(BACKEND_PARAMS))
       throw new ConfigError([
-        `--backend ${spec}: unknown parameter "${key}"${near !== undefined ? ` (did you mean "${near}"?)` : ''}; expected weight=N, maxconn=N or name=NAME`,
+        `--backend ${spec}: unknown parameter "${key}"${near !== undefined ? ` (did you mean "${near}"?)` : ''}; expected weight=N, maxconn=N, name=NAME, group=NAME or send-proxy=v1|v2|none`,
       ])
     }
-    backend[field] = field === 'name' ? value : /^\d+$/.test(value) ? Number(value) : value
+    backend[field] = field === 'name' || field === 'group' ? value : /^\d+$/.test(value) ? Number(value) : value
   }
   void index
   return backend
+}
+
+/** `api.example.com=GROUP`, `*.example.com=GROUP` or `alpn:h2=GROUP` (the schema checks the parts). */
+function tlsRouteFlag(spec: string): Record<string, unknown> {
+  const eq = spec.lastIndexOf('=')
+  if (eq <= 0 || eq === spec.length - 1)
+    throw new ConfigError([`--tls-route ${spec}: expected NAME=GROUP, *.SUFFIX=GROUP or alpn:PROTO=GROUP`])
+  const match = spec.slice(0, eq)
+  const group = spec.slice(eq + 1)
+  return match.startsWith('alpn:') ? { alpn: match.slice(5), group } : { serverName: match, group }
 }
 
 /** `tcp`, `redis`, `http:/PATH` (or `http` for `/`). */
@@ -303,7 +351,40 @@ function healthCheckFlag(kind: string, interval: string | undefined): Record<str
   return check
 }
 
-const BACKEND_PARAMS: Record<string, string> = { weight: 'weight', maxconn: 'maxConnections', name: 'name' }
+const BACKEND_PARAMS: Record<string, string> = {
+  weight: 'weight',
+  maxconn: 'maxConnections',
+  name: 'name',
+  group: 'group',
+  'send-proxy': 'sendProxy',
+}
+
+/** The accept-stage flags (lib/accept/): PROXY protocol, access rules, limits. CIDRs are checked by the schema. */
+function acceptFlags(
+  listener: Record<string, unknown>,
+  v: {
+    'accept-proxy'?: string[] | undefined
+    'send-proxy'?: string | undefined
+    allow?: string[] | undefined
+    deny?: string[] | undefined
+    'max-connections-per-source'?: string | undefined
+    'rate-limit'?: string | undefined
+    'rate-limit-per-source'?: string | undefined
+  }
+): void {
+  const list = (xs: string[]): string[] => xs.flatMap((x) => x.split(',')).map((x) => x.trim())
+  if (v['accept-proxy'] !== undefined) listener.acceptProxy = { from: list(v['accept-proxy']) }
+  if (v['send-proxy'] !== undefined) listener.sendProxy = v['send-proxy']
+  if (v.allow !== undefined) listener.allow = list(v.allow)
+  if (v.deny !== undefined) listener.deny = list(v.deny)
+  if (v['max-connections-per-source'] !== undefined)
+    listener.maxConnectionsPerSource = integerFlag('max-connections-per-source', v['max-connections-per-source'])
+  const rate: Record<string, number> = {}
+  if (v['rate-limit'] !== undefined) rate.accept = integerFlag('rate-limit', v['rate-limit'])
+  if (v['rate-limit-per-source'] !== undefined)
+    rate.perSource = integerFlag('rate-limit-per-source', v['rate-limit-per-source'])
+  if (Object.keys(rate).length > 0) listener.rateLimit = rate
+}
 
 function integerFlag(name: string, value: string): number {
   if (!/^\d+$/.test(value)) throw new ConfigError([`--${name}: expected a whole number, got "${value}"`])

@@ -10,6 +10,8 @@ import { ALGORITHMS } from '../balancing/types.js'
 import { CHECKER_DEFAULTS } from '../health/checker.js'
 import { DATA_PLANES, nativeRefusal } from '../native/data-plane.js'
 import { parseDuration, parseSize, splitHostPort } from '../units.js'
+import { SERVER_NAME_PATTERN } from '../tls/routes.js'
+import { parseCidr } from '../accept/cidr.js'
 
 const PORT_MSG = 'expected an integer from 1 to 65535'
 
@@ -143,6 +145,15 @@ function listenAddress(v: unknown, ctx: z.core.$RefinementCtx): unknown {
 }
 
 const ADDRESS_MSG = 'expected "host:port" or { host, port }'
+
+/** An IP address or CIDR block (`10.0.0.0/8`, `::1`), parsed here so that a typo fails `--check`. */
+const cidr = z.string({ error: 'expected an IP address or CIDR such as 10.0.0.0/8' }).superRefine((v, ctx) => {
+  const c = parseCidr(v)
+  if (typeof c === 'string') ctx.addIssue({ code: 'custom', message: c, input: v })
+})
+
+/** The PROXY protocol version sent to backends (HAProxy `send-proxy` / `send-proxy-v2`). */
+const sendProxy = z.enum(['v1', 'v2'])
 const WORKERS_MSG = 'expected "auto" or an integer from 1 to 1024'
 
 /**
@@ -176,6 +187,55 @@ const healthCheckSchema = z.strictObject({
   fall: int(1, 100).default(3),
 })
 
+const GROUP_MSG = 'expected a group name: letters, digits, ".", "_" or "-"'
+const groupName = z.string({ error: GROUP_MSG }).regex(/^[A-Za-z0-9._-]{1,64}$/, { error: GROUP_MSG })
+
+/** One value or a list of them: `alpn: h2` reads as `alpn: [h2]`. */
+function oneOrMany<T extends z.ZodType>(item: T) {
+  return z.preprocess((v) => (Array.isArray(v) ? v : v === undefined ? v : [v]), z.array(item).min(1))
+}
+
+const SERVER_NAME_MSG = 'expected a server name such as api.example.com or *.example.com'
+const serverName = z
+  .string({ error: SERVER_NAME_MSG })
+  .regex(SERVER_NAME_PATTERN, { error: SERVER_NAME_MSG })
+  .transform((n) => n.toLowerCase().replace(/\.$/, ''))
+
+/**
+ * TLS passthrough with routing by the ClientHello's server name (SNI) and ALPN (lib/tls/): Baton
+ * reads the hello without terminating TLS (nginx `ssl_preread`, HAProxy `req.ssl_sni`) and picks
+ * the backend group of the first route that matches; the bytes go on untouched.
+ */
+const tlsSchema = z.strictObject({
+  /** Tried in order; the first match wins. Each needs `serverName`, `alpn` or both. */
+  routes: z
+    .array(
+      z
+        .strictObject({
+          /** Exact names and `*.suffix` wildcards (any depth below the suffix, not the suffix itself). */
+          serverName: oneOrMany(serverName).optional(),
+          /** Matches when the client offers any of these protocols (`h2`, `http/1.1`, `postgresql`…). */
+          alpn: oneOrMany(z.string().min(1).max(255)).optional(),
+          group: groupName,
+        })
+        .refine((r) => r.serverName !== undefined || r.alpn !== undefined, {
+          error: 'a route needs serverName, alpn or both (what matches nothing else goes to defaultGroup)',
+        })
+    )
+    .default([]),
+  /** Where a hello that matches no route goes (also one without a server name). */
+  defaultGroup: groupName.default('default'),
+  /** A client must send its whole ClientHello within this time, or it is closed (counted). */
+  helloTimeout: duration().default(5000),
+  /** The hello and its record headers may take at most this many bytes; a larger one is refused. */
+  maxHelloBytes: size.pipe(z.int().min(512, { error: 'expected at least 512 bytes' }).max(65536, { error: 'expected at most 64KiB' })).default(16384),
+  /**
+   * First bytes that are not TLS (plain text on the TLS port): `refuse` closes the client (counted),
+   * `default` sends it to `defaultGroup` as nginx's `ssl_preread` does.
+   */
+  nonTls: z.enum(['refuse', 'default']).default('refuse'),
+})
+
 export const backendSchema = z.preprocess(
   hostPort,
   z.strictObject(
@@ -188,6 +248,10 @@ export const backendSchema = z.preprocess(
       weight: int(1, 1000).default(1),
       /** Most sessions at once on this backend; a full backend is skipped. 0 = no limit. */
       maxConnections: int(0).default(0),
+      /** The backend group it belongs to, for routing (`tls.routes`); absent: the group `default`. */
+      group: groupName.optional(),
+      /** PROXY protocol header to this backend; overrides the listener's `sendProxy` (`none`: not to this one). */
+      sendProxy: z.enum(['v1', 'v2', 'none']).optional(),
     },
     { error: ADDRESS_MSG }
   )
@@ -324,6 +388,61 @@ const listenerFields = z.strictObject({
   // runs of the failover bench (one of three nginx SIGKILLed; 0 on the JavaScript plane), and
   // zero broken connections is what Baton is for. `auto` opts in where the addon loaded.
   dataPlane: z.enum(DATA_PLANES).default('js'),
+  /** TLS passthrough with routing by SNI and ALPN to backend groups (see tlsSchema). */
+  tls: tlsSchema.optional(),
+  /**
+   * Accept the PROXY protocol (v1 or v2) from these sources only (HAProxy `accept-proxy`, nginx
+   * `listen … proxy_protocol` with `set_real_ip_from`); the address it carries is the client's
+   * everywhere. A list is shorthand for `{ from }`. See lib/accept/proxy/stage.ts.
+   */
+  acceptProxy: z
+    .preprocess(
+      (v) => (Array.isArray(v) ? { from: v } : v),
+      z.strictObject({
+        from: z.array(cidr).min(1, { error: 'expected at least one trusted address or CIDR' }),
+        /** A client from `from` without a header is refused. */
+        required: z.boolean().default(true),
+        /** The whole header must arrive within this time of accept. */
+        timeout: duration()
+          .refine((v) => v > 0, { error: 'expected a duration above 0' })
+          .default(3000),
+        /** Wait for the first bytes of other clients to refuse a PROXY header from them. Default: not for opaque. */
+        checkUntrusted: z.boolean().optional(),
+      })
+    )
+    .optional(),
+  /** Send a PROXY protocol header to every backend (each may override), on every server connection. */
+  sendProxy: sendProxy.optional(),
+  /** Only clients in these addresses or CIDRs (the real client, after PROXY) may connect. */
+  allow: z.array(cidr).optional(),
+  /** Clients in these addresses or CIDRs are refused (checked before `allow`). */
+  deny: z.array(cidr).optional(),
+  /**
+   * When every backend that could take a new client is full (`maxConnections`), hold it up to
+   * `timeout` for a slot instead of closing it at once (HAProxy's queue and `timeout queue`). At
+   * most `max` clients wait. Off unless set.
+   */
+  queue: z
+    .strictObject({
+      timeout: duration()
+        .refine((v) => v > 0, { error: 'expected a duration above 0' })
+        .default(5000),
+      max: int(1).default(1000),
+    })
+    .optional(),
+  /** Token-bucket rate limits on new sessions (HAProxy `rate-limit sessions`, `sc_conn_rate`). 0 = off. */
+  rateLimit: z
+    .strictObject({
+      /** New sessions per second on this listener. */
+      accept: int(0).default(0),
+      /** Sessions let through at once before `accept` applies. Default: `accept`. */
+      acceptBurst: int(1).optional(),
+      /** New sessions per second from one client address. */
+      perSource: int(0).default(0),
+      /** Default: `perSource`. */
+      perSourceBurst: int(1).optional(),
+    })
+    .optional(),
 })
 
 /**
@@ -344,10 +463,29 @@ const listenerSchema = listenerFields.superRefine((l, ctx) => {
         message: `backend name "${name}" is already used by backends[${first}]; give each backend its own name`,
       })
   })
+  groupIssues(l, ctx)
   if (l.dataPlane !== 'native') return
   const why = nativeRefusal(l)
   if (why !== undefined) ctx.addIssue({ code: 'custom', path: ['dataPlane'], message: why })
 })
+
+/** Backend groups: only with `tls` routing, and every group a route or the default names has a backend. */
+function groupIssues(l: z.output<typeof listenerFields>, ctx: z.RefinementCtx): void {
+  const groups = new Set(l.backends.map((b) => b.group ?? 'default'))
+  if (l.tls === undefined) {
+    l.backends.forEach((b, i) => {
+      if (b.group !== undefined)
+        ctx.addIssue({ code: 'custom', path: ['backends', i, 'group'], message: 'backend groups need tls routing on the listener' })
+    })
+    return
+  }
+  const need = (group: string, path: (string | number)[]): void => {
+    if (!groups.has(group))
+      ctx.addIssue({ code: 'custom', path, message: `no backend is in group "${group}"` })
+  }
+  l.tls.routes.forEach((r, i) => need(r.group, ['tls', 'routes', i, 'group']))
+  need(l.tls.defaultGroup, ['tls', 'defaultGroup'])
+}
 
 /** A backend's name: its own, or `host:port` (`[v6]:port`), as lib/backend.ts names it. */
 function backendName(b: { name?: string | undefined; host: string; port: number }): string {

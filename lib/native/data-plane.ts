@@ -14,6 +14,17 @@
 import type { Logger } from 'pino'
 import { loadNativePlane, type NativePlane, type NativePlaneLoad } from './plane.js'
 
+/** What of a listener's `sendProxy` the plane choice reads (the native plane cannot write a header). */
+interface ProxyOut {
+  readonly sendProxy?: string | undefined
+  readonly backends?: readonly { readonly sendProxy?: string | undefined }[]
+}
+
+/** Whether a PROXY header goes to any backend: those sessions stay on the JavaScript plane. */
+function sendsProxy(c: ProxyOut): boolean {
+  return (c.backends ?? []).some((b) => (b.sendProxy ?? c.sendProxy ?? 'none') !== 'none')
+}
+
 export const DATA_PLANES = ['auto', 'js', 'native'] as const
 export type DataPlaneOption = (typeof DATA_PLANES)[number]
 export type DataPlane = 'native' | 'js'
@@ -28,10 +39,10 @@ export interface ResolvedPlane {
 
 /** The plane for a listener's `dataPlane` and `protocol`. */
 export function resolveDataPlane(
-  config: { readonly dataPlane: DataPlaneOption; readonly protocol: string },
+  config: { readonly dataPlane: DataPlaneOption; readonly protocol: string } & ProxyOut,
   load: NativePlaneLoad = loadNativePlane()
 ): ResolvedPlane {
-  if (config.dataPlane === 'js' || config.protocol !== 'opaque')
+  if (config.dataPlane === 'js' || config.protocol !== 'opaque' || sendsProxy(config))
     return { plane: 'js', native: undefined, reason: undefined }
   if (load.plane === undefined) return { plane: 'js', native: undefined, reason: load.reason }
   return { plane: 'native', native: load.plane, reason: undefined }
@@ -41,9 +52,11 @@ export function resolveDataPlane(
  * Why `dataPlane: native` cannot be had for this listener, or undefined when it can: the config
  * check's message (schema.ts), which names the loader's reason.
  */
-export function nativeRefusal(config: { readonly protocol: string }): string | undefined {
+export function nativeRefusal(config: { readonly protocol: string } & ProxyOut): string | undefined {
   if (config.protocol !== 'opaque')
     return `the native plane moves opaque bytes only; protocol ${config.protocol} parses them and runs on the JavaScript plane (dataPlane: auto or js)`
+  if (sendsProxy(config))
+    return 'sendProxy writes a PROXY header on every server connection, which the native plane does not do yet: use dataPlane auto or js'
   const load = loadNativePlane()
   return load.plane === undefined ? `the native plane is not available: ${load.reason}` : undefined
 }

@@ -39,6 +39,7 @@ import { cancelCheck, checkBackend, type CheckWaiter } from '../replay/crash-che
 import { whyNotReplay } from '../replay/policy.js'
 import type { ServerFailure, Session, SessionBounds, SweepVerdict } from '../session.js'
 import type { NativePlane, PlaneEvent, PlaneHandle, PlaneStats } from './plane.js'
+import { classifyFirstBytes } from '../framing/client-first.js'
 
 /**
  * What a session's `client` and `server` point at once their descriptors belong to the plane: one
@@ -111,6 +112,13 @@ export class NativeLink implements CheckWaiter {
   private clientBytesAtMove = -1
   /** When the last move between turns happened (Date.now(); 0: none pending), for ORPHAN_FIN_MS. */
   private movedAt = 0
+  /**
+   * The client's first bytes (held while connecting, as an accept stage such as TLS routing always
+   * holds them) opened a client-first handshake (framing/client-first.ts): once the server has
+   * said anything the session is pinned, as the plane's serverFirst pins a greeting. Bytes that
+   * arrive after the attach are the plane's alone, so a handshake sent then is not seen here.
+   */
+  private clientFirst = false
   /** The error the plane reported on the client side, for the `close` that follows. */
   private clientError: Error | undefined = undefined
 
@@ -137,6 +145,10 @@ export class NativeLink implements CheckWaiter {
     const held = s.held
     s.held = undefined
     const head = held === undefined ? undefined : held.length === 1 ? held[0] : Buffer.concat(held)
+    if (head !== undefined) {
+      const kind = classifyFirstBytes(head)
+      this.clientFirst = kind !== 'other' && kind !== 'more'
+    }
     const client = s.client
     s.handOver(client)
     s.handOver(server)
@@ -286,7 +298,7 @@ export class NativeLink implements CheckWaiter {
     const s = this.s
     if (s.state !== 'open') return
     // A greeting server pins the session (a new one would greet again): the FIN goes on.
-    if (st.serverFirst) return this.passFin()
+    if (this.pinned(st)) return this.passFin()
     // The client already half-closed and everything is answered: the ordinary end.
     if (s.clientEnded && st.answered) return this.passFin()
     const eof = serverEof()
@@ -300,6 +312,11 @@ export class NativeLink implements CheckWaiter {
     const unanswered = !st.answered && !st.clientEof
     if (silent || this.checking || unanswered) return this.onServerFailed('eof', eof, st)
     this.check('eof', eof)
+  }
+
+  /** A greeting server, or an answered client-first handshake: no other server could continue. */
+  private pinned(st: PlaneStats): boolean {
+    return st.serverFirst || (this.clientFirst && st.bytesFromServer > 0)
   }
 
   private passFin(): void {
@@ -322,7 +339,7 @@ export class NativeLink implements CheckWaiter {
       return s.destroy(kind === 'timeout' ? 'server-timeout' : 'server-error', err)
     }
     const pending = !st.answered
-    if (st.serverFirst) {
+    if (this.pinned(st)) {
       host.serverFailed(s, backend, kind, err)
       if (!pending) {
         if (kind === 'eof') return this.passFin()

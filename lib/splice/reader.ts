@@ -96,8 +96,11 @@ export function readChunks(socket: Socket, handler: ChunkHandler): void {
   const sl = slotsOf(socket)
   const handle = (socket as unknown as { _handle?: { useUserBuffer(b: Buffer): void } | null })._handle
   if (sl === null || handle == null) {
-    s[kData] ??= onData
-    socket.on('data', s[kData])
+    // Once: a socket read first by the accept pipeline, then by its session, is switched twice.
+    if (s[kData] === undefined) {
+      s[kData] = onData
+      socket.on('data', onData)
+    }
     return
   }
   shared ??= Buffer.allocUnsafeSlow(SIZE)
