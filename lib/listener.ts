@@ -18,6 +18,7 @@ import type { ConnectionTable } from './table.js'
 import { isLocalError, SHED_MS } from './local.js'
 import { resolveDataPlane, type DataPlane } from './native/data-plane.js'
 import type { NativePlane } from './native/plane.js'
+import { adoptHandle } from './fleet/inherit.js'
 
 export interface ListenerCounters {
   accepted: number
@@ -183,14 +184,18 @@ export class Listener implements SessionHost {
     return this.owner.budget
   }
 
-  listen(): Promise<void> {
+  /**
+   * Bind the listen address, or take `inherited`, a listening socket passed to this process
+   * (systemd socket activation, an upgrade: lib/fleet/inherit.ts).
+   */
+  listen(inherited?: net.Server): Promise<void> {
     const { host, port } = this.config.listen
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         reject(new ListenError(this.name, `${host}:${port}`, err))
       }
       this.server.once('error', onError)
-      this.server.listen({ host, port, backlog: this.config.backlog }, () => {
+      const listening = (): void => {
         this.server.off('error', onError)
         this.server.on('error', (err) => {
           // accept() out of descriptors: libuv closes the client for us; shed, and say so once a second.
@@ -205,7 +210,13 @@ export class Listener implements SessionHost {
           this.sweeper = undefined
         })
         resolve()
-      })
+      }
+      if (inherited !== undefined) {
+        adoptHandle(this.server, inherited, this.config.backlog)
+        this.server.once('listening', listening)
+      } else {
+        this.server.listen({ host, port, backlog: this.config.backlog }, listening)
+      }
     })
   }
 
