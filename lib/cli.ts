@@ -140,8 +140,8 @@ async function main(argv: readonly string[]): Promise<number> {
       process.exit(0)
     })
   }
-  process.on('SIGINT', stop)
-  process.on('SIGTERM', stop)
+  process.on('SIGINT', () => stop('SIGINT'))
+  process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGHUP', () => {
     if (!fromFile) return balancer.log.warn('SIGHUP: nothing to reload without --config')
     void sdNotify(balancer.log, 'RELOADING=1')

@@ -6,7 +6,8 @@
  * datagram sockets, so the message is sent by `systemd-notify`, which ships with systemd wherever
  * `$NOTIFY_SOCKET` can be set. Its datagrams come from its own pid, so the unit needs
  * `NotifyAccess=all` (examples/baton.service); since systemd 246 it waits for the manager to have
- * read the message (sd_notify_barrier), so the message is not lost when it exits.
+ * read the message (sd_notify_barrier), so the message is not lost when it exits; Baton asks that
+ * for READY=1 only.
  * Without `$NOTIFY_SOCKET` nothing is done; without `systemd-notify` a warning is logged once.
  */
 import { execFile } from 'node:child_process'
@@ -27,7 +28,13 @@ export function sdNotify(
 ): Promise<void> {
   const env = options.env ?? process.env
   if (env.NOTIFY_SOCKET === undefined || env.NOTIFY_SOCKET === '') return Promise.resolve()
-  const args = [...(options.mainPid === true ? [`--pid=${process.pid}`] : []), state]
+  // Only READY=1 waits for the manager to have read it (a lost one fails the start); the others
+  // must not hold up a reload or a stop by the barrier's 5 s when the reader does not answer it.
+  const args = [
+    ...(state === 'READY=1' ? [] : ['--no-block']),
+    ...(options.mainPid === true ? [`--pid=${process.pid}`] : []),
+    state,
+  ]
   if (options.status !== undefined) args.push(`STATUS=${options.status}`)
   return new Promise((resolve) => {
     execFile(options.command ?? 'systemd-notify', args, { env, timeout: 10_000 }, (err) => {
