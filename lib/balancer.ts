@@ -241,6 +241,8 @@ export class Balancer extends EventEmitter implements ListenerOwner {
       l.stopAccepting()
       result.listenersRemoved.push(l.name)
     }
+    // Before the listeners take theirs: they read the top-level `dns` settings from here.
+    this.config = config
     const next: Listener[] = []
     for (const p of plan) {
       if (p.kept !== undefined) {

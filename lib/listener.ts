@@ -19,6 +19,8 @@ import { isLocalError, SHED_MS } from './local.js'
 import { resolveDataPlane, type DataPlane } from './native/data-plane.js'
 import type { NativePlane } from './native/plane.js'
 import { adoptHandle } from './fleet/inherit.js'
+import { backendName, DNS_DEFAULTS, DnsDiscovery, type DnsConfig } from './discovery/dns.js'
+import type { BackendConfig } from './config/schema.js'
 
 export interface ListenerCounters {
   accepted: number
@@ -66,6 +68,9 @@ export interface ListenerCounters {
   /** Bytes of sessions that have ended (live sessions are added at read time). */
   bytesFromClient: number
   bytesToClient: number
+  /** DNS lookups of `discover` entries, and those that failed (the last good answer was kept). */
+  dnsLookups: number
+  dnsFailures: number
 }
 
 /** A fresh set of counters, every one at 0: one list of names for listeners and their sum. */
@@ -99,6 +104,8 @@ export function zeroCounters(): ListenerCounters {
     migrations: 0,
     bytesFromClient: 0,
     bytesToClient: 0,
+    dnsLookups: 0,
+    dnsFailures: 0,
   }
 }
 
@@ -112,6 +119,8 @@ export interface ListenerOwner {
   onSessionClose(session: Session): void
   onBackendFailure(listener: Listener, backend: Backend, err: Error, down: boolean): void
   onBackendUp(listener: Listener, backend: Backend): void
+  /** DNS settings for `discover` entries (the top-level `dns`). */
+  readonly config: { readonly dns?: DnsConfig | undefined }
 }
 
 export class Listener implements SessionHost {
@@ -153,6 +162,10 @@ export class Listener implements SessionHost {
   }
   /** Live sessions per client address, when `maxConnectionsPerSource` is set. */
   private perSource: Map<string, number> | undefined = undefined
+  /** DNS lookups of `discover` entries, while listening. */
+  private discovery: DnsDiscovery | undefined = undefined
+  /** The backends DNS found last, kept beside the configured ones across reloads. */
+  private discovered: BackendConfig[] = []
 
   constructor(config: ListenerConfig, owner: ListenerOwner, log: Logger) {
     this.config = config
@@ -188,7 +201,18 @@ export class Listener implements SessionHost {
    * Bind the listen address, or take `inherited`, a listening socket passed to this process
    * (systemd socket activation, an upgrade: lib/fleet/inherit.ts).
    */
-  listen(inherited?: net.Server): Promise<void> {
+  async listen(inherited?: net.Server): Promise<void> {
+    // The first answers come before the first client, so that it finds backends.
+    await this.startDiscovery()
+    try {
+      await this.bind(inherited)
+    } catch (err) {
+      this.stopDiscovery()
+      throw err
+    }
+  }
+
+  private bind(inherited: net.Server | undefined): Promise<void> {
     const { host, port } = this.config.listen
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
@@ -234,6 +258,7 @@ export class Listener implements SessionHost {
    * waits for every accepted connection, so it is not awaited here: see `closed()`.)
    */
   stopAccepting(): void {
+    this.stopDiscovery()
     for (const c of this.checkers.splice(0)) c.stop()
     for (const b of this.backends) b.pool?.stop()
     if (this.server.listening) this.server.close()
@@ -252,10 +277,31 @@ export class Listener implements SessionHost {
    * sessions. The listen address is not changed here (the balancer adds and removes listeners).
    */
   reconfigure(config: ListenerConfig): { added: string[]; removed: string[] } {
+    const restartDiscovery =
+      this.discovery !== undefined &&
+      (JSON.stringify(config.discover ?? []) !== JSON.stringify(this.discovery.entries) ||
+        JSON.stringify(this.owner.config.dns ?? DNS_DEFAULTS) !== JSON.stringify(this.discovery.settings))
+    if ((config.discover ?? []).length === 0) this.discovered = []
+    const result = this.applyBackends(config)
+    if (restartDiscovery || (this.discovery === undefined && this.server.listening)) {
+      this.stopDiscovery()
+      // The backends found so far stay until the new lookups answer.
+      void this.startDiscovery()
+    }
+    return result
+  }
+
+  /** Configured backends plus those DNS found: matched, added and drained as on a reload. */
+  private applyBackends(config: ListenerConfig): { added: string[]; removed: string[] } {
     const old = new Map(this.backends.map((b) => [b.name, b]))
     const next: Backend[] = []
     const added: string[] = []
-    for (const bc of config.backends) {
+    const staticNames = new Set(config.backends.map((b) => new Backend(b, config.passive).name))
+    const wanted = [
+      ...config.backends,
+      ...this.discovered.filter((b) => !staticNames.has(backendName(b.host, b.port))),
+    ]
+    for (const bc of wanted) {
       const fresh = new Backend(bc, config.passive)
       const kept = old.get(fresh.name)
       if (kept !== undefined && kept.host === fresh.host && kept.port === fresh.port) {
@@ -299,6 +345,35 @@ export class Listener implements SessionHost {
       this.startSweep()
     }
     return { added, removed: [...old.keys()] }
+  }
+
+  /** Start the lookups of `discover` entries (if any); resolves once each has answered or failed. */
+  private async startDiscovery(): Promise<void> {
+    const entries = this.config.discover ?? []
+    if (entries.length === 0 || this.discovery !== undefined) return
+    const log = this.log.child({ component: 'dns' })
+    const discovery = new DnsDiscovery(
+      entries,
+      this.owner.config.dns ?? DNS_DEFAULTS,
+      log,
+      this.counters,
+      (found) => {
+        if (this.discovery !== discovery) return
+        this.discovered = found
+        const { added, removed } = this.applyBackends(this.config)
+        if (added.length > 0 || removed.length > 0)
+          this.log.info({ added, removed, backends: this.backends.length }, 'dns: backends changed')
+      }
+    )
+    this.discovery = discovery
+    await discovery.start()
+  }
+
+  private stopDiscovery(): void {
+    const d = this.discovery
+    if (d === undefined) return
+    this.discovery = undefined
+    d.stop()
   }
 
   /** The bounds of this listener's sessions, as the sweep applies them (see `Session.sweep`). */
