@@ -77,6 +77,8 @@ export interface AdminServer {
 }
 
 const MAX_BODY = 4096
+/** Answered to anyone (no token, any peer, any Host): they say only whether Baton is up and ready. */
+const PROBES = new Set(['/healthz', '/readyz'])
 /** Paths answered without asking the workers first (`--workers`): probes must stay cheap. */
 const NO_REFRESH = new Set(['/metrics', '/healthz', '/readyz'])
 /** The admin server is for a handful of operators and one scraper. */
@@ -200,6 +202,10 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
     }
     const method = req.method ?? 'GET'
     const readOnly = method === 'GET' || method === 'HEAD'
+    // Probes (kubelet, a cloud load balancer) come from the network, with no token and any Host:
+    // like HAProxy's `monitor-uri` they are answered before the access checks. They tell nothing
+    // but "ok" or "ready".
+    if (readOnly && PROBES.has(url.pathname)) return read[url.pathname]!(req, res, url, '')
     const hostHeader = req.headers.host ?? ''
     // DNS rebinding (access.ts): checked first, and whatever credentials the request carries.
     if (!namesThisServer(hostHeader, req.socket.localAddress))

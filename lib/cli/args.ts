@@ -136,6 +136,13 @@ export function parseCommand(argv: readonly string[], readFile = readConfigFile)
   if (values.admin !== undefined) {
     config.admin = { ...((config.admin as Record<string, unknown> | undefined) ?? {}), listen: values.admin }
   }
+  // The admin token from the environment (a Kubernetes Secret, systemd's LoadCredential), unless
+  // the file gives one: a token does not belong in a ConfigMap.
+  const envToken = process.env.BATON_ADMIN_TOKEN
+  if (envToken !== undefined && envToken !== '') {
+    const admin = (config.admin as Record<string, unknown> | undefined) ?? {}
+    if (admin.token === undefined) config.admin = { ...admin, token: envToken }
+  }
   if (values['log-level'] !== undefined || values.pretty !== undefined) {
     const log = { ...((config.log as Record<string, unknown> | undefined) ?? {}) }
     if (values['log-level'] !== undefined) log.level = values['log-level']
