@@ -15,6 +15,7 @@ import {
 } from '../../lib/discovery/dns.js'
 import { validateConfig } from '../../lib/config/validate.js'
 import { ConfigError } from '../../lib/errors.js'
+import { parseCommand } from '../../lib/cli/args.js'
 
 t.test('refreshDelay: the TTL within the bounds', async (t) => {
   t.equal(refreshDelay(30, 1000, 300_000), 30_000)
@@ -111,4 +112,33 @@ t.test('config: discover entries and dns settings', async (t) => {
   t.match(issues({ listeners: [{ listen: ':1', backends: ['a:1'] }], dns: { resolvers: ['dns.google'] } }), [
     /dns\.resolvers\[0\]: expected an IP address/,
   ])
+})
+
+t.test('--discover and --resolver', async (t) => {
+  const c = parseCommand([
+    '-l',
+    ':7000',
+    '--discover',
+    'api.internal:8080',
+    '--discover',
+    'srv:_api._tcp.internal',
+    '--resolver',
+    '127.0.0.1:5353',
+  ])
+  t.same(c.kind === 'run' && c.config, {
+    listeners: [
+      {
+        listen: ':7000',
+        backends: [],
+        discover: [{ name: 'api.internal', port: 8080 }, { srv: '_api._tcp.internal' }],
+      },
+    ],
+    dns: { resolvers: ['127.0.0.1:5353'] },
+  })
+  t.ok(c.kind === 'run' && validateConfig(c.config), 'a valid config')
+  t.throws(
+    () => parseCommand(['-l', ':7000', '--discover', 'api.internal']),
+    /expected NAME:PORT or srv:NAME/
+  )
+  t.throws(() => parseCommand(['-l', ':7000']), /at least one is required \(or --discover\)/)
 })
