@@ -112,3 +112,32 @@ t.test('Kubernetes schemas (kubernetes-models), where installed', async (t) => {
     t.doesNotThrow(() => new Model(o).validate(), `${o.kind} ${o.metadata.name} is valid`)
   }
 })
+
+t.test(
+  "examples/systemd: the config passes baton --check and names the socket unit's listener",
+  async (t) => {
+    const dir = join(ROOT, 'examples', 'systemd')
+    ensureBuilt((c) => t.comment(c))
+    const r = spawnSync(process.execPath, [CLI, '--check', '--config', join(dir, 'baton.yaml')], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    })
+    t.equal(r.status, 0, `baton --check exits 0 (${r.stderr.trim()})`)
+    const sd = validateConfig(parse(readFileSync(join(dir, 'baton.yaml'), 'utf8')))
+    const socket = readFileSync(join(dir, 'baton.socket'), 'utf8')
+    const service = readFileSync(join(dir, 'baton.service'), 'utf8')
+    const fdName = /^FileDescriptorName=(\S+)$/m.exec(socket)?.[1]
+    t.ok(
+      sd.listeners.some((l) => l.name === fdName),
+      `a listener is named "${fdName}", the socket's FileDescriptorName`
+    )
+    const stop = Number(/^TimeoutStopSec=(\d+)s$/m.exec(service)?.[1])
+    t.ok(
+      stop > sd.shutdownGrace / 1000,
+      `TimeoutStopSec ${stop} s > shutdownGrace ${sd.shutdownGrace / 1000} s`
+    )
+    t.match(service, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m)
+    t.match(service, /^Type=notify$/m)
+    t.match(service, /^NotifyAccess=all$/m, 'systemd-notify sends from its own pid')
+  }
+)

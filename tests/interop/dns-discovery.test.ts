@@ -65,13 +65,39 @@ async function backends(): Promise<{ port: number; all: Backend[] }> {
   throw new Error('no port free on 127.0.0.2-4')
 }
 
-/** A UDP port free now (dnsmasq takes it, and the same TCP port, right after). */
-async function freeUdpPort(): Promise<number> {
-  const s = dgram.createSocket('udp4')
-  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve))
-  const port = s.address().port
-  await new Promise<void>((resolve) => s.close(() => resolve()))
-  return port
+/** A port free now for both UDP and TCP (dnsmasq binds both, right after). */
+async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const tcp = net.createServer()
+    await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve))
+    const port = (tcp.address() as net.AddressInfo).port
+    const udp = dgram.createSocket('udp4')
+    const ok = await new Promise<boolean>((resolve) => {
+      udp.once('error', () => resolve(false))
+      udp.bind(port, '127.0.0.1', () => resolve(true))
+    })
+    await new Promise<void>((resolve) => tcp.close(() => resolve()))
+    await new Promise<void>((resolve) => udp.close(() => resolve()))
+    if (ok) return port
+  }
+  throw new Error('no port free for both UDP and TCP')
+}
+
+/** dnsmasq on a free port; a few tries, since the port may be taken between the check and the bind. */
+async function dnsmasqOnFreePort(hosts: string, extra: string[] = []): Promise<{ peer: Peer; port: number }> {
+  let last: Error | undefined
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = await freePort()
+    const peer = startDnsmasq(port, hosts, extra)
+    try {
+      await dnsmasqUp(peer)
+      return { peer, port }
+    } catch (err) {
+      last = err as Error
+      await stopPeer(peer).catch(() => {})
+    }
+  }
+  throw last!
 }
 
 function startDnsmasq(port: number, hosts: string, extra: string[] = []): Peer {
@@ -146,8 +172,9 @@ t.test(
     const { port, all } = await backends()
     const [b2, b3, b4] = all as [Backend, Backend, Backend]
     writeFileSync(hosts, `${b2.address} api.test\n${b3.address} api.test\n`)
-    const dnsPort = await freeUdpPort()
-    let dns = startDnsmasq(dnsPort, hosts)
+    const started = await dnsmasqOnFreePort(hosts)
+    const dnsPort = started.port
+    let dns = started.peer
     let balancer: Balancer | undefined
     let stopLoops = false
     t.teardown(async () => {
@@ -157,7 +184,6 @@ t.test(
       for (const b of all) b.server.close()
       rmSync(dir, { recursive: true, force: true })
     })
-    await dnsmasqUp(dns)
 
     balancer = createBalancer({
       listeners: [{ listen: '127.0.0.1:0', discover: [{ name: 'api.test', port }] }],
@@ -212,6 +238,15 @@ t.test(
     t.ok(b4.connections > 0, 'the added address takes clients')
     t.equal(b2.connections, b2Then, 'the removed address takes none')
 
+    // A reload with the same discover entries keeps what DNS found (no lookup needed first).
+    const reloaded = await balancer.reload({
+      listeners: [{ listen: '127.0.0.1:0', discover: [{ name: 'api.test', port }] }],
+      dns: { resolvers: [`127.0.0.1:${dnsPort}`], minTtl: 100, maxTtl: 2000, timeout: 300, tries: 1 },
+      log: { level: 'silent' },
+    })
+    t.same(reloaded.backendsRemoved, [], 'a reload drains none of the discovered backends')
+    t.same(names(), [`${b3.address}:${port}`, `${b4.address}:${port}`], 'and keeps them')
+
     // The DNS server dies: lookups fail, the last good set stays.
     const failuresBefore = listener.counters.dnsFailures
     await stopPeer(dns)
@@ -225,7 +260,20 @@ t.test(
     // Back, with only .4.
     writeFileSync(hosts, `${b4.address} api.test\n`)
     dns = startDnsmasq(dnsPort, hosts)
-    await dnsmasqUp(dns)
+    try {
+      await dnsmasqUp(dns)
+    } catch {
+      // Its port was taken meanwhile: a new port, given to Baton by a reload (which restarts the lookups).
+      await stopPeer(dns).catch(() => {})
+      const again = await dnsmasqOnFreePort(hosts)
+      dns = again.peer
+      t.comment(`dnsmasq moved to port ${again.port}`)
+      await balancer.reload({
+        listeners: [{ listen: '127.0.0.1:0', discover: [{ name: 'api.test', port }] }],
+        dns: { resolvers: [`127.0.0.1:${again.port}`], minTtl: 100, maxTtl: 2000, timeout: 300, tries: 1 },
+        log: { level: 'silent' },
+      })
+    }
     await until(() => names().join() === `${b4.address}:${port}`, 'backends follow the records again', {
       timeoutMs: LONG_MS,
       intervalMs: 10,
@@ -245,8 +293,7 @@ t.test('SRV records: targets of the lowest priority, their ports and weights', a
   const hosts = join(dir, 'hosts')
   const { port, all } = await backends()
   writeFileSync(hosts, ADDRS.map((a, i) => `${a} api-${i}.test\n`).join(''))
-  const dnsPort = await freeUdpPort()
-  const dns = startDnsmasq(dnsPort, hosts, [
+  const { peer: dns, port: dnsPort } = await dnsmasqOnFreePort(hosts, [
     `--srv-host=_api._tcp.test,api-0.test,${port},0,10`,
     `--srv-host=_api._tcp.test,api-1.test,${port},0,30`,
     `--srv-host=_api._tcp.test,api-2.test,${port},5,10`, // a fallback: not used
@@ -258,7 +305,6 @@ t.test('SRV records: targets of the lowest priority, their ports and weights', a
     for (const b of all) b.server.close()
     rmSync(dir, { recursive: true, force: true })
   })
-  await dnsmasqUp(dns)
   balancer = createBalancer({
     listeners: [{ listen: '127.0.0.1:0', discover: [{ srv: '_api._tcp.test' }] }],
     dns: { resolvers: [`127.0.0.1:${dnsPort}`], minTtl: 100, timeout: 500, tries: 2 },
