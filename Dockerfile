@@ -9,10 +9,11 @@ FROM node:20-bookworm AS build
 WORKDIR /src
 COPY package.json package-lock.json binding.gyp ./
 COPY native native
-RUN npm ci --no-audit --no-fund
+# --ignore-scripts: `prepare` (tsc) needs lib/, copied below; the addon is built explicitly.
+RUN npm ci --no-audit --no-fund --ignore-scripts && node native/install.mjs
 COPY tsconfig.json ./
 COPY lib lib
-RUN npm run build && npm prune --omit=dev && mkdir -p build/Release
+RUN npm run build && npm prune --omit=dev --ignore-scripts && mkdir -p build/Release
 
 # Run: the slim image of the same Node and glibc (the addon is built against them).
 FROM node:20-bookworm-slim
