@@ -133,7 +133,10 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     stopping = true
     // A hand-over is no stop of the service: its successor has told the manager it is the main pid.
-    if (successorPid === undefined) void sdNotify(balancer.log, 'STOPPING=1')
+    if (successorPid === undefined) {
+      void sdNotify(balancer.log, 'STOPPING=1')
+      upgrader.abort()
+    }
     balancer.log.info({ signal, graceMs: balancer.config.shutdownGrace, successorPid }, 'stopping')
     void Promise.all([admin?.close(), balancer.close()]).then(() => {
       balancer.log.flush()

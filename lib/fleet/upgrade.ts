@@ -53,6 +53,17 @@ export class Upgrader {
     return this.child !== undefined
   }
 
+  /** This process stops (SIGTERM) while a successor starts: the successor must not outlive it. */
+  abort(): void {
+    const child = this.child
+    if (child === undefined) return
+    this.child = undefined
+    child.removeAllListeners('message')
+    child.removeAllListeners('exit')
+    child.kill('SIGKILL')
+    this.log.warn({ successorPid: child.pid }, 'upgrade abandoned: this process is stopping')
+  }
+
   /** Start a successor (SIGUSR2). Ignored, with a warning, while one is starting. */
   start(): void {
     if (this.child !== undefined) {
