@@ -29,6 +29,7 @@ import { openFileLimit, sessionsForLimit } from './local.js'
 import { sayIfUnavailable, type DataPlane } from './native/data-plane.js'
 import type { EndSide, Outcome, Session } from './session.js'
 import { ConnectionTable, snapshotOf, type SessionSnapshot } from './table.js'
+import type { Inherited } from './fleet/inherit.js'
 
 export interface BalancerOptions {
   /** A pino logger to use instead of one made from `config.log`. */
@@ -115,14 +116,20 @@ export class Balancer extends EventEmitter implements ListenerOwner {
     this.frontends = config.listeners.map((l) => new Listener(l, this, this.log))
   }
 
-  /** Bind every listener. On failure the ones already bound are closed and the error names the listener. */
-  async listen(): Promise<void> {
+  /**
+   * Bind every listener. On failure the ones already bound are closed and the error names the
+   * listener. `inherited`: listening sockets passed to this process (systemd, an upgrade), each
+   * taken by the listener it matches instead of binding (lib/fleet/inherit.ts).
+   */
+  async listen(inherited?: Inherited): Promise<void> {
     if (!this.binds) return
     // Once per process (a --workers primary says it for its workers).
     if (!cluster.isWorker) sayIfUnavailable(this.log, this.config.listeners)
     try {
       for (const l of this.frontends) {
-        await l.listen()
+        const { host, port } = l.config.listen
+        const handed = inherited?.take(l.name, host, port)
+        await l.listen(handed)
         const a = l.address()
         this.log.info(
           {
@@ -130,6 +137,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
             address: `${a.host}:${a.port}`,
             balance: l.config.balance,
             dataPlane: l.plane,
+            ...(handed !== undefined ? { inherited: true } : {}),
             backends: l.backends.map((b) => `${b.name}${b.weight !== 1 ? ` weight=${b.weight}` : ''}`),
           },
           'listening'
@@ -259,6 +267,8 @@ export class Balancer extends EventEmitter implements ListenerOwner {
       l.stopAccepting()
       result.listenersRemoved.push(l.name)
     }
+    // Before the listeners take theirs: they read the top-level `dns` settings from here.
+    this.config = config
     const next: Listener[] = []
     for (const p of plan) {
       if (p.kept !== undefined) {

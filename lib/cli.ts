@@ -5,6 +5,11 @@
  * sessions `shutdownGrace` to finish, and exit 0. SIGHUP (and `POST /api/reload`) re-reads the config
  * file and applies it without dropping a live session; an invalid one is refused, and says why.
  *
+ * SIGUSR2 starts a successor (the same command line, run again: a new binary on disk) and hands it
+ * the listening sockets; once it accepts, this process drains as on SIGTERM (lib/fleet/upgrade.ts).
+ * Sockets passed by systemd (`LISTEN_FDS`) are taken instead of binding (lib/fleet/inherit.ts), and
+ * under `Type=notify` the service manager is told READY/RELOADING/STOPPING (lib/fleet/notify.ts).
+ *
  * `--workers N` (or `workers:` in the file; `auto` is one per core) with N > 1 runs a primary and N
  * worker processes instead (lib/cluster/primary.ts); N = 1, the default, is the single process below.
  * node:cluster starts each worker by running this file again: it then takes its configuration from
@@ -21,6 +26,9 @@ import { parseCommand, USAGE } from './cli/args.js'
 import { startAdmin, type AdminServer } from './admin/server.js'
 import { BatonError } from './errors.js'
 import type { Logger } from 'pino'
+import { Inherited, takeInheritedSockets } from './fleet/inherit.js'
+import { sdNotify } from './fleet/notify.js'
+import { announceUpgraded, Upgrader } from './fleet/upgrade.js'
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -57,6 +65,8 @@ async function main(argv: readonly string[]): Promise<number> {
   let balancer: Balancer
   let admin: AdminServer | undefined
   let listening: Balancer | undefined
+  let inherited: Inherited | undefined
+  let stopping = false
   let fromFile = false
   try {
     const command = parseCommand(argv)
@@ -86,6 +96,18 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     fromFile = command.source !== 'command line'
     const workers = workerCount(balancer.config.workers)
+    const taken = takeInheritedSockets()
+    for (const r of taken.refused)
+      balancer.log.warn({ fd: r.fd, name: r.name, reason: r.reason }, 'passed descriptor ignored')
+    inherited = new Inherited(taken.sockets)
+    if (workers > 1 && inherited.size > 0) {
+      inherited.closeRest()
+      throw new BatonError(
+        'ERR_BATON_INHERIT',
+        'config',
+        'listening sockets passed by systemd or an upgrade (LISTEN_FDS) need workers: 1'
+      )
+    }
     if (workers > 1) {
       await startPrimary(balancer.config, {
         workers,
@@ -94,12 +116,15 @@ async function main(argv: readonly string[]): Promise<number> {
       })
       return -1
     }
-    await balancer.listen()
+    await balancer.listen(inherited)
     listening = balancer
     const a = balancer.config.admin
     if (a.listen !== undefined) {
       const b = balancer
+      const handed = inherited.take('admin', a.listen.host, a.listen.port)
       admin = await startAdmin(b, {
+        ...(handed !== undefined ? { inherited: handed } : {}),
+        ready: () => !stopping,
         host: a.listen.host,
         port: a.listen.port,
         ...(a.token !== undefined ? { token: a.token } : {}),
@@ -114,29 +139,59 @@ async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`baton: ${err.message.split('\n').join('\nbaton: ')}\n`)
       // The listeners may already be bound (the admin server failed): close them, or they keep the process up.
       await listening?.close(0)
+      inherited?.closeRest()
       return 2
     }
     throw err
   }
+  for (const s of inherited.closeRest())
+    balancer.log.warn(
+      { fd: s.fd, name: s.name, address: `${s.host}:${s.port}` },
+      'passed socket matches no listener: closed'
+    )
   void balancer.probeBackends()
-  let stopping = false
-  const stop = (signal: string): void => {
+  announceUpgraded(balancer.log)
+  void sdNotify(balancer.log, 'READY=1', { mainPid: true, status: 'accepting' })
+  const stop = (signal: string, successorPid?: number): void => {
     if (stopping) {
       balancer.log.warn({ signal }, 'second signal, exiting now')
       process.exit(1)
     }
     stopping = true
-    balancer.log.info({ signal, graceMs: balancer.config.shutdownGrace }, 'stopping')
+    // A hand-over is no stop of the service: its successor has told the manager it is the main pid.
+    if (successorPid === undefined) {
+      void sdNotify(balancer.log, 'STOPPING=1')
+      upgrader.abort()
+    }
+    balancer.log.info({ signal, graceMs: balancer.config.shutdownGrace, successorPid }, 'stopping')
     void Promise.all([admin?.close(), balancer.close()]).then(() => {
       balancer.log.flush()
       process.exit(0)
     })
   }
-  process.on('SIGINT', stop)
-  process.on('SIGTERM', stop)
+  process.on('SIGINT', () => stop('SIGINT'))
+  process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGHUP', () => {
     if (!fromFile) return balancer.log.warn('SIGHUP: nothing to reload without --config')
-    reload(balancer, argv).catch(() => {}) // reload() logs why
+    void sdNotify(balancer.log, 'RELOADING=1')
+      .then(() => reload(balancer, argv))
+      .catch(() => {}) // reload() logs why
+      .finally(() => sdNotify(balancer.log, 'READY=1'))
+  })
+  const upgrader = new Upgrader(
+    balancer.log,
+    argv,
+    () => [
+      ...balancer.frontends
+        .filter((l) => l.server.listening)
+        .map((l) => ({ name: l.name, server: l.server })),
+      ...(admin !== undefined ? [{ name: 'admin', server: admin.server }] : []),
+    ],
+    (pid) => stop('upgrade', pid)
+  )
+  process.on('SIGUSR2', () => {
+    if (stopping) return balancer.log.warn('SIGUSR2: stopping already, no upgrade')
+    upgrader.start()
   })
   return -1
 }

@@ -26,6 +26,9 @@ import { PER_SOURCE_LIMIT } from './accept/limits.js'
 import { proxyVersions, type ProxyVersion } from './accept/proxy/send.js'
 import { SessionQueue } from './accept/queue.js'
 import { BatonError } from './errors.js'
+import { adoptHandle } from './fleet/inherit.js'
+import { backendName, DNS_DEFAULTS, DnsDiscovery, type DnsConfig } from './discovery/dns.js'
+import type { BackendConfig } from './config/schema.js'
 
 export interface ListenerCounters {
   accepted: number
@@ -75,6 +78,9 @@ export interface ListenerCounters {
   /** Bytes of sessions that have ended (live sessions are added at read time). */
   bytesFromClient: number
   bytesToClient: number
+  /** DNS lookups of `discover` entries, and those that failed (the last good answer was kept). */
+  dnsLookups: number
+  dnsFailures: number
 }
 
 /** A fresh set of counters, every one at 0: one list of names for listeners and their sum. */
@@ -109,6 +115,8 @@ export function zeroCounters(): ListenerCounters {
     migrations: 0,
     bytesFromClient: 0,
     bytesToClient: 0,
+    dnsLookups: 0,
+    dnsFailures: 0,
   }
 }
 
@@ -124,6 +132,8 @@ export interface ListenerOwner {
   onBackendUp(listener: Listener, backend: Backend): void
   /** `log.access`: one line per session when it ends (lib/access-log.ts). */
   readonly accessLog: boolean
+  /** DNS settings for `discover` entries (the top-level `dns`). */
+  readonly config: { readonly dns?: DnsConfig | undefined }
 }
 
 export class Listener implements SessionHost, PipelineHost {
@@ -176,6 +186,10 @@ export class Listener implements SessionHost, PipelineHost {
   proxyTo: Map<Backend, ProxyVersion> | undefined
   /** New clients waiting for a full backend's slot (`queue`); undefined when off. */
   private waiting: SessionQueue | undefined = undefined
+  /** DNS lookups of `discover` entries, while listening. */
+  private discovery: DnsDiscovery | undefined = undefined
+  /** The backends DNS found last, kept beside the configured ones across reloads. */
+  private discovered: BackendConfig[] = []
 
   constructor(config: ListenerConfig, owner: ListenerOwner, log: Logger) {
     this.config = config
@@ -212,14 +226,29 @@ export class Listener implements SessionHost, PipelineHost {
     return this.owner.budget
   }
 
-  listen(): Promise<void> {
+  /**
+   * Bind the listen address, or take `inherited`, a listening socket passed to this process
+   * (systemd socket activation, an upgrade: lib/fleet/inherit.ts).
+   */
+  async listen(inherited?: net.Server): Promise<void> {
+    // The first answers come before the first client, so that it finds backends.
+    await this.startDiscovery()
+    try {
+      await this.bind(inherited)
+    } catch (err) {
+      this.stopDiscovery()
+      throw err
+    }
+  }
+
+  private bind(inherited: net.Server | undefined): Promise<void> {
     const { host, port } = this.config.listen
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         reject(new ListenError(this.name, `${host}:${port}`, err))
       }
       this.server.once('error', onError)
-      this.server.listen({ host, port, backlog: this.config.backlog }, () => {
+      const listening = (): void => {
         this.server.off('error', onError)
         this.server.on('error', (err) => {
           // accept() out of descriptors: libuv closes the client for us; shed, and say so once a second.
@@ -234,7 +263,13 @@ export class Listener implements SessionHost, PipelineHost {
           this.sweeper = undefined
         })
         resolve()
-      })
+      }
+      if (inherited !== undefined) {
+        adoptHandle(this.server, inherited, this.config.backlog)
+        this.server.once('listening', listening)
+      } else {
+        this.server.listen({ host, port, backlog: this.config.backlog }, listening)
+      }
     })
   }
 
@@ -252,6 +287,7 @@ export class Listener implements SessionHost, PipelineHost {
    * waits for every accepted connection, so it is not awaited here: see `closed()`.)
    */
   stopAccepting(): void {
+    this.stopDiscovery()
     for (const c of this.checkers.splice(0)) c.stop()
     for (const b of this.backends) b.pool?.stop()
     if (this.server.listening) this.server.close()
@@ -278,11 +314,32 @@ export class Listener implements SessionHost, PipelineHost {
     settings: string[]
   } {
     const settings = changedKeys(this.config, config)
+    const restartDiscovery =
+      this.discovery !== undefined &&
+      (JSON.stringify(config.discover ?? []) !== JSON.stringify(this.discovery.entries) ||
+        JSON.stringify(this.owner.config.dns ?? DNS_DEFAULTS) !== JSON.stringify(this.discovery.settings))
+    if ((config.discover ?? []).length === 0) this.discovered = []
+    const result = this.applyBackends(config)
+    if (restartDiscovery || (this.discovery === undefined && this.server.listening)) {
+      this.stopDiscovery()
+      // The backends found so far stay until the new lookups answer.
+      void this.startDiscovery()
+    }
+    return { ...result, settings }
+  }
+
+  /** Configured backends plus those DNS found: matched, added and drained as on a reload. */
+  private applyBackends(config: ListenerConfig): { added: string[]; removed: string[]; changed: string[] } {
     const old = new Map(this.backends.map((b) => [b.name, b]))
     const next: Backend[] = []
     const added: string[] = []
     const changed: string[] = []
-    for (const bc of config.backends) {
+    const staticNames = new Set(config.backends.map((b) => new Backend(b, config.passive).name))
+    const wanted = [
+      ...config.backends,
+      ...this.discovered.filter((b) => !staticNames.has(backendName(b.host, b.port))),
+    ]
+    for (const bc of wanted) {
       const fresh = new Backend(bc, config.passive)
       const kept = old.get(fresh.name)
       if (kept !== undefined && kept.host === fresh.host && kept.port === fresh.port && kept.group === fresh.group) {
@@ -335,7 +392,36 @@ export class Listener implements SessionHost, PipelineHost {
       this.startChecks()
       this.startSweep()
     }
-    return { added, removed: [...old.keys()], changed, settings }
+    return { added, removed: [...old.keys()], changed }
+  }
+
+  /** Start the lookups of `discover` entries (if any); resolves once each has answered or failed. */
+  private async startDiscovery(): Promise<void> {
+    const entries = this.config.discover ?? []
+    if (entries.length === 0 || this.discovery !== undefined) return
+    const log = this.log.child({ component: 'dns' })
+    const discovery = new DnsDiscovery(
+      entries,
+      this.owner.config.dns ?? DNS_DEFAULTS,
+      log,
+      this.counters,
+      (found) => {
+        if (this.discovery !== discovery) return
+        this.discovered = found
+        const { added, removed } = this.applyBackends(this.config)
+        if (added.length > 0 || removed.length > 0)
+          this.log.info({ added, removed, backends: this.backends.length }, 'dns: backends changed')
+      }
+    )
+    this.discovery = discovery
+    await discovery.start()
+  }
+
+  private stopDiscovery(): void {
+    const d = this.discovery
+    if (d === undefined) return
+    this.discovery = undefined
+    d.stop()
   }
 
   /** The bounds of this listener's sessions, as the sweep applies them (see `Session.sweep`). */

@@ -328,7 +328,7 @@ t.test('unknown flag: exit 2, one line with a did-you-mean hint', async (t) => {
 t.test('missing or malformed flags', async (t) => {
   await usageErrors(t, [
     [[], '--listen: required (or use --config FILE); see --help'],
-    [['--listen', '127.0.0.1:7000'], '--backend: at least one is required; see --help'],
+    [['--listen', '127.0.0.1:7000'], '--backend: at least one is required (or --discover); see --help'],
     [
       ['--listen', '127.0.0.1:7000', '--backend', '7101'],
       '--backend 7101: expected HOST:PORT, e.g. 127.0.0.1:7101',

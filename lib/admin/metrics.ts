@@ -95,6 +95,8 @@ const LISTENER_COUNTERS: readonly [name: string, help: string, key: keyof Listen
     'Sessions moved off a backend that went down or drains, at a clean boundary.',
     'migrations',
   ],
+  ['dns_lookups_total', 'DNS lookups of the listener\'s discover entries.', 'dnsLookups'],
+  ['dns_failures_total', 'DNS lookups that failed; the last good answer was kept.', 'dnsFailures'],
 ]
 
 /** Per-backend gauges, `baton_backend_<name>{listener,backend}`, and how workers' values combine. */

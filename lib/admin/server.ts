@@ -12,6 +12,8 @@
  *   POST /api/backends/NAME/ready|drain|maint
  *   PUT  /api/backends/NAME/weight         body { "weight": 1..1000 }
  *   POST /api/reload                       re-read the config file (400 with the reason if invalid)
+ *   GET  /healthz                          200 while the process answers (liveness)
+ *   GET  /readyz                           200 while it takes new clients, else 503 (readiness)
  *
  * NAME is `listener/backend` or a backend name that only one listener has (URL-encoded either way).
  * Who may call what is in access.ts. Every request runs inside its own catch: a bug here answers
@@ -38,6 +40,7 @@ import {
 import { History, type HistoryOptions } from './history.js'
 import { createMetrics } from './metrics.js'
 import { renderPage } from './page.js'
+import { adoptHandle } from '../fleet/inherit.js'
 
 export interface AdminOptions {
   host: string
@@ -60,12 +63,18 @@ export interface AdminOptions {
     refresh(url: URL): Promise<void>
     changed(): void
   }
+  /** A listening socket passed to this process (systemd, an upgrade) to serve on instead of binding. */
+  inherited?: import('node:net').Server
+  /** `GET /readyz` answers 503 once this says false (the process is stopping or handing over). */
+  ready?: () => boolean
   /** The status page's sampler: interval (default 5 s) and samples kept (default 120). */
   history?: Pick<HistoryOptions, 'intervalMs' | 'samples'>
 }
 
 export interface AdminServer {
   address(): { host: string; port: number }
+  /** The listening server, for an upgrade to pass on (lib/fleet/upgrade.ts). */
+  readonly server: http.Server
   close(): Promise<void>
   /**
    * Take a new token (a reload re-read the token file or the environment). Undefined removes it,
@@ -76,6 +85,10 @@ export interface AdminServer {
 }
 
 const MAX_BODY = 4096
+/** Answered to anyone (no token, any peer, any Host): they say only whether Baton is up and ready. */
+const PROBES = new Set(['/healthz', '/readyz'])
+/** Paths answered without asking the workers first (`--workers`): probes must stay cheap. */
+const NO_REFRESH = new Set(['/metrics', '/healthz', '/readyz'])
 /** The admin server is for a handful of operators and one scraper. */
 const MAX_CONNECTIONS = 64
 
@@ -135,6 +148,13 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
       }),
     '/api/sessions': (_req, res, url) => json(res, 200, sessionPage(balancer, url.searchParams)),
     '/api/history': (_req, res) => json(res, 200, history.toJSON()),
+    // For probes (Kubernetes, load balancers, `systemctl`): liveness says the process answers;
+    // readiness also that it takes new clients (503 while it stops or hands over to a successor).
+    '/healthz': (_req, res) => send(res, 200, 'ok\n', 'text/plain; charset=utf-8'),
+    '/readyz': (_req, res) => {
+      const ready = options.ready?.() ?? balancer.frontends.some((l) => l.server.listening)
+      send(res, ready ? 200 : 503, ready ? 'ready\n' : 'not ready\n', 'text/plain; charset=utf-8')
+    },
   }
 
   const setState =
@@ -222,6 +242,10 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
     }
     const method = req.method ?? 'GET'
     const readOnly = method === 'GET' || method === 'HEAD'
+    // Probes (kubelet, a cloud load balancer) come from the network, with no token and any Host:
+    // like HAProxy's `monitor-uri` they are answered before the access checks. They tell nothing
+    // but "ok" or "ready".
+    if (readOnly && PROBES.has(url.pathname)) return read[url.pathname]!(req, res, url, '')
     const hostHeader = req.headers.host ?? ''
     // DNS rebinding (access.ts): checked first, and whatever credentials the request carries.
     if (!namesThisServer(hostHeader, req.socket.localAddress))
@@ -249,7 +273,7 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
       throw new HttpError(405, `${method} not allowed on ${url.pathname}`, {
         allow: Object.keys(r.methods).join(', '),
       })
-    if (readOnly && url.pathname !== '/metrics') await options.cluster?.refresh(url)
+    if (readOnly && !NO_REFRESH.has(url.pathname)) await options.cluster?.refresh(url)
     await handler(req, res, url, r.name)
     if (!readOnly) options.cluster?.changed()
   }
@@ -267,11 +291,17 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
     const onError = (err: NodeJS.ErrnoException): void =>
       reject(new ListenError('admin', `${host}:${port}`, err))
     server.once('error', onError)
-    server.listen({ host, port }, () => {
+    const listening = (): void => {
       server.off('error', onError)
       server.on('error', (err) => log.error({ err }, 'admin server error'))
       resolve()
-    })
+    }
+    if (options.inherited !== undefined) {
+      adoptHandle(server, options.inherited)
+      server.once('listening', listening)
+    } else {
+      server.listen({ host, port }, listening)
+    }
   })
   const address = (): { host: string; port: number } => {
     const a = server.address()
@@ -284,6 +314,7 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
   let closing: Promise<void> | undefined
   return {
     address,
+    server,
     close() {
       history.stop()
       closing ??= new Promise<void>((resolve) => {

@@ -23,6 +23,8 @@ Options:
   -l, --listen HOST:PORT   address to accept on (":7000" means every interface)
   -b, --backend SPEC       HOST:PORT, optionally ",weight=N", ",maxconn=N" and ",group=NAME"; repeat for
                            each backend
+      --discover SPEC      backends from DNS: NAME:PORT (its A/AAAA records) or srv:NAME (SRV); repeatable
+      --resolver IP[:PORT] DNS server for --discover (default: the system's); repeatable
       --balance NAME       round-robin (default), least-connections, random, power-of-two,
                            source-hash, first
       --protocol NAME      opaque (default), length-prefixed, http1 or resp: how requests and responses are
@@ -78,6 +80,8 @@ const OPTIONS = {
   config: { type: 'string', short: 'c' },
   listen: { type: 'string', short: 'l' },
   backend: { type: 'string', short: 'b', multiple: true },
+  discover: { type: 'string', multiple: true },
+  resolver: { type: 'string', multiple: true },
   balance: { type: 'string' },
   'connect-timeout': { type: 'string' },
   protocol: { type: 'string' },
@@ -129,6 +133,8 @@ export function parseCommand(
     const simple = [
       'listen',
       'backend',
+      'discover',
+      'resolver',
       'balance',
       'connect-timeout',
       'protocol',
@@ -158,12 +164,13 @@ export function parseCommand(
   } else {
     if (values.listen === undefined)
       throw new ConfigError(['--listen: required (or use --config FILE); see --help'])
-    if (values.backend === undefined)
-      throw new ConfigError(['--backend: at least one is required; see --help'])
+    if (values.backend === undefined && values.discover === undefined)
+      throw new ConfigError(['--backend: at least one is required (or --discover); see --help'])
     const listener: Record<string, unknown> = {
       listen: values.listen,
-      backends: values.backend.map((spec, i) => parseBackendFlag(spec, i)),
+      backends: (values.backend ?? []).map((spec, i) => parseBackendFlag(spec, i)),
     }
+    if (values.discover !== undefined) listener.discover = values.discover.map(parseDiscoverFlag)
     if (values.balance !== undefined) listener.balance = values.balance
     if (values['connect-timeout'] !== undefined) listener.connectTimeout = values['connect-timeout']
     if (values.protocol !== undefined) listener.protocol = values.protocol
@@ -182,6 +189,7 @@ export function parseCommand(
       listener.tls = tls
     }
     config = { listeners: [listener] }
+    if (values.resolver !== undefined) config.dns = { resolvers: values.resolver }
     if (values['max-connections'] !== undefined) {
       config.maxConnections = integerFlag('max-connections', values['max-connections'])
     }
@@ -335,6 +343,14 @@ function tlsRouteFlag(spec: string): Record<string, unknown> {
   const match = spec.slice(0, eq)
   const group = spec.slice(eq + 1)
   return match.startsWith('alpn:') ? { alpn: match.slice(5), group } : { serverName: match, group }
+}
+
+/** `srv:NAME` (an SRV name) or `NAME:PORT` (a name's A/AAAA records on that port). */
+export function parseDiscoverFlag(spec: string): Record<string, unknown> {
+  if (spec.startsWith('srv:')) return { srv: spec.slice(4) }
+  const hp = /^(.+):(\d+)$/.exec(spec)
+  if (hp === null) throw new ConfigError([`--discover ${spec}: expected NAME:PORT or srv:NAME`])
+  return { name: hp[1], port: Number(hp[2]) }
 }
 
 /** `tcp`, `redis`, `http:/PATH` (or `http` for `/`). */

@@ -206,6 +206,7 @@ export class Primary {
           ...(a.hosts !== undefined ? { hosts: a.hosts } : {}),
           log: this.log.child({ component: 'admin' }),
           ...(this.reread !== undefined ? { reload: () => this.reload() } : {}),
+          ready: () => this.phase === 'running' && this.readyCount() > 0,
           cluster: {
             metrics: () => this.metrics(),
             refresh: (url) => this.refresh(url),
@@ -234,6 +235,11 @@ export class Primary {
     )
     process.on('SIGINT', (signal) => this.stop(signal))
     process.on('SIGTERM', (signal) => this.stop(signal))
+    process.on('SIGUSR2', () =>
+      this.log.warn(
+        'SIGUSR2: upgrades hand over the listening sockets of one process; with --workers, restart under systemd socket activation instead (README: "Upgrades")'
+      )
+    )
     process.on('SIGHUP', () => {
       if (this.reread === undefined) return this.log.warn('SIGHUP: nothing to reload without --config')
       this.reload().catch(() => {}) // reload() logs why

@@ -126,5 +126,6 @@ export function runWorker(): void {
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
   process.on('SIGHUP', () => {})
+  process.on('SIGUSR2', () => {}) // upgrades are the primary's business (and unsupported there)
   send({ type: 'baton:hello' })
 }

@@ -257,12 +257,57 @@ export const backendSchema = z.preprocess(
   )
 )
 
+/** One `discover` entry: a name's A/AAAA records on `port`, or an SRV name. */
+const discoverSchema = z
+  .strictObject({
+    /** A DNS name whose A and AAAA records are backends (with `port`). */
+    name: hostName.optional(),
+    /** An SRV name (`_service._proto.name`) whose targets are backends, on their ports, with their weights. */
+    srv: z
+      .string()
+      .regex(DNS_NAME, { error: 'expected an SRV name such as _api._tcp.example.internal' })
+      .optional(),
+    /** With `name`: the backends' port. */
+    port: port.optional(),
+    /** Which address records to use. */
+    family: z.enum(['any', 'ipv4', 'ipv6']).default('any'),
+    /** With `name`: the weight of every address (an SRV record gives its own). */
+    weight: int(1, 1000).default(1),
+    /** Most sessions at once on each backend found. 0 = no limit. */
+    maxConnections: int(0).default(0),
+  })
+  .superRefine((d, ctx) => {
+    if ((d.name === undefined) === (d.srv === undefined))
+      ctx.addIssue({ code: 'custom', path: [], message: 'expected either "name" (with "port") or "srv"' })
+    else if (d.name !== undefined && d.port === undefined)
+      ctx.addIssue({ code: 'custom', path: ['port'], message: 'expected the backends\' port with "name"' })
+    else if (d.srv !== undefined && d.port !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['port'], message: 'SRV records give the port: remove "port"' })
+  })
+
+/** A DNS server for `dns.resolvers`: an IP address, optionally with a port (`[v6]:port` for IPv6). */
+const resolverAddress = z.string().refine(
+  (v) => {
+    const hp = splitHostPort(v)
+    if (hp === undefined) return isIP(v) !== 0
+    return isIP(hp.host) !== 0 && /^\d+$/.test(hp.port) && Number(hp.port) >= 1 && Number(hp.port) <= 65535
+  },
+  { error: 'expected an IP address, optionally with a port: 10.0.0.2, 127.0.0.1:5353, [::1]:53' }
+)
+
 const listenerFields = z.strictObject({
   /** Name in logs and metrics; defaults to the listen address. */
   name: z.string({ error: 'expected a name' }).min(1, { error: 'expected a non-empty name' }).optional(),
   /** Address to accept on: `host:port` or `{ host, port }`. */
   listen: z.preprocess(listenAddress, z.strictObject({ host, port: listenPort }, { error: ADDRESS_MSG })),
-  backends: z.array(backendSchema).min(1, { error: 'expected at least one backend' }),
+  /** At least one, unless `discover` finds them. */
+  backends: z.array(backendSchema).default([]),
+  /**
+   * Backends found in DNS (lib/discovery/dns.ts), besides `backends`: `{ name, port }` for every
+   * A/AAAA address of a name, `{ srv }` for every target of an SRV name. Looked up again at the
+   * records' TTL, within `dns.minTtl` and `dns.maxTtl`.
+   */
+  discover: z.array(discoverSchema).optional(),
   /** How a backend is chosen for each new session. */
   balance: z.enum(ALGORITHMS).default('round-robin'),
   /** Most sessions at once on this listener. 0 = no limit (the global limit still applies). */
@@ -451,6 +496,8 @@ const listenerFields = z.strictObject({
  * metrics and the logs name them.
  */
 const listenerSchema = listenerFields.superRefine((l, ctx) => {
+  if (l.backends.length === 0 && (l.discover ?? []).length === 0)
+    ctx.addIssue({ code: 'custom', path: ['backends'], message: 'expected at least one backend' })
   const seen = new Map<string, number>()
   l.backends.forEach((b, i) => {
     const name = backendName(b)
@@ -565,6 +612,22 @@ function refineConfig(
     })
 }
 
+/** DNS lookups of listeners' `discover` entries (lib/discovery/dns.ts). */
+export const dnsSchema = z
+    .strictObject({
+      /** DNS servers to ask; default: the system's (/etc/resolv.conf). */
+      resolvers: z.array(resolverAddress).min(1, { error: 'expected at least one resolver' }).optional(),
+      /** Records are looked up again at their TTL, but never sooner than this (and after a failure, this long). */
+      minTtl: duration().default(1000),
+      /** …and never later than this. */
+      maxTtl: duration().default(300_000),
+      /** One try of one lookup gives up after this long. */
+      timeout: duration().default(2000),
+      /** Tries per resolver before a lookup fails. */
+      tries: int(1, 10).default(2),
+    })
+
+
 const configFields = z.strictObject({
   listeners: z.array(listenerSchema).min(1, { error: 'expected at least one listener' }),
   /** Most sessions at once over all listeners. 0 = no limit. */
@@ -598,6 +661,8 @@ const configFields = z.strictObject({
     .prefault({}),
   /** On stop, how long live sessions get to finish before they are closed. */
   shutdownGrace: duration().default(30_000),
+  /** DNS lookups of listeners' `discover` entries (lib/discovery/dns.ts); defaults when absent. */
+  dns: dnsSchema.optional(),
   /**
    * Processes that accept and splice (`--workers`): 1 is a single process; N > 1 or `auto` (one per
    * core) start a primary that runs health checks, the admin server and reloads, and N workers.

@@ -1,0 +1,140 @@
+/**
+ * Listening sockets handed to this process instead of bound by it: systemd socket activation
+ * (sd_listen_fds(3): `LISTEN_FDS` descriptors from fd 3 on, for this process only when `LISTEN_PID`
+ * is its pid, named by the colon-separated `LISTEN_FDNAMES`), and a Baton upgrade (upgrade.ts),
+ * which starts its successor exactly as systemd would. The socket never closes between the two
+ * processes, so a client connecting meanwhile waits in the kernel's accept queue: it is never
+ * refused.
+ *
+ * Which listener takes which socket: the one whose `name` is the descriptor's name (`admin` is the
+ * admin server), else the one whose configured address is the socket's bound address. A socket no
+ * listener takes is logged and closed; a listener no socket matches binds its address as usual.
+ *
+ * Each descriptor is opened as a listening `net.Server` here, and its handle moves to the
+ * listener's own server in the same tick (`Listener.listen(inherited)`): no connection can be
+ * accepted in between.
+ */
+import net from 'node:net'
+
+/** sd_listen_fds(3): the first passed descriptor. */
+export const LISTEN_FDS_START = 3
+
+export interface InheritedSocket {
+  readonly fd: number
+  /** From `LISTEN_FDNAMES`; systemd's default is `unknown`. */
+  readonly name: string
+  /** Bound address, from getsockname. */
+  readonly host: string
+  readonly port: number
+  /** Listening already; its handle is taken by whoever matches it. */
+  readonly server: net.Server
+}
+
+/** The descriptors systemd's rules give this process: `[fd, name]` pairs, or [] when none. */
+export function listenFds(env: NodeJS.ProcessEnv = process.env, pid = process.pid): [number, string][] {
+  const n = Number(env.LISTEN_FDS ?? '')
+  if (!Number.isInteger(n) || n <= 0 || n > 1024) return []
+  if (Number(env.LISTEN_PID ?? '') !== pid) return []
+  const names = (env.LISTEN_FDNAMES ?? '').split(':')
+  const out: [number, string][] = []
+  for (let i = 0; i < n; i++) out.push([LISTEN_FDS_START + i, decodeFdName(names[i] || 'unknown')])
+  return out
+}
+
+/** Remove the variables, as sd_listen_fds(unset_environment=1) does: no child may take them too. */
+export function unsetListenEnv(env: NodeJS.ProcessEnv = process.env): void {
+  delete env.LISTEN_FDS
+  delete env.LISTEN_PID
+  delete env.LISTEN_FDNAMES
+}
+
+/**
+ * The sockets passed to this process, each opened as a listening server. Descriptors that are not
+ * listening TCP sockets are reported in `refused` (and left alone).
+ */
+export function takeInheritedSockets(env: NodeJS.ProcessEnv = process.env): {
+  sockets: InheritedSocket[]
+  refused: { fd: number; name: string; reason: string }[]
+} {
+  const sockets: InheritedSocket[] = []
+  const refused: { fd: number; name: string; reason: string }[] = []
+  const fds = listenFds(env)
+  unsetListenEnv(env)
+  for (const [fd, name] of fds) {
+    const server = new net.Server()
+    server.on('error', () => {}) // reported below, from the missing address
+    try {
+      server.listen({ fd })
+    } catch (err) {
+      refused.push({ fd, name, reason: (err as Error).message })
+      continue
+    }
+    const a = server.address()
+    if (a === null || typeof a === 'string') {
+      refused.push({ fd, name, reason: a === null ? 'not a listening socket' : 'not a TCP socket' })
+      if (a !== null) server.close()
+      continue
+    }
+    sockets.push({ fd, name, host: a.address, port: a.port, server })
+  }
+  return { sockets, refused }
+}
+
+/** The pool of inherited sockets not yet taken. */
+export class Inherited {
+  private readonly left: InheritedSocket[]
+
+  constructor(sockets: readonly InheritedSocket[] = []) {
+    this.left = [...sockets]
+  }
+
+  get size(): number {
+    return this.left.length
+  }
+
+  /** The socket for the listener called `name` with configured address `host:port`, if one was passed. */
+  take(name: string, host: string, port: number): net.Server | undefined {
+    let i = this.left.findIndex((s) => s.name === name)
+    if (i < 0 && port !== 0) i = this.left.findIndex((s) => s.port === port && sameHost(s.host, host))
+    if (i < 0) return undefined
+    return this.left.splice(i, 1)[0]!.server
+  }
+
+  /** Close what no listener took, and say which. */
+  closeRest(): InheritedSocket[] {
+    const rest = this.left.splice(0)
+    for (const s of rest) s.server.close()
+    return rest
+  }
+}
+
+function sameHost(bound: string, configured: string): boolean {
+  if (bound === configured) return true
+  // `::` with dual stack also answers 0.0.0.0; the other way round it does not.
+  return net.isIP(configured) !== 0 && configured.replace(/^::ffff:/, '') === bound.replace(/^::ffff:/, '')
+}
+
+/**
+ * Hand an inherited server's listening handle to `target`, which becomes its owner (accepting
+ * with its own connection handler). `net.Server.listen(handle)` takes the handle as it is.
+ */
+export function adoptHandle(target: net.Server, inherited: net.Server, backlog?: number): void {
+  target.listen(inherited, backlog)
+  // The shell that opened it must never close it: it belongs to `target` now.
+  ;(inherited as unknown as { _handle: unknown })._handle = null
+}
+
+/** The descriptor of a listening server (Unix), to pass on to a successor. */
+export function serverFd(server: net.Server): number | undefined {
+  const fd = (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined
+}
+
+/** `:` separates LISTEN_FDNAMES; listener names such as `127.0.0.1:7000` have one. */
+export function encodeFdName(name: string): string {
+  return name.replace(/%/g, '%25').replace(/:/g, '%3A')
+}
+
+export function decodeFdName(name: string): string {
+  return name.replace(/%3A/gi, ':').replace(/%25/g, '%')
+}
