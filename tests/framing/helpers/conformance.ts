@@ -53,6 +53,11 @@ export interface ConformanceCase {
   bounds: number[] | 'never'
   /** Per response unit: client bytes that must be in before it may begin (Infinity: all of them). */
   need: number[]
+  /**
+   * Further holds inside a unit: server bytes from `at` on wait for `need` client bytes (memcached:
+   * the `MN` that ends a run of quiet commands waits for the `mn`, later than the run's first answer).
+   */
+  gates?: readonly { at: number; need: number }[]
   model: ConformanceModel
   /** A client-side fault: left out of the interleavings (the framer stops after other client bytes). */
   requestFault?: boolean
@@ -181,8 +186,15 @@ function interleaved(c: ConformanceCase, rand: () => number): Step[] {
   const bounds = c.bounds === 'never' ? [0, responses.length] : c.bounds
   const allowed = (): number => {
     if (client >= requests.length) return responses.length
-    for (let k = 0; k < c.need.length; k++) if (c.need[k]! > client) return bounds[k] ?? responses.length
-    return responses.length
+    let limit = responses.length
+    for (let k = 0; k < c.need.length; k++) {
+      if (c.need[k]! > client) {
+        limit = bounds[k] ?? responses.length
+        break
+      }
+    }
+    for (const g of c.gates ?? []) if (g.need > client && g.at < limit) limit = g.at
+    return limit
   }
   while (client < requests.length || server < responses.length) {
     const room = allowed() - server
