@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util'
 import { parse as parseYaml } from 'yaml'
 import { ConfigError } from '../errors.js'
 import { closest } from '../config/validate.js'
+import { PROTOCOL_CHECKS, PROTOCOL_HELP } from '../protocols/index.js'
 
 export const USAGE = `Usage: baton --listen HOST:PORT --backend HOST:PORT[,weight=N][,maxconn=N] [--backend ...] [options]
        baton --config FILE [--log-level LEVEL] [--pretty]
@@ -24,12 +25,12 @@ Options:
   -b, --backend SPEC       HOST:PORT, optionally ",weight=N" and ",maxconn=N"; repeat for each backend
       --balance NAME       round-robin (default), least-connections, random, power-of-two,
                            source-hash, first
-      --protocol NAME      opaque (default), length-prefixed, http1 or resp: how requests and responses are
-                           delimited, which decides what can be re-sent when a backend fails
+      --protocol NAME      how requests and responses are delimited, which decides what can be
+                           re-sent when a backend fails: ${PROTOCOL_HELP} (default opaque)
       --replay MODE        safe (default), all, none
       --response-timeout D a request with no response byte within D fails over (default off)
       --pool-idle N        idle connections kept ready per backend for hand-offs (default 0)
-      --health-check KIND  active checks: tcp, http:/PATH, redis (default none)
+      --health-check KIND  active checks: tcp, http:/PATH, ${PROTOCOL_CHECKS.join(', ')} (default none)
       --check-interval D   time between health checks (default 2s)
       --admin HOST:PORT    admin server: status page, /api, /metrics (loopback)
       --connect-timeout D  backend connect timeout, e.g. 500ms, 5s (default 5s)
@@ -179,15 +180,18 @@ export function parseBackendFlag(spec: string, index: number): Record<string, un
   return backend
 }
 
-/** `tcp`, `redis`, `http:/PATH` (or `http` for `/`). */
+/** `tcp`, `http:/PATH` (or `http` for `/`), or a protocol's own check (`redis`, `memcached`). */
 function healthCheckFlag(kind: string, interval: string | undefined): Record<string, unknown> {
   const check: Record<string, unknown> = {}
-  if (kind === 'tcp' || kind === 'redis' || kind === 'none') check.type = kind
+  if (kind === 'tcp' || kind === 'none' || (PROTOCOL_CHECKS as readonly string[]).includes(kind))
+    check.type = kind
   else if (kind === 'http' || kind.startsWith('http:')) {
     check.type = 'http'
     check.path = kind.length > 5 ? kind.slice(5) : '/'
   } else {
-    throw new ConfigError([`--health-check: expected tcp, http:/PATH or redis, got "${kind}"`])
+    throw new ConfigError([
+      `--health-check: expected tcp, http:/PATH or ${PROTOCOL_CHECKS.join(', ')}, got "${kind}"`,
+    ])
   }
   if (interval !== undefined) check.interval = interval
   return check

@@ -9,6 +9,7 @@
  * `stop()` clears the timer and aborts the check in flight, which destroys its socket.
  */
 import type { ListenerConfig } from '../config/schema.js'
+import { protocolCheck } from '../protocols/index.js'
 import { checkOf, type CheckFn, type CheckResult, type CheckSpec, type CheckTarget } from './checks.js'
 import { HealthState } from './state.js'
 
@@ -146,8 +147,13 @@ export function checkSpecOf(hc: ListenerConfig['healthCheck']): CheckSpec | unde
         expect: hc.expect ?? '',
         expectRegex: hc.expectRegex,
       }
-    default:
-      return { type: hc.type }
+    case 'tcp':
+      return { type: 'tcp' }
+    default: {
+      // A protocol's own check (lib/protocols/): `redis`, `memcached`…
+      const own = protocolCheck(hc.type)
+      return own === undefined ? undefined : { type: 'custom', name: own.name, check: own.check }
+    }
   }
 }
 
