@@ -106,6 +106,8 @@ const U_MN = 4
 const STATS = COMMANDS.get('stats')!
 const LRU_CRAWLER = COMMANDS.get('lru_crawler')!
 
+const EMPTY = Buffer.alloc(0)
+
 /** The words of one line, as offsets into its buffer: nothing allocated per line. */
 class Tokens {
   readonly starts = new Int32Array(MAX_TOKENS)
@@ -116,7 +118,7 @@ class Tokens {
   count = 0
   lastStart = 0
   lastEnd = 0
-  buf: Buffer = Buffer.alloc(0)
+  buf: Buffer = EMPTY
 
   /** memcached splits on spaces only. */
   split(buf: Buffer, from: number, to: number): void {
@@ -137,6 +139,11 @@ class Tokens {
       this.lastStart = s
       this.lastEnd = i
     }
+  }
+
+  /** Let go of the line's buffer (a read buffer the reader may reuse, or a big chunk). */
+  done(): void {
+    this.buf = EMPTY
   }
 
   is(k: number, word: string): boolean {
@@ -346,6 +353,7 @@ export class MemcachedFramer implements Framer, FramerExtras {
     }
     this.reqShape = shape
     this.reqFlags = flags
+    t.done()
     return undefined
   }
 
@@ -474,6 +482,7 @@ export class MemcachedFramer implements Framer, FramerExtras {
         `reply at offset ${this.resStart}: data block of ${data} bytes over maxValueBytes ${this.limits.maxValueBytes}`
       )
     }
+    t.done()
     this.resUnit = unit
     if (data >= 0) {
       this.resData = true
@@ -570,6 +579,7 @@ export class MemcachedFramer implements Framer, FramerExtras {
   }
 
   private fail(code: FramingError['code'], message: string): FramingError {
+    this.tokens.done()
     this.responseOpen = false
     this.openStart = -1
     return (this.failed = { code, message })
