@@ -2,7 +2,7 @@
  * The protocol registry (lib/protocols/types.ts): one module per protocol, each in its own folder.
  * Its names feed the config schema (`protocol`), `--protocol` and its help text; its option
  * schemas become listener keys; its health checks become `healthCheck.type` values. Adding a
- * protocol is a folder and one line below.
+ * protocol is a folder, an import and an entry in MODULES below.
  */
 import { http1Protocol } from './http1/index.js'
 import { lengthPrefixedProtocol } from './length-prefixed/index.js'
