@@ -10,6 +10,7 @@ import type { Selector } from './balancing/types.js'
 import type { ListenerConfig } from './config/schema.js'
 import { ListenError } from './errors.js'
 import { framerFor, type FramerFactory } from './framing/index.js'
+import { protocolOf } from './protocols/index.js'
 import { checkerFor, type HealthChecker } from './health/checker.js'
 import { WarmPool } from './pool/warm-pool.js'
 import type { ReplayBudget } from './replay/buffer.js'
@@ -427,12 +428,13 @@ export class Listener implements SessionHost, PipelineHost {
   /** The bounds of this listener's sessions, as the sweep applies them (see `Session.sweep`). */
   get bounds(): SessionBounds {
     const c = this.config
-    const framed = this.framer !== undefined && c.protocol !== 'opaque'
+    const requests = protocolOf(c.protocol).defaults.requests
+    const framed = this.framer !== undefined && requests
     return {
       client: c.clientTimeout,
       server: c.serverTimeout,
       request: framed ? c.requestTimeout : 0,
-      firstByte: c.firstByteTimeout ?? (c.protocol === 'opaque' ? 0 : 10_000),
+      firstByte: c.firstByteTimeout ?? (requests ? 10_000 : 0),
       halfClosed: c.halfClosedTimeout,
       // The JavaScript plane times responses per request (replayer.ts); the native plane's
       // sessions are checked by the sweep.
@@ -508,12 +510,12 @@ export class Listener implements SessionHost, PipelineHost {
 
   /** `onDown`, with its default: migrate where the framer knows clean boundaries. */
   get onDown(): 'migrate' | 'keep' {
-    return this.config.onDown ?? (this.config.protocol === 'opaque' ? 'keep' : 'migrate')
+    return this.config.onDown ?? protocolOf(this.config.protocol).defaults.onDown
   }
 
   /** `onDrain`, with its default: migrate where the framer knows clean boundaries. */
   get onDrain(): 'migrate' | 'finish' {
-    return this.config.onDrain ?? (this.config.protocol === 'opaque' ? 'finish' : 'migrate')
+    return this.config.onDrain ?? protocolOf(this.config.protocol).defaults.onDrain
   }
 
   /** A backend's admin state or configured weight changed (API, reload). */

@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util'
 import { parse as parseYaml } from 'yaml'
 import { ConfigError } from '../errors.js'
 import { closest } from '../config/validate.js'
+import { PROTOCOL_CHECKS, PROTOCOL_HELP } from '../protocols/index.js'
 
 export const USAGE = `Usage: baton --listen HOST:PORT --backend HOST:PORT[,weight=N][,maxconn=N] [--backend ...] [options]
        baton --config FILE [--log-level LEVEL] [--pretty]
@@ -27,12 +28,12 @@ Options:
       --resolver IP[:PORT] DNS server for --discover (default: the system's); repeatable
       --balance NAME       round-robin (default), least-connections, random, power-of-two,
                            source-hash, first
-      --protocol NAME      opaque (default), length-prefixed, http1 or resp: how requests and responses are
-                           delimited, which decides what can be re-sent when a backend fails
+      --protocol NAME      how requests and responses are delimited, which decides what can be
+                           re-sent when a backend fails: ${PROTOCOL_HELP} (default opaque)
       --replay MODE        safe (default), all, none
       --response-timeout D a request with no response byte within D fails over (default off)
       --pool-idle N        idle connections kept ready per backend for hand-offs (default 0)
-      --health-check KIND  active checks: tcp, http:/PATH, redis (default none)
+      --health-check KIND  active checks: tcp, http:/PATH, ${PROTOCOL_CHECKS.join(', ')} (default none)
       --check-interval D   time between health checks (default 2s)
       --tls-route M=GROUP  TLS passthrough: send clients whose ClientHello matches M to the backends
                            of GROUP; M is a server name (api.example.com), a wildcard (*.example.com)
@@ -353,15 +354,18 @@ export function parseDiscoverFlag(spec: string): Record<string, unknown> {
   return { name: hp[1], port: Number(hp[2]) }
 }
 
-/** `tcp`, `redis`, `http:/PATH` (or `http` for `/`). */
+/** `tcp`, `http:/PATH` (or `http` for `/`), or a protocol's own check (`redis`, `memcached`). */
 function healthCheckFlag(kind: string, interval: string | undefined): Record<string, unknown> {
   const check: Record<string, unknown> = {}
-  if (kind === 'tcp' || kind === 'redis' || kind === 'none') check.type = kind
+  if (kind === 'tcp' || kind === 'none' || (PROTOCOL_CHECKS as readonly string[]).includes(kind))
+    check.type = kind
   else if (kind === 'http' || kind.startsWith('http:')) {
     check.type = 'http'
     check.path = kind.length > 5 ? kind.slice(5) : '/'
   } else {
-    throw new ConfigError([`--health-check: expected tcp, http:/PATH or redis, got "${kind}"`])
+    throw new ConfigError([
+      `--health-check: expected tcp, http:/PATH or ${PROTOCOL_CHECKS.join(', ')}, got "${kind}"`,
+    ])
   }
   if (interval !== undefined) check.interval = interval
   return check

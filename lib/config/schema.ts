@@ -9,9 +9,11 @@ import { isLoopback } from '../admin/access.js'
 import { ALGORITHMS } from '../balancing/types.js'
 import { CHECKER_DEFAULTS } from '../health/checker.js'
 import { DATA_PLANES, nativeRefusal } from '../native/data-plane.js'
+import { PROTOCOL_NAMES, PROTOCOL_OPTIONS, PROTOCOL_CHECKS } from '../protocols/index.js'
 import { parseDuration, parseSize, splitHostPort } from '../units.js'
 import { SERVER_NAME_PATTERN } from '../tls/routes.js'
 import { parseCidr } from '../accept/cidr.js'
+import { int, size } from './fields.js'
 
 const PORT_MSG = 'expected an integer from 1 to 65535'
 
@@ -26,17 +28,6 @@ const listenPort = z.preprocess(
   (v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v),
   z.int({ error: LISTEN_PORT_MSG }).min(0, { error: LISTEN_PORT_MSG }).max(65535, { error: LISTEN_PORT_MSG })
 )
-
-/** An integer in [min, max] (max optional); "12" is read as 12, like ports. */
-function int(min: number, max?: number) {
-  const msg =
-    max === undefined ? `expected an integer of ${min} or more` : `expected an integer from ${min} to ${max}`
-  const base = z.int({ error: msg }).min(min, { error: msg })
-  return z.preprocess(
-    (v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v),
-    max === undefined ? base : base.max(max, { error: msg })
-  )
-}
 
 /** `redis://`, `http://`…: a URL where a host is expected (it would be looked up as a host name). */
 const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i
@@ -115,14 +106,6 @@ export const DURATIONS = new WeakSet<object>()
 /** Health checks run every `interval` plus up to 10% (checker.ts's jitter): that sum must fit a timer. */
 const CHECK_INTERVAL_MAX = Math.floor(MAX_TIMER_MS / (1 + CHECKER_DEFAULTS.jitter))
 
-/** A size: bytes as a number, or text such as `64KiB`, `1MiB`. */
-const size = z.preprocess(
-  (v) => (typeof v === 'string' ? (parseSize(v) ?? v) : v),
-  z
-    .int({ error: 'expected a size such as 65536, 64KiB or 1MiB' })
-    .min(0, { error: 'expected a size of 0 or more' })
-)
-
 /** `"host:port"` is shorthand for `{ host, port }`, for listeners and backends alike. */
 function hostPort(v: unknown, ctx?: z.core.$RefinementCtx): unknown {
   if (typeof v !== 'string') return v
@@ -158,10 +141,11 @@ const WORKERS_MSG = 'expected "auto" or an integer from 1 to 1024'
 
 /**
  * Active health checks (HAProxy `check`): `tcp` (connect), `http` (GET a path, expect a status
- * range), `redis` (PING → PONG), `send-expect` (bytes out, a string or regular expression in).
+ * range), `send-expect` (bytes out, a string or regular expression in), and the protocols' own
+ * (lib/protocols/): `redis` (PING → PONG), `memcached` (version → VERSION).
  */
 const healthCheckSchema = z.strictObject({
-  type: z.enum(['none', 'tcp', 'http', 'redis', 'send-expect']).default('none'),
+  type: z.enum(['none', 'tcp', 'http', 'send-expect', ...PROTOCOL_CHECKS]).default('none'),
   /** http: the path to GET (origin form: it starts with `/`). */
   path: z
     .string()
@@ -343,23 +327,9 @@ const listenerFields = z.strictObject({
   /** Client bytes held while the server connection is being set up; past it, reading pauses. */
   maxPendingBytes: size.default(65536),
   /** How Baton finds request and response edges, which makes in-flight failover possible. */
-  protocol: z.enum(['opaque', 'length-prefixed', 'http1', 'resp']).default('opaque'),
-  /** Frame layout for `protocol: length-prefixed`: [lengthOffset bytes][length field][body]. */
-  framing: z
-    .strictObject({
-      /** Size of the length field. */
-      lengthBytes: z
-        .union([z.literal(1), z.literal(2), z.literal(4), z.literal(8)], { error: 'expected 1, 2, 4 or 8' })
-        .default(4),
-      littleEndian: z.boolean().default(false),
-      /** Whether the length counts the header (offset + length field) as well as the body. */
-      lengthIncludesHeader: z.boolean().default(false),
-      /** Bytes before the length field (a type or flags field), part of the header. */
-      lengthOffset: int(0, 16).default(0),
-      /** A frame over this size closes the session (logged and counted). */
-      maxFrameBytes: size.default(16 * 1024 * 1024),
-    })
-    .prefault({}),
+  protocol: z.enum(PROTOCOL_NAMES).default('opaque'),
+  /** Each protocol's own options, under its key (`framing` for length-prefixed): lib/protocols/. */
+  ...PROTOCOL_OPTIONS,
   /**
    * Re-sending requests that were in flight when a server failed. `safe` re-sends what the framer
    * knows to be safe (for opaque and length-prefixed, which know nothing of idempotency: every

@@ -10,6 +10,7 @@
  */
 import type { CheckRecord } from '../backend.js'
 import type { ListenerConfig } from '../config/schema.js'
+import { protocolCheck } from '../protocols/index.js'
 import { checkOf, type CheckFn, type CheckResult, type CheckSpec, type CheckTarget } from './checks.js'
 import { HealthState } from './state.js'
 
@@ -154,8 +155,13 @@ export function checkSpecOf(hc: ListenerConfig['healthCheck']): CheckSpec | unde
         expect: hc.expect ?? '',
         expectRegex: hc.expectRegex,
       }
-    default:
-      return { type: hc.type }
+    case 'tcp':
+      return { type: 'tcp' }
+    default: {
+      // A protocol's own check (lib/protocols/): `redis`, `memcached`…
+      const own = protocolCheck(hc.type)
+      return own === undefined ? undefined : { type: 'custom', name: own.name, check: own.check }
+    }
   }
 }
 

@@ -29,6 +29,8 @@ export type CheckSpec =
   | { type: 'send-expect'; send?: string; sendHex?: string; expect: string; expectRegex?: boolean }
   | { type: 'http'; path: string; expectStatus?: [number, number]; host?: string }
   | { type: 'redis' }
+  /** A protocol's own check (lib/protocols/), by its name. */
+  | { type: 'custom'; name: string; check: CheckFn }
 
 /** A check stops reading past this many bytes: an answer that long is not the one expected. */
 const MAX_READ = 16 * 1024
@@ -37,13 +39,14 @@ const MAX_READ = 16 * 1024
  * Judges the bytes read so far: a result ends the check, `undefined` reads on. `ended` is true once
  * the server has closed its side, when no more bytes will come.
  */
-type Judge = (data: Buffer, ended: boolean) => CheckResult | undefined
+export type Judge = (data: Buffer, ended: boolean) => CheckResult | undefined
 
 /**
- * The one I/O shell every check shares: connect, optionally write, feed what is read to `judge`,
- * settle once, and clean up on every path (result, error, close, timeout, abort).
+ * The one I/O shell every check shares (the protocols' own too, lib/protocols/): connect,
+ * optionally write, feed what is read to `judge`, settle once, and clean up on every path (result,
+ * error, close, timeout, abort).
  */
-function probe(
+export function probe(
   target: CheckTarget,
   timeoutMs: number,
   signal: AbortSignal | undefined,
@@ -192,6 +195,8 @@ export function checkOf(spec: CheckSpec): CheckFn {
       return tcpCheck
     case 'redis':
       return redisCheck
+    case 'custom':
+      return spec.check
     case 'send-expect':
       return sendExpectCheck({
         send: spec.send,
@@ -229,7 +234,7 @@ function describe(expect: string | RegExp): string {
 }
 
 /** The first bytes of a response, printable, for a log line. */
-function excerpt(data: Buffer): string {
+export function excerpt(data: Buffer): string {
   const text = data
     .subarray(0, 64)
     .toString('latin1')

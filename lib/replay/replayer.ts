@@ -22,6 +22,7 @@ import { DEFAULT_MAX_HEAD_BYTES } from '../framing/http1.js'
 import { ClientView, Http1Resumer, rangeRequest } from '../framing/http1-resume.js'
 import type { Framer, FramerExtras, FramerSink, FramingError } from '../framing/types.js'
 import type { ServerFailure, Session, SessionHost } from '../session.js'
+import { protocolOf } from '../protocols/index.js'
 import { ReplayBuffer } from './buffer.js'
 import { cancelCheck, checkBackend, type CheckWaiter } from './crash-check.js'
 import { LazyHash } from './lazy-hash.js'
@@ -88,7 +89,8 @@ export class Replayer implements FramerSink, CheckWaiter {
     this.keepsViews = this.framer.viewsSafe !== true
     this.replay = new ReplayBuffer(host.budget)
     this.recording = host.config.replay.mode !== 'none'
-    this.view = this.recording && host.config.protocol === 'http1' ? new ClientView() : undefined
+    const resume = protocolOf(host.config.protocol).resume
+    this.view = this.recording && resume === 'http1' ? new ClientView() : undefined
   }
 
   /** Client chunks go into the replay buffer now. */

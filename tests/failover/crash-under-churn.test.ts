@@ -95,7 +95,7 @@ for (const how of ['FIN', 'reset'] as const) {
         done++
       }
     })
-    await until(() => done >= 200, 'churn under way', 10_000)
+    await until(() => done >= 200, 'churn under way', { timeoutMs: 10_000 })
 
     // a dies between the keep-alive client's turns, while the churn goes on.
     if (how === 'reset') {
@@ -115,7 +115,7 @@ for (const how of ['FIN', 'reset'] as const) {
 
     // Sessions whose server had closed on purpose just before it died look the same as a crash
     // between turns: their clients, waiting for that FIN, get it after ORPHAN_FIN_MS (no timeouts).
-    await until(() => done >= atKill + 50, 'churn carried on to b', 10_000)
+    await until(() => done >= atKill + 50, 'churn carried on to b', { timeoutMs: 10_000 })
     stop = true
     await within(Promise.all(loops), 'churn loops ended', 10_000)
     t.equal(b.keptAlive, 1, 'b answered the keep-alive request')

@@ -1,8 +1,8 @@
 /**
  * Helpers for the framer tests: a seeded PRNG, a length-prefixed frame encoder, and a recording
- * sink with a driver that feeds a framer chunk by chunk and keeps everything it observed.
+ * sink, and the cutting of streams into steps (the driver is conformance.ts).
  */
-import type { Framer, FramerFactory, FramingError } from '../../../lib/framing/types.js'
+import type { Framer, FramerFactory } from '../../../lib/framing/types.js'
 import type { LengthPrefixedOptions } from '../../../lib/framing/length-prefixed.js'
 
 /**
@@ -58,14 +58,6 @@ function writeLength(
   }
 }
 
-/** Everything a framer reported while being fed. */
-export interface Observed {
-  answered: number[]
-  error: FramingError | undefined
-  pending: number
-  atBoundary: boolean
-}
-
 /** A framer with a sink that records every `answered()` call. */
 export function recording(factory: FramerFactory): { framer: Framer; answered: number[] } {
   const answered: number[] = []
@@ -75,29 +67,6 @@ export function recording(factory: FramerFactory): { framer: Framer; answered: n
 
 /** One step of a feed: client bytes (`request`) or server bytes (`response`). */
 export type Step = { side: 'request' | 'response'; chunk: Buffer }
-
-/**
- * Feed `steps` in order, stopping at the first error (the framer returns the same error on every
- * later call; that is checked too). `check`, if given, runs after each step that did not fail.
- */
-export function feed(
-  factory: FramerFactory,
-  steps: readonly Step[],
-  check?: (framer: Framer, step: Step, answered: readonly number[]) => void
-): Observed {
-  const { framer, answered } = recording(factory)
-  let error: FramingError | undefined
-  for (const step of steps) {
-    error = step.side === 'request' ? framer.request(step.chunk) : framer.response(step.chunk)
-    if (error !== undefined) {
-      const again = framer.request(Buffer.from([0])) ?? framer.response(Buffer.from([0]))
-      if (again !== error) throw new Error('a failed framer must keep returning its error')
-      break
-    }
-    check?.(framer, step, answered)
-  }
-  return { answered, error, pending: framer.pending(), atBoundary: framer.atBoundary() }
-}
 
 /** `data` cut at each of `points` (ascending, within 1..length-1). */
 export function cut(data: Buffer, points: readonly number[]): Buffer[] {

@@ -1,23 +1,17 @@
 /**
- * Property: how the bytes are cut into chunks never changes what the http1 framer finds. Seeded
- * random pipelines of requests (GET, HEAD, Content-Length and chunked bodies with extensions and
- * trailers, Expect: 100-continue, Idempotency-Key, HTTP/1.0) and their responses (Content-Length,
- * chunked, 204, 304, bodiless HEAD answers, 100 and 103 interim responses, a close-delimited last
- * one), valid or with a fault, fed whole, cut at every single point, cut into random pieces, one
- * byte at a time, and interleaved at random (a response only once its request's head is in), all
- * give the same `answered` offsets, `pending()`, `pendingSafe()`, `closeDelimited` and error. The
- * whole feed is checked against a model built by the generator, and every step against
- * `responseOpen`/`openStart` and "pending() is 0 exactly when every client byte seen is released".
+ * Conformance of the http1 framer (tests/framing/helpers/conformance.ts): seeded random pipelines
+ * of requests (GET, HEAD, Content-Length and chunked bodies with extensions and trailers, Expect:
+ * 100-continue, Idempotency-Key, HTTP/1.0) and their responses (Content-Length, chunked, 204, 304,
+ * bodiless HEAD answers, 100 and 103 interim responses, a close-delimited last one), valid or with
+ * a fault, modelled by the generator; `closeDelimited` is compared across every cut too.
  */
-import { isDeepStrictEqual } from 'node:util'
 import t from 'tap'
-import { http1 } from '../../lib/framing/http1.js'
-import type { Framer, FramerExtras } from '../../lib/framing/types.js'
-import { between, cut, mulberry32, recording, steps, type Step } from './helpers/frames.js'
-import { chunked, request, response, type Headers } from './helpers/http1.js'
+import { http1 } from '../../../lib/framing/http1.js'
+import { conformance, type ConformanceCase } from '../helpers/conformance.js'
+import { between, mulberry32 } from '../helpers/frames.js'
+import { chunked, request, response, type Headers } from '../helpers/http1.js'
 
 const MAX_HEAD = 256
-const factory = http1({ maxHeadBytes: MAX_HEAD })
 const SEEDS = [1, 2, 3, 4]
 
 type Fault =
@@ -50,20 +44,6 @@ interface Exchange {
   head: number
   responses: Buffer[]
   safe: boolean
-}
-
-interface Case {
-  name: string
-  requests: Buffer
-  responses: Buffer
-  /** Absolute client offset where request k's head is whole. */
-  headEnds: number[]
-  /** Server offset where the responses to request k begin. */
-  groupStarts: number[]
-  /** Server offsets of every response unit's edges (without the end of a close-delimited one). */
-  responseBounds: number[]
-  model: { answered: number[]; pending: number; code: string | undefined; safe: boolean }
-  requestFault: boolean
 }
 
 const headOf = (message: Buffer): number => message.indexOf('\r\n\r\n') + 4
@@ -217,7 +197,7 @@ function generator(rand: () => number) {
   return { exchange, malformedRequest, malformedResponse, oversize, closeDelimited }
 }
 
-function makeCase(seed: number, fault: Fault): Case {
+function makeCase(seed: number, fault: Fault): ConformanceCase {
   const rand = mulberry32(seed * 7919 + FAULTS.indexOf(fault) * 104729)
   const gen = generator(rand)
   const count = between(rand, 3, 6)
@@ -232,7 +212,7 @@ function makeCase(seed: number, fault: Fault): Case {
   const ends: number[] = []
   let at = 0
   for (const e of exchanges) ends.push((at += e.request.length))
-  let model: Case['model']
+  let model: { answered: number[]; pending: number; code: string | undefined; safe: boolean }
   let closed = false
   const safeFrom = (k: number): boolean => exchanges.slice(k).every((e) => e.safe)
   switch (fault) {
@@ -284,177 +264,45 @@ function makeCase(seed: number, fault: Fault): Case {
     headEnds.push(at + e.head)
     at += e.request.length
   }
-  const groupStarts: number[] = []
   const responseBounds = [0]
-  for (const g of groups) {
-    groupStarts.push(responseBounds.at(-1)!)
-    for (const unit of g) responseBounds.push(responseBounds.at(-1)! + unit.length)
-  }
-  const responses = Buffer.concat(groups.flat())
-  if (closed) responseBounds.pop()
-  return {
-    name: `seed ${seed}, ${fault}`,
-    requests: Buffer.concat(exchanges.map((e) => e.request)),
-    responses,
-    headEnds,
-    groupStarts,
-    responseBounds,
-    model,
-    requestFault: fault === 'malformed request' || fault === 'oversize request',
-  }
-}
-
-/** Per step: `responseOpen`/`openStart` against the unit bounds, `pending()` against unreleased bytes. */
-function stepChecker(c: Case): (framer: Framer, step: Step, answered: readonly number[]) => void {
-  let client = 0
-  let server = 0
-  return (framer, step, answered) => {
-    if (step.side === 'request') {
-      client += step.chunk.length
-    } else {
-      const base = server
-      server += step.chunk.length
-      const open = !c.responseBounds.includes(server)
-      const start = c.responseBounds.filter((b) => b < server).at(-1) ?? 0
-      const openStart = open && start >= base ? start - base : -1
-      if (framer.responseOpen !== open || framer.openStart !== openStart) {
-        throw new Error(
-          `at server offset ${server}: responseOpen ${framer.responseOpen}, openStart ${framer.openStart};` +
-            ` expected ${open}, ${openStart}`
-        )
-      }
-    }
-    const released = answered.at(-1) ?? 0
-    if ((framer.pending() === 0) !== (released === client)) {
-      throw new Error(`pending() ${framer.pending()} with ${client - released} client bytes unreleased`)
-    }
-    if (framer.atBoundary() && framer.pending() !== 0) throw new Error('atBoundary() with requests pending')
-  }
-}
-
-interface Outcome {
-  answered: number[]
-  pending: number
-  safe: boolean
-  closeDelimited: boolean
-  error: unknown
-}
-
-/** Feed `plan`, stopping at the first error (which every later call must return again). */
-function outcome(c: Case, plan: Step[]): Outcome | { threw: string } {
-  try {
-    const { framer, answered } = recording(factory)
-    const check = stepChecker(c)
-    let error
-    for (const step of plan) {
-      error = step.side === 'request' ? framer.request(step.chunk) : framer.response(step.chunk)
-      if (error !== undefined) {
-        if (framer.request(Buffer.from('x')) !== error || framer.response(Buffer.from('x')) !== error) {
-          throw new Error('a failed framer must keep returning its error')
-        }
-        break
-      }
-      check(framer, step, answered)
-    }
-    return {
-      answered,
-      pending: framer.pending(),
-      safe: framer.pendingSafe(),
-      closeDelimited: (framer as Framer & FramerExtras).closeDelimited === true,
-      error: error && { ...error },
-    }
-  } catch (err) {
-    return { threw: (err as Error).message }
-  }
-}
-
-const sequential = (reqChunks: Buffer[], resChunks: Buffer[]): Step[] => [
-  ...steps('request', reqChunks),
-  ...steps('response', resChunks),
-]
-
-function randomPoints(rand: () => number, length: number, n: number): number[] {
-  const points = new Set<number>()
-  for (let k = 0; k < n && length > 1; k++) points.add(between(rand, 1, length - 1))
-  return [...points].sort((a, b) => a - b)
-}
-
-const bytes = (data: Buffer): Buffer[] => Array.from(data, (_, k) => data.subarray(k, k + 1))
-
-/**
- * Client and server chunks of random sizes, interleaved at random; the responses to a request may
- * begin once its head is in (those with no request, once every client byte is in).
- */
-function interleaved(c: Case, rand: () => number): Step[] {
-  const plan: Step[] = []
-  let client = 0
-  let server = 0
-  const { requests, responses } = c
-  const allowed = (): number => {
-    if (client >= requests.length) return responses.length
-    let k = 0 // requests whose head is in
-    while (k < c.headEnds.length && c.headEnds[k]! <= client) k++
-    return k < c.groupStarts.length ? c.groupStarts[k]! : responses.length
-  }
-  while (client < requests.length || server < responses.length) {
-    const room = allowed() - server
-    if (client < requests.length && (room <= 0 || rand() < 0.5)) {
-      const n = Math.min(between(rand, 1, 24), requests.length - client)
-      plan.push({ side: 'request', chunk: requests.subarray(client, (client += n)) })
-    } else {
-      const n = Math.min(between(rand, 1, 24), room)
-      plan.push({ side: 'response', chunk: responses.subarray(server, (server += n)) })
-    }
-  }
-  return plan
-}
-
-for (const fault of FAULTS) {
-  t.test(fault, async (t) => {
-    for (const seed of SEEDS) {
-      const c = makeCase(seed, fault)
-      const rand = mulberry32(c.requests.length * 31 + c.responses.length)
-      const whole = outcome(c, sequential([c.requests], [c.responses])) as Outcome
-      const error = whole.error as { code: string } | undefined
-      const got = { answered: whole.answered, pending: whole.pending, code: error?.code, safe: whole.safe }
-      // After a client-side fault, or with a request cut anywhere, safety is not modelled.
-      const unmodelled = fault === 'partial request' || c.requestFault
-      const model = unmodelled ? { ...c.model, safe: whole.safe } : c.model
-      t.same(got, model, `${c.name}: whole streams match the model`)
-      t.equal(whole.closeDelimited, fault === 'close-delimited', `${c.name}: closeDelimited`)
-      const failures: string[] = []
-      const expect = (label: string, plan: Step[], sameFinal = true): void => {
-        const result = outcome(c, plan)
-        const want = sameFinal
-          ? whole
-          : { ...whole, pending: (result as Outcome).pending, safe: (result as Outcome).safe }
-        if (failures.length < 3 && !isDeepStrictEqual(result, want)) {
-          failures.push(`${label}: ${JSON.stringify(result)}`)
-        }
-      }
-      for (let p = 1; p < c.requests.length; p++) {
-        expect(`requests cut at ${p}`, sequential(cut(c.requests, [p]), [c.responses]))
-      }
-      for (let p = 1; p < c.responses.length; p++) {
-        expect(`responses cut at ${p}`, sequential([c.requests], cut(c.responses, [p])))
-      }
-      expect('one byte at a time', sequential(bytes(c.requests), bytes(c.responses)))
-      for (let k = 0; k < 25; k++) {
-        const reqPoints = randomPoints(rand, c.requests.length, between(rand, 1, 12))
-        const resPoints = randomPoints(rand, c.responses.length, between(rand, 1, 12))
-        expect(
-          `requests cut at ${reqPoints}, responses at ${resPoints}`,
-          sequential(cut(c.requests, reqPoints), cut(c.responses, resPoints))
-        )
-      }
-      // Interleaved, a fault stops the framer after more or fewer client bytes than requests-first
-      // did: a client-side fault changes what is answered (so is left out), a server-side one only
-      // the final pending().
-      if (!c.requestFault) {
-        for (let k = 0; k < 25; k++)
-          expect(`interleaving ${k}`, interleaved(c, rand), c.model.code === undefined)
-      }
-      t.same(failures, [], `${c.name}: ${c.requests.length}+${c.responses.length} bytes, every cut agrees`)
+  // The responses to a request may begin once its head is in; those with no request, at the end.
+  const need: number[] = []
+  groups.forEach((g, k) => {
+    for (const unit of g) {
+      responseBounds.push(responseBounds.at(-1)! + unit.length)
+      need.push(k < headEnds.length ? headEnds[k]! : Infinity)
     }
   })
+  const responses = Buffer.concat(groups.flat())
+  if (closed) responseBounds.pop()
+  const requestFault = fault === 'malformed request' || fault === 'oversize request'
+  // After a client-side fault, or with a request cut anywhere, safety is not modelled.
+  const unmodelled = fault === 'partial request' || requestFault
+  return {
+    name: `seed ${seed}, ${fault}`,
+    group: fault,
+    requests: Buffer.concat(exchanges.map((e) => e.request)),
+    responses,
+    bounds: responseBounds,
+    need,
+    model: { ...model, safe: unmodelled ? undefined : model.safe },
+    requestFault,
+  }
 }
+
+conformance(t, {
+  factory: http1({ maxHeadBytes: MAX_HEAD }),
+  cases: FAULTS.flatMap((fault) => SEEDS.map((seed) => makeCase(seed, fault))),
+  observe: (framer) => ({ closeDelimited: framer.closeDelimited === true }),
+})
+
+t.test('closeDelimited is set by a close-delimited last response only', async (t) => {
+  for (const fault of FAULTS) {
+    for (const seed of SEEDS) {
+      const c = makeCase(seed, fault)
+      const framer = http1({ maxHeadBytes: MAX_HEAD })({ answered() {} })
+      if (framer.request(c.requests) === undefined) framer.response(c.responses)
+      t.equal(framer.closeDelimited === true, fault === 'close-delimited', `${c.name}: closeDelimited`)
+    }
+  }
+})

@@ -1,0 +1,17 @@
+/**
+ * `resp`: Redis, RESP2 and RESP3 (lib/framing/resp/): reads and idempotent writes are re-sent,
+ * session state (AUTH, SELECT…) is replayed first on a new connection; health check `redis`.
+ */
+import { resp } from '../../framing/resp.js'
+import { redisCheck } from '../../health/checks.js'
+import type { ProtocolModule } from '../types.js'
+
+export const respProtocol = {
+  name: 'resp',
+  summary: 'Redis (RESP2/3): reads and idempotent writes are re-sent, AUTH/SELECT replayed',
+  framer: () => resp(),
+  resume: 'bytes',
+  healthCheck: { name: 'redis', check: redisCheck },
+  defaults: { requests: true, onDown: 'migrate', onDrain: 'migrate' },
+  native: false,
+} as const satisfies ProtocolModule

@@ -1,0 +1,60 @@
+/**
+ * The one interface every protocol implements (DESIGN.md: "Framer"; STYLE.md: "a folder each").
+ * A protocol module is a plain object in `lib/protocols/<name>/index.ts`; the registry
+ * (`./index.ts`) lists them, and its keys feed the config schema, `--protocol` and its help text,
+ * and the health check types, as `ALGORITHMS` does for balancing. The session, the replayer and
+ * the listener ask the module, never a protocol's name.
+ */
+import type { z } from 'zod'
+import type { FramerFactory } from '../framing/types.js'
+import type { CheckFn } from '../health/checks.js'
+
+/** What a module reads from its listener's (validated) config. */
+export interface ProtocolListener {
+  readonly replay: { readonly mode: 'safe' | 'all' | 'none' }
+  readonly [key: string]: unknown
+}
+
+/**
+ * How a response cut part-way is resumed on another backend (the replayer's engines; issue 14's
+ * "one resume interface" would make this a module-provided object, see docs/protocols.md):
+ * - `bytes`: verified skip-and-compare: the replacement's first bytes must match what the client
+ *   already has, and only the rest is passed on. For any protocol whose framer delimits responses.
+ * - `http1`: the http1 resumer (ClientView, `Range` on the re-sent GET, fitting a new head).
+ * - `none`: no response can be resumed (opaque: the close may delimit a response).
+ */
+export type ResumeKind = 'bytes' | 'http1' | 'none'
+
+export interface ProtocolModule {
+  /** `--protocol` and `protocol:` value. */
+  readonly name: string
+  /** One line for `--help` and the README. */
+  readonly summary: string
+  /**
+   * The listener config key that holds this protocol's options, and their schema (each option
+   * with its default). Absent for a protocol with no options.
+   */
+  readonly optionsKey?: string
+  readonly options?: z.ZodType
+  /**
+   * The framer factory for a listener (options validated by the schema; anything else a module
+   * checks throws `ConfigError`). Undefined: the session needs no framer and takes the plain
+   * splice path (opaque with `replay: none`).
+   */
+  framer(listener: ProtocolListener): FramerFactory | undefined
+  readonly resume: ResumeKind
+  /** The protocol's own active health check, offered as `healthCheck.type: <name>`. */
+  readonly healthCheck?: { readonly name: string; readonly check: CheckFn }
+  readonly defaults: {
+    /**
+     * The client speaks first and sends requests: `requestTimeout` applies, and a new client must
+     * send its first byte within `firstByteTimeout` (default 10 s; off where the server may greet).
+     */
+    readonly requests: boolean
+    /** Live sessions when their backend goes down / drains (`migrate` needs clean boundaries). */
+    readonly onDown: 'migrate' | 'keep'
+    readonly onDrain: 'migrate' | 'finish'
+  }
+  /** The native splice plane can carry it (it moves bytes and parses none). */
+  readonly native: boolean
+}
