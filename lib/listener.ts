@@ -2,10 +2,13 @@
  * A listener: one `net.Server` acceptor with its own backends, balancing algorithm, limits and
  * timeouts. It turns each accepted socket into a session, or closes it at once when a limit is hit.
  */
+import cluster from 'node:cluster'
+import { chmodSync } from 'node:fs'
 import net, { type Socket } from 'node:net'
 import type { Logger } from 'pino'
+import { formatAddress, peerHost, peerName, removeStaleSocket, UNIX_CLIENT } from './address.js'
 import { Backend, type BackendChange } from './backend.js'
-import { createSelector } from './balancing/index.js'
+import { createListenerSelector } from './balancing/index.js'
 import type { Selector } from './balancing/types.js'
 import type { ListenerConfig } from './config/schema.js'
 import { ListenError } from './errors.js'
@@ -155,7 +158,7 @@ export class Listener implements SessionHost {
 
   constructor(config: ListenerConfig, owner: ListenerOwner, log: Logger) {
     this.config = config
-    this.name = config.name ?? `${config.listen.host}:${config.listen.port}`
+    this.name = config.name ?? formatAddress(config.listen)
     this.owner = owner
     this.log = log.child({ listener: this.name })
     this.backends = config.backends.map((b) => new Backend(b, config.passive))
@@ -163,7 +166,7 @@ export class Listener implements SessionHost {
       b.slowStart = config.slowStart
       b.onChange = this.onBackendChange
     }
-    this.selector = createSelector(config.balance, this.backends)
+    this.selector = createListenerSelector(config.balance, this.backends, config.allBackups)
     this.framer = framerFor(config)
     const plane = resolveDataPlane(config)
     this.plane = plane.plane
@@ -183,15 +186,28 @@ export class Listener implements SessionHost {
     return this.owner.budget
   }
 
-  listen(): Promise<void> {
-    const { host, port } = this.config.listen
+  async listen(): Promise<void> {
+    const { host, port, path, mode } = this.config.listen
+    // A socket file left by a dead process (nginx removes its own at start). Never in a --workers
+    // worker: the primary binds for all of them and cleaned up before forking.
+    if (path !== undefined && !cluster.isWorker && (await removeStaleSocket(path)))
+      this.log.info({ path }, 'removed a stale unix socket file (nothing accepted on it)')
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
-        reject(new ListenError(this.name, `${host}:${port}`, err))
+        reject(new ListenError(this.name, formatAddress(this.config.listen), err))
       }
       this.server.once('error', onError)
-      this.server.listen({ host, port, backlog: this.config.backlog }, () => {
+      const where = path !== undefined ? { path } : { host, port }
+      this.server.listen({ ...where, backlog: this.config.backlog }, () => {
         this.server.off('error', onError)
+        if (path !== undefined && mode !== undefined) {
+          try {
+            chmodSync(path, mode)
+          } catch (err) {
+            this.server.close()
+            return reject(new ListenError(this.name, formatAddress(this.config.listen), err as Error))
+          }
+        }
         this.server.on('error', (err) => {
           // accept() out of descriptors: libuv closes the client for us; shed, and say so once a second.
           if (isLocalError(err)) this.localError(undefined, err)
@@ -209,12 +225,18 @@ export class Listener implements SessionHost {
     })
   }
 
-  /** The bound address (useful with port 0). */
-  address(): { host: string; port: number } {
+  /** The bound address (useful with port 0); a unix-domain listener's has its `path` (host '', port 0). */
+  address(): { host: string; port: number; path?: string } {
+    const { host = '', port = 0, path } = this.config.listen
+    if (path !== undefined) return { host, port, path }
     const a = this.server.address()
-    if (a === null || typeof a === 'string')
-      return { host: this.config.listen.host, port: this.config.listen.port }
+    if (a === null || typeof a === 'string') return { host, port }
     return { host: a.address, port: a.port }
+  }
+
+  /** Whether this listener accepts on a unix-domain socket (its clients have no address). */
+  get unix(): boolean {
+    return this.config.listen.path !== undefined
   }
 
   /** Stop accepting; live sessions carry on. */
@@ -247,7 +269,7 @@ export class Listener implements SessionHost {
     for (const bc of config.backends) {
       const fresh = new Backend(bc, config.passive)
       const kept = old.get(fresh.name)
-      if (kept !== undefined && kept.host === fresh.host && kept.port === fresh.port) {
+      if (kept !== undefined && kept.address === fresh.address) {
         kept.weight = bc.weight
         kept.maxConnections = bc.maxConnections
         kept.setPassive(config.passive)
@@ -275,7 +297,7 @@ export class Listener implements SessionHost {
     }
     this.config = config
     this.backends = next
-    this.selector = createSelector(config.balance, next)
+    this.selector = createListenerSelector(config.balance, next, config.allBackups)
     this.framer = framerFor(config)
     // Live sessions stay on the plane they started on; new ones take the new setting.
     const plane = resolveDataPlane(config)
@@ -379,7 +401,7 @@ export class Listener implements SessionHost {
   private readonly onBackendChange = (b: Backend, what: BackendChange): void => {
     if (what === 'weight') {
       // Tables built from weights (source-hash's Maglev table) are built again.
-      this.selector = createSelector(this.config.balance, this.backends)
+      this.selector = createListenerSelector(this.config.balance, this.backends, this.config.allBackups)
       return
     }
     if (b.admin !== 'ready' && this.onDrain === 'migrate') this.migrateFrom(b)
@@ -443,7 +465,7 @@ export class Listener implements SessionHost {
     }
     const perSource = this.config.maxConnectionsPerSource
     if (perSource > 0) {
-      const source = socket.remoteAddress ?? ''
+      const source = peerHost(peerName(socket, this.unix))
       const map = (this.perSource ??= new Map())
       const n = map.get(source) ?? 0
       if (n >= perSource) {
@@ -471,7 +493,9 @@ export class Listener implements SessionHost {
 
   pick(session: Session, avoid: ReadonlySet<Backend> | undefined, retry: boolean): Backend | undefined {
     // Read once at accept (`remote`): the socket may have passed to the native plane since.
-    const source = this.config.balance === 'source-hash' ? session.remoteAddress : undefined
+    // A unix-domain client has no address to hash: the selector spreads those round-robin.
+    const source =
+      this.config.balance === 'source-hash' && session.remote !== UNIX_CLIENT ? session.remoteAddress : undefined
     let picked = this.selector.pick({ source, avoid })
     // Every usable backend failed for this session: try again only when it is the only one.
     if (

@@ -29,6 +29,7 @@ import net, { type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Backend } from './backend.js'
 import { BatonError } from './errors.js'
+import { peerHost, peerName } from './address.js'
 import type { ListenerConfig } from './config/schema.js'
 import type { Framer, FramerExtras, FramerFactory } from './framing/types.js'
 import type { ReplayBudget } from './replay/buffer.js'
@@ -181,7 +182,7 @@ export class Session implements TableEntry {
     c[kSession] = this
     // Read (and so cached by Node) now: once the socket is closed its peer address is gone, and
     // the close log line and events still need it.
-    this.remote = `${client.remoteAddress}:${client.remotePort}`
+    this.remote = peerName(client, host.config.listen.path !== undefined)
     client.setNoDelay(true)
     this.lastClient = this.startedAt
     // On the native plane the addon keeps the replay record (a pipe): no Replayer, and until the
@@ -203,7 +204,7 @@ export class Session implements TableEntry {
 
   /** The client's address without the port (what source-hash hashes). */
   get remoteAddress(): string {
-    return this.remote.slice(0, this.remote.lastIndexOf(':'))
+    return peerHost(this.remote)
   }
 
   /** Bytes read from the client (the native plane counts them once it has the session). */
@@ -240,6 +241,7 @@ export class Session implements TableEntry {
       net.connect({
         host: backend.host,
         port: backend.port,
+        path: backend.path, // a unix-domain backend (then host and port are unused)
         allowHalfOpen: true,
         noDelay: true,
       })) as SessionSocket

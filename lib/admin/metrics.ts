@@ -95,6 +95,12 @@ const BACKEND_GAUGES: readonly [name: string, help: string, read: (b: Backend) =
   ],
   ['backend_pool_idle', 'Idle connections in the backend warm pool.', (b) => b.pool?.size ?? 0, 'sum'],
   ['backend_weight', 'Configured (or admin-set) weight of the backend.', (b) => b.weight, 'max'],
+  [
+    'backend_backup',
+    'Backend role: 1 for a backup (used only while no primary is usable), 0 for a primary.',
+    (b) => (b.backup ? 1 : 0),
+    'max',
+  ],
 ]
 
 /** Per-backend counters, `baton_backend_<name>{listener,backend}`. */

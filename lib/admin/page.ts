@@ -11,6 +11,7 @@
  * `GET /api/history` for anything else that wants them). The empty `data:` icon keeps browsers from
  * asking for `/favicon.ico`, a 404 on every visit otherwise.
  */
+import { formatAddress } from '../address.js'
 import type { Balancer } from '../balancer.js'
 import { backendJson, type BackendJson } from './api.js'
 import { failoversPerInterval, type History, type HistorySample } from './history.js'
@@ -37,7 +38,7 @@ function stateOf(b: BackendJson): { text: string; cls: string } {
 function backendRow(b: BackendJson): string {
   const s = stateOf(b)
   const cells = [
-    escapeHtml(b.name),
+    b.role === 'backup' ? `${escapeHtml(b.name)} <small>backup</small>` : escapeHtml(b.name),
     escapeHtml(b.address),
     `<span class="state ${s.cls}">${s.text}</span>`,
     escapeHtml(b.weight),
@@ -139,7 +140,7 @@ export function renderMain(balancer: Balancer, history?: History): string {
         ? ''
         : `\n${renderChart(l.name, history.of(l.name), history.intervalMs, history.capacity)}`
     return `<section>
-<h2>${escapeHtml(l.name)} <small>${escapeHtml(`${a.host}:${a.port}`)} · ${escapeHtml(l.config.balance)} · <span class="plane" title="data plane">${escapeHtml(l.plane)} plane</span></small></h2>
+<h2>${escapeHtml(l.name)} <small>${escapeHtml(formatAddress(a))} · ${escapeHtml(l.config.balance)} · <span class="plane" title="data plane">${escapeHtml(l.plane)} plane</span></small></h2>
 <p class="sum">active <b>${l.active}</b> · accepted <b>${c.accepted}</b> · rejected <b>${c.rejected}</b> · failovers <b>${c.failovers}</b> · replayed <b>${c.replayedRequests}</b> · unrecoverable <b>${c.unrecoverable}</b></p>${chart}
 <table>
 <thead><tr><th>backend</th><th>address</th><th>state</th><th>weight</th><th>active</th><th>sessions</th><th>pool</th><th>connect err</th><th>server fail</th><th>in a row</th></tr></thead>

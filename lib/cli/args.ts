@@ -13,15 +13,17 @@ import { parse as parseYaml } from 'yaml'
 import { ConfigError } from '../errors.js'
 import { closest } from '../config/validate.js'
 
-export const USAGE = `Usage: baton --listen HOST:PORT --backend HOST:PORT[,weight=N][,maxconn=N] [--backend ...] [options]
+export const USAGE = `Usage: baton --listen HOST:PORT --backend HOST:PORT[,weight=N][,maxconn=N][,backup] [--backend ...] [options]
        baton --config FILE [--log-level LEVEL] [--pretty]
 
 A TCP (L4) load balancer that splices each client connection to a backend.
 
 Options:
   -c, --config FILE        YAML or JSON config file (see README: "Configuration file")
-  -l, --listen HOST:PORT   address to accept on (":7000" means every interface)
-  -b, --backend SPEC       HOST:PORT, optionally ",weight=N" and ",maxconn=N"; repeat for each backend
+  -l, --listen HOST:PORT   address to accept on (":7000" means every interface, "[::1]:7000" IPv6,
+                           "unix:/run/baton.sock" a unix-domain socket)
+  -b, --backend SPEC       HOST:PORT, [V6]:PORT or unix:/PATH, optionally ",weight=N", ",maxconn=N",
+                           ",name=NAME" and ",backup" (used only while no other is usable); repeat
       --balance NAME       round-robin (default), least-connections, random, power-of-two,
                            source-hash, first
       --protocol NAME      opaque (default), length-prefixed, http1 or resp: how requests and responses are
@@ -145,12 +147,17 @@ export function parseCommand(argv: readonly string[], readFile = readConfigFile)
   return { kind: 'run', config, check: values.check === true, source }
 }
 
-/** `HOST:PORT[,weight=N][,maxconn=N][,name=NAME]`, as nginx's `server` line and HAProxy's options. */
+/**
+ * `HOST:PORT[,weight=N][,maxconn=N][,name=NAME][,backup]`, as nginx's `server` line and HAProxy's
+ * options; `[V6]:PORT` and `unix:/PATH` too (a path with a comma needs the config file).
+ */
 export function parseBackendFlag(spec: string, index: number): Record<string, unknown> {
   const [address, ...params] = spec.split(',')
   const backend: Record<string, unknown> = { address }
   const i = address!.lastIndexOf(':')
-  if (address!.startsWith('[')) {
+  if (address!.startsWith('unix:')) {
+    backend.path = address!.slice('unix:'.length) // the schema judges the path
+  } else if (address!.startsWith('[')) {
     const m = /^\[([^\]]+)\]:(.*)$/.exec(address!)
     if (m === null) throw new ConfigError([`--backend ${spec}: expected HOST:PORT`])
     backend.host = m[1]
@@ -159,7 +166,9 @@ export function parseBackendFlag(spec: string, index: number): Record<string, un
     backend.host = address!.slice(0, i)
     backend.port = address!.slice(i + 1)
   } else {
-    throw new ConfigError([`--backend ${spec}: expected HOST:PORT, e.g. 127.0.0.1:7101`])
+    throw new ConfigError([
+      `--backend ${spec}: expected HOST:PORT, [V6]:PORT or unix:/PATH, e.g. 127.0.0.1:7101`,
+    ])
   }
   delete backend.address
   for (const p of params) {
@@ -170,8 +179,13 @@ export function parseBackendFlag(spec: string, index: number): Record<string, un
     if (field === undefined) {
       const near = closest(key, Object.keys(BACKEND_PARAMS))
       throw new ConfigError([
-        `--backend ${spec}: unknown parameter "${key}"${near !== undefined ? ` (did you mean "${near}"?)` : ''}; expected weight=N, maxconn=N or name=NAME`,
+        `--backend ${spec}: unknown parameter "${key}"${near !== undefined ? ` (did you mean "${near}"?)` : ''}; expected weight=N, maxconn=N, name=NAME or backup`,
       ])
+    }
+    if (field === 'backup') {
+      if (eq >= 0) throw new ConfigError([`--backend ${spec}: backup takes no value`])
+      backend.backup = true
+      continue
     }
     backend[field] = field === 'name' ? value : /^\d+$/.test(value) ? Number(value) : value
   }
@@ -193,7 +207,12 @@ function healthCheckFlag(kind: string, interval: string | undefined): Record<str
   return check
 }
 
-const BACKEND_PARAMS: Record<string, string> = { weight: 'weight', maxconn: 'maxConnections', name: 'name' }
+const BACKEND_PARAMS: Record<string, string> = {
+  weight: 'weight',
+  maxconn: 'maxConnections',
+  name: 'name',
+  backup: 'backup',
+}
 
 function integerFlag(name: string, value: string): number {
   if (!/^\d+$/.test(value)) throw new ConfigError([`--${name}: expected a whole number, got "${value}"`])

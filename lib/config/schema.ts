@@ -8,6 +8,7 @@ import { z } from 'zod'
 import { ALGORITHMS } from '../balancing/types.js'
 import { CHECKER_DEFAULTS } from '../health/checker.js'
 import { DATA_PLANES, nativeRefusal } from '../native/data-plane.js'
+import { UNIX_PREFIX, unixPathProblem } from '../address.js'
 import { parseDuration, parseSize, splitHostPort } from '../units.js'
 
 const PORT_MSG = 'expected an integer from 1 to 65535'
@@ -35,9 +36,25 @@ function int(min: number, max?: number) {
   )
 }
 
-const host = z
-  .string({ error: 'expected a host name or IP address' })
-  .min(1, { error: 'expected a host name or IP address' })
+/** `{ host: '[::1]' }` is read as `::1`: the brackets belong to `[::1]:7000`, not to the address. */
+const host = z.preprocess(
+  (v) => (typeof v === 'string' && /^\[[^\]]*\]$/.test(v) ? v.slice(1, -1) : v),
+  z.string({ error: 'expected a host name or IP address' }).min(1, { error: 'expected a host name or IP address' })
+)
+
+/** A unix-domain socket path: absolute, at most 107 bytes (lib/address.ts). */
+const unixPath = z
+  .string({ error: 'expected a socket path such as /run/app.sock' })
+  .refine((p) => unixPathProblem(p) === undefined, {
+    error: (issue) => unixPathProblem(issue.input as string),
+  })
+
+const MODE_MSG = 'expected an octal file mode as text, such as "660" or "0660"'
+/** A listening socket's permissions, as chmod takes them; text, since YAML reads 0660 as the number 660. */
+const socketMode = z
+  .string({ error: MODE_MSG })
+  .regex(/^0?[0-7]{3}$/, { error: MODE_MSG })
+  .transform((m) => parseInt(m, 8))
 
 const HOST_NAME_MSG = 'expected a host name or IP address without a port, such as baton.internal'
 /** A DNS name: dot-separated labels of letters, digits, `-` and `_`, not starting or ending with `-`. */
@@ -110,16 +127,25 @@ const size = z.preprocess(
     .min(0, { error: 'expected a size of 0 or more' })
 )
 
-/** `"host:port"` is shorthand for `{ host, port }`, for listeners and backends alike. */
+/** `"host:port"` is shorthand for `{ host, port }` (the admin server's address). */
 function hostPort(v: unknown): unknown {
   if (typeof v !== 'string') return v
   const hp = splitHostPort(v)
   return hp ?? { host: v, port: undefined }
 }
 
+/**
+ * Listeners and backends also take `"unix:/run/app.sock"` (nginx's spelling), shorthand for
+ * `{ path: '/run/app.sock' }`: a unix-domain socket.
+ */
+function socketAddress(v: unknown): unknown {
+  if (typeof v === 'string' && v.startsWith(UNIX_PREFIX)) return { path: v.slice(UNIX_PREFIX.length) }
+  return hostPort(v)
+}
+
 /** Listen addresses also take `:port` (all interfaces, as HAProxy's `bind :port`). */
 function listenAddress(v: unknown): unknown {
-  const hp = hostPort(v)
+  const hp = socketAddress(v)
   if (typeof hp === 'object' && hp !== null && (hp as { host?: unknown }).host === '') {
     return { ...hp, host: '0.0.0.0' }
   }
@@ -127,6 +153,39 @@ function listenAddress(v: unknown): unknown {
 }
 
 const ADDRESS_MSG = 'expected "host:port" or { host, port }'
+
+/**
+ * An address is `{ host, port }` or `{ path }` (unix), never both. The object schemas leave all three
+ * optional so that zod still knows their keys (for "did you mean" hints); this says which are missing.
+ */
+function endpoint(portMsg: string) {
+  return (a: { host?: string; port?: number; path?: string; mode?: number }, ctx: z.RefinementCtx): void => {
+    if (a.path !== undefined) {
+      for (const k of ['host', 'port'] as const) {
+        if (a[k] !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: [k],
+            message: 'expected either host and port or a unix socket path, not both',
+          })
+      }
+      return
+    }
+    if (a.mode !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['mode'], message: 'applies to a unix socket path only' })
+    if (a.host === undefined)
+      ctx.addIssue({ code: 'custom', path: ['host'], message: 'expected a host name or IP address' })
+    if (a.port === undefined) {
+      // "::1:7000" is itself a valid IPv6 address: only brackets can say where the port starts.
+      const v6 = a.host !== undefined && a.host.includes(':')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['port'],
+        message: v6 ? `${portMsg}; an IPv6 address takes its port after brackets, as [::1]:7000` : portMsg,
+      })
+    }
+  }
+}
 const WORKERS_MSG = 'expected "auto" or an integer from 1 to 1024'
 
 /**
@@ -158,30 +217,62 @@ const healthCheckSchema = z.strictObject({
 })
 
 export const backendSchema = z.preprocess(
-  hostPort,
+  socketAddress,
   z.strictObject(
     {
       /** Name in logs, metrics and the API; defaults to `host:port`. */
       name: z.string({ error: 'expected a name' }).min(1, { error: 'expected a non-empty name' }).optional(),
-      host,
-      port,
+      host: host.optional(),
+      port: port.optional(),
+      /** A unix-domain socket instead of host and port (`"unix:/run/app.sock"`). */
+      path: unixPath.optional(),
       /** Relative share of new sessions (nginx `weight`, HAProxy `weight`). */
       weight: int(1, 1000).default(1),
       /** Most sessions at once on this backend; a full backend is skipped. 0 = no limit. */
       maxConnections: int(0).default(0),
+      /**
+       * Used only while no primary (non-backup) backend is usable: all down, ejected, drained or
+       * full (HAProxy `backup`). Then the first usable backup takes everything, or all of them by
+       * `balance` with the listener's `allBackups`.
+       */
+      // Absent means false (left unresolved, so `--check` prints backends as they were written).
+      backup: z.boolean({ error: 'expected true or false' }).optional(),
     },
     { error: ADDRESS_MSG }
-  )
+  ).superRefine(endpoint(PORT_MSG))
 )
 
 const listenerFields = z.strictObject({
   /** Name in logs and metrics; defaults to the listen address. */
   name: z.string({ error: 'expected a name' }).min(1, { error: 'expected a non-empty name' }).optional(),
-  /** Address to accept on: `host:port` or `{ host, port }`. */
-  listen: z.preprocess(listenAddress, z.strictObject({ host, port: listenPort }, { error: ADDRESS_MSG })),
+  /**
+   * Address to accept on: `host:port`, `[v6]:port`, `{ host, port }`, or a unix-domain socket
+   * (`unix:/run/baton.sock` or `{ path, mode }`). A socket file left by a dead process is removed at
+   * start, only if nothing accepts on it.
+   */
+  listen: z.preprocess(
+    listenAddress,
+    z
+      .strictObject(
+        {
+          host: host.optional(),
+          port: listenPort.optional(),
+          path: unixPath.optional(),
+          /** Permissions of the socket file (`"660"`); default: as the umask leaves them. */
+          mode: socketMode.optional(),
+        },
+        { error: ADDRESS_MSG }
+      )
+      .superRefine(endpoint(LISTEN_PORT_MSG))
+  ),
   backends: z.array(backendSchema).min(1, { error: 'expected at least one backend' }),
   /** How a backend is chosen for each new session. */
   balance: z.enum(ALGORITHMS).default('round-robin'),
+  /**
+   * With several `backup` backends: false (default) sends everything to the first usable one in
+   * list order; true balances over every usable backup with `balance` (HAProxy `option allbackups`).
+   */
+  allBackups: z.boolean({ error: 'expected true or false' }).default(false),
   /** Most sessions at once on this listener. 0 = no limit (the global limit still applies). */
   maxConnections: int(0).default(0),
   /** Kernel accept queue length. */
@@ -309,6 +400,12 @@ const listenerFields = z.strictObject({
 
 /** `dataPlane: native` is refused, with the reason, where the addon or the protocol rules it out. */
 const listenerSchema = listenerFields.superRefine((l, ctx) => {
+  if (l.backends.length > 0 && l.backends.every((b) => b.backup))
+    ctx.addIssue({
+      code: 'custom',
+      path: ['backends'],
+      message: 'expected at least one backend that is not a backup (backups serve only while every other is out)',
+    })
   if (l.dataPlane !== 'native') return
   const why = nativeRefusal(l)
   if (why !== undefined) ctx.addIssue({ code: 'custom', path: ['dataPlane'], message: why })

@@ -24,6 +24,8 @@ export interface CheckWaiter {
 interface Target {
   readonly host: string
   readonly port: number
+  /** A unix-domain backend's socket path (host and port then unused). */
+  readonly path?: string | undefined
 }
 
 const kCheck = Symbol('baton.check')
@@ -64,7 +66,7 @@ export function checkBackend(target: Target, timeoutMs: number, waiter: CheckWai
     if (answered.length === 2) queueMicrotask(answerJoined)
     return
   }
-  const socket = net.connect({ host: target.host, port: target.port }) as CheckSocket
+  const socket = net.connect({ host: target.host, port: target.port, path: target.path }) as CheckSocket
   const check: Check = { startedAt: now, socket, target, waiters: [waiter] }
   socket[kCheck] = check
   socket.setTimeout(timeoutMs)
