@@ -40,7 +40,7 @@ export function formatAddress(a: SocketAddress): string {
 export function unixPathProblem(path: string): string | undefined {
   if (path === '') return 'expected a socket path after "unix:", such as unix:/run/app.sock'
   if (!path.startsWith('/'))
-    return `expected an absolute socket path (a relative one depends on the directory Baton starts in), got "${path}"`
+    return 'expected an absolute socket path (a relative one depends on the directory Baton starts in)'
   if (path.includes('\0')) return 'expected a socket path without NUL bytes'
   const bytes = Buffer.byteLength(path)
   if (bytes > MAX_UNIX_PATH_BYTES)
@@ -87,7 +87,9 @@ export async function removeStaleSocket(path: string, timeoutMs = 1000): Promise
     // A listener with a full queue does not answer: it is alive.
     const timer = setTimeout(() => done(true), timeoutMs)
     s.once('connect', () => done(true))
-    s.once('error', (err: NodeJS.ErrnoException) => done(err.code !== 'ECONNREFUSED' && err.code !== 'ENOENT'))
+    s.once('error', (err: NodeJS.ErrnoException) =>
+      done(err.code !== 'ECONNREFUSED' && err.code !== 'ENOENT')
+    )
   })
   if (alive) return false
   try {

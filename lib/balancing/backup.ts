@@ -12,7 +12,14 @@
  */
 import { first } from './first.js'
 import { roundRobin } from './round-robin.js'
-import type { AlgorithmName, Candidate, PickContext, Selector, SelectorFactory, SelectorOptions } from './types.js'
+import type {
+  AlgorithmName,
+  Candidate,
+  PickContext,
+  Selector,
+  SelectorFactory,
+  SelectorOptions,
+} from './types.js'
 
 export interface TieredCandidate extends Candidate {
   /** Used only when no primary is usable. */

@@ -39,7 +39,9 @@ function int(min: number, max?: number) {
 /** `{ host: '[::1]' }` is read as `::1`: the brackets belong to `[::1]:7000`, not to the address. */
 const host = z.preprocess(
   (v) => (typeof v === 'string' && /^\[[^\]]*\]$/.test(v) ? v.slice(1, -1) : v),
-  z.string({ error: 'expected a host name or IP address' }).min(1, { error: 'expected a host name or IP address' })
+  z
+    .string({ error: 'expected a host name or IP address' })
+    .min(1, { error: 'expected a host name or IP address' })
 )
 
 /** A unix-domain socket path: absolute, at most 107 bytes (lib/address.ts). */
@@ -218,28 +220,33 @@ const healthCheckSchema = z.strictObject({
 
 export const backendSchema = z.preprocess(
   socketAddress,
-  z.strictObject(
-    {
-      /** Name in logs, metrics and the API; defaults to `host:port`. */
-      name: z.string({ error: 'expected a name' }).min(1, { error: 'expected a non-empty name' }).optional(),
-      host: host.optional(),
-      port: port.optional(),
-      /** A unix-domain socket instead of host and port (`"unix:/run/app.sock"`). */
-      path: unixPath.optional(),
-      /** Relative share of new sessions (nginx `weight`, HAProxy `weight`). */
-      weight: int(1, 1000).default(1),
-      /** Most sessions at once on this backend; a full backend is skipped. 0 = no limit. */
-      maxConnections: int(0).default(0),
-      /**
-       * Used only while no primary (non-backup) backend is usable: all down, ejected, drained or
-       * full (HAProxy `backup`). Then the first usable backup takes everything, or all of them by
-       * `balance` with the listener's `allBackups`.
-       */
-      // Absent means false (left unresolved, so `--check` prints backends as they were written).
-      backup: z.boolean({ error: 'expected true or false' }).optional(),
-    },
-    { error: ADDRESS_MSG }
-  ).superRefine(endpoint(PORT_MSG))
+  z
+    .strictObject(
+      {
+        /** Name in logs, metrics and the API; defaults to `host:port`. */
+        name: z
+          .string({ error: 'expected a name' })
+          .min(1, { error: 'expected a non-empty name' })
+          .optional(),
+        host: host.optional(),
+        port: port.optional(),
+        /** A unix-domain socket instead of host and port (`"unix:/run/app.sock"`). */
+        path: unixPath.optional(),
+        /** Relative share of new sessions (nginx `weight`, HAProxy `weight`). */
+        weight: int(1, 1000).default(1),
+        /** Most sessions at once on this backend; a full backend is skipped. 0 = no limit. */
+        maxConnections: int(0).default(0),
+        /**
+         * Used only while no primary (non-backup) backend is usable: all down, ejected, drained or
+         * full (HAProxy `backup`). Then the first usable backup takes everything, or all of them by
+         * `balance` with the listener's `allBackups`.
+         */
+        // Absent means false (left unresolved, so `--check` prints backends as they were written).
+        backup: z.boolean({ error: 'expected true or false' }).optional(),
+      },
+      { error: ADDRESS_MSG }
+    )
+    .superRefine(endpoint(PORT_MSG))
 )
 
 const listenerFields = z.strictObject({
@@ -404,7 +411,8 @@ const listenerSchema = listenerFields.superRefine((l, ctx) => {
     ctx.addIssue({
       code: 'custom',
       path: ['backends'],
-      message: 'expected at least one backend that is not a backup (backups serve only while every other is out)',
+      message:
+        'expected at least one backend that is not a backup (backups serve only while every other is out)',
     })
   if (l.dataPlane !== 'native') return
   const why = nativeRefusal(l)

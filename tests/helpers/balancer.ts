@@ -23,8 +23,7 @@ type TopInput = Omit<ConfigInput, 'listeners'>
 
 /** A backend entry: an endpoint (named after it), optionally with more backend options. */
 export type BackendSpec =
-  | Endpoint
-  | { endpoint: Endpoint; maxConnections?: number; weight?: number; name?: string; backup?: boolean }
+  Endpoint | { endpoint: Endpoint; maxConnections?: number; weight?: number; name?: string; backup?: boolean }
 
 export function backendsOf(specs: readonly BackendSpec[]): unknown[] {
   return specs.map((spec) => {

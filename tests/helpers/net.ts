@@ -3,6 +3,7 @@
  * directories for unix-domain sockets (a socket path has at most 107 bytes, which tap's fixture
  * directories can exceed), and a frame client that connects to any address.
  */
+import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import net, { type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -71,7 +72,8 @@ export class FrameClient {
         const check = (): void => {
           if (this.bodies.length >= want) done(resolve)
         }
-        const onClose = (): void => done(() => reject(new Error(`client closed (${this.error ?? 'no error'})`)))
+        const onClose = (): void =>
+          done(() => reject(new Error(`client closed (${this.error ?? 'no error'})`)))
         const done = (f: () => void): void => {
           this.socket.off('bodies', check)
           this.socket.off('close', onClose)
@@ -85,5 +87,24 @@ export class FrameClient {
       timeoutMs
     )
     return this.bodies[want - 1]!.toString()
+  }
+}
+
+/**
+ * Leave a socket file at `path` with nothing behind it, as a crash does: a child process binds it
+ * and is killed with SIGKILL (Node unlinks its socket file on a clean close, so this needs a crash).
+ */
+export async function staleSocket(path: string): Promise<void> {
+  const child = spawn(
+    process.execPath,
+    ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => console.log('up'))`],
+    { stdio: ['ignore', 'pipe', 'inherit'] }
+  )
+  try {
+    await within(once(child.stdout!, 'data'), 'child bound the socket')
+  } finally {
+    const exited = once(child, 'exit')
+    child.kill('SIGKILL')
+    await within(exited, 'child killed')
   }
 }

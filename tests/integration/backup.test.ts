@@ -73,9 +73,15 @@ t.test('a drained primary and a full primary leave the work to the backup', asyn
   const p = await s.server(named('p'))
   const b = await s.server(named('b'))
   const { port, balancer } = await s.balancer(
-    oneListener([{ endpoint: p, maxConnections: 1 }, { endpoint: b, backup: true }], {
-      protocol: 'length-prefixed',
-    })
+    oneListener(
+      [
+        { endpoint: p, maxConnections: 1 },
+        { endpoint: b, backup: true },
+      ],
+      {
+        protocol: 'length-prefixed',
+      }
+    )
   )
   const primary = balancer.frontends[0]!.backends[0]!
   // Full: one session holds the primary's only slot.
@@ -115,25 +121,28 @@ t.test('several backups: the first usable one takes all, or all of them with all
 })
 
 for (const protocol of PROTOCOLS) {
-  t.test(`${protocol}: a request in flight when the last primary dies is replayed on the backup`, async (t) => {
-    const s = scope(t)
-    const p = await s.server(named('p'))
-    const b = await s.server(named('b'))
-    const { port, balancer } = await s.balancer(
-      oneListener([p, { endpoint: b, backup: true }], listenerOptions(protocol, 'new'))
-    )
-    const c = await new FrameClient(t, { host: HOST, port }).connected()
-    t.equal(await c.request('one'), 'p:one', 'first request on the primary')
-    p.freeze()
-    const read = once(p, 'request')
-    const answer = c.request('two')
-    await read // the primary has the request and will never answer it
-    await p.kill()
-    t.equal(await answer, 'b:two', 'the same client connection got the answer from the backup')
-    t.equal(await c.request('three'), 'b:three', 'and carries on there')
-    t.equal(c.error, undefined, 'the client saw no error')
-    t.equal(balancer.counters().failovers, 1, 'one failover')
-  })
+  t.test(
+    `${protocol}: a request in flight when the last primary dies is replayed on the backup`,
+    async (t) => {
+      const s = scope(t)
+      const p = await s.server(named('p'))
+      const b = await s.server(named('b'))
+      const { port, balancer } = await s.balancer(
+        oneListener([p, { endpoint: b, backup: true }], listenerOptions(protocol, 'new'))
+      )
+      const c = await new FrameClient(t, { host: HOST, port }).connected()
+      t.equal(await c.request('one'), 'p:one', 'first request on the primary')
+      p.freeze()
+      const read = once(p, 'request')
+      const answer = c.request('two')
+      await read // the primary has the request and will never answer it
+      await p.kill()
+      t.equal(await answer, 'b:two', 'the same client connection got the answer from the backup')
+      t.equal(await c.request('three'), 'b:three', 'and carries on there')
+      t.equal(c.error, undefined, 'the client saw no error')
+      t.equal(balancer.counters().failovers, 1, 'one failover')
+    }
+  )
 }
 
 t.test('the role shows in the snapshot, the JSON API, the status page and /metrics', async (t) => {
