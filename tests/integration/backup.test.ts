@@ -58,9 +58,13 @@ t.test('a primary that comes back (health check up) takes new sessions again', a
   )
   t.equal(await servedBy(t, port), 'p')
   const pPort = p.port
-  const down = once(balancer, 'backendFailure', { filter: (e: { backend: string }) => e.backend === 'p' })
+  // The health check marks it down (`down: true`); a passive failure alone would not.
+  const down = once(balancer, 'backendFailure', {
+    filter: (e: { backend: string; down: boolean }) => e.backend === 'p' && e.down,
+  })
   await p.kill()
   await down
+  t.equal(balancer.listenerSnapshots()[0]!.backends[0]!.health, 'down')
   t.equal(await servedBy(t, port), 'b', 'primary down: the backup serves')
   const up = once(balancer, 'backendUp', { filter: (e: { backend: string }) => e.backend === 'p' })
   await p.listen(pPort)
