@@ -72,6 +72,31 @@ t.test('a primary that comes back (health check up) takes new sessions again', a
   for (let i = 0; i < 3; i++) t.equal(await servedBy(t, port), 'p', `new session ${i} on the primary again`)
 })
 
+t.test('sessions on a primary that goes down move to the backup at a clean boundary', async (t) => {
+  const s = scope(t)
+  const p = await s.server(named('p'))
+  const b = await s.server(named('b'))
+  const { port, balancer } = await s.balancer(
+    oneListener([p, { endpoint: b, backup: true }], {
+      protocol: 'length-prefixed', // onDown: migrate by default
+      healthCheck: { type: 'tcp', interval: 50, rise: 1, fall: 1 },
+    })
+  )
+  const c = await new FrameClient(t, { host: HOST, port }).connected()
+  t.equal(await c.request('one'), 'p:one')
+  const down = once(balancer, 'backendFailure', {
+    filter: (e: { backend: string; down: boolean }) => e.backend === 'p' && e.down,
+  })
+  p.stopAccepting() // checks are refused; the open connection still works
+  await down
+  t.equal(
+    await c.request('two'),
+    'b:two',
+    'the next request went to the backup, on the same client connection'
+  )
+  t.equal(balancer.counters().migrations, 1)
+})
+
 t.test('a drained primary and a full primary leave the work to the backup', async (t) => {
   const s = scope(t)
   const p = await s.server(named('p'))

@@ -5,7 +5,7 @@
  * backend both ways, health checks over unix and IPv6, the warm pool, and source-hash with IPv6
  * clients and with unix clients (which have no address).
  */
-import { statSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import http from 'node:http'
 import { join } from 'node:path'
 import t from 'tap'
@@ -47,6 +47,9 @@ t.test('a unix listener in front of a unix backend', async (t) => {
   t.equal(await c.request('again'), 'app:again')
   c.socket.destroy()
   await until(() => balancer.sessions().length === 0, 'session closed')
+  t.ok(existsSync(listen))
+  await balancer.close(0)
+  t.notOk(existsSync(listen), 'the socket file is removed when the listener closes')
 })
 
 t.test('a socket file left by a crash is removed at start; a live one is not', async (t) => {
