@@ -44,7 +44,7 @@ export function unixPathProblem(path: string): string | undefined {
   if (path.includes('\0')) return 'expected a socket path without NUL bytes'
   const bytes = Buffer.byteLength(path)
   if (bytes > MAX_UNIX_PATH_BYTES)
-    return `expected a socket path of at most ${MAX_UNIX_PATH_BYTES} bytes (the kernel's sun_path), got ${bytes}`
+    return `expected a socket path of at most ${MAX_UNIX_PATH_BYTES} bytes (the kernel's sun_path; this one has ${bytes})`
   return undefined
 }
 

@@ -162,6 +162,9 @@ export function parseBackendFlag(spec: string, index: number): Record<string, un
     if (m === null) throw new ConfigError([`--backend ${spec}: expected HOST:PORT`])
     backend.host = m[1]
     backend.port = m[2]
+  } else if (i > 0 && address!.indexOf(':') !== i) {
+    // "::1:7000" is itself a valid IPv6 address: only brackets say where the port starts.
+    throw new ConfigError([`--backend ${spec}: an IPv6 address takes its port after brackets, as [::1]:7000`])
   } else if (i > 0) {
     backend.host = address!.slice(0, i)
     backend.port = address!.slice(i + 1)
