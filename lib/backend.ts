@@ -59,8 +59,8 @@ export class Backend implements Candidate {
   readonly path: string | undefined
   /** `address` printed once: `host:port`, `[v6]:port` or `unix:/path`. */
   readonly address: string
-  /** Used only while no primary backend is usable (config `backup`). */
-  readonly backup: boolean
+  /** Used only while no primary backend is usable (config `backup`; a reload may change it). */
+  backup: boolean
   /** Configured weight (the API and reloads change it); `weight` is what balancing reads. */
   baseWeight: number
   maxConnections: number

@@ -272,6 +272,7 @@ export class Listener implements SessionHost {
       if (kept !== undefined && kept.address === fresh.address) {
         kept.weight = bc.weight
         kept.maxConnections = bc.maxConnections
+        kept.backup = bc.backup ?? false // the selector below is built anew
         kept.setPassive(config.passive)
         old.delete(fresh.name)
         next.push(kept)

@@ -174,6 +174,27 @@ for (const protocol of PROTOCOLS) {
   )
 }
 
+t.test('a reload may make a backend a backup, or a primary again', async (t) => {
+  const s = scope(t)
+  const p = await s.server(named('p'))
+  const b = await s.server(named('b'))
+  const config = (backup: boolean) =>
+    oneListener([p, { endpoint: b, backup }], { name: 'l', protocol: 'length-prefixed' })
+  const { port, balancer } = await s.balancer(config(false))
+  const both = new Set<string>()
+  for (let i = 0; i < 4; i++) both.add(await servedBy(t, port))
+  t.same([...both].sort(), ['b', 'p'], 'two primaries')
+  await balancer.reload(config(true))
+  const one = new Set<string>()
+  for (let i = 0; i < 4; i++) one.add(await servedBy(t, port))
+  t.same([...one], ['p'], 'b is a backup now')
+  t.equal(balancer.listenerSnapshots()[0]!.backends[1]!.role, 'backup')
+  await balancer.reload(config(false))
+  const again = new Set<string>()
+  for (let i = 0; i < 4; i++) again.add(await servedBy(t, port))
+  t.same([...again].sort(), ['b', 'p'], 'and a primary again')
+})
+
 t.test('the role shows in the snapshot, the JSON API, the status page and /metrics', async (t) => {
   const s = scope(t)
   const p = await s.server(named('p'))
