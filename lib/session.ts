@@ -381,7 +381,8 @@ export class Session implements TableEntry {
     ;(socket as SessionSocket)[kSession] = undefined
     releaseReader(socket)
     // The table's `server` field: the socket forgets its address once its descriptor has moved on.
-    if (socket !== this.client) this.serverLocal = `${socket.localAddress}:${socket.localPort}`
+    if (socket !== this.client)
+      this.serverLocal = socket.localPort !== undefined ? `${socket.localAddress}:${socket.localPort}` : 'unix'
   }
 
   /** @internal Let go of a server connection: no more of its events reach this session. */

@@ -44,6 +44,8 @@ t.test('a unix listener in front of a unix backend', async (t) => {
   t.equal(await c.request('hello'), 'app:hello')
   const live: SessionSnapshot = balancer.sessions()[0]!
   t.equal(live.client, 'unix', 'a unix client has no address: it is called unix')
+  t.equal(live.server, 'unix', 'nor has the server connection: the table says unix')
+  t.equal(live.backend, `unix:${app.path!}`)
   t.equal(await c.request('again'), 'app:again')
   c.socket.destroy()
   await until(() => balancer.sessions().length === 0, 'session closed')
