@@ -5,6 +5,7 @@
  *
  * Health and admin state are kept apart (DESIGN.md): `coolingUntil` is health; admin state comes later.
  */
+import { formatAddress } from './address.js'
 import type { Candidate } from './balancing/types.js'
 import type { BackendConfig } from './config/schema.js'
 import type { WarmPool } from './pool/warm-pool.js'
@@ -46,6 +47,8 @@ export interface CheckRecord {
 export interface BackendSnapshot {
   name: string
   address: string
+  /** `backup`: used only while no primary backend is usable (HAProxy `backup`). */
+  role: 'primary' | 'backup'
   weight: number
   active: number
   maxConnections: number
@@ -70,8 +73,16 @@ export type BackendChange = 'admin' | 'weight'
 
 export class Backend implements Candidate {
   readonly name: string
+  /** `''` for a unix-domain backend. */
   readonly host: string
+  /** `0` for a unix-domain backend. */
   readonly port: number
+  /** A unix-domain backend's socket path (connect with `{ path }`); undefined for TCP. */
+  readonly path: string | undefined
+  /** `address` printed once: `host:port`, `[v6]:port` or `unix:/path`. */
+  readonly address: string
+  /** Used only while no primary backend is usable (config `backup`; a reload may change it). */
+  backup: boolean
   /** Configured weight (the API and reloads change it); `weight` is what balancing reads. */
   baseWeight: number
   maxConnections: number
@@ -111,10 +122,13 @@ export class Backend implements Candidate {
 
   constructor(config: BackendConfig, passive: PassiveHealth) {
     this.group = config.group ?? 'default'
-    this.host = config.host
-    this.port = config.port
-    this.name =
-      config.name ?? `${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`
+    // The schema gives either path, or host and port.
+    this.path = config.path
+    this.host = config.host ?? ''
+    this.port = config.port ?? 0
+    this.address = formatAddress(this)
+    this.name = config.name ?? this.address
+    this.backup = config.backup ?? false
     this.baseWeight = config.weight
     this.maxConnections = config.maxConnections
     this.passive = passive
@@ -173,10 +187,6 @@ export class Backend implements Candidate {
   stateSince(now = Date.now()): number {
     const ended = this.coolingUntil !== 0 && this.coolingUntil <= now ? this.coolingUntil : 0
     return Math.max(this.changedAt, ended)
-  }
-
-  get address(): string {
-    return `${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`
   }
 
   setPassive(passive: PassiveHealth): void {
@@ -238,6 +248,7 @@ export class Backend implements Candidate {
     return {
       name: this.name,
       address: this.address,
+      role: this.backup ? 'backup' : 'primary',
       weight: this.weight,
       active: this.active,
       maxConnections: this.maxConnections,

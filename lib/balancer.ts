@@ -14,6 +14,7 @@ import type { Logger } from 'pino'
 import type { Backend, BackendSnapshot } from './backend.js'
 import type { Config, ConfigInput } from './config/schema.js'
 import { validateConfig } from './config/validate.js'
+import { formatAddress } from './address.js'
 import {
   changedKeys,
   LatencyRing,
@@ -52,7 +53,8 @@ export interface Counters extends ListenerCounters {
 
 export interface ListenerSnapshot {
   name: string
-  address: { host: string; port: number }
+  /** `path` for a unix-domain listener (host '' and port 0). */
+  address: { host: string; port: number; path?: string }
   balance: string
   /** The data plane of the listener's new sessions: `native` (splice addon) or `js`. */
   dataPlane: DataPlane
@@ -128,13 +130,13 @@ export class Balancer extends EventEmitter implements ListenerOwner {
     try {
       for (const l of this.frontends) {
         const { host, port } = l.config.listen
-        const handed = inherited?.take(l.name, host, port)
+        const handed = inherited?.take(l.name, host ?? '', port ?? 0)
         await l.listen(handed)
         const a = l.address()
         this.log.info(
           {
             listener: l.name,
-            address: `${a.host}:${a.port}`,
+            address: formatAddress(a),
             balance: l.config.balance,
             dataPlane: l.plane,
             ...(handed !== undefined ? { inherited: true } : {}),
@@ -162,7 +164,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
   }
 
   private async probe(l: Listener, b: Backend, timeoutMs: number): Promise<void> {
-    if (net.isIP(b.host) === 0) {
+    if (b.path === undefined && net.isIP(b.host) === 0) {
       try {
         await lookup(b.host)
       } catch (err) {
@@ -174,7 +176,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
       }
     }
     await new Promise<void>((resolve) => {
-      const socket = net.connect({ host: b.host, port: b.port, timeout: timeoutMs })
+      const socket = net.connect({ host: b.host, port: b.port, path: b.path, timeout: timeoutMs })
       const done = (why?: string): void => {
         socket.destroy()
         if (why !== undefined)
@@ -232,12 +234,13 @@ export class Balancer extends EventEmitter implements ListenerOwner {
     const current = new Map(this.frontends.map((l) => [l.name, l]))
     const plan: { config: Config['listeners'][number]; kept: Listener | undefined }[] = []
     for (const lc of config.listeners) {
-      const name = lc.name ?? `${lc.listen.host}:${lc.listen.port}`
+      const name = lc.name ?? formatAddress(lc.listen)
       const kept = current.get(name)
       // The same address as configured, or as bound (a port 0 listener named by its real port).
       const same =
         kept !== undefined &&
         kept.config.listen.host === lc.listen.host &&
+        kept.config.listen.path === lc.listen.path &&
         (kept.config.listen.port === lc.listen.port || kept.address().port === lc.listen.port)
       plan.push({ config: lc, kept: same ? kept : undefined })
       if (same) current.delete(name)
@@ -338,7 +341,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
   }
 
   /** The bound address of a listener, by index or name (handy with port 0). */
-  address(listener: number | string = 0): { host: string; port: number } {
+  address(listener: number | string = 0): { host: string; port: number; path?: string } {
     const l =
       typeof listener === 'number'
         ? this.frontends[listener]

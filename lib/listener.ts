@@ -2,10 +2,13 @@
  * A listener: one `net.Server` acceptor with its own backends, balancing algorithm, limits and
  * timeouts. It turns each accepted socket into a session, or closes it at once when a limit is hit.
  */
+import cluster from 'node:cluster'
+import { chmodSync } from 'node:fs'
 import net, { type Socket } from 'node:net'
 import type { Logger } from 'pino'
+import { formatAddress, peerHost, peerName, removeStaleSocket, UNIX_CLIENT } from './address.js'
 import { Backend, type BackendChange } from './backend.js'
-import { createSelector } from './balancing/index.js'
+import { createListenerSelector } from './balancing/index.js'
 import type { Selector } from './balancing/types.js'
 import type { ListenerConfig } from './config/schema.js'
 import { ListenError } from './errors.js'
@@ -194,7 +197,7 @@ export class Listener implements SessionHost, PipelineHost {
 
   constructor(config: ListenerConfig, owner: ListenerOwner, log: Logger) {
     this.config = config
-    this.name = config.name ?? `${config.listen.host}:${config.listen.port}`
+    this.name = config.name ?? formatAddress(config.listen)
     this.owner = owner
     this.log = log.child({ listener: this.name })
     this.refusals = new Refusals(this.log)
@@ -203,7 +206,7 @@ export class Listener implements SessionHost, PipelineHost {
       b.slowStart = config.slowStart
       b.onChange = this.onBackendChange
     }
-    this.selector = createSelector(config.balance, this.backends)
+    this.selector = createListenerSelector(config.balance, this.backends, config.allBackups)
     this.groups = groupSelectors(config, this.backends)
     this.framer = framerFor(config)
     const plane = resolveDataPlane(config)
@@ -242,15 +245,27 @@ export class Listener implements SessionHost, PipelineHost {
     }
   }
 
-  private bind(inherited: net.Server | undefined): Promise<void> {
-    const { host, port } = this.config.listen
+  private async bind(inherited: net.Server | undefined): Promise<void> {
+    const { host, port, path, mode } = this.config.listen
+    // A socket file left by a dead process (nginx removes its own at start). Never in a --workers
+    // worker: the primary binds for all of them and cleaned up before forking.
+    if (inherited === undefined && path !== undefined && !cluster.isWorker && (await removeStaleSocket(path)))
+      this.log.info({ path }, 'removed a stale unix socket file (nothing accepted on it)')
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
-        reject(new ListenError(this.name, `${host}:${port}`, err))
+        reject(new ListenError(this.name, formatAddress(this.config.listen), err))
       }
       this.server.once('error', onError)
       const listening = (): void => {
         this.server.off('error', onError)
+        if (path !== undefined && mode !== undefined) {
+          try {
+            chmodSync(path, mode)
+          } catch (err) {
+            this.server.close()
+            return reject(new ListenError(this.name, formatAddress(this.config.listen), err as Error))
+          }
+        }
         this.server.on('error', (err) => {
           // accept() out of descriptors: libuv closes the client for us; shed, and say so once a second.
           if (isLocalError(err)) this.localError(undefined, err)
@@ -269,17 +284,24 @@ export class Listener implements SessionHost, PipelineHost {
         adoptHandle(this.server, inherited, this.config.backlog)
         this.server.once('listening', listening)
       } else {
-        this.server.listen({ host, port, backlog: this.config.backlog }, listening)
+        const where = path !== undefined ? { path } : { host, port }
+        this.server.listen({ ...where, backlog: this.config.backlog }, listening)
       }
     })
   }
 
-  /** The bound address (useful with port 0). */
-  address(): { host: string; port: number } {
+  /** The bound address (useful with port 0); a unix-domain listener's has its `path` (host '', port 0). */
+  address(): { host: string; port: number; path?: string } {
+    const { host = '', port = 0, path } = this.config.listen
+    if (path !== undefined) return { host, port, path }
     const a = this.server.address()
-    if (a === null || typeof a === 'string')
-      return { host: this.config.listen.host, port: this.config.listen.port }
+    if (a === null || typeof a === 'string') return { host, port }
     return { host: a.address, port: a.port }
+  }
+
+  /** Whether this listener accepts on a unix-domain socket (its clients have no address). */
+  get unix(): boolean {
+    return this.config.listen.path !== undefined
   }
 
   /** Stop accepting; live sessions carry on. */
@@ -343,7 +365,7 @@ export class Listener implements SessionHost, PipelineHost {
     for (const bc of wanted) {
       const fresh = new Backend(bc, config.passive)
       const kept = old.get(fresh.name)
-      if (kept !== undefined && kept.host === fresh.host && kept.port === fresh.port && kept.group === fresh.group) {
+      if (kept !== undefined && kept.address === fresh.address && kept.group === fresh.group) {
         const what: string[] = []
         if (kept.baseWeight !== bc.weight) what.push(`weight ${kept.baseWeight} → ${bc.weight}`)
         if (kept.maxConnections !== bc.maxConnections)
@@ -351,6 +373,7 @@ export class Listener implements SessionHost, PipelineHost {
         if (what.length > 0) changed.push(`${kept.name} (${what.join(', ')})`)
         kept.weight = bc.weight
         kept.maxConnections = bc.maxConnections
+        kept.backup = bc.backup ?? false // the selector below is built anew
         kept.setPassive(config.passive)
         old.delete(fresh.name)
         next.push(kept)
@@ -376,7 +399,7 @@ export class Listener implements SessionHost, PipelineHost {
     }
     this.config = config
     this.backends = next
-    this.selector = createSelector(config.balance, next)
+    this.selector = createListenerSelector(config.balance, next, config.allBackups)
     this.groups = groupSelectors(config, next)
     this.framer = framerFor(config)
     // Clients already past the stages keep the context (and the stages) that admitted them.
@@ -522,7 +545,7 @@ export class Listener implements SessionHost, PipelineHost {
   private readonly onBackendChange = (b: Backend, what: BackendChange): void => {
     if (what === 'weight') {
       // Tables built from weights (source-hash's Maglev table) are built again.
-      this.selector = createSelector(this.config.balance, this.backends)
+      this.selector = createListenerSelector(this.config.balance, this.backends, this.config.allBackups)
       this.groups = groupSelectors(this.config, this.backends)
       return
     }
@@ -681,7 +704,9 @@ export class Listener implements SessionHost, PipelineHost {
 
   pick(session: Session, avoid: ReadonlySet<Backend> | undefined, retry: boolean): Backend | undefined {
     // Read once at accept (`remote`): the socket may have passed to the native plane since.
-    const source = this.config.balance === 'source-hash' ? session.remoteAddress : undefined
+    // A unix-domain client has no address to hash: the selector spreads those round-robin.
+    const source =
+      this.config.balance === 'source-hash' && session.remote !== UNIX_CLIENT ? session.remoteAddress : undefined
     // A routed session picks within its group, the first time and at every failover.
     const group = this.groups !== undefined ? this.groups.get(session.accept?.group ?? '') : undefined
     const members = group?.backends ?? this.backends
@@ -924,7 +949,7 @@ function groupSelectors(
     list.push(b)
   }
   const out = new Map<string, { selector: Selector<Backend>; backends: Backend[] }>()
-  for (const [name, list] of members) out.set(name, { selector: createSelector(config.balance, list), backends: list })
+  for (const [name, list] of members) out.set(name, { selector: createListenerSelector(config.balance, list, config.allBackups), backends: list })
   return out
 }
 

@@ -29,6 +29,7 @@ import net, { type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Backend } from './backend.js'
 import { BatonError } from './errors.js'
+import { peerHost, peerName } from './address.js'
 import type { ListenerConfig } from './config/schema.js'
 import type { Framer, FramerExtras, FramerFactory } from './framing/types.js'
 import type { ReplayBudget } from './replay/buffer.js'
@@ -228,7 +229,7 @@ export class Session implements TableEntry {
     // the close log line and events still need it.
     this.remote =
       accept === undefined
-        ? `${client.remoteAddress}:${client.remotePort}`
+        ? peerName(client, host.config.listen.path !== undefined)
         : `${accept.clientAddress}:${accept.clientPort}`
     client.setNoDelay(true)
     this.lastClient = this.startedAt
@@ -264,7 +265,7 @@ export class Session implements TableEntry {
 
   /** The client's address without the port (what source-hash hashes). */
   get remoteAddress(): string {
-    return this.accept?.clientAddress ?? this.remote.slice(0, this.remote.lastIndexOf(':'))
+    return this.accept?.clientAddress ?? peerHost(this.remote)
   }
 
   /** Bytes read from the client (the native plane counts them once it has the session). */
@@ -303,6 +304,7 @@ export class Session implements TableEntry {
       net.connect({
         host: backend.host,
         port: backend.port,
+        path: backend.path, // a unix-domain backend (then host and port are unused)
         allowHalfOpen: true,
         noDelay: true,
       })) as SessionSocket
@@ -459,7 +461,8 @@ export class Session implements TableEntry {
     ;(socket as SessionSocket)[kSession] = undefined
     releaseReader(socket)
     // The table's `server` field: the socket forgets its address once its descriptor has moved on.
-    if (socket !== this.client) this.serverLocal = `${socket.localAddress}:${socket.localPort}`
+    if (socket !== this.client)
+      this.serverLocal = socket.localPort !== undefined ? `${socket.localAddress}:${socket.localPort}` : 'unix'
   }
 
   /** @internal Let go of a server connection: no more of its events reach this session. */

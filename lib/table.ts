@@ -8,6 +8,7 @@
  */
 import type { Socket } from 'node:net'
 import type { Backend } from './backend.js'
+import { UNIX_CLIENT } from './address.js'
 
 export interface TableEntry {
   readonly id: number
@@ -150,13 +151,19 @@ export function snapshotOf(e: TableEntry, now = Date.now()): SessionSnapshot {
     state: e.state,
     client: e.remote,
     backend: e.backend?.name,
-    server:
-      e.serverLocal ??
-      (e.server?.localPort !== undefined ? `${e.server.localAddress}:${e.server.localPort}` : undefined),
+    server: e.serverLocal ?? serverName(e),
     backends: e.history.map((b) => b.name),
     bytesFromClient: e.bytesFromClient,
     bytesToClient: e.bytesToClient,
     startedAt: e.startedAt,
     durationMs: now - e.startedAt,
   }
+}
+
+/** The local end of the server connection, once connected: `host:port`, or `unix` (no address). */
+function serverName(e: TableEntry): string | undefined {
+  const s = e.server
+  if (s === undefined) return undefined
+  if (s.localPort !== undefined) return `${s.localAddress}:${s.localPort}`
+  return e.backend?.path !== undefined && !s.connecting && !s.destroyed ? UNIX_CLIENT : undefined
 }

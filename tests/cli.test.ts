@@ -331,11 +331,11 @@ t.test('missing or malformed flags', async (t) => {
     [['--listen', '127.0.0.1:7000'], '--backend: at least one is required (or --discover); see --help'],
     [
       ['--listen', '127.0.0.1:7000', '--backend', '7101'],
-      '--backend 7101: expected HOST:PORT, e.g. 127.0.0.1:7101',
+      '--backend 7101: expected HOST:PORT, [V6]:PORT or unix:/PATH, e.g. 127.0.0.1:7101',
     ],
     [
       ['--listen', '127.0.0.1:7000', '--backend', '127.0.0.1:7101,wieght=2'],
-      '--backend 127.0.0.1:7101,wieght=2: unknown parameter "wieght" (did you mean "weight"?); expected weight=N, maxconn=N, name=NAME, group=NAME or send-proxy=v1|v2|none',
+      '--backend 127.0.0.1:7101,wieght=2: unknown parameter "wieght" (did you mean "weight"?); expected weight=N, maxconn=N, name=NAME, group=NAME, send-proxy=v1|v2|none or backup',
     ],
   ])
 })

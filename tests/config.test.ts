@@ -44,6 +44,7 @@ t.test('a minimal config resolves every default', async (t) => {
         listen: { host: '127.0.0.1', port: 7000 },
         backends: [{ host: '127.0.0.1', port: 7101, weight: 1, maxConnections: 0 }],
         balance: 'round-robin',
+        allBackups: false,
         maxConnections: 0,
         backlog: 511,
         connectTimeout: 5000,

@@ -29,6 +29,8 @@ export interface BackendJson {
   listener: string
   name: string
   address: string
+  /** `backup`: used only while no primary is usable. */
+  role: 'primary' | 'backup'
   weight: number
   health: 'up' | 'down'
   admin: AdminState
@@ -63,6 +65,7 @@ export function backendJson(
     listener: listener.name,
     name: s.name,
     address: s.address,
+    role: s.role,
     weight: s.weight,
     health: s.health,
     admin: s.admin,

@@ -121,6 +121,12 @@ const BACKEND_GAUGES: readonly [name: string, help: string, read: (b: Backend) =
     (b) => b.stateSince() / 1000,
     'max',
   ],
+  [
+    'backend_backup',
+    'Backend role: 1 for a backup (used only while no primary is usable), 0 for a primary.',
+    (b) => (b.backup ? 1 : 0),
+    'max',
+  ],
 ]
 
 /** Per-backend counters, `baton_backend_<name>{listener,backend}`. */

@@ -15,6 +15,7 @@
  * `GET /api/history` for anything else that wants them). The empty `data:` icon keeps browsers from
  * asking for `/favicon.ico`, a 404 on every visit otherwise.
  */
+import { formatAddress } from '../address.js'
 import type { Balancer } from '../balancer.js'
 import { uncreditedBytes } from '../table.js'
 import { backendJson, type BackendJson } from './api.js'
@@ -88,7 +89,7 @@ function actionsCell(b: BackendJson): string {
 function backendRow(b: BackendJson, rate: number | undefined, now: number): string {
   const s = stateOf(b)
   const cells = [
-    escapeHtml(b.name),
+    b.role === 'backup' ? `${escapeHtml(b.name)} <small>backup</small>` : escapeHtml(b.name),
     escapeHtml(b.address),
     `<span class="state ${s.cls}">${s.text}</span>`,
     `<span title="${escapeHtml(new Date(b.stateSince).toISOString())}">${formatAge(now - b.stateSince)}</span>`,
@@ -200,7 +201,7 @@ export function renderMain(balancer: Balancer, history?: History): string {
         ? ''
         : `\n${renderChart(l.name, history.of(l.name), history.intervalMs, history.capacity)}`
     return `<section>
-<h2>${escapeHtml(l.name)} <small>${escapeHtml(`${a.host}:${a.port}`)} · ${escapeHtml(l.config.balance)} · <span class="plane" title="data plane">${escapeHtml(l.plane)} plane</span></small></h2>
+<h2>${escapeHtml(l.name)} <small>${escapeHtml(formatAddress(a))} · ${escapeHtml(l.config.balance)} · <span class="plane" title="data plane">${escapeHtml(l.plane)} plane</span></small></h2>
 <p class="sum">active <b>${l.active}</b> · accepted <b>${c.accepted}</b> · rejected <b>${c.rejected}</b> · failovers <b>${c.failovers}</b> · replayed <b>${c.replayedRequests}</b> · unrecoverable <b>${c.unrecoverable}</b></p>${chart}
 <table>
 <thead><tr><th>backend</th><th>address</th><th>state</th><th title="time in the current state">for</th><th>weight</th><th>active</th><th>sessions</th><th title="sessions per second over the last minute">rate</th><th title="bytes from clients, sent on to the backend">sent</th><th title="bytes from the backend, written to clients">received</th><th title="last active health check and its duration">check</th><th title="connects that failed">conn err</th><th title="open server connections that failed">srv fail</th><th title="failures in a row">row</th><th>set</th></tr></thead>

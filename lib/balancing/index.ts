@@ -1,6 +1,7 @@
 /**
  * The balancing layer's entry point: one selector per listener, built by algorithm name.
  */
+import { tiered, type TieredCandidate } from './backup.js'
 import { first } from './first.js'
 import { leastConnections } from './least-connections.js'
 import { powerOfTwo } from './power-of-two.js'
@@ -27,4 +28,17 @@ export function createSelector<T extends Candidate>(
   options?: SelectorOptions
 ): Selector<T> {
   return FACTORIES[name](backends, options)
+}
+
+/**
+ * The selector of a listener whose backends may include backups (backup.ts): the algorithm over the
+ * primaries, then the backups once no primary is usable.
+ */
+export function createListenerSelector<T extends TieredCandidate>(
+  name: AlgorithmName,
+  backends: readonly T[],
+  allBackups: boolean,
+  options?: SelectorOptions
+): Selector<T> {
+  return tiered(name, FACTORIES[name], backends, allBackups, options)
 }

@@ -14,16 +14,18 @@ import { ConfigError } from '../errors.js'
 import { closest } from '../config/validate.js'
 import { PROTOCOL_CHECKS, PROTOCOL_HELP } from '../protocols/index.js'
 
-export const USAGE = `Usage: baton --listen HOST:PORT --backend HOST:PORT[,weight=N][,maxconn=N] [--backend ...] [options]
+export const USAGE = `Usage: baton --listen HOST:PORT --backend HOST:PORT[,weight=N][,maxconn=N][,backup] [--backend ...] [options]
        baton --config FILE [--log-level LEVEL] [--pretty]
 
 A TCP (L4) load balancer that splices each client connection to a backend.
 
 Options:
   -c, --config FILE        YAML or JSON config file (see README: "Configuration file")
-  -l, --listen HOST:PORT   address to accept on (":7000" means every interface)
-  -b, --backend SPEC       HOST:PORT, optionally ",weight=N", ",maxconn=N" and ",group=NAME"; repeat for
-                           each backend
+  -l, --listen HOST:PORT   address to accept on (":7000" means every interface, "[::1]:7000" IPv6,
+                           "unix:/run/baton.sock" a unix-domain socket)
+  -b, --backend SPEC       HOST:PORT, [V6]:PORT or unix:/PATH, optionally ",weight=N", ",maxconn=N",
+                           ",name=NAME", ",group=NAME", ",send-proxy=V" and ",backup" (used only while
+                           no other is usable); repeat
       --discover SPEC      backends from DNS: NAME:PORT (its A/AAAA records) or srv:NAME (SRV); repeatable
       --resolver IP[:PORT] DNS server for --discover (default: the system's); repeatable
       --balance NAME       round-robin (default), least-connections, random, power-of-two,
@@ -302,21 +304,31 @@ export function readTokenFile(path: string, what: string): string {
   }
 }
 
-/** `HOST:PORT[,weight=N][,maxconn=N][,name=NAME]`, as nginx's `server` line and HAProxy's options. */
+/**
+ * `HOST:PORT[,weight=N][,maxconn=N][,name=NAME][,backup]`, as nginx's `server` line and HAProxy's
+ * options; `[V6]:PORT` and `unix:/PATH` too (a path with a comma needs the config file).
+ */
 export function parseBackendFlag(spec: string, index: number): Record<string, unknown> {
   const [address, ...params] = spec.split(',')
   const backend: Record<string, unknown> = { address }
   const i = address!.lastIndexOf(':')
-  if (address!.startsWith('[')) {
+  if (address!.startsWith('unix:')) {
+    backend.path = address!.slice('unix:'.length) // the schema judges the path
+  } else if (address!.startsWith('[')) {
     const m = /^\[([^\]]+)\]:(.*)$/.exec(address!)
     if (m === null) throw new ConfigError([`--backend ${spec}: expected HOST:PORT`])
     backend.host = m[1]
     backend.port = m[2]
+  } else if (i > 0 && address!.indexOf(':') !== i) {
+    // "::1:7000" is itself a valid IPv6 address: only brackets say where the port starts.
+    throw new ConfigError([`--backend ${spec}: an IPv6 address takes its port after brackets, as [::1]:7000`])
   } else if (i > 0) {
     backend.host = address!.slice(0, i)
     backend.port = address!.slice(i + 1)
   } else {
-    throw new ConfigError([`--backend ${spec}: expected HOST:PORT, e.g. 127.0.0.1:7101`])
+    throw new ConfigError([
+      `--backend ${spec}: expected HOST:PORT, [V6]:PORT or unix:/PATH, e.g. 127.0.0.1:7101`,
+    ])
   }
   delete backend.address
   for (const p of params) {
@@ -327,8 +339,13 @@ export function parseBackendFlag(spec: string, index: number): Record<string, un
     if (field === undefined) {
       const near = closest(key, Object.keys(BACKEND_PARAMS))
       throw new ConfigError([
-        `--backend ${spec}: unknown parameter "${key}"${near !== undefined ? ` (did you mean "${near}"?)` : ''}; expected weight=N, maxconn=N, name=NAME, group=NAME or send-proxy=v1|v2|none`,
+        `--backend ${spec}: unknown parameter "${key}"${near !== undefined ? ` (did you mean "${near}"?)` : ''}; expected weight=N, maxconn=N, name=NAME, group=NAME, send-proxy=v1|v2|none or backup`,
       ])
+    }
+    if (field === 'backup') {
+      if (eq >= 0) throw new ConfigError([`--backend ${spec}: backup takes no value`])
+      backend.backup = true
+      continue
     }
     backend[field] = field === 'name' || field === 'group' ? value : /^\d+$/.test(value) ? Number(value) : value
   }
@@ -376,6 +393,7 @@ const BACKEND_PARAMS: Record<string, string> = {
   maxconn: 'maxConnections',
   name: 'name',
   group: 'group',
+  backup: 'backup',
   'send-proxy': 'sendProxy',
 }
 

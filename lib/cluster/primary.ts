@@ -36,6 +36,7 @@ import cluster, { type Worker } from 'node:cluster'
 import { availableParallelism } from 'node:os'
 import type { Logger } from 'pino'
 import { AggregatorRegistry, Counter, Gauge, Registry, type PrometheusContentType } from 'prom-client'
+import { removeStaleSocket } from '../address.js'
 import { pageParams } from '../admin/api.js'
 import { checkMetrics } from '../admin/metrics.js'
 import { processRegistry } from '../admin/process-metrics.js'
@@ -186,6 +187,13 @@ export class Primary {
         ),
       START_MS
     )
+    // Workers never remove a unix socket file (one could remove what another just bound): stale
+    // ones are removed here, once, before any worker binds.
+    for (const l of this.config.listeners) {
+      const path = l.listen.path
+      if (path !== undefined && (await removeStaleSocket(path)))
+        this.log.info({ path }, 'removed a stale unix socket file (nothing accepted on it)')
+    }
     for (let i = 0; i < this.count; i++) this.fork()
     try {
       await started

@@ -10,6 +10,7 @@ import { ALGORITHMS } from '../balancing/types.js'
 import { CHECKER_DEFAULTS } from '../health/checker.js'
 import { DATA_PLANES, nativeRefusal } from '../native/data-plane.js'
 import { PROTOCOL_NAMES, PROTOCOL_OPTIONS, PROTOCOL_CHECKS } from '../protocols/index.js'
+import { formatAddress, UNIX_PREFIX, unixPathProblem } from '../address.js'
 import { parseDuration, parseSize, splitHostPort } from '../units.js'
 import { SERVER_NAME_PATTERN } from '../tls/routes.js'
 import { parseCidr } from '../accept/cidr.js'
@@ -33,10 +34,28 @@ const listenPort = z.preprocess(
 const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i
 const SCHEME_MSG = 'expected a host name or IP address without a scheme (not a URL such as "redis://host")'
 
-const host = z
-  .string({ error: 'expected a host name or IP address' })
-  .min(1, { error: 'expected a host name or IP address' })
-  .refine((h) => !SCHEME.test(h), { error: SCHEME_MSG })
+/** `{ host: '[::1]' }` is read as `::1`: the brackets belong to `[::1]:7000`, not to the address. */
+const host = z.preprocess(
+  (v) => (typeof v === 'string' && /^\[[^\]]*\]$/.test(v) ? v.slice(1, -1) : v),
+  z
+    .string({ error: 'expected a host name or IP address' })
+    .min(1, { error: 'expected a host name or IP address' })
+    .refine((h) => !SCHEME.test(h), { error: SCHEME_MSG })
+)
+
+/** A unix-domain socket path: absolute, at most 107 bytes (lib/address.ts). */
+const unixPath = z
+  .string({ error: 'expected a socket path such as /run/app.sock' })
+  .refine((p) => unixPathProblem(p) === undefined, {
+    error: (issue) => unixPathProblem(issue.input as string),
+  })
+
+const MODE_MSG = 'expected an octal file mode as text, such as "660" or "0660"'
+/** A listening socket's permissions, as chmod takes them; text, since YAML reads 0660 as the number 660. */
+const socketMode = z
+  .string({ error: MODE_MSG })
+  .regex(/^0?[0-7]{3}$/, { error: MODE_MSG })
+  .transform((m) => parseInt(m, 8))
 
 const HOST_NAME_MSG = 'expected a host name or IP address without a port, such as baton.internal'
 /** A DNS name: dot-separated labels of letters, digits, `-` and `_`, not starting or ending with `-`. */
@@ -118,9 +137,18 @@ function hostPort(v: unknown, ctx?: z.core.$RefinementCtx): unknown {
   return hp ?? { host: v, port: undefined }
 }
 
+/**
+ * Listeners and backends also take `"unix:/run/app.sock"` (nginx's spelling), shorthand for
+ * `{ path: '/run/app.sock' }`: a unix-domain socket.
+ */
+function socketAddress(v: unknown, ctx?: z.core.$RefinementCtx): unknown {
+  if (typeof v === 'string' && v.startsWith(UNIX_PREFIX)) return { path: v.slice(UNIX_PREFIX.length) }
+  return hostPort(v, ctx)
+}
+
 /** Listen addresses also take `:port` (all interfaces, as HAProxy's `bind :port`). */
 function listenAddress(v: unknown, ctx: z.core.$RefinementCtx): unknown {
-  const hp = hostPort(v, ctx)
+  const hp = socketAddress(v, ctx)
   if (typeof hp === 'object' && hp !== null && (hp as { host?: unknown }).host === '') {
     return { ...hp, host: '0.0.0.0' }
   }
@@ -137,6 +165,39 @@ const cidr = z.string({ error: 'expected an IP address or CIDR such as 10.0.0.0/
 
 /** The PROXY protocol version sent to backends (HAProxy `send-proxy` / `send-proxy-v2`). */
 const sendProxy = z.enum(['v1', 'v2'])
+
+/**
+ * An address is `{ host, port }` or `{ path }` (unix), never both. The object schemas leave all three
+ * optional so that zod still knows their keys (for "did you mean" hints); this says which are missing.
+ */
+function endpoint(portMsg: string) {
+  return (a: { host?: string; port?: number; path?: string; mode?: number }, ctx: z.RefinementCtx): void => {
+    if (a.path !== undefined) {
+      for (const k of ['host', 'port'] as const) {
+        if (a[k] !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: [k],
+            message: 'expected either host and port or a unix socket path, not both',
+          })
+      }
+      return
+    }
+    if (a.mode !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['mode'], message: 'applies to a unix socket path only' })
+    if (a.host === undefined)
+      ctx.addIssue({ code: 'custom', path: ['host'], message: 'expected a host name or IP address' })
+    if (a.port === undefined) {
+      // "::1:7000" is itself a valid IPv6 address: only brackets can say where the port starts.
+      const v6 = a.host !== undefined && a.host.includes(':')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['port'],
+        message: v6 ? `${portMsg}; an IPv6 address takes its port after brackets, as [::1]:7000` : portMsg,
+      })
+    }
+  }
+}
 const WORKERS_MSG = 'expected "auto" or an integer from 1 to 1024'
 
 /**
@@ -221,24 +282,38 @@ const tlsSchema = z.strictObject({
 })
 
 export const backendSchema = z.preprocess(
-  hostPort,
-  z.strictObject(
-    {
-      /** Name in logs, metrics and the API; defaults to `host:port`. */
-      name: z.string({ error: 'expected a name' }).min(1, { error: 'expected a non-empty name' }).optional(),
-      host,
-      port,
-      /** Relative share of new sessions (nginx `weight`, HAProxy `weight`). */
-      weight: int(1, 1000).default(1),
-      /** Most sessions at once on this backend; a full backend is skipped. 0 = no limit. */
-      maxConnections: int(0).default(0),
-      /** The backend group it belongs to, for routing (`tls.routes`); absent: the group `default`. */
-      group: groupName.optional(),
-      /** PROXY protocol header to this backend; overrides the listener's `sendProxy` (`none`: not to this one). */
-      sendProxy: z.enum(['v1', 'v2', 'none']).optional(),
-    },
-    { error: ADDRESS_MSG }
-  )
+  socketAddress,
+  z
+    .strictObject(
+      {
+        /** Name in logs, metrics and the API; defaults to `host:port`. */
+        name: z
+          .string({ error: 'expected a name' })
+          .min(1, { error: 'expected a non-empty name' })
+          .optional(),
+        host: host.optional(),
+        port: port.optional(),
+        /** A unix-domain socket instead of host and port (`"unix:/run/app.sock"`). */
+        path: unixPath.optional(),
+        /** Relative share of new sessions (nginx `weight`, HAProxy `weight`). */
+        weight: int(1, 1000).default(1),
+        /** Most sessions at once on this backend; a full backend is skipped. 0 = no limit. */
+        maxConnections: int(0).default(0),
+        /**
+         * Used only while no primary (non-backup) backend is usable: all down, ejected, drained or
+         * full (HAProxy `backup`). Then the first usable backup takes everything, or all of them by
+         * `balance` with the listener's `allBackups`.
+         */
+        // Absent means false (left unresolved, so `--check` prints backends as they were written).
+        backup: z.boolean({ error: 'expected true or false' }).optional(),
+        /** The backend group it belongs to, for routing (`tls.routes`); absent: the group `default`. */
+        group: groupName.optional(),
+        /** PROXY protocol header to this backend; overrides the listener's `sendProxy` (`none`: not to this one). */
+        sendProxy: z.enum(['v1', 'v2', 'none']).optional(),
+      },
+      { error: ADDRESS_MSG }
+    )
+    .superRefine(endpoint(PORT_MSG))
 )
 
 /** One `discover` entry: a name's A/AAAA records on `port`, or an SRV name. */
@@ -282,8 +357,26 @@ const resolverAddress = z.string().refine(
 const listenerFields = z.strictObject({
   /** Name in logs and metrics; defaults to the listen address. */
   name: z.string({ error: 'expected a name' }).min(1, { error: 'expected a non-empty name' }).optional(),
-  /** Address to accept on: `host:port` or `{ host, port }`. */
-  listen: z.preprocess(listenAddress, z.strictObject({ host, port: listenPort }, { error: ADDRESS_MSG })),
+  /**
+   * Address to accept on: `host:port`, `[v6]:port`, `{ host, port }`, or a unix-domain socket
+   * (`unix:/run/baton.sock` or `{ path, mode }`). A socket file left by a dead process is removed at
+   * start, only if nothing accepts on it.
+   */
+  listen: z.preprocess(
+    listenAddress,
+    z
+      .strictObject(
+        {
+          host: host.optional(),
+          port: listenPort.optional(),
+          path: unixPath.optional(),
+          /** Permissions of the socket file (`"660"`); default: as the umask leaves them. */
+          mode: socketMode.optional(),
+        },
+        { error: ADDRESS_MSG }
+      )
+      .superRefine(endpoint(LISTEN_PORT_MSG))
+  ),
   /** At least one, unless `discover` finds them. */
   backends: z.array(backendSchema).default([]),
   /**
@@ -294,6 +387,11 @@ const listenerFields = z.strictObject({
   discover: z.array(discoverSchema).optional(),
   /** How a backend is chosen for each new session. */
   balance: z.enum(ALGORITHMS).default('round-robin'),
+  /**
+   * With several `backup` backends: false (default) sends everything to the first usable one in
+   * list order; true balances over every usable backup with `balance` (HAProxy `option allbackups`).
+   */
+  allBackups: z.boolean({ error: 'expected true or false' }).default(false),
   /** Most sessions at once on this listener. 0 = no limit (the global limit still applies). */
   maxConnections: int(0).default(0),
   /** Kernel accept queue length. */
@@ -481,6 +579,13 @@ const listenerSchema = listenerFields.superRefine((l, ctx) => {
       })
   })
   groupIssues(l, ctx)
+  if (l.backends.length > 0 && l.backends.every((b) => b.backup))
+    ctx.addIssue({
+      code: 'custom',
+      path: ['backends'],
+      message:
+        'expected at least one backend that is not a backup (backups serve only while every other is out)',
+    })
   if (l.dataPlane !== 'native') return
   const why = nativeRefusal(l)
   if (why !== undefined) ctx.addIssue({ code: 'custom', path: ['dataPlane'], message: why })
@@ -504,17 +609,12 @@ function groupIssues(l: z.output<typeof listenerFields>, ctx: z.RefinementCtx): 
   need(l.tls.defaultGroup, ['tls', 'defaultGroup'])
 }
 
-/** A backend's name: its own, or `host:port` (`[v6]:port`), as lib/backend.ts names it. */
-function backendName(b: { name?: string | undefined; host: string; port: number }): string {
-  return b.name ?? `${b.host.includes(':') ? `[${b.host}]` : b.host}:${b.port}`
+/** A backend's name: its own, or its address (`host:port`, `[v6]:port`, `unix:/path`), as lib/backend.ts names it. */
+function backendName(b: { name?: string | undefined; host?: string | undefined; port?: number | undefined; path?: string | undefined }): string {
+  return b.name ?? formatAddress(b)
 }
 
 const WILDCARDS = new Set(['0.0.0.0', '::', '[::]'])
-
-/** `host:port`, `[v6]:port`. */
-function spellAddress(a: { host: string; port: number }): string {
-  return `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`
-}
 
 /**
  * What the runtime would refuse later, refused here so that `--check` says it: two listeners on one
@@ -524,7 +624,10 @@ function spellAddress(a: { host: string; port: number }): string {
  */
 function refineConfig(
   c: {
-    listeners: { name?: string | undefined; listen: { host: string; port: number } }[]
+    listeners: {
+      name?: string | undefined
+      listen: { host?: string | undefined; port?: number | undefined; path?: string | undefined }
+    }[]
     admin: {
       listen?: { host: string; port: number } | undefined
       token?: string | undefined
@@ -538,23 +641,23 @@ function refineConfig(
       const o = c.listeners[j]!
       const a = l.listen
       const b = o.listen
-      if (
-        a.port !== 0 &&
-        a.port === b.port &&
-        (a.host === b.host || WILDCARDS.has(a.host) || WILDCARDS.has(b.host))
-      ) {
+      const clash =
+        a.path !== undefined || b.path !== undefined
+          ? a.path === b.path
+          : a.port !== 0 &&
+            a.port === b.port &&
+            (a.host === b.host || WILDCARDS.has(a.host ?? '') || WILDCARDS.has(b.host ?? ''))
+      if (clash) {
         ctx.addIssue({
           code: 'custom',
           path: ['listeners', i, 'listen'],
-          message: `${spellAddress(a)} is already taken by listeners[${j}] (${spellAddress(b)}); each listener needs its own address`,
+          message: `${formatAddress(a)} is already taken by listeners[${j}] (${formatAddress(b)}); each listener needs its own address`,
         })
         break
       }
     }
-    const name = l.name ?? `${l.listen.host}:${l.listen.port}`
-    const twin = c.listeners.findIndex(
-      (o, j) => j < i && (o.name ?? `${o.listen.host}:${o.listen.port}`) === name
-    )
+    const name = l.name ?? formatAddress(l.listen)
+    const twin = c.listeners.findIndex((o, j) => j < i && (o.name ?? formatAddress(o.listen)) === name)
     if (twin >= 0 && (l.name !== undefined || l.listen.port !== 0))
       ctx.addIssue({
         code: 'custom',

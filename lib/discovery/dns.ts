@@ -48,8 +48,9 @@ export function refreshDelay(ttlSeconds: number | undefined, minMs: number, maxM
 }
 
 /** `host:port` name of a backend at `address` (IPv6 in brackets), as static backends are named. */
-export function backendName(address: string, port: number): string {
-  return `${address.includes(':') ? `[${address}]` : address}:${port}`
+export function backendName(address: string | undefined, port: number | undefined): string {
+  const a = address ?? ''
+  return `${a.includes(':') ? `[${a}]` : a}:${port ?? 0}`
 }
 
 /** The backends of one entry's addresses, sorted and without duplicates (an answer's order varies). */

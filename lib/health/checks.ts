@@ -14,6 +14,8 @@ import net from 'node:net'
 export interface CheckTarget {
   readonly host: string
   readonly port: number
+  /** A unix-domain socket's path (host and port then unused). */
+  readonly path?: string | undefined
 }
 
 export interface CheckResult {
@@ -58,7 +60,7 @@ export function probe(
     let settled = false
     // Health checks are not the forwarding path: a small concatenated buffer keeps judges simple.
     let data: Buffer = Buffer.alloc(0)
-    const socket = net.connect({ host: target.host, port: target.port })
+    const socket = net.connect({ host: target.host, port: target.port, path: target.path })
 
     const finish = (result: CheckResult): void => {
       if (settled) return
@@ -225,6 +227,7 @@ export function runCheck(
 }
 
 function hostHeader(target: CheckTarget): string {
+  if (target.path !== undefined) return 'localhost' // as curl --unix-socket sends it
   const host = net.isIPv6(target.host) ? `[${target.host}]` : target.host
   return target.port === 80 ? host : `${host}:${target.port}`
 }

@@ -23,6 +23,8 @@ export interface PoolOptions {
 export interface PoolTarget {
   readonly host: string
   readonly port: number
+  /** A unix-domain backend's socket path (host and port then unused). */
+  readonly path?: string | undefined
 }
 
 export class WarmPool {
@@ -119,6 +121,7 @@ export class WarmPool {
       const s = net.connect({
         host: this.target.host,
         port: this.target.port,
+        path: this.target.path,
         allowHalfOpen: true,
         noDelay: true,
       }) as PooledSocket

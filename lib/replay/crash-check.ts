@@ -34,6 +34,8 @@ export interface CheckWaiter {
 interface Target {
   readonly host: string
   readonly port: number
+  /** A unix-domain backend's socket path (host and port then unused). */
+  readonly path?: string | undefined
 }
 
 interface Waiting {
@@ -115,7 +117,7 @@ function onGrace(c: Checks): void {
 }
 
 function startProbe(c: Checks, now: number): void {
-  const socket = net.connect({ host: c.target.host, port: c.target.port }) as ProbeSocket
+  const socket = net.connect({ host: c.target.host, port: c.target.port, path: c.target.path }) as ProbeSocket
   socket[kChecks] = c
   c.probe = socket
   c.probeStartedAt = now

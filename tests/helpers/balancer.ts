@@ -23,12 +23,14 @@ type TopInput = Omit<ConfigInput, 'listeners'>
 
 /** A backend entry: an endpoint (named after it), optionally with more backend options. */
 export type BackendSpec =
-  Endpoint | { endpoint: Endpoint; maxConnections?: number; weight?: number; name?: string }
+  Endpoint | { endpoint: Endpoint; maxConnections?: number; weight?: number; name?: string; backup?: boolean }
 
 export function backendsOf(specs: readonly BackendSpec[]): unknown[] {
   return specs.map((spec) => {
     const { endpoint, ...rest } = 'endpoint' in spec ? spec : { endpoint: spec }
-    return { name: endpoint.name, host: endpoint.host, port: endpoint.port, ...rest }
+    const address =
+      endpoint.path !== undefined ? { path: endpoint.path } : { host: endpoint.host, port: endpoint.port }
+    return { name: endpoint.name, ...address, ...rest }
   })
 }
 

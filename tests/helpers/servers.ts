@@ -26,6 +26,8 @@ export interface Endpoint {
   readonly name: string
   readonly host: string
   readonly port: number
+  /** A unix-domain socket's path, for a server that listens on one (`listenAt`). */
+  readonly path?: string | undefined
   /** Connections open now. */
   readonly connections: number
   /** Connections accepted since start. */
@@ -48,8 +50,9 @@ export function sha256(data: Buffer): string {
  */
 export class TestServer extends EventEmitter implements Endpoint {
   readonly name: string
-  readonly host = HOST
+  host = HOST
   port = 0
+  path: string | undefined = undefined
   accepted = 0
   readonly sockets = new Set<Socket>()
   private readonly server: net.Server
@@ -81,6 +84,22 @@ export class TestServer extends EventEmitter implements Endpoint {
     this.server.listen({ host: HOST, port })
     await within(once(this.server, 'listening'), `${this.name} listening`)
     this.port = (this.server.address() as net.AddressInfo).port
+    return this
+  }
+
+  /** Listen on a unix-domain socket (`{ path }`) or another loopback address (`{ host: '::1' }`). */
+  async listenAt(where: { path: string } | { host: string; port?: number }): Promise<this> {
+    this.closing = undefined
+    this.server.listen('path' in where ? { path: where.path } : { host: where.host, port: where.port ?? 0 })
+    await within(once(this.server, 'listening'), `${this.name} listening`)
+    if ('path' in where) {
+      this.path = where.path
+      this.host = ''
+      this.port = 0
+    } else {
+      this.host = where.host
+      this.port = (this.server.address() as net.AddressInfo).port
+    }
     return this
   }
 
