@@ -312,7 +312,12 @@ export function parseBackendFlag(spec: string, index: number): Record<string, un
   const [address, ...params] = spec.split(',')
   const backend: Record<string, unknown> = { address }
   const i = address!.lastIndexOf(':')
-  if (address!.startsWith('unix:')) {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(address!)) {
+    // `redis://127.0.0.1:6379` would be read as a host `redis`: say what it is.
+    throw new ConfigError([
+      `--backend ${spec}: expected a host name or IP address without a scheme (not a URL such as "redis://host")`,
+    ])
+  } else if (address!.startsWith('unix:')) {
     backend.path = address!.slice('unix:'.length) // the schema judges the path
   } else if (address!.startsWith('[')) {
     const m = /^\[([^\]]+)\]:(.*)$/.exec(address!)

@@ -27,7 +27,12 @@ const [deployment] = docs('deployment.yaml')
 const [secret] = docs('secret.yaml')
 const services = docs('service.yaml')
 const text = configMap!.data['baton.yaml'] as string
-const config = validateConfig(parse(text))
+// The admin token comes from BATON_ADMIN_TOKEN (the Secret) at run time; --check needs one too.
+const config = validateConfig(withToken(parse(text)))
+
+function withToken(c: Obj): Obj {
+  return { ...c, admin: { ...c.admin, token: 'from-the-secret' } }
+}
 const pod = deployment!.spec.template.spec
 const container = pod.containers[0]
 const portOf = (name: string): number => container.ports.find((p: Obj) => p.name === name)?.containerPort
@@ -39,9 +44,11 @@ t.test('the ConfigMap holds examples/k8s/baton.yaml, which passes baton --check'
     'same config as the image default'
   )
   ensureBuilt((c) => t.comment(c))
+  // As the Deployment runs it: the token from the Secret, through BATON_ADMIN_TOKEN.
   const r = spawnSync(process.execPath, [CLI, '--check', '--config', join(K8S, 'baton.yaml')], {
     encoding: 'utf8',
     timeout: 60_000,
+    env: { ...process.env, BATON_ADMIN_TOKEN: 'from-the-secret' },
   })
   t.equal(r.status, 0, `baton --check exits 0 (${r.stderr.trim()})`)
   t.match(r.stdout, /configuration OK/)

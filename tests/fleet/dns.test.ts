@@ -134,6 +134,7 @@ t.test('--discover and --resolver', async (t) => {
       },
     ],
     dns: { resolvers: ['127.0.0.1:5353'] },
+    log: { access: true },
   })
   t.ok(c.kind === 'run' && validateConfig(c.config), 'a valid config')
   t.throws(

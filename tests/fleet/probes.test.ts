@@ -67,7 +67,7 @@ t.test('/healthz and /readyz: open to probes, readiness follows accepting', asyn
   t.equal((await get(port, '/healthz', 'x')).status, 200, 'but alive')
 })
 
-t.test('BATON_ADMIN_TOKEN gives the admin token unless the config has one', async (t) => {
+t.test('BATON_ADMIN_TOKEN gives the admin token, over the config file\'s (README: Admin token)', async (t) => {
   const before = process.env.BATON_ADMIN_TOKEN
   t.teardown(() => {
     if (before === undefined) delete process.env.BATON_ADMIN_TOKEN
@@ -85,7 +85,7 @@ t.test('BATON_ADMIN_TOKEN gives the admin token unless the config has one', asyn
   }))
   t.same(
     file.kind === 'run' && file.config.admin,
-    { listen: '0.0.0.0:9901', token: 'from-the-file-itself' },
-    'the file wins'
+    { listen: '0.0.0.0:9901', token: 'from-the-environment' },
+    'the environment wins over the file (first found: --admin-token-file, BATON_ADMIN_TOKEN, admin.tokenFile, admin.token)'
   )
 })
