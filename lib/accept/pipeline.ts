@@ -50,7 +50,14 @@ export class Pipeline {
 
   /** Run the stages over a newly accepted client. */
   start(socket: Socket): void {
-    this.next(new Context(socket, this), 0)
+    const ctx = new Context(socket, this)
+    if (peerGone(socket)) {
+      // Reset before the accept ran: no stage can judge a client without an address (every one
+      // would take '' for an untrusted, unlisted source and refuse it). It left: abandoned.
+      ctx.closed = true
+      return this.end(ctx, undefined)
+    }
+    this.next(ctx, 0)
   }
 
   /** The session of `ctx` closed: the stages that passed it let go of it. */
@@ -222,6 +229,20 @@ class Context implements AcceptContext {
 }
 
 const EMPTY = Buffer.alloc(0)
+
+/**
+ * Whether an accepted TCP client was reset before Node asked for its address. The kernel keeps a
+ * connection that completed its handshake in the accept queue even after the peer's RST, with the
+ * bytes it sent before; `accept()` still returns it, but `getpeername()` then fails (ENOTCONN) and
+ * Node gives `remoteAddress` undefined. HAProxy does exactly this to its server connection when its
+ * own client leaves early (a health check, a port probe): connect, send the PROXY header, reset.
+ * A unix-domain client has no address either, but its handle cannot be asked (no `getpeername`).
+ */
+function peerGone(socket: Socket): boolean {
+  if (socket.remoteAddress !== undefined) return false
+  const handle = (socket as Socket & { _handle?: { getpeername?: unknown } | null })._handle
+  return handle == null || typeof handle.getpeername === 'function'
+}
 
 // Module-level handlers, as in session.ts: the context is found through the socket.
 

@@ -13,6 +13,7 @@
  *
  * Skips with the reason when haproxy or nginx is not on PATH.
  */
+import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
@@ -32,6 +33,24 @@ const missing = !hasCommand('haproxy', ['-v'])
   : !hasCommand('nginx', ['-v'])
     ? 'nginx is not on PATH (apt-get install -y nginx)'
     : undefined
+
+/**
+ * What HAProxy does to its server connection when its own client leaves at once (as the
+ * `untilListening` probe does): connect from HOST, send the v2 header, reset. Run in a child while
+ * this process is blocked in execFileSync, so the reset reaches Baton's socket while it still waits
+ * in the accept queue: Baton accepts a client whose address can no longer be asked. This made the
+ * test flaky when HAProxy's probe connection lost that race (refused as proxy-untrusted).
+ */
+function headerThenResetBeforeAccept(port: number): void {
+  const script = `
+    const net = require('node:net')
+    const header = Buffer.from('0d0a0d0a000d0a515549540a2111000c7f0000057f00000130393039', 'hex')
+    const s = net.connect({ host: '${HOST}', port: ${port}, localAddress: '${HOST}' })
+    s.on('error', (e) => { console.error(e.message); process.exit(1) })
+    s.on('connect', () => s.write(header, () => s.resetAndDestroy()))
+    s.on('close', () => process.exit(0))`
+  execFileSync(process.execPath, ['-e', script], { timeout: 10_000, stdio: ['ignore', 'ignore', 'inherit'] })
+}
 
 /** One GET on a new connection from CLIENT; resolves with the body and the client's own port. */
 function get(port: number): Promise<{ body: string; localPort: number }> {
@@ -151,6 +170,14 @@ if (missing !== undefined) {
       for (const line of lines) t.match(line, new RegExp(`^${CLIENT.replace(/\./g, '\\.')} \\d+ 127\\.0\\.0\\.1$`), `${version}: logged ${line}`)
       const l = balancer.frontends[0]!
       t.equal(l.counters.refused, 0, `${version}: nothing refused`)
+
+      // A trusted upstream that sends its header and resets before Baton accepts: it left, so it
+      // is abandoned (a client error), not refused as an untrusted source.
+      const clientErrors = l.counters.clientErrors
+      headerThenResetBeforeAccept(batonPort)
+      await until(() => l.counters.clientErrors > clientErrors || l.counters.refused > 0, 'reset client dealt with')
+      t.equal(l.counters.refused, 0, `${version}: a trusted client reset before the accept is not refused`)
+      t.ok(l.counters.clientErrors > clientErrors, `${version}: it is counted as a client that left`)
 
       // Straight to Baton from 127.0.0.5 (not trusted) with a forged header: refused and counted.
       const forged = net.connect({ host: HOST, port: batonPort, localAddress: CLIENT })
