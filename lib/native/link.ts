@@ -438,6 +438,9 @@ export class NativeLink implements CheckWaiter {
     const err = this.probeError!
     this.probeError = undefined
     if (alive) {
+      // The client sent a request while the check ran (the plane moved it before it paused): this
+      // server closed and will not answer it; re-send it elsewhere, as an unanswered close is.
+      if (!st.answered && !st.clientEof) return this.onServerFailed(kind, err, st, true)
       // Closed on purpose: the FIN goes on, as a plain proxy would pass it.
       if (kind === 'eof' && !st.serverDown) return this.passFin()
       s.host.serverFailed(s, s.backend!, kind, err)

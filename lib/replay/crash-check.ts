@@ -16,6 +16,15 @@
  *   verdict answers every close seen before it started. Closes that came while it was in flight
  *   wait for the next witness or probe.
  *
+ * A connect that completes is not yet proof: a killed process's listening socket can still complete
+ * connects in the moment before the kernel closes it (a process group dies one process at a time:
+ * socat's forked children close their connections while the parent's listener still accepts). Its
+ * accept queue is then reset. So an accepted probe is held `CONFIRM_MS` and only then counts as
+ * alive (a reset or close meanwhile: dead). A witness counts at once: it only ever answers under
+ * churn, where waiting would cost every close its latency; the one case that then behaves as a plain
+ * proxy is a backend whose listener outlives its connections by a moment while new sessions still
+ * reach it (the FIN between turns goes on to the client).
+ *
  * Waiters are answered in the order their closes came (`since` ascends along `waiting`), never
  * synchronously from `checkBackend`.
  */
@@ -25,6 +34,8 @@ import net, { type Socket } from 'node:net'
 export const WITNESS_MS = 2
 /** How long a close waits for a witnessing connect before a probe is started. */
 export const GRACE_MS = 1
+/** How long an accepted check connection must stay up (no reset, no close) to count as alive. */
+export const CONFIRM_MS = 3
 
 export interface CheckWaiter {
   /** The verdict: the backend accepted a connection (alive) or refused or timed out (dead). */
@@ -64,7 +75,14 @@ const all = new Map<Target, Checks>()
 function checksOf(target: Target): Checks {
   let c = all.get(target)
   if (c === undefined) {
-    c = { target, waiting: [], lastConnect: -Infinity, probe: undefined, probeStartedAt: 0, grace: undefined }
+    c = {
+      target,
+      waiting: [],
+      lastConnect: -Infinity,
+      probe: undefined,
+      probeStartedAt: 0,
+      grace: undefined,
+    }
     all.set(target, c)
   }
   return c
@@ -122,9 +140,11 @@ function startProbe(c: Checks, now: number): void {
   c.probe = socket
   c.probeStartedAt = now
   socket.setTimeout(c.waiting[0]!.timeoutMs)
-  socket.once('connect', onAlive)
+  socket.once('connect', onConnected)
   socket.once('timeout', onDead)
   socket.once('error', onDead)
+  socket.once('end', onDead)
+  socket.once('close', onDead)
 }
 
 /** Answer, in order, every waiter whose close came before a check that started at `startedAt`. */
@@ -153,8 +173,13 @@ function settle(socket: ProbeSocket, alive: boolean): void {
   if (c.waiting.length > 0 && c.probe === undefined && c.grace === undefined) decide(c, performance.now())
 }
 
-function onAlive(this: ProbeSocket): void {
-  settle(this, true)
+/** Accepted: held CONFIRM_MS; a reset or close meanwhile (a dying listener's queue) settles it dead. */
+function onConnected(this: ProbeSocket): void {
+  setTimeout(onConfirmed, CONFIRM_MS, this)
+}
+
+function onConfirmed(socket: ProbeSocket): void {
+  settle(socket, true)
 }
 
 function onDead(this: ProbeSocket): void {
