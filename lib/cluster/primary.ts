@@ -640,7 +640,9 @@ export class Primary {
     // The schema caps shutdownGrace at what a timer holds; the margin on top must not overflow it.
     const waitMs = Math.min(graceMs + KILL_MARGIN_MS, MAX_TIMER_MS)
     void Promise.all([this.admin?.close(), this.allExited(waitMs)]).then(() => {
-      this.sockets?.close()
+      // Handed over, the sockets are the successor's: closing a unix one here would unlink its file
+      // (libuv does, for the handle that bound it). Exiting closes the descriptors alone.
+      if (successorPid === undefined) this.sockets?.close()
       this.log.info('stopped')
       this.log.flush()
       process.exit(0)
