@@ -16,7 +16,8 @@
  * node:cluster way: the primary holds no socket, and neither an upgrade nor socket activation is
  * possible (both are refused, and say why).
  *
- * A listener a reload adds is bound by node:cluster as before (it is not handed to a successor);
+ * A unix-domain listener, and one a reload adds, is bound by node:cluster as before (it is not
+ * handed to a successor, whose own bind then fails: the upgrade fails and the old process stays);
  * the socket of one a reload removes is closed here, so that no client waits on a socket nobody
  * accepts on.
  */
@@ -38,6 +39,10 @@ export class PrimarySockets {
     try {
       for (const l of listeners) {
         const { host, port, path } = l.config.listen
+        // A unix-domain socket stays node:cluster's: a worker can listen in place on a TCP handle
+        // only (net.Server.listen takes any other handle by its descriptor, which node:cluster
+        // then looks up in the primary).
+        if (path !== undefined) continue
         const passed = inherited?.take(l.name, host ?? '', port ?? 0) as Adoptable | undefined
         if (passed !== undefined && passed instanceof net.Server)
           throw new Error('an inherited socket of a --workers primary must be a bare handle')
@@ -49,7 +54,6 @@ export class PrimarySockets {
         if (host !== undefined && net.isIP(host) === 0) ip = (await lookup(host)).address
         try {
           const handle = bindHandle({
-            ...(path !== undefined ? { path } : {}),
             ...(ip !== undefined ? { host: ip } : {}),
             ...(port !== undefined ? { port } : {}),
           })

@@ -159,16 +159,13 @@ export function openHandle(fd: number): NativeHandle | string {
 }
 
 /**
- * Bind an address in a bare handle (not listening yet: the first worker's listen() does that).
- * `host` must be an IP address or absent (any address, IPv6 first as node:net does); `path` a
- * unix-domain socket. Throws an Error with the errno `code`.
+ * Bind a TCP address in a bare handle (not listening yet: the first worker's listen() does that).
+ * `host` must be an IP address or absent (any address, IPv6 first as node:net does). Throws an
+ * Error with the errno `code`.
  */
-export function bindHandle(where: { host?: string; port?: number; path?: string }): NativeHandle {
+export function bindHandle(where: { host?: string; port?: number }): NativeHandle {
   const create = createServerHandle()
-  const h =
-    where.path !== undefined
-      ? create(where.path, -1, -1)
-      : create(where.host ?? null, where.port ?? 0, where.host === undefined ? 4 : net.isIP(where.host))
+  const h = create(where.host ?? null, where.port ?? 0, where.host === undefined ? 4 : net.isIP(where.host))
   if (typeof h !== 'number') return h
   const code = errnoName(h)
   throw Object.assign(new Error(`bind: ${code}`), { code, errno: h })
