@@ -166,9 +166,19 @@ export function openHandle(fd: number): NativeHandle | string {
 export function bindHandle(where: { host?: string; port?: number }): NativeHandle {
   const create = createServerHandle()
   const h = create(where.host ?? null, where.port ?? 0, where.host === undefined ? 4 : net.isIP(where.host))
-  if (typeof h !== 'number') return h
-  const code = errnoName(h)
-  throw Object.assign(new Error(`bind: ${code}`), { code, errno: h })
+  if (typeof h === 'number') {
+    const code = errnoName(h)
+    throw Object.assign(new Error(`bind: ${code}`), { code, errno: h })
+  }
+  // libuv reports EADDRINUSE at listen(), not bind(), and a listen() after a failed bind() binds a
+  // random port; the worker's handle would not even know. Check the port, as node:net's
+  // checkBindError does for node:cluster's shared handles.
+  const out: Record<string, unknown> = {}
+  if (where.port !== undefined && where.port !== 0 && (h.getsockname?.(out) !== 0 || out.port !== where.port)) {
+    h.close()
+    throw Object.assign(new Error('bind: EADDRINUSE'), { code: 'EADDRINUSE' })
+  }
+  return h
 }
 
 function errnoName(errno: number): string {
