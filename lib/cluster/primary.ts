@@ -338,7 +338,12 @@ export class Primary {
         // Each listening socket first, one message per handle; IPC keeps the order, so the worker has
         // them all when `init` comes.
         for (const s of this.sockets?.entries() ?? [])
-          if (m.worker.isConnected()) m.worker.send({ type: 'baton:socket', name: s.name, inherited: s.inherited }, s.handle as never, () => {})
+          if (m.worker.isConnected())
+            m.worker.send(
+              { type: 'baton:socket', name: s.name, inherited: s.inherited },
+              s.handle as never,
+              () => {}
+            )
         this.send(m, {
           type: 'baton:init',
           config: workerConfig(this.config),

@@ -67,7 +67,9 @@ export function runWorker(): void {
     // The listeners' sockets came before `init` (IPC keeps the order): listen on them in place.
     const missing = msg.sockets.filter((n) => !sockets.has(n))
     if (missing.length > 0)
-      return send({ type: 'baton:failed', message: `no socket received for ${missing.join(', ')}` }, () => exit(2))
+      return send({ type: 'baton:failed', message: `no socket received for ${missing.join(', ')}` }, () =>
+        exit(2)
+      )
     try {
       await balancer.listen({
         take: (name) => {

@@ -174,7 +174,11 @@ export function bindHandle(where: { host?: string; port?: number }): NativeHandl
   // random port; the worker's handle would not even know. Check the port, as node:net's
   // checkBindError does for node:cluster's shared handles.
   const out: Record<string, unknown> = {}
-  if (where.port !== undefined && where.port !== 0 && (h.getsockname?.(out) !== 0 || out.port !== where.port)) {
+  if (
+    where.port !== undefined &&
+    where.port !== 0 &&
+    (h.getsockname?.(out) !== 0 || out.port !== where.port)
+  ) {
     h.close()
     throw Object.assign(new Error('bind: EADDRINUSE'), { code: 'EADDRINUSE' })
   }
