@@ -31,6 +31,10 @@
  * shared socket; with SCHED_RR the primary accepts every connection and passes it to a worker over
  * IPC, which costs it a hop per connection (measurements in the report of issue 5). The operator can
  * still choose with NODE_CLUSTER_SCHED_POLICY=rr|none.
+ *
+ * Listening sockets (SCHED_NONE): the primary holds them, bound or passed by systemd, and sends them
+ * to each worker (sockets.ts), so that SIGUSR2 can hand them to a successor primary as one process
+ * does (lib/fleet/upgrade.ts); once the successor accepts, this primary stops as on SIGTERM.
  */
 import cluster, { type Worker } from 'node:cluster'
 import { availableParallelism } from 'node:os'

@@ -30,7 +30,8 @@ import { bindHandle, type Adoptable, type Inherited, type NativeHandle } from '.
 import type { Listener } from '../listener.js'
 
 export class PrimarySockets {
-  private readonly held = new Map<string, { handle: NativeHandle; inherited: boolean }>()
+  /** By listener name; `listener` is the view's Listener it was opened for (a reload that changes the address makes a new one). */
+  private readonly held = new Map<string, { handle: NativeHandle; inherited: boolean; listener: Listener }>()
 
   constructor(private readonly log: Logger) {}
 
@@ -47,7 +48,7 @@ export class PrimarySockets {
         if (passed !== undefined && passed instanceof net.Server)
           throw new Error('an inherited socket of a --workers primary must be a bare handle')
         if (passed !== undefined) {
-          this.held.set(l.name, { handle: passed, inherited: true })
+          this.held.set(l.name, { handle: passed, inherited: true, listener: l })
           continue
         }
         let ip = host
@@ -57,7 +58,7 @@ export class PrimarySockets {
             ...(ip !== undefined ? { host: ip } : {}),
             ...(port !== undefined ? { port } : {}),
           })
-          this.held.set(l.name, { handle, inherited: false })
+          this.held.set(l.name, { handle, inherited: false, listener: l })
         } catch (err) {
           throw new ListenError(l.name, formatAddress(l.config.listen), err as NodeJS.ErrnoException)
         }
@@ -79,14 +80,14 @@ export class PrimarySockets {
     return [...this.held].map(([name, h]) => ({ name, handle: h.handle, inherited: h.inherited }))
   }
 
-  /** After a reload: close the sockets of listeners that are gone. */
+  /** After a reload: close the sockets of listeners that are gone or moved to another address. */
   prune(listeners: readonly Listener[]): void {
-    const keep = new Set(listeners.map((l) => l.name))
+    const keep = new Set(listeners)
     for (const [name, h] of this.held) {
-      if (keep.has(name)) continue
+      if (keep.has(h.listener)) continue
       h.handle.close()
       this.held.delete(name)
-      this.log.info({ listener: name }, 'listener removed: its socket is closed')
+      this.log.info({ listener: name }, 'listener removed or moved: its old socket is closed')
     }
   }
 
