@@ -30,7 +30,7 @@ import { openFileLimit, sessionsForLimit } from './local.js'
 import { sayIfUnavailable, type DataPlane } from './native/data-plane.js'
 import type { EndSide, Outcome, Session } from './session.js'
 import { ConnectionTable, snapshotOf, type SessionSnapshot } from './table.js'
-import type { Inherited } from './fleet/inherit.js'
+import type { SocketPool } from './fleet/inherit.js'
 
 export interface BalancerOptions {
   /** A pino logger to use instead of one made from `config.log`. */
@@ -123,7 +123,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
    * listener. `inherited`: listening sockets passed to this process (systemd, an upgrade), each
    * taken by the listener it matches instead of binding (lib/fleet/inherit.ts).
    */
-  async listen(inherited?: Inherited): Promise<void> {
+  async listen(inherited?: SocketPool): Promise<void> {
     if (!this.binds) return
     // Once per process (a --workers primary says it for its workers).
     if (!cluster.isWorker) sayIfUnavailable(this.log, this.config.listeners)
@@ -139,7 +139,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
             address: formatAddress(a),
             balance: l.config.balance,
             dataPlane: l.plane,
-            ...(handed !== undefined ? { inherited: true } : {}),
+            ...(handed !== undefined ? { inherited: inherited?.passed?.(l.name) ?? true } : {}),
             backends: l.backends.map((b) => `${b.name}${b.weight !== 1 ? ` weight=${b.weight}` : ''}`),
           },
           'listening'

@@ -26,7 +26,7 @@ import { parseCommand, USAGE } from './cli/args.js'
 import { startAdmin, type AdminServer } from './admin/server.js'
 import { BatonError } from './errors.js'
 import type { Logger } from 'pino'
-import { Inherited, takeInheritedSockets } from './fleet/inherit.js'
+import { Inherited, takeInheritedHandles, takeInheritedSockets } from './fleet/inherit.js'
 import { sdNotify } from './fleet/notify.js'
 import { announceUpgraded, Upgrader } from './fleet/upgrade.js'
 
@@ -96,24 +96,22 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     fromFile = command.source !== 'command line'
     const workers = workerCount(balancer.config.workers)
-    const taken = takeInheritedSockets()
+    // A --workers primary must not accept: it takes the passed sockets as bare handles for its
+    // workers (lib/cluster/sockets.ts); one process listens on them at once.
+    const taken = workers > 1 ? takeInheritedHandles() : takeInheritedSockets()
     for (const r of taken.refused)
       balancer.log.warn({ fd: r.fd, name: r.name, reason: r.reason }, 'passed descriptor ignored')
     inherited = new Inherited(taken.sockets)
-    if (workers > 1 && inherited.size > 0) {
-      inherited.closeRest()
-      throw new BatonError(
-        'ERR_BATON_INHERIT',
-        'config',
-        'listening sockets passed by systemd or an upgrade (LISTEN_FDS) need workers: 1'
-      )
-    }
     if (workers > 1) {
       await startPrimary(balancer.config, {
         workers,
         logger: balancer.log,
+        inherited,
+        argv,
         ...(fromFile ? { reread: () => rereadConfig(argv) } : {}),
       })
+      announceUpgraded(balancer.log)
+      void sdNotify(balancer.log, 'READY=1', { mainPid: true, status: 'accepting' })
       return -1
     }
     await balancer.listen(inherited)

@@ -30,7 +30,7 @@ import { PER_SOURCE_LIMIT } from './accept/limits.js'
 import { proxyVersions, type ProxyVersion } from './accept/proxy/send.js'
 import { SessionQueue } from './accept/queue.js'
 import { BatonError } from './errors.js'
-import { adoptHandle } from './fleet/inherit.js'
+import { adoptHandle, type Adoptable } from './fleet/inherit.js'
 import { backendName, DNS_DEFAULTS, DnsDiscovery, type DnsConfig } from './discovery/dns.js'
 import type { BackendConfig } from './config/schema.js'
 
@@ -234,7 +234,7 @@ export class Listener implements SessionHost, PipelineHost {
    * Bind the listen address, or take `inherited`, a listening socket passed to this process
    * (systemd socket activation, an upgrade: lib/fleet/inherit.ts).
    */
-  async listen(inherited?: net.Server): Promise<void> {
+  async listen(inherited?: Adoptable): Promise<void> {
     // The first answers come before the first client, so that it finds backends.
     await this.startDiscovery()
     try {
@@ -245,7 +245,7 @@ export class Listener implements SessionHost, PipelineHost {
     }
   }
 
-  private async bind(inherited: net.Server | undefined): Promise<void> {
+  private async bind(inherited: Adoptable | undefined): Promise<void> {
     const { host, port, path, mode } = this.config.listen
     // A socket file left by a dead process (nginx removes its own at start). Never in a --workers
     // worker: the primary binds for all of them and cleaned up before forking.

@@ -64,7 +64,7 @@ export interface AdminOptions {
     changed(): void
   }
   /** A listening socket passed to this process (systemd, an upgrade) to serve on instead of binding. */
-  inherited?: import('node:net').Server
+  inherited?: import('../fleet/inherit.js').Adoptable
   /** `GET /readyz` answers 503 once this says false (the process is stopping or handing over). */
   ready?: () => boolean
   /** The status page's sampler: interval (default 5 s) and samples kept (default 120). */

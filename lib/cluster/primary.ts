@@ -31,6 +31,10 @@
  * shared socket; with SCHED_RR the primary accepts every connection and passes it to a worker over
  * IPC, which costs it a hop per connection (measurements in the report of issue 5). The operator can
  * still choose with NODE_CLUSTER_SCHED_POLICY=rr|none.
+ *
+ * Listening sockets (SCHED_NONE): the primary holds them, bound or passed by systemd, and sends them
+ * to each worker (sockets.ts), so that SIGUSR2 can hand them to a successor primary as one process
+ * does (lib/fleet/upgrade.ts); once the successor accepts, this primary stops as on SIGTERM.
  */
 import cluster, { type Worker } from 'node:cluster'
 import { availableParallelism } from 'node:os'
@@ -46,7 +50,10 @@ import { Balancer, type ReloadResult } from '../balancer.js'
 import { MAX_TIMER_MS, type Config } from '../config/schema.js'
 import { validateConfig } from '../config/validate.js'
 import { BatonError } from '../errors.js'
+import type { Inherited } from '../fleet/inherit.js'
+import { Upgrader } from '../fleet/upgrade.js'
 import { PrimaryChecks } from './health.js'
+import { PrimarySockets } from './sockets.js'
 import { isBatonMessage, workerConfig, type Ask, type FromWorker, type ToWorker } from './protocol.js'
 import { RespawnThrottle } from './respawn.js'
 import { monotonic, Retired, sumFigures, type LastReport, type MetricJson } from './retired.js'
@@ -70,6 +77,10 @@ export interface PrimaryOptions {
   logger: Logger
   /** Reads the configuration input again (command line and file) for a reload; absent without a file. */
   reread?: () => unknown
+  /** Sockets passed by systemd or an upgrade, as bare handles (takeInheritedHandles). */
+  inherited?: Inherited
+  /** The command line, run again by an upgrade (SIGUSR2). */
+  argv?: readonly string[]
 }
 
 /** Figures, sessions, metrics: a worker that takes longer is left out of the answer. */
@@ -136,11 +147,18 @@ export class Primary {
   private refresher: NodeJS.Timeout | undefined
   private exitWaiters: (() => void)[] = []
   private reloading: Promise<unknown> = Promise.resolve()
+  /** The listening sockets, held here for the workers and a successor; undefined under SCHED_RR. */
+  private sockets: PrimarySockets | undefined
+  private readonly inherited: Inherited | undefined
+  private readonly argv: readonly string[] | undefined
+  private upgrader: Upgrader | undefined
 
   constructor(config: Config, options: PrimaryOptions) {
     this.config = config
     this.count = options.workers
     this.reread = options.reread
+    this.inherited = options.inherited
+    this.argv = options.argv
     this.log = options.logger
     this.view = new Balancer(config, { logger: this.log, bind: false, table: new WorkersTable() })
     this.checks = new PrimaryChecks(this.view, () => this.broadcastState())
@@ -194,6 +212,22 @@ export class Primary {
       if (path !== undefined && (await removeStaleSocket(path)))
         this.log.info({ path }, 'removed a stale unix socket file (nothing accepted on it)')
     }
+    try {
+      if (cluster.schedulingPolicy === cluster.SCHED_NONE) {
+        const sockets = new PrimarySockets(this.log)
+        await sockets.open(this.view.frontends, this.inherited)
+        this.sockets = sockets
+      } else if ((this.inherited?.size ?? 0) > 0) {
+        throw new BatonError(
+          'ERR_BATON_INHERIT',
+          'config',
+          'listening sockets passed by systemd or an upgrade (LISTEN_FDS) need NODE_CLUSTER_SCHED_POLICY=none with --workers'
+        )
+      }
+    } catch (err) {
+      clearTimeout(timer)
+      throw err
+    }
     for (let i = 0; i < this.count; i++) this.fork()
     try {
       await started
@@ -207,7 +241,9 @@ export class Primary {
     const a = this.config.admin
     if (a.listen !== undefined) {
       try {
+        const handed = this.inherited?.take('admin', a.listen.host, a.listen.port)
         this.admin = await startAdmin(this.view, {
+          ...(handed !== undefined ? { inherited: handed } : {}),
           host: a.listen.host,
           port: a.listen.port,
           ...(a.token !== undefined ? { token: a.token } : {}),
@@ -243,11 +279,34 @@ export class Primary {
     )
     process.on('SIGINT', (signal) => this.stop(signal))
     process.on('SIGTERM', (signal) => this.stop(signal))
-    process.on('SIGUSR2', () =>
+    for (const s of this.inherited?.closeRest() ?? [])
       this.log.warn(
-        'SIGUSR2: upgrades hand over the listening sockets of one process; with --workers, restart under systemd socket activation instead (README: "Upgrades")'
+        { fd: s.fd, name: s.name, address: `${s.host}:${s.port}` },
+        'passed socket matches no listener: closed'
       )
-    )
+    if (this.sockets !== undefined && this.argv !== undefined) {
+      const sockets = this.sockets
+      const upgrader = new Upgrader(
+        this.log,
+        this.argv,
+        () => [
+          ...sockets.entries().map((s) => ({ name: s.name, server: s.handle })),
+          ...(this.admin !== undefined ? [{ name: 'admin', server: this.admin.server }] : []),
+        ],
+        (pid) => this.stop('upgrade', pid)
+      )
+      this.upgrader = upgrader
+      process.on('SIGUSR2', () => {
+        if (this.phase !== 'running') return this.log.warn('SIGUSR2: stopping already, no upgrade')
+        upgrader.start()
+      })
+    } else {
+      process.on('SIGUSR2', () =>
+        this.log.warn(
+          'SIGUSR2: with NODE_CLUSTER_SCHED_POLICY=rr node:cluster holds the listening sockets, there are none to hand over (README: "Upgrades")'
+        )
+      )
+    }
     process.on('SIGHUP', () => {
       if (this.reread === undefined) return this.log.warn('SIGHUP: nothing to reload without --config')
       this.reload().catch(() => {}) // reload() logs why
@@ -280,7 +339,21 @@ export class Primary {
         if (this.phase === 'stopping') return this.send(m, { type: 'baton:stop', graceMs: 0 })
         m.inited = true
         m.generation = this.generation
-        this.send(m, { type: 'baton:init', config: workerConfig(this.config), state: stateOf(this.view) })
+        // Each listening socket first, one message per handle; IPC keeps the order, so the worker has
+        // them all when `init` comes.
+        for (const s of this.sockets?.entries() ?? [])
+          if (m.worker.isConnected())
+            m.worker.send(
+              { type: 'baton:socket', name: s.name, inherited: s.inherited },
+              s.handle as never,
+              () => {}
+            )
+        this.send(m, {
+          type: 'baton:init',
+          config: workerConfig(this.config),
+          state: stateOf(this.view),
+          sockets: this.sockets?.names ?? [],
+        })
         break
       case 'baton:ready':
         m.ready = true
@@ -532,6 +605,7 @@ export class Primary {
       for (const f of failures)
         this.log.error({ worker: f.id, reason: f.error }, 'worker could not apply the new configuration')
       const result = await this.view.reload(config)
+      this.sockets?.prune(this.view.frontends)
       this.admin?.setToken(config.admin.token) // the token file and BATON_ADMIN_TOKEN, read again
       this.retired.prune(this.view)
       this.config = config
@@ -552,8 +626,11 @@ export class Primary {
     }
   }
 
-  /** SIGINT/SIGTERM: the workers finish their sessions within the grace period; then exit 0. */
-  private stop(signal: NodeJS.Signals): void {
+  /**
+   * SIGINT/SIGTERM, or a successor that accepts (`successorPid`): the workers stop accepting and
+   * finish their sessions within the grace period; then exit 0.
+   */
+  private stop(signal: string, successorPid?: number): void {
     if (this.phase === 'stopping') {
       this.log.warn({ signal }, 'second signal, exiting now')
       for (const m of this.members.values()) m.worker.process.kill('SIGKILL')
@@ -561,8 +638,9 @@ export class Primary {
       process.exit(1)
     }
     this.phase = 'stopping'
+    if (successorPid === undefined) this.upgrader?.abort()
     const graceMs = this.config.shutdownGrace
-    this.log.info({ signal, graceMs, workers: this.members.size }, 'stopping')
+    this.log.info({ signal, graceMs, workers: this.members.size, successorPid }, 'stopping')
     for (const t of this.respawns) clearTimeout(t)
     this.respawns.clear()
     clearInterval(this.refresher)
@@ -571,6 +649,9 @@ export class Primary {
     // The schema caps shutdownGrace at what a timer holds; the margin on top must not overflow it.
     const waitMs = Math.min(graceMs + KILL_MARGIN_MS, MAX_TIMER_MS)
     void Promise.all([this.admin?.close(), this.allExited(waitMs)]).then(() => {
+      // Handed over, the sockets are the successor's: closing a unix one here would unlink its file
+      // (libuv does, for the handle that bound it). Exiting closes the descriptors alone.
+      if (successorPid === undefined) this.sockets?.close()
       this.log.info('stopped')
       this.log.flush()
       process.exit(0)
@@ -582,6 +663,7 @@ export class Primary {
     this.phase = 'stopping'
     for (const m of this.members.values()) m.worker.process.kill('SIGKILL')
     await this.allExited(KILL_MARGIN_MS)
+    this.sockets?.close()
   }
 
   /** Resolves once every worker has exited; those still there after `ms` are killed. */

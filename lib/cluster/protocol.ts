@@ -5,12 +5,14 @@
  *
  *   worker                                  primary
  *   hello  ───────────────────────────────►              (its message handler is in place)
- *          ◄─────────────────────────────── init         config (checks off), backend states
+ *          ◄─────────────────────────────── socket       one per listener, with its listening handle
+ *                                                        (sockets.ts; none under NODE_CLUSTER_SCHED_POLICY=rr)
+ *          ◄─────────────────────────────── init         config (checks off), backend states, socket names
  *   ready  ───────────────────────────────►              listening; or `failed` and exit 2
  *          ◄─────────────────────────────── state        backend states, on every change
  *          ◄─────────────────────────────── ask          id, op: snapshot | sessions | metrics | reload
  *   reply  ───────────────────────────────►              id, ok, value or error
- *          ◄─────────────────────────────── stop         graceMs: finish sessions, exit 0
+ *          ◄─────────────────────────────── stop         graceMs: stop accepting, finish sessions, exit 0
  */
 import type { Config } from '../config/schema.js'
 import type { BackendState } from './state.js'
@@ -22,7 +24,8 @@ export type Ask =
   | { op: 'reload'; config: Config }
 
 export type ToWorker =
-  | { type: 'baton:init'; config: Config; state: BackendState[] }
+  | { type: 'baton:init'; config: Config; state: BackendState[]; sockets: string[] }
+  | { type: 'baton:socket'; name: string; inherited: boolean }
   | { type: 'baton:state'; state: BackendState[] }
   | ({ type: 'baton:ask'; id: number } & Ask)
   | { type: 'baton:stop'; graceMs: number }

@@ -20,6 +20,7 @@ import { snapshotOf } from '../table.js'
 import { isBatonMessage, type Ask, type FromWorker, type ToWorker } from './protocol.js'
 import { applyState, settlePools } from './state.js'
 import { figuresOf, type WorkerSession } from './view.js'
+import type { NativeHandle } from '../fleet/inherit.js'
 
 export function runWorker(): void {
   const id = cluster.worker?.id ?? 0
@@ -28,6 +29,10 @@ export function runWorker(): void {
   let registry: Registry | undefined
   let stopping = false
   let signals = 0
+  /** The listening handles the primary sent (sockets.ts), by listener name. */
+  const sockets = new Map<string, NativeHandle>()
+  /** Of those, the ones the primary itself was passed (systemd, an upgrade), for the log. */
+  const passed = new Set<string>()
 
   const send = (msg: FromWorker, then?: () => void): void => {
     if (!process.connected) return then?.()
@@ -59,8 +64,21 @@ export function runWorker(): void {
     log = createLogger(msg.config.log).child({ worker: id })
     balancer = new Balancer(msg.config, { logger: log })
     applyState(balancer, msg.state, log)
+    // The listeners' sockets came before `init` (IPC keeps the order): listen on them in place.
+    const missing = msg.sockets.filter((n) => !sockets.has(n))
+    if (missing.length > 0)
+      return send({ type: 'baton:failed', message: `no socket received for ${missing.join(', ')}` }, () =>
+        exit(2)
+      )
     try {
-      await balancer.listen()
+      await balancer.listen({
+        take: (name) => {
+          const h = sockets.get(name)
+          sockets.delete(name)
+          return h
+        },
+        passed: (name) => passed.has(name),
+      })
     } catch (err) {
       const message = err instanceof BatonError ? err.message : String(err)
       return send({ type: 'baton:failed', message }, () => exit(2))
@@ -98,9 +116,15 @@ export function runWorker(): void {
     }
   }
 
-  process.on('message', (msg: unknown) => {
+  process.on('message', (msg: unknown, handle: unknown) => {
     if (!isBatonMessage<ToWorker>(msg)) return
     switch (msg.type) {
+      case 'baton:socket':
+        if (handle !== undefined && handle !== null) {
+          sockets.set(msg.name, handle as NativeHandle)
+          if (msg.inherited) passed.add(msg.name)
+        }
+        break
       case 'baton:init':
         void start(msg)
         break
@@ -126,6 +150,6 @@ export function runWorker(): void {
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
   process.on('SIGHUP', () => {})
-  process.on('SIGUSR2', () => {}) // upgrades are the primary's business (and unsupported there)
+  process.on('SIGUSR2', () => {}) // upgrades are the primary's business
   send({ type: 'baton:hello' })
 }

@@ -15,6 +15,7 @@
  * accepted in between.
  */
 import net from 'node:net'
+import util from 'node:util'
 
 /** sd_listen_fds(3): the first passed descriptor. */
 export const LISTEN_FDS_START = 3
@@ -26,8 +27,33 @@ export interface InheritedSocket {
   /** Bound address, from getsockname. */
   readonly host: string
   readonly port: number
-  /** Listening already; its handle is taken by whoever matches it. */
-  readonly server: net.Server
+  /**
+   * Listening already (a net.Server); or, in a `--workers` primary, the bare descriptor's handle,
+   * which accepts nowhere until a worker listens on it (takeInheritedHandles). Taken by whoever
+   * matches it.
+   */
+  readonly server: Adoptable
+}
+
+/**
+ * A socket handle as node:net keeps it (libuv's TCP or Pipe wrap), not attached to any server: it
+ * accepts nothing until a `net.Server` listens on it. This is what node:cluster's own primary holds
+ * for its workers; it can be sent to a worker over IPC (`worker.send(msg, handle)`).
+ */
+export interface NativeHandle {
+  readonly fd: number
+  close(callback?: () => void): void
+  getsockname?(out: Record<string, unknown>): number
+}
+
+/** What a listener can take: an inherited net.Server, or a bare handle. */
+export type Adoptable = net.Server | NativeHandle
+
+/** Where listeners find their inherited sockets (the Inherited pool, a worker's handles). */
+export interface SocketPool {
+  take(name: string, host: string, port: number): Adoptable | undefined
+  /** Whether `name`'s socket came from outside (systemd, an upgrade); true when not said. */
+  passed?(name: string): boolean
 }
 
 /** The descriptors systemd's rules give this process: `[fd, name]` pairs, or [] when none. */
@@ -80,8 +106,95 @@ export function takeInheritedSockets(env: NodeJS.ProcessEnv = process.env): {
   return { sockets, refused }
 }
 
+/**
+ * For a `--workers` primary: the passed descriptors as bare handles (`net._createServerHandle`, the
+ * function node:cluster's primary makes its shared handles with). Unlike takeInheritedSockets, no
+ * descriptor is polled for accepts here: the primary must not take connections, its workers listen
+ * on the handles it sends them.
+ */
+export function takeInheritedHandles(env: NodeJS.ProcessEnv = process.env): {
+  sockets: InheritedSocket[]
+  refused: { fd: number; name: string; reason: string }[]
+} {
+  const sockets: InheritedSocket[] = []
+  const refused: { fd: number; name: string; reason: string }[] = []
+  const fds = listenFds(env)
+  unsetListenEnv(env)
+  for (const [fd, name] of fds) {
+    const h = openHandle(fd)
+    if (typeof h === 'string') {
+      refused.push({ fd, name, reason: h })
+      continue
+    }
+    const out: Record<string, unknown> = {}
+    if (typeof h.getsockname !== 'function' || h.getsockname(out) !== 0 || typeof out.port !== 'number') {
+      refused.push({ fd, name, reason: 'not a TCP socket' })
+      h.close()
+      continue
+    }
+    sockets.push({ fd, name, host: String(out.address), port: out.port, server: h })
+  }
+  return { sockets, refused }
+}
+
+type CreateServerHandle = (
+  address: string | null,
+  port: number | null,
+  addressType: number | null,
+  fd?: number,
+  flags?: number
+) => NativeHandle | number
+
+/** node:net's internal handle factory (exported by node:net, used by node:cluster; Node 20). */
+function createServerHandle(): CreateServerHandle {
+  const f = (net as unknown as { _createServerHandle?: CreateServerHandle })._createServerHandle
+  if (typeof f !== 'function') throw new Error('this Node has no net._createServerHandle')
+  return f
+}
+
+/** A bare handle on a passed descriptor, or why not. */
+export function openHandle(fd: number): NativeHandle | string {
+  const h = createServerHandle()(null, null, null, fd)
+  return typeof h === 'number' ? `cannot open the descriptor (${errnoName(h)})` : h
+}
+
+/**
+ * Bind a TCP address in a bare handle (not listening yet: the first worker's listen() does that).
+ * `host` must be an IP address or absent (any address, IPv6 first as node:net does). Throws an
+ * Error with the errno `code`.
+ */
+export function bindHandle(where: { host?: string; port?: number }): NativeHandle {
+  const create = createServerHandle()
+  const h = create(where.host ?? null, where.port ?? 0, where.host === undefined ? 4 : net.isIP(where.host))
+  if (typeof h === 'number') {
+    const code = errnoName(h)
+    throw Object.assign(new Error(`bind: ${code}`), { code, errno: h })
+  }
+  // libuv reports EADDRINUSE at listen(), not bind(), and a listen() after a failed bind() binds a
+  // random port; the worker's handle would not even know. Check the port, as node:net's
+  // checkBindError does for node:cluster's shared handles.
+  const out: Record<string, unknown> = {}
+  if (
+    where.port !== undefined &&
+    where.port !== 0 &&
+    (h.getsockname?.(out) !== 0 || out.port !== where.port)
+  ) {
+    h.close()
+    throw Object.assign(new Error('bind: EADDRINUSE'), { code: 'EADDRINUSE' })
+  }
+  return h
+}
+
+function errnoName(errno: number): string {
+  try {
+    return util.getSystemErrorName(errno)
+  } catch {
+    return String(errno)
+  }
+}
+
 /** The pool of inherited sockets not yet taken. */
-export class Inherited {
+export class Inherited implements SocketPool {
   private readonly left: InheritedSocket[]
 
   constructor(sockets: readonly InheritedSocket[] = []) {
@@ -93,7 +206,7 @@ export class Inherited {
   }
 
   /** The socket for the listener called `name` with configured address `host:port`, if one was passed. */
-  take(name: string, host: string, port: number): net.Server | undefined {
+  take(name: string, host: string, port: number): Adoptable | undefined {
     let i = this.left.findIndex((s) => s.name === name)
     if (i < 0 && port !== 0) i = this.left.findIndex((s) => s.port === port && sameHost(s.host, host))
     if (i < 0) return undefined
@@ -115,18 +228,23 @@ function sameHost(bound: string, configured: string): boolean {
 }
 
 /**
- * Hand an inherited server's listening handle to `target`, which becomes its owner (accepting
- * with its own connection handler). `net.Server.listen(handle)` takes the handle as it is.
+ * Hand an inherited server's listening handle (or a bare handle) to `target`, which becomes its
+ * owner (accepting with its own connection handler). `net.Server.listen(handle)` takes the handle
+ * as it is, also in a node:cluster worker (a handle is listened on in place, never asked of the
+ * primary).
  */
-export function adoptHandle(target: net.Server, inherited: net.Server, backlog?: number): void {
-  target.listen(inherited, backlog)
+export function adoptHandle(target: net.Server, inherited: Adoptable, backlog?: number): void {
+  target.listen(inherited as net.Server, backlog)
   // The shell that opened it must never close it: it belongs to `target` now.
-  ;(inherited as unknown as { _handle: unknown })._handle = null
+  if (inherited instanceof net.Server) (inherited as unknown as { _handle: unknown })._handle = null
 }
 
-/** The descriptor of a listening server (Unix), to pass on to a successor. */
-export function serverFd(server: net.Server): number | undefined {
-  const fd = (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd
+/** The descriptor of a listening server or a bare handle (Unix), to pass on to a successor. */
+export function serverFd(server: Adoptable): number | undefined {
+  const fd =
+    server instanceof net.Server
+      ? (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd
+      : server.fd
   return typeof fd === 'number' && fd >= 0 ? fd : undefined
 }
 

@@ -19,9 +19,8 @@
  * only way to give it its own pid in `LISTEN_PID` before it runs, as systemd's rules want.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import type net from 'node:net'
 import type { Logger } from 'pino'
-import { encodeFdName, serverFd } from './inherit.js'
+import { encodeFdName, serverFd, type Adoptable } from './inherit.js'
 
 /** How long a successor has to start listening before the upgrade is given up. */
 export const UPGRADE_MS = 60_000
@@ -32,7 +31,7 @@ export const UPGRADE_ENV = 'BATON_UPGRADE_FROM'
 export interface HandedSocket {
   /** The listener's name (`admin` for the admin server); it goes in LISTEN_FDNAMES. */
   name: string
-  server: net.Server
+  server: Adoptable
 }
 
 export class Upgrader {

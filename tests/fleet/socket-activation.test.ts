@@ -179,3 +179,61 @@ t.test('unnamed sockets (FileDescriptorName unset) match by address', async (t) 
   run.child.kill('SIGTERM')
   t.equal(await within(run.exited, 'baton exit'), 0)
 })
+
+t.test('with --workers 2 the workers serve the passed sockets; the primary the admin one', async (t) => {
+  ensureBuilt((c) => t.comment(c))
+  const dir = mkdtempSync(join(tmpdir(), 'baton-activation-'))
+  const echo = await echoServer()
+  const web = await bound()
+  const admin = await bound()
+  const webPort = (web.address() as net.AddressInfo).port
+  const adminPort = (admin.address() as net.AddressInfo).port
+  const file = join(dir, 'baton.yaml')
+  writeFileSync(
+    file,
+    [
+      'listeners:',
+      '  - name: web',
+      `    listen: ${HOST}:0`,
+      `    backends: ['${HOST}:${echo.port}']`,
+      `admin: { listen: '${HOST}:0' }`,
+      'shutdownGrace: 1s',
+      'workers: 2',
+      '',
+    ].join('\n')
+  )
+  const run = activate(file, [web, admin], 'web:admin')
+  t.teardown(async () => {
+    run.child.kill('SIGKILL')
+    await echo.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  await until(() => run.lines.some((l) => l.msg === 'workers started'), `workers up (${run.stderr()})`, {
+    timeoutMs: 30_000,
+    intervalMs: 20,
+  })
+  const primary = run.child.pid!
+  t.ok(
+    run.lines.some(
+      (l) => l.pid === primary && l.msg === 'listener takes a passed socket' && l.listener === 'web'
+    ),
+    'the primary took the passed socket for the listener'
+  )
+  const listening = run.lines.filter((l) => l.msg === 'listening')
+  t.equal(listening.length, 2, 'both workers listen')
+  for (const l of listening) {
+    t.not(l.pid, primary, 'in a worker')
+    t.equal(l.address, `${HOST}:${webPort}`, 'on the passed socket, not a new port')
+    t.equal(l.inherited, true)
+  }
+  for (let i = 0; i < 20; i++) t.equal(await echoOnce(webPort, `hello ${i}`), `hello ${i}`)
+  t.equal(
+    run.lines.find((l) => l.msg === 'admin server listening')?.address,
+    `${HOST}:${adminPort}`,
+    'the admin server took its passed socket'
+  )
+  const res = await fetch(`http://${HOST}:${adminPort}/readyz`)
+  t.equal(res.status, 200, 'the admin server answers on its passed socket')
+  run.child.kill('SIGTERM')
+  t.equal(await within(run.exited, 'baton exit'), 0)
+})
