@@ -188,11 +188,12 @@ export interface ResumePoint {
 export class ClientView implements ChunkSink {
   head: Buffer | undefined = undefined
   chunked = false
-  private readonly hash = new LazyHash()
+  /** Made at the first body byte the client gets (an idle session has none). */
+  private hash: LazyHash | undefined = undefined
 
   /** Body bytes the client has (decoded when chunked). */
   get bodyBytes(): number {
-    return this.hash.bytes
+    return this.hash?.bytes ?? 0
   }
   private decoder: ChunkedDecoder | undefined = undefined
   /** Set when the view lost track (a head not seen whole): no resume for this response. */
@@ -206,7 +207,7 @@ export class ClientView implements ChunkSink {
   /** A new response begins (or none is open). */
   reset(): void {
     this.head = undefined
-    this.hash.reset()
+    this.hash?.reset()
     this.decoder = undefined
     this.lost = false
   }
@@ -233,12 +234,12 @@ export class ClientView implements ChunkSink {
     if (this.decoder !== undefined) {
       this.decoder.feed(buf, i, this)
     } else {
-      this.hash.update(i === 0 ? buf : buf.subarray(i))
+      ;(this.hash ??= new LazyHash()).update(i === 0 ? buf : buf.subarray(i))
     }
   }
 
   data(buf: Buffer, start: number, end: number): void {
-    this.hash.update(buf.subarray(start, end))
+    ;(this.hash ??= new LazyHash()).update(buf.subarray(start, end))
   }
 
   lastChunk(): void {}
@@ -260,8 +261,8 @@ export class ClientView implements ChunkSink {
     return {
       head: this.head,
       chunked: this.chunked,
-      bodyBytes: this.hash.bytes,
-      digest: this.hash.digest(),
+      bodyBytes: this.bodyBytes,
+      digest: (this.hash ??= new LazyHash()).digest(),
       position,
     }
   }
@@ -271,7 +272,7 @@ export class ClientView implements ChunkSink {
    * and a Content-Length, some body already sent. Returns the ETag and the full length.
    */
   rangeable(): { etag: string; length: number } | undefined {
-    if (this.head === undefined || this.chunked || this.hash.bytes === 0 || status(this.head) !== 200)
+    if (this.head === undefined || this.chunked || this.bodyBytes === 0 || status(this.head) !== 200)
       return undefined
     const f = fields(this.head)
     const etag = f.get('etag')
@@ -279,7 +280,7 @@ export class ClientView implements ChunkSink {
     if (etag === undefined || !etag.startsWith('"') || !/^bytes$/i.test(f.get('accept-ranges') ?? ''))
       return undefined
     if (f.has('content-encoding') && f.get('content-encoding') !== 'identity') return undefined
-    if (!Number.isSafeInteger(length) || length <= this.hash.bytes) return undefined
+    if (!Number.isSafeInteger(length) || length <= this.bodyBytes) return undefined
     return { etag, length }
   }
 }

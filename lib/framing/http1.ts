@@ -135,6 +135,17 @@ function bytesAre(buf: Buffer, start: number, len: number, text: string): boolea
   return true
 }
 
+/** The `line` of a parser between lines. */
+const NO_LINE = Buffer.alloc(0)
+
+/**
+ * Where a line found whole in one chunk is read, shared by every parser of the process: parsing is
+ * synchronous and `onLine` calls nothing outside the parser, so no two parsers use it at once. Only
+ * a line split across chunks needs bytes of a parser's own (`partial`), so an idle parser holds no
+ * buffer (issue 11: two 256-byte line buffers per http1 session, 0.5 KiB of every idle one).
+ */
+let scratch = Buffer.allocUnsafeSlow(256)
+
 /**
  * Follows the messages of one direction. `scan()` consumes bytes until a head is whole, a message
  * ends, or the chunk ends; `event` says which.
@@ -144,9 +155,12 @@ class MessageParser {
   private readonly max: number
   state = S_START
   event = E_NONE
-  /** The current line, CRLF included, gathered across chunks. Grows by doubling up to `max`. */
-  private line: Buffer
+  /** The whole line being read, CRLF included: set only while `onLine` runs (see `scratch`). */
+  private line: Buffer = NO_LINE
+  /** Bytes of the current line so far: gathered in `partial` while it spans chunks. */
   private lineLen = 0
+  /** A line split across chunks, until its LF arrives; grows by doubling up to `max`. */
+  private partial: Buffer | undefined = undefined
   /** Bytes of the completed lines of the current head or trailer section. */
   private headBytes = 0
   /** Body or chunk-data bytes still to come. */
@@ -179,7 +193,6 @@ class MessageParser {
   constructor(side: 'request' | 'response', max: number) {
     this.side = side
     this.max = max
-    this.line = Buffer.allocUnsafe(Math.min(256, max))
   }
 
   /** A message has begun and not ended (a request waiting in `S_AWAIT` has ended). */
@@ -191,6 +204,7 @@ class MessageParser {
   reset(): void {
     this.state = S_START
     this.lineLen = 0
+    this.partial = undefined
     this.headBytes = 0
     this.remaining = 0
     this.held = 0
@@ -281,21 +295,35 @@ class MessageParser {
     const stop = lf < 0 ? chunk.length : lf + 1
     const n = stop - i
     if (this.headBytes + this.lineLen + n > this.max) return this.tooLarge()
-    if (this.lineLen + n > this.line.length) {
-      const grown = Buffer.allocUnsafe(Math.min(this.max, Math.max(this.line.length * 2, this.lineLen + n)))
-      this.line.copy(grown, 0, 0, this.lineLen)
-      this.line = grown
+    const have = this.lineLen
+    const total = have + n
+    let line: Buffer
+    if (lf >= 0 && have === 0) {
+      // Whole in this chunk, the common case: read in the buffer every parser shares.
+      if (scratch.length < n) scratch = Buffer.allocUnsafeSlow(Math.max(n, scratch.length * 2))
+      line = scratch
+    } else {
+      // Split across chunks: this parser's own bytes until the LF, let go once the line is whole.
+      let part = this.partial
+      if (part === undefined || part.length < total) {
+        const grown = Buffer.allocUnsafe(Math.min(this.max, Math.max(part === undefined ? 256 : part.length * 2, total)))
+        if (part !== undefined) part.copy(grown, 0, 0, have)
+        part = grown
+      }
+      line = part
+      this.partial = lf < 0 ? part : undefined
     }
-    chunk.copy(this.line, this.lineLen, i, stop)
-    this.lineLen += n
+    chunk.copy(line, have, i, stop)
+    this.lineLen = total
     if (lf < 0) return stop
-    const line = this.line
-    const end = this.lineLen - 2 // content ends before the CRLF
+    const end = total - 2 // content ends before the CRLF
     if (end < 0 || line[end] !== CR) return this.fail('bare LF (lines must end in CRLF)')
     if (line.indexOf(CR) < end) return this.fail('bare CR')
-    this.headBytes += this.lineLen
+    this.headBytes += total
     this.lineLen = 0
+    this.line = line
     const ok = this.onLine(end)
+    this.line = NO_LINE
     return ok ? stop : -1
   }
 

@@ -41,7 +41,7 @@ export class Replayer implements FramerSink, CheckWaiter {
   /** Times the oldest unanswered request has been sent. */
   private headAttempts = 0
   /** The open (incomplete) response's bytes already forwarded: count and (lazy) hash. */
-  private sent = new LazyHash()
+  private sent: LazyHash | undefined = undefined
   /** While resuming: replacement bytes still to check against `expected` before forwarding. */
   private skip = 0
   private resumeTotal = 0
@@ -374,13 +374,15 @@ export class Replayer implements FramerSink, CheckWaiter {
     } else if (framer.delimited && this.recording) {
       // Keep a running hash of the open response's forwarded bytes, for a verified resume.
       const start = framer.openStart
+      // Made at the first response forwarded: http1 (its view hashes) and idle sessions never do.
       if (!framer.responseOpen) {
-        this.sent.reset()
+        this.sent?.reset()
       } else if (start >= 0) {
-        this.sent.reset()
-        this.sent.update(start === 0 ? chunk : chunk.subarray(start))
+        const sent = (this.sent ??= new LazyHash())
+        sent.reset()
+        sent.update(start === 0 ? chunk : chunk.subarray(start))
       } else {
-        this.sent.update(chunk)
+        ;(this.sent ??= new LazyHash()).update(chunk)
       }
     }
     if (this.handoff !== undefined) this.handoffDone()
@@ -707,11 +709,12 @@ export class Replayer implements FramerSink, CheckWaiter {
       this.verifying = new LazyHash()
     } else if (partial) {
       // Resume verified: the replacement's first bytes must hash to what was sent.
-      this.resumeTotal = this.skip = this.sent.bytes
-      this.expected = this.sent.digest()
+      const sent = (this.sent ??= new LazyHash())
+      this.resumeTotal = this.skip = sent.bytes
+      this.expected = sent.digest()
       this.verifying = new LazyHash()
     }
-    this.sent.reset()
+    this.sent?.reset()
     framer.restartResponse()
     this.headAttempts++
     this.s.failovers++
