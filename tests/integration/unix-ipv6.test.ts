@@ -153,7 +153,9 @@ t.test('health checks and the warm pool over a unix socket', async (t) => {
       {
         listen: { host: HOST, port: 0 },
         backends: [{ name: 'app', path: app.path }],
-        healthCheck: { type: 'tcp', interval: 50, rise: 1, fall: 1 },
+        // A timeout well past the interval and fall 3: on a loaded CI machine a 50 ms check timeout
+        // flapped the backend down, which stops its pool, and the pool never reached 2.
+        healthCheck: { type: 'tcp', interval: 50, timeout: 2000, rise: 1, fall: 3 },
         pool: { idle: 2 },
       },
     ],
