@@ -74,36 +74,33 @@ export function unsetListenEnv(env: NodeJS.ProcessEnv = process.env): void {
   delete env.LISTEN_FDNAMES
 }
 
+type Taken = {
+  sockets: InheritedSocket[]
+  refused: { fd: number; name: string; reason: string }[]
+}
+
+/** One passed descriptor opened: its address and what holds it, or why it is refused. */
+type Opened = Pick<InheritedSocket, 'host' | 'port' | 'server'> | string
+
+/** The descriptors passed to this process (LISTEN_FDS), each opened by `open`; the variables are unset. */
+function takePassed(env: NodeJS.ProcessEnv, open: (fd: number) => Opened): Taken {
+  const taken: Taken = { sockets: [], refused: [] }
+  const fds = listenFds(env)
+  unsetListenEnv(env)
+  for (const [fd, name] of fds) {
+    const o = open(fd)
+    if (typeof o === 'string') taken.refused.push({ fd, name, reason: o })
+    else taken.sockets.push({ fd, name, ...o })
+  }
+  return taken
+}
+
 /**
  * The sockets passed to this process, each opened as a listening server. Descriptors that are not
  * listening TCP sockets are reported in `refused` (and left alone).
  */
-export function takeInheritedSockets(env: NodeJS.ProcessEnv = process.env): {
-  sockets: InheritedSocket[]
-  refused: { fd: number; name: string; reason: string }[]
-} {
-  const sockets: InheritedSocket[] = []
-  const refused: { fd: number; name: string; reason: string }[] = []
-  const fds = listenFds(env)
-  unsetListenEnv(env)
-  for (const [fd, name] of fds) {
-    const server = new net.Server()
-    server.on('error', () => {}) // reported below, from the missing address
-    try {
-      server.listen({ fd })
-    } catch (err) {
-      refused.push({ fd, name, reason: (err as Error).message })
-      continue
-    }
-    const a = server.address()
-    if (a === null || typeof a === 'string') {
-      refused.push({ fd, name, reason: a === null ? 'not a listening socket' : 'not a TCP socket' })
-      if (a !== null) server.close()
-      continue
-    }
-    sockets.push({ fd, name, host: a.address, port: a.port, server })
-  }
-  return { sockets, refused }
+export function takeInheritedSockets(env: NodeJS.ProcessEnv = process.env): Taken {
+  return takePassed(env, openServer)
 }
 
 /**
@@ -112,29 +109,35 @@ export function takeInheritedSockets(env: NodeJS.ProcessEnv = process.env): {
  * descriptor is polled for accepts here: the primary must not take connections, its workers listen
  * on the handles it sends them.
  */
-export function takeInheritedHandles(env: NodeJS.ProcessEnv = process.env): {
-  sockets: InheritedSocket[]
-  refused: { fd: number; name: string; reason: string }[]
-} {
-  const sockets: InheritedSocket[] = []
-  const refused: { fd: number; name: string; reason: string }[] = []
-  const fds = listenFds(env)
-  unsetListenEnv(env)
-  for (const [fd, name] of fds) {
-    const h = openHandle(fd)
-    if (typeof h === 'string') {
-      refused.push({ fd, name, reason: h })
-      continue
-    }
-    const out: Record<string, unknown> = {}
-    if (typeof h.getsockname !== 'function' || h.getsockname(out) !== 0 || typeof out.port !== 'number') {
-      refused.push({ fd, name, reason: 'not a TCP socket' })
-      h.close()
-      continue
-    }
-    sockets.push({ fd, name, host: String(out.address), port: out.port, server: h })
+export function takeInheritedHandles(env: NodeJS.ProcessEnv = process.env): Taken {
+  return takePassed(env, openBareHandle)
+}
+
+function openServer(fd: number): Opened {
+  const server = new net.Server()
+  server.on('error', () => {}) // reported by the caller, from the missing address
+  try {
+    server.listen({ fd })
+  } catch (err) {
+    return (err as Error).message
   }
-  return { sockets, refused }
+  const a = server.address()
+  if (a === null || typeof a === 'string') {
+    if (a !== null) server.close()
+    return a === null ? 'not a listening socket' : 'not a TCP socket'
+  }
+  return { host: a.address, port: a.port, server }
+}
+
+function openBareHandle(fd: number): Opened {
+  const h = openHandle(fd)
+  if (typeof h === 'string') return h
+  const out: Record<string, unknown> = {}
+  if (typeof h.getsockname !== 'function' || h.getsockname(out) !== 0 || typeof out.port !== 'number') {
+    h.close()
+    return 'not a TCP socket'
+  }
+  return { host: String(out.address), port: out.port, server: h }
 }
 
 type CreateServerHandle = (
