@@ -90,9 +90,7 @@ function checksOf(target: Target): Checks {
 
 /** A session connect to `target` starts now (performance.now()): a witness may follow. */
 export function connectStarted(target: Target, at: number): void {
-  const c = all.get(target)
-  if (c !== undefined) c.lastConnect = at
-  else checksOf(target).lastConnect = at
+  checksOf(target).lastConnect = at
 }
 
 /** A session connect to `target` that started at `startedAt` was accepted: the backend was alive then. */
