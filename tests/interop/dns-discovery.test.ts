@@ -15,6 +15,7 @@ import t, { type Test } from 'tap'
 import { createBalancer, type Balancer } from '../../lib/index.js'
 import { until, within } from '../helpers/wait.js'
 import { onPath, spawnPeer, stopPeer, type Peer } from './helpers/process.js'
+import { oneRequest } from './helpers/ping.js'
 
 t.setTimeout(180_000)
 const LONG_MS = 30_000
@@ -127,32 +128,6 @@ async function dnsmasqUp(peer: Peer): Promise<void> {
     { timeoutMs: LONG_MS, intervalMs: 20 }
   )
   if (peer.child.exitCode !== null) throw new Error(`dnsmasq exited: ${peer.stderr()}`)
-}
-
-function oneRequest(port: number, n: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.0.1', port })
-    let got = ''
-    const timer = setTimeout(() => {
-      s.destroy()
-      reject(new Error('TIMEOUT'))
-    }, 10_000)
-    s.setEncoding('utf8')
-    s.on('connect', () => s.write(`ping ${n}\n`))
-    s.on('data', (d: string) => {
-      got += d
-      if (got.endsWith('\n')) s.end()
-    })
-    s.on('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer)
-      reject(new Error(err.code ?? err.message))
-    })
-    s.on('close', () => {
-      clearTimeout(timer)
-      if (got === `pong ping ${n}\n`) resolve()
-      else reject(new Error(`SHORT(${JSON.stringify(got)})`))
-    })
-  })
 }
 
 const skipWithout = (t: Test): boolean => {

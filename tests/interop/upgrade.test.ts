@@ -18,6 +18,7 @@ import { createInterface } from 'node:readline'
 import t, { type Test } from 'tap'
 import { children, CLI, ensureBuilt, parseLog } from '../helpers/cli.js'
 import { until, within } from '../helpers/wait.js'
+import { oneRequest } from './helpers/ping.js'
 
 const HOST = '127.0.0.1'
 t.setTimeout(180_000)
@@ -47,33 +48,6 @@ function lineServer(): Promise<net.Server> {
     s.on('error', () => {})
   })
   return new Promise((resolve) => server.listen(0, HOST, () => resolve(server)))
-}
-
-/** One connect → request → response → close. Rejects with the error code on anything else. */
-function oneRequest(port: number, n: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: HOST, port })
-    let got = ''
-    const timer = setTimeout(() => {
-      s.destroy()
-      reject(new Error('TIMEOUT'))
-    }, 10_000)
-    s.setEncoding('utf8')
-    s.on('connect', () => s.write(`ping ${n}\n`))
-    s.on('data', (d: string) => {
-      got += d
-      if (got.endsWith('\n')) s.end()
-    })
-    s.on('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer)
-      reject(new Error(err.code ?? err.message))
-    })
-    s.on('close', () => {
-      clearTimeout(timer)
-      if (got === `pong ping ${n}\n`) resolve()
-      else reject(new Error(`SHORT(${JSON.stringify(got)})`))
-    })
-  })
 }
 
 /**
