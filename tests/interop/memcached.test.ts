@@ -340,7 +340,8 @@ t.test('Baton (memcached) in front of 3 memcached; one SIGKILLed mid-load', asyn
     const slap = spawnPeer('memcslap', 'memcslap', [
       `--servers=${HOST}:${r.port}`,
       '--concurrency=10',
-      '--execute-number=3000',
+      // Long enough (about 7 s) that the kill lands mid-run, not after memcslap's last request.
+      '--execute-number=20000',
       '--initial-load=500',
     ])
     t.teardown(() => stopPeer(slap).catch(() => {}))
