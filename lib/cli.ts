@@ -4,6 +4,7 @@
  * line per problem, no stack trace, and exits with status 2. SIGINT/SIGTERM stop accepting, give live
  * sessions `shutdownGrace` to finish, and exit 0. SIGHUP (and `POST /api/reload`) re-reads the config
  * file and applies it without dropping a live session; an invalid one is refused, and says why.
+ * What each signal does is lib/fleet/signals.ts, shared with the `--workers` primary.
  *
  * SIGUSR2 starts a successor (the same command line, run again: a new binary on disk) and hands it
  * the listening sockets; once it accepts, this process drains as on SIGTERM (lib/fleet/upgrade.ts).
@@ -28,7 +29,8 @@ import { BatonError } from './errors.js'
 import type { Logger } from 'pino'
 import { Inherited, takeInheritedHandles, takeInheritedSockets } from './fleet/inherit.js'
 import { sdNotify } from './fleet/notify.js'
-import { announceUpgraded, Upgrader } from './fleet/upgrade.js'
+import { ignoreSigusr1, ProcessSignals } from './fleet/signals.js'
+import { announceUpgraded } from './fleet/upgrade.js'
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -42,22 +44,8 @@ let signalLog: Logger | undefined
 /** The single process's admin server, which takes the token a reload re-read. */
 let runningAdmin: AdminServer | undefined
 
-/**
- * SIGUSR1 starts Node's inspector (a debugger on 127.0.0.1:9229 that runs any code it is sent) in
- * a process without a handler for it. Baton handles it, first thing and in every process: it logs
- * to stdout, so there is no log file to reopen (as nginx and HAProxy do on USR1), and it says so.
- */
-function ignoreSigusr1(): void {
-  process.on('SIGUSR1', () => {
-    signalLog?.info(
-      { signal: 'SIGUSR1' },
-      'SIGUSR1 ignored: logs go to stdout, nothing to reopen (Node inspector not started)'
-    )
-  })
-}
-
 async function main(argv: readonly string[]): Promise<number> {
-  ignoreSigusr1()
+  ignoreSigusr1(() => signalLog)
   if (cluster.isWorker) {
     runWorker()
     return -1
@@ -66,7 +54,7 @@ async function main(argv: readonly string[]): Promise<number> {
   let admin: AdminServer | undefined
   let listening: Balancer | undefined
   let inherited: Inherited | undefined
-  let stopping = false
+  let signals: ProcessSignals | undefined
   let fromFile = false
   try {
     const command = parseCommand(argv)
@@ -122,7 +110,7 @@ async function main(argv: readonly string[]): Promise<number> {
       const handed = inherited.take('admin', a.listen.host, a.listen.port)
       admin = await startAdmin(b, {
         ...(handed !== undefined ? { inherited: handed } : {}),
-        ready: () => !stopping,
+        ready: () => !(signals?.stopping ?? false),
         host: a.listen.host,
         port: a.listen.port,
         ...(a.token !== undefined ? { token: a.token } : {}),
@@ -150,47 +138,26 @@ async function main(argv: readonly string[]): Promise<number> {
   void balancer.probeBackends()
   announceUpgraded(balancer.log)
   void sdNotify(balancer.log, 'READY=1', { mainPid: true, status: 'accepting' })
-  const stop = (signal: string, successorPid?: number): void => {
-    if (stopping) {
-      balancer.log.warn({ signal }, 'second signal, exiting now')
-      process.exit(1)
-    }
-    stopping = true
-    // A hand-over is no stop of the service: its successor has told the manager it is the main pid.
-    if (successorPid === undefined) {
-      void sdNotify(balancer.log, 'STOPPING=1')
-      upgrader.abort()
-    }
-    balancer.log.info({ signal, graceMs: balancer.config.shutdownGrace, successorPid }, 'stopping')
-    void Promise.all([admin?.close(), balancer.close()]).then(() => {
-      balancer.log.flush()
-      process.exit(0)
-    })
-  }
-  process.on('SIGINT', () => stop('SIGINT'))
-  process.on('SIGTERM', () => stop('SIGTERM'))
-  process.on('SIGHUP', () => {
-    if (!fromFile) return balancer.log.warn('SIGHUP: nothing to reload without --config')
-    void sdNotify(balancer.log, 'RELOADING=1')
-      .then(() => reload(balancer, argv))
-      .catch(() => {}) // reload() logs why
-      .finally(() => sdNotify(balancer.log, 'READY=1'))
+  const b = balancer
+  signals = new ProcessSignals({
+    log: b.log,
+    drain: (signal, successorPid) => {
+      b.log.info({ signal, graceMs: b.config.shutdownGrace, successorPid }, 'stopping')
+      void Promise.all([admin?.close(), b.close()]).then(() => {
+        b.log.flush()
+        process.exit(0)
+      })
+    },
+    ...(fromFile ? { reload: () => reload(b, argv) } : {}),
+    upgrade: {
+      argv,
+      sockets: () => [
+        ...b.frontends.filter((l) => l.server.listening).map((l) => ({ name: l.name, server: l.server })),
+        ...(admin !== undefined ? [{ name: 'admin', server: admin.server }] : []),
+      ],
+    },
   })
-  const upgrader = new Upgrader(
-    balancer.log,
-    argv,
-    () => [
-      ...balancer.frontends
-        .filter((l) => l.server.listening)
-        .map((l) => ({ name: l.name, server: l.server })),
-      ...(admin !== undefined ? [{ name: 'admin', server: admin.server }] : []),
-    ],
-    (pid) => stop('upgrade', pid)
-  )
-  process.on('SIGUSR2', () => {
-    if (stopping) return balancer.log.warn('SIGUSR2: stopping already, no upgrade')
-    upgrader.start()
-  })
+  signals.install()
   return -1
 }
 
