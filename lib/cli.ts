@@ -29,7 +29,7 @@ import { BatonError } from './errors.js'
 import type { Logger } from 'pino'
 import { Inherited, takeInheritedHandles, takeInheritedSockets } from './fleet/inherit.js'
 import { sdNotify } from './fleet/notify.js'
-import { ignoreSigusr1, ProcessSignals } from './fleet/signals.js'
+import { ignoreSigusr1, ProcessSignals, sayIfRefused } from './fleet/signals.js'
 import { announceUpgraded } from './fleet/upgrade.js'
 
 function version(): string {
@@ -130,11 +130,7 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     throw err
   }
-  for (const s of inherited.closeRest())
-    balancer.log.warn(
-      { fd: s.fd, name: s.name, address: `${s.host}:${s.port}` },
-      'passed socket matches no listener: closed'
-    )
+  inherited.closeRest(balancer.log)
   void balancer.probeBackends()
   announceUpgraded(balancer.log)
   void sdNotify(balancer.log, 'READY=1', { mainPid: true, status: 'accepting' })
@@ -170,18 +166,12 @@ function rereadConfig(argv: readonly string[]): Record<string, unknown> {
 
 /** Re-read the same command line (and so the config file) and apply it. */
 async function reload(balancer: Balancer, argv: readonly string[]): Promise<unknown> {
-  try {
+  return sayIfRefused(balancer.log, async () => {
     const result = await balancer.reload(rereadConfig(argv))
     // The token file and BATON_ADMIN_TOKEN were read again with the config.
     runningAdmin?.setToken(balancer.config.admin.token)
     return result
-  } catch (err) {
-    balancer.log.error(
-      { reason: err instanceof BatonError ? err.message.split('\n') : String(err) },
-      'reload refused, the running configuration stays'
-    )
-    throw err
-  }
+  })
 }
 
 main(process.argv.slice(2)).then(

@@ -53,7 +53,7 @@ import { MAX_TIMER_MS, type Config } from '../config/schema.js'
 import { validateConfig } from '../config/validate.js'
 import { BatonError } from '../errors.js'
 import type { Inherited } from '../fleet/inherit.js'
-import { ProcessSignals } from '../fleet/signals.js'
+import { ProcessSignals, sayIfRefused } from '../fleet/signals.js'
 import { PrimaryChecks } from './health.js'
 import { PrimarySockets } from './sockets.js'
 import { isBatonMessage, workerConfig, type Ask, type FromWorker, type ToWorker } from './protocol.js'
@@ -152,7 +152,11 @@ export class Primary {
       },
       failedStart: (worker, how) =>
         this.startup?.reject(
-          new BatonError('ERR_BATON_WORKERS', 'internal', `worker ${worker.id} exited during start-up (${how})`)
+          new BatonError(
+            'ERR_BATON_WORKERS',
+            'internal',
+            `worker ${worker.id} exited during start-up (${how})`
+          )
         ),
     })
     const workers = this.workers
@@ -269,11 +273,7 @@ export class Primary {
       },
       'workers started'
     )
-    for (const s of this.inherited?.closeRest() ?? [])
-      this.log.warn(
-        { fd: s.fd, name: s.name, address: `${s.host}:${s.port}` },
-        'passed socket matches no listener: closed'
-      )
+    this.inherited?.closeRest(this.log)
     const sockets = this.sockets
     new ProcessSignals({
       log: this.log,
@@ -409,7 +409,11 @@ export class Primary {
         const m = this.workers.members.get(p.id)
         if (m === undefined) return []
         try {
-          const r = (await this.asker.ask(m.worker, { op: 'sessions', offset: p.offset, limit: p.limit }, ASK_MS)) as {
+          const r = (await this.asker.ask(
+            m.worker,
+            { op: 'sessions', offset: p.offset, limit: p.limit },
+            ASK_MS
+          )) as {
             sessions: WorkerSession[]
           }
           return r.sessions
@@ -475,8 +479,8 @@ export class Primary {
     return next
   }
 
-  private async applyReload(): Promise<ReloadResult> {
-    try {
+  private applyReload(): Promise<ReloadResult> {
+    return sayIfRefused(this.log, async () => {
       if (this.reread === undefined) throw new Error('nothing to reload without --config')
       const config = validateConfig(this.reread())
       if (workerCount(config.workers) !== this.count)
@@ -506,13 +510,7 @@ export class Primary {
       this.checks.restart()
       this.broadcastState()
       return result
-    } catch (err) {
-      this.log.error(
-        { reason: err instanceof BatonError ? err.message.split('\n') : String(err) },
-        'reload refused, the running configuration stays'
-      )
-      throw err
-    }
+    })
   }
 
   /**

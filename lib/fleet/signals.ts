@@ -17,6 +17,7 @@
  * and the primary's `stop` must not make that one SIGINT a second.
  */
 import type { Logger } from 'pino'
+import { BatonError } from '../errors.js'
 import { sdNotify } from './notify.js'
 import { Upgrader, type HandedSocket } from './upgrade.js'
 
@@ -39,7 +40,9 @@ export class ProcessSignals {
   constructor(private readonly options: SignalOptions) {
     const u = options.upgrade
     this.upgrader =
-      'argv' in u ? new Upgrader(options.log, u.argv, u.sockets, (pid) => this.stop('upgrade', pid)) : undefined
+      'argv' in u
+        ? new Upgrader(options.log, u.argv, u.sockets, (pid) => this.stop('upgrade', pid))
+        : undefined
   }
 
   /** Stopping (a signal or a hand-over): no longer ready, no upgrade. */
@@ -84,6 +87,22 @@ export class ProcessSignals {
       this.upgrader?.abort()
     }
     this.options.drain(signal, successorPid)
+  }
+}
+
+/**
+ * Run a reload (SIGHUP or `POST /api/reload`); if it is refused, log why (the running configuration
+ * stays) and reject with the same error, for the API to answer.
+ */
+export async function sayIfRefused<T>(log: Logger, apply: () => Promise<T>): Promise<T> {
+  try {
+    return await apply()
+  } catch (err) {
+    log.error(
+      { reason: err instanceof BatonError ? err.message.split('\n') : String(err) },
+      'reload refused, the running configuration stays'
+    )
+    throw err
   }
 }
 
