@@ -62,12 +62,11 @@ export class ProcessSignals {
         .catch(() => {}) // reload() logs why
         .finally(() => sdNotify(log, 'READY=1'))
     })
-    const upgrader = this.upgrader
     const u = this.options.upgrade
     process.on('SIGUSR2', () => {
-      if (upgrader === undefined) return log.warn((u as { unavailable: string }).unavailable)
+      if ('unavailable' in u) return log.warn(u.unavailable)
       if (this.draining) return log.warn('SIGUSR2: stopping already, no upgrade')
-      upgrader.start()
+      this.upgrader?.start()
     })
   }
 
