@@ -216,7 +216,7 @@ for (const s of SUBJECTS) {
         const d = new ResumeDriver(s.framer, byteResume)
         d.request(s.requests[0])
         d.request(s.requests[1])
-        d.server(stream.subarray(0, c))
+        for (const p of pieces(stream.subarray(0, c), 5)) d.server(p)
         const resent = d.fail()
         const replacement = c < first ? stream : s.responses[1]
         const want = c < first ? Buffer.concat(s.requests) : s.requests[1]

@@ -12,7 +12,7 @@
 import type { Socket } from 'node:net'
 import type { FramerFactory, FramingError } from '../../../lib/framing/types.js'
 import { ReplayBudget, ReplayBuffer } from '../../../lib/replay/buffer.js'
-import type { Resume, ResumeFactory, ResumeFramer } from '../../../lib/replay/resume.js'
+import type { RequestInsert, Resume, ResumeFactory, ResumeFramer } from '../../../lib/replay/resume.js'
 
 export type Ending =
   | { kind: 'mismatch'; why: string }
@@ -32,6 +32,8 @@ export class ResumeDriver {
   recording = true
   /** Every client byte before this offset is answered. */
   released = 0
+  /** What the last failover added to the re-sent requests (http1: a `Range`). */
+  insert: RequestInsert | undefined = undefined
   private readonly replay = new ReplayBuffer(new ReplayBudget(Number.MAX_SAFE_INTEGER))
 
   constructor(framer: FramerFactory, resume: ResumeFactory) {
@@ -91,6 +93,7 @@ export class ResumeDriver {
       this.end({ kind: 'unrecoverable', why: setup })
       return undefined
     }
+    this.insert = setup
     this.framer.restartResponse()
     const sent: Buffer[] = []
     const socket = { write: (b: Buffer) => sent.push(Buffer.from(b)) > 0 } as unknown as Socket
