@@ -217,7 +217,8 @@ export class ClientView implements ChunkSink {
 
   /**
    * Bytes of the open response as written to the client. The first call carries the whole head
-   * (lib/protocols/http1/resume.ts holds a head back until it is complete); `chunked` says how its body is framed.
+   * (lib/protocols/http1/resume.ts holds a head back until it is complete); `chunked` says how its
+   * body is framed.
    */
   observe(buf: Buffer, chunked: boolean): void {
     if (this.lost) return
