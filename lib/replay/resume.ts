@@ -22,7 +22,7 @@ export type ResumeFramer = Framer & FramerExtras
 
 /** One step of a replacement's answer through `Resume.feed()`. */
 export interface ResumeStep {
-  /** Bytes of the chunk this step consumed (and had the framer parse); the rest is for the ordinary path. */
+  /** Bytes of the chunk this step consumed; the rest is for the ordinary path. */
   readonly used: number
   /** Bytes to write to the client, in order (made by the resume, or views of the chunk). */
   readonly out: Buffer[]
