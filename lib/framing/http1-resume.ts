@@ -29,6 +29,9 @@
  */
 import { createHash } from 'node:crypto'
 import { LazyHash } from '../replay/lazy-hash.js'
+import type { ResumeStep } from '../replay/resume.js'
+
+export type { ResumeStep }
 
 export const HEAD_END = Buffer.from('\r\n\r\n')
 const CRLF = Buffer.from('\r\n')
@@ -214,7 +217,8 @@ export class ClientView implements ChunkSink {
 
   /**
    * Bytes of the open response as written to the client. The first call carries the whole head
-   * (the session holds a head back until it is complete); `chunked` says how its body is framed.
+   * (lib/protocols/http1/resume.ts holds a head back until it is complete); `chunked` says how its
+   * body is framed.
    */
   observe(buf: Buffer, chunked: boolean): void {
     if (this.lost) return
@@ -309,17 +313,6 @@ const R_VERIFY = 1
 const R_FINISH = 2
 const R_RECHUNK = 3
 const R_TRAILER = 4
-
-export interface ResumeStep {
-  /** Bytes of the replacement's chunk this step consumed (the rest is for the ordinary path). */
-  readonly used: number
-  /** Bytes to write to the client, in order. */
-  readonly out: Buffer[]
-  /** The replacement matched what the client had (reported once). */
-  readonly verified: boolean
-  /** The resumer is finished: from `used` on, the ordinary path carries the replacement's bytes. */
-  readonly done: boolean
-}
 
 export class Http1Resumer implements ChunkSink {
   private readonly point: ResumePoint

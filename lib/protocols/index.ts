@@ -11,7 +11,7 @@ import { opaqueProtocol } from './opaque/index.js'
 import { respProtocol } from './resp/index.js'
 import type { ProtocolModule } from './types.js'
 
-export type { ProtocolListener, ProtocolModule, ResumeKind } from './types.js'
+export type { ProtocolListener, ProtocolModule } from './types.js'
 
 /** In the order `--help` lists them; the first is the default. */
 const MODULES = [

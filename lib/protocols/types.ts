@@ -8,22 +8,13 @@
 import type { z } from 'zod'
 import type { FramerFactory } from '../framing/types.js'
 import type { CheckFn } from '../health/checks.js'
+import type { ResumeFactory } from '../replay/resume.js'
 
 /** What a module reads from its listener's (validated) config. */
 export interface ProtocolListener {
   readonly replay: { readonly mode: 'safe' | 'all' | 'none' }
   readonly [key: string]: unknown
 }
-
-/**
- * How a response cut part-way is resumed on another backend (the replayer's engines; issue 14's
- * "one resume interface" would make this a module-provided object, see docs/protocols.md):
- * - `bytes`: verified skip-and-compare: the replacement's first bytes must match what the client
- *   already has, and only the rest is passed on. For any protocol whose framer delimits responses.
- * - `http1`: the http1 resumer (ClientView, `Range` on the re-sent GET, fitting a new head).
- * - `none`: no response can be resumed (opaque: the close may delimit a response).
- */
-export type ResumeKind = 'bytes' | 'http1' | 'none'
 
 export interface ProtocolModule {
   /** `--protocol` and `protocol:` value. */
@@ -42,7 +33,14 @@ export interface ProtocolModule {
    * splice path (opaque with `replay: none`).
    */
   framer(listener: ProtocolListener): FramerFactory | undefined
-  readonly resume: ResumeKind
+  /**
+   * How a response cut part-way is resumed on another backend (lib/replay/resume.ts), made once per
+   * session with replay on: `byteResume` (lib/replay/byte-resume.ts, the verified skip-and-compare)
+   * for any framer that delimits its responses, or the protocol's own (http1: a new head, `Range`).
+   * Absent: no response can be resumed (opaque: the close may delimit a response), a failure
+   * mid-response closes the client.
+   */
+  readonly resume?: ResumeFactory
   /** The protocol's own active health check, offered as `healthCheck.type: <name>`. */
   readonly healthCheck?: { readonly name: string; readonly check: CheckFn }
   readonly defaults: {

@@ -3,9 +3,9 @@
  * `lib/session.ts` and made only for sessions whose listener has a framer (`replay` not `none`, or
  * a protocol that parses): recording the unanswered requests (`ReplayBuffer`), their bounds, the
  * session prologue, the hand-off to a pooled or new connection, the verified resume of a response
- * cut part-way (a byte-level skip-and-compare for delimited protocols, `Http1Resumer` for http1),
- * http1's request gate, the response timeout, and the check that tells a crash from a close
- * (`crash-check.ts`). Whether a failure may be hidden is `policy.ts`, a pure function.
+ * cut part-way (driving the protocol module's `Resume`, ./resume.ts), http1's request gate, the
+ * response timeout, and the check that tells a crash from a close (`crash-check.ts`). Whether a
+ * failure may be hidden is `policy.ts`, a pure function.
  *
  *   client ──data──► framer ─► replay buffer (refs) ──write──► server
  *   client ◄──write── [verify while resuming] ◄── framer ◄──data── server
@@ -18,15 +18,13 @@ import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Backend } from '../backend.js'
 import { BatonError, serverEof } from '../errors.js'
-import { DEFAULT_MAX_HEAD_BYTES } from '../framing/http1.js'
-import { ClientView, Http1Resumer, rangeRequest } from '../framing/http1-resume.js'
 import type { Framer, FramerExtras, FramerSink, FramingError } from '../framing/types.js'
 import type { ServerFailure, Session, SessionHost } from '../session.js'
 import { protocolOf } from '../protocols/index.js'
 import { ReplayBuffer } from './buffer.js'
 import { cancelCheck, checkBackend, type CheckWaiter } from './crash-check.js'
-import { LazyHash } from './lazy-hash.js'
 import { whyNotReplay } from './policy.js'
+import type { RequestInsert, Resume } from './resume.js'
 
 export class Replayer implements FramerSink, CheckWaiter {
   readonly framer: Framer & FramerExtras
@@ -40,21 +38,13 @@ export class Replayer implements FramerSink, CheckWaiter {
   private clientOffset = 0
   /** Times the oldest unanswered request has been sent. */
   private headAttempts = 0
-  /** The open (incomplete) response's bytes already forwarded: count and (lazy) hash. */
-  private sent: LazyHash | undefined = undefined
-  /** While resuming: replacement bytes still to check against `expected` before forwarding. */
-  private skip = 0
-  private resumeTotal = 0
-  /** http1 with replay on: what the client has of the open response (http1-resume.ts). */
-  private readonly view: ClientView | undefined
-  /** http1: server bytes of a response head not yet whole, held back from the client. */
-  private heldHead: Buffer[] | undefined = undefined
-  /** http1, after a failover mid-response: fits the replacement's answer onto the client's view. */
-  private resumer: Http1Resumer | undefined = undefined
-  /** http1: `Range`/`If-Range` lines to add to the re-sent GET, to fetch only the rest. */
-  private rangeInsert: { at: number; lines: Buffer } | undefined = undefined
-  private expected: Buffer | undefined = undefined
-  private verifying: LazyHash | undefined = undefined
+  /**
+   * With replay on, the protocol's resume (./resume.ts): follows what the client has of the open
+   * response, and fits a replacement's answer onto it after a failover. Undefined: opaque.
+   */
+  private readonly resume: Resume | undefined
+  /** Bytes the resume asked to add to the first re-sent request (http1: `Range`/`If-Range`). */
+  private rangeInsert: RequestInsert | undefined = undefined
   private waiting = false
   /** The server connection whose close is being checked: crash or graceful? (opaque, blame) */
   private checking: Socket | undefined = undefined
@@ -86,11 +76,10 @@ export class Replayer implements FramerSink, CheckWaiter {
   constructor(session: Session, host: SessionHost) {
     this.s = session
     this.framer = host.framer!(this)
-    this.keepsViews = this.framer.viewsSafe !== true
     this.replay = new ReplayBuffer(host.budget)
     this.recording = host.config.replay.mode !== 'none'
-    const resume = protocolOf(host.config.protocol).resume
-    this.view = this.recording && resume === 'http1' ? new ClientView() : undefined
+    this.resume = this.recording ? protocolOf(host.config.protocol).resume?.() : undefined
+    this.keepsViews = this.framer.viewsSafe !== true || this.resume !== undefined
   }
 
   /** Client chunks go into the replay buffer now. */
@@ -158,8 +147,7 @@ export class Replayer implements FramerSink, CheckWaiter {
     return (
       framer.delimited &&
       framer.atBoundary() &&
-      this.skip === 0 &&
-      this.resumer === undefined &&
+      this.resume?.resuming !== true &&
       !framer.pinned &&
       framer.prologue?.() === undefined
     )
@@ -341,107 +329,36 @@ export class Replayer implements FramerSink, CheckWaiter {
       if (r.used >= chunk.length) return
       chunk = chunk.subarray(r.used)
     }
-    if (this.resumer !== undefined) {
-      // http1: the replacement's answer is fitted onto what the client already has.
-      const step = this.resumer.feed(chunk)
+    const resume = this.resume
+    if (resume !== undefined && resume.resuming) {
+      // After a failover: the replacement's answer is fitted onto what the client already has.
+      const step = resume.feed(chunk, framer)
       if (typeof step === 'string') return this.resumeFailed(step)
-      const err = framer.response(step.used === chunk.length ? chunk : chunk.subarray(0, step.used))
-      if (err !== undefined) return this.framingError(err, 'server')
+      if ('code' in step) return this.framingError(step, 'server')
       if (step.verified) this.s.host.resumed(this.s, true)
-      if (step.done) this.resumer = undefined
-      if (!framer.responseOpen) this.view!.reset()
       if (step.out.length > 0) this.sendMade(server, step.out)
       if (step.used === chunk.length) return this.responseRead()
       chunk = chunk.subarray(step.used)
-    } else if (this.skip > 0) {
-      const n = Math.min(this.skip, chunk.length)
-      const part = n === chunk.length ? chunk : chunk.subarray(0, n)
-      const err = framer.response(part)
-      if (err !== undefined) return this.framingError(err, 'server')
-      this.verifying!.update(part)
-      this.skip -= n
-      if (this.skip > 0 && !framer.responseOpen) return this.resumeFailed()
-      if (this.skip === 0 && !this.resumeVerified()) return
-      if (n === chunk.length) return
-      chunk = chunk.subarray(n)
     }
     const err = framer.response(chunk)
     if (err !== undefined) return this.framingError(err, 'server')
-    if (this.view !== undefined && (this.recording || this.heldHead !== undefined)) {
-      const out = this.viewHttp1(chunk)
+    if (resume !== undefined) {
+      // The resume follows what the client gets (a hash, a view); it may hold a head back.
+      const out = resume.forwarded(chunk, framer, this.recording)
       if (out === undefined) return this.responseRead()
       chunk = out
-    } else if (framer.delimited && this.recording) {
-      // Keep a running hash of the open response's forwarded bytes, for a verified resume.
-      const start = framer.openStart
-      // Made at the first response forwarded: http1 (its view hashes) and idle sessions never do.
-      if (!framer.responseOpen) {
-        this.sent?.reset()
-      } else if (start >= 0) {
-        const sent = (this.sent ??= new LazyHash())
-        sent.reset()
-        sent.update(start === 0 ? chunk : chunk.subarray(start))
-      } else {
-        ;(this.sent ??= new LazyHash()).update(chunk)
-      }
     }
     if (this.handoff !== undefined) this.handoffDone()
     this.responseRead()
     if (!this.s.client.write(chunk)) server.pause()
   }
 
-  /**
-   * http1: follow what the client gets of the open response, holding back a head that is not whole
-   * (a failure inside it then counts as "not started"). Returns the bytes to write now, if any.
-   */
-  private viewHttp1(chunk: Buffer): Buffer | undefined {
-    const framer = this.framer
-    const view = this.view!
-    const held = this.heldHead
-    if (!framer.responseOpen) {
-      view.reset()
-      if (held === undefined) return chunk
-      this.heldHead = undefined
-      return Buffer.concat([...held, chunk])
-    }
-    const start = framer.openStart
-    if (start >= 0) {
-      view.reset()
-      const opened = start === 0 ? chunk : chunk.subarray(start)
-      if (framer.responseInHead === true) {
-        this.heldHead = [opened]
-        if (held === undefined) return start === 0 ? undefined : chunk.subarray(0, start)
-        return Buffer.concat([...held, chunk.subarray(0, start)])
-      }
-      view.observe(opened, framer.responseChunked === true)
-      if (held === undefined) return chunk
-      this.heldHead = undefined
-      return Buffer.concat([...held, chunk])
-    }
-    if (held !== undefined) {
-      if (framer.responseInHead === true) {
-        held.push(chunk)
-        return undefined
-      }
-      const whole = Buffer.concat([...held, chunk])
-      this.heldHead = undefined
-      view.observe(whole, framer.responseChunked === true)
-      return whole
-    }
-    view.observe(chunk, false)
-    return chunk
-  }
-
-  /** Write bytes a resumer made to the client; the client's view follows them. */
+  /** Write bytes a resume made to the client (it has already followed them). */
   private sendMade(server: Socket, out: Buffer[]): void {
-    const view = this.view!
     const client = this.s.client
     let flowing = true
     if (out.length > 1) client.cork()
-    for (const b of out) {
-      view.observe(b, false)
-      flowing = client.write(b)
-    }
+    for (const b of out) flowing = client.write(b)
     if (out.length > 1) client.uncork()
     if (this.handoff !== undefined) this.handoffDone()
     if (!flowing) server.pause()
@@ -463,7 +380,7 @@ export class Replayer implements FramerSink, CheckWaiter {
     const server = this.s.server
     const framer = this.framer
     if (server === undefined) return void (this.leaving = false)
-    if (!framer.atBoundary() || this.resumer !== undefined || this.skip > 0 || this.swallow > 0) return
+    if (!framer.atBoundary() || this.resume?.resuming === true || this.swallow > 0) return
     if (framer.pinned) return void (this.leaving = false)
     this.leaving = false
     const from = this.s.backend!
@@ -506,19 +423,6 @@ export class Replayer implements FramerSink, CheckWaiter {
     const h = this.handoff!
     this.handoff = undefined
     this.s.host.handoffLatency(this.s, h.pooled, performance.now() - h.at)
-  }
-
-  /** The replacement matched every byte the client already had: pass on the rest. */
-  private resumeVerified(): boolean {
-    if (!this.verifying!.digest().equals(this.expected!)) {
-      this.resumeFailed()
-      return false
-    }
-    this.s.host.resumed(this.s, true)
-    this.sent = this.verifying! // the client's bytes so far, and the hash runs on
-    this.verifying = undefined
-    this.expected = undefined
-    return true
   }
 
   private resumeFailed(why = 'the replacement response differs from what the client already has'): void {
@@ -638,12 +542,9 @@ export class Replayer implements FramerSink, CheckWaiter {
       // backend before blaming anyone (see checked()).
       return this.checkBackend(kind, err, true)
     }
-    const view = this.view
-    // http1: a head held back never reached the client; the response has not started for it.
-    this.heldHead = undefined
-    const resuming = view !== undefined ? this.resumer !== undefined : this.expected !== undefined
-    const partial =
-      view !== undefined ? resuming || (framer.responseOpen && !view.empty) : framer.responseOpen || resuming
+    const resume = this.resume
+    // Whether the client has part of a response (bytes held back from it do not count).
+    const partial = resume !== undefined ? resume.cut(framer) : framer.responseOpen
     if (framer.pinned) {
       // Server-side state (a transaction, subscriptions, a tunnel) that no other connection has:
       // pass the failure on as a plain proxy would.
@@ -683,38 +584,15 @@ export class Replayer implements FramerSink, CheckWaiter {
       this.s.host.unrecoverable(this.s, why)
       return this.s.destroy('unrecoverable', err)
     }
-    if (view !== undefined) {
-      this.resumer = undefined
-      this.rangeInsert = undefined
-      if (partial) {
-        const point = view.resumePoint()
-        if (typeof point === 'string') {
-          this.s.host.unrecoverable(this.s, point)
-          return this.s.destroy('unrecoverable', err)
-        }
-        // Where the representation allows it, ask the replacement for the rest only.
-        const whole = view.rangeable()
-        const range =
-          whole === undefined
-            ? undefined
-            : rangeRequest(this.replay.peek(DEFAULT_MAX_HEAD_BYTES), point.bodyBytes, whole.etag)
-        this.rangeInsert = range
-        this.resumer = new Http1Resumer(point, range && whole, DEFAULT_MAX_HEAD_BYTES)
-      } else {
-        view.reset()
+    if (resume !== undefined) {
+      // Set the resume up to fit the replacement's answer onto what the client has.
+      const setup = resume.failover(partial, this.replay)
+      if (typeof setup === 'string') {
+        this.s.host.unrecoverable(this.s, setup)
+        return this.s.destroy('unrecoverable', err)
       }
-    } else if (resuming) {
-      // Failed again while checking a replacement: the client still has the same `resumeTotal` bytes.
-      this.skip = this.resumeTotal
-      this.verifying = new LazyHash()
-    } else if (partial) {
-      // Resume verified: the replacement's first bytes must hash to what was sent.
-      const sent = (this.sent ??= new LazyHash())
-      this.resumeTotal = this.skip = sent.bytes
-      this.expected = sent.digest()
-      this.verifying = new LazyHash()
+      this.rangeInsert = setup
     }
-    this.sent?.reset()
     framer.restartResponse()
     this.headAttempts++
     this.s.failovers++

@@ -34,7 +34,8 @@ t.test(
       const m = protocolOf(name)
       t.equal(m.name, name)
       t.ok(m.summary.length > 0, `${name}: a summary`)
-      t.ok(['bytes', 'http1', 'none'].includes(m.resume), `${name}: a resume kind`)
+      // A resume (lib/replay/resume.ts) for every protocol whose framer delimits responses; none for opaque.
+      t.equal(typeof m.resume, name === 'opaque' ? 'undefined' : 'function', `${name}: its resume`)
       t.equal(
         (m.optionsKey === undefined) === (m.options === undefined),
         true,

@@ -5,6 +5,7 @@
 import { z } from 'zod'
 import { int, size } from '../../config/fields.js'
 import { lengthPrefixed } from '../../framing/length-prefixed.js'
+import { byteResume } from '../../replay/byte-resume.js'
 import type { ProtocolModule } from '../types.js'
 
 /** Frame layout: [lengthOffset bytes][length field][body]. */
@@ -30,7 +31,7 @@ export const lengthPrefixedProtocol = {
   optionsKey: 'framing',
   options,
   framer: (listener) => lengthPrefixed(listener.framing as z.output<typeof options>),
-  resume: 'bytes',
+  resume: byteResume,
   defaults: { requests: true, onDown: 'migrate', onDrain: 'migrate' },
   native: false,
 } as const satisfies ProtocolModule

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod'
 import { size } from '../../config/fields.js'
+import { byteResume } from '../../replay/byte-resume.js'
 import type { ProtocolModule } from '../types.js'
 import { memcached, type MemcachedOptions } from './framer.js'
 import { memcachedCheck } from './health.js'
@@ -26,7 +27,7 @@ export const memcachedProtocol = {
   optionsKey: 'memcached',
   options,
   framer: (listener) => memcached(listener.memcached as MemcachedOptions | undefined),
-  resume: 'bytes',
+  resume: byteResume,
   healthCheck: { name: 'memcached', check: memcachedCheck },
   defaults: { requests: true, onDown: 'migrate', onDrain: 'migrate' },
   native: false,

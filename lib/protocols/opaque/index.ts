@@ -9,7 +9,6 @@ export const opaqueProtocol = {
   name: 'opaque',
   summary: 'turn-taking only: a request is the client bytes since the server last spoke (default)',
   framer: (listener) => (listener.replay.mode === 'none' ? undefined : opaque),
-  resume: 'none',
   defaults: { requests: false, onDown: 'keep', onDrain: 'finish' },
   native: true,
 } as const satisfies ProtocolModule

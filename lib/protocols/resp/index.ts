@@ -4,13 +4,14 @@
  */
 import { resp } from '../../framing/resp.js'
 import { redisCheck } from '../../health/checks.js'
+import { byteResume } from '../../replay/byte-resume.js'
 import type { ProtocolModule } from '../types.js'
 
 export const respProtocol = {
   name: 'resp',
   summary: 'Redis (RESP2/3): reads and idempotent writes are re-sent, AUTH/SELECT replayed',
   framer: () => resp(),
-  resume: 'bytes',
+  resume: byteResume,
   healthCheck: { name: 'redis', check: redisCheck },
   defaults: { requests: true, onDown: 'migrate', onDrain: 'migrate' },
   native: false,

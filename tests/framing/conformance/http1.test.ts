@@ -7,6 +7,7 @@
  */
 import t from 'tap'
 import { http1 } from '../../../lib/framing/http1.js'
+import { protocolOf } from '../../../lib/protocols/index.js'
 import { conformance, type ConformanceCase } from '../helpers/conformance.js'
 import { between, mulberry32 } from '../helpers/frames.js'
 import { chunked, request, response, type Headers } from '../helpers/http1.js'
@@ -292,6 +293,8 @@ function makeCase(seed: number, fault: Fault): ConformanceCase {
 
 conformance(t, {
   factory: http1({ maxHeadBytes: MAX_HEAD }),
+  resume: protocolOf('http1').resume,
+  resumeReframes: true,
   cases: FAULTS.flatMap((fault) => SEEDS.map((seed) => makeCase(seed, fault))),
   observe: (framer) => ({ closeDelimited: framer.closeDelimited === true }),
 })

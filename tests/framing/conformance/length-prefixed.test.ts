@@ -5,6 +5,7 @@
  */
 import t from 'tap'
 import { lengthPrefixed, type LengthPrefixedOptions } from '../../../lib/framing/length-prefixed.js'
+import { protocolOf } from '../../../lib/protocols/index.js'
 import { conformance, type ConformanceCase } from '../helpers/conformance.js'
 import { between, frame, mulberry32 } from '../helpers/frames.js'
 
@@ -130,6 +131,7 @@ const FAULTS: Fault[] = [
 ]
 
 conformance(t, {
+  resume: protocolOf('length-prefixed').resume,
   cases: OPTION_SETS.flatMap((options) =>
     SEEDS.flatMap((seed) =>
       FAULTS.filter((fault) => fault !== 'malformed request' || options.lengthIncludesHeader).map((fault) =>

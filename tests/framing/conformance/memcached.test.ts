@@ -7,6 +7,7 @@
  */
 import t from 'tap'
 import { memcached } from '../../../lib/protocols/memcached/framer.js'
+import { protocolOf } from '../../../lib/protocols/index.js'
 import { conformance, type ConformanceCase } from '../helpers/conformance.js'
 import { between, mulberry32 } from '../helpers/frames.js'
 import { generator, type Group, type Req } from '../helpers/memcached.js'
@@ -181,6 +182,7 @@ const FAULTS: Fault[] = ['none', 'fewer replies', 'partial request', ...REQUEST_
 const SEEDS = Array.from({ length: 8 }, (_, k) => k + 1)
 
 conformance(t, {
+  resume: protocolOf('memcached').resume,
   cases: FAULTS.flatMap((fault) => SEEDS.map((seed) => makeCase(seed, fault))),
   tries: 20,
 })

@@ -6,6 +6,7 @@
  */
 import t from 'tap'
 import { resp } from '../../../lib/framing/resp.js'
+import { protocolOf } from '../../../lib/protocols/index.js'
 import { conformance, type ConformanceCase } from '../helpers/conformance.js'
 import { between, mulberry32 } from '../helpers/frames.js'
 import { cmd, randomPush, randomReply, reply } from '../helpers/resp.js'
@@ -197,6 +198,7 @@ const SEEDS = Array.from({ length: 8 }, (_, k) => k + 1)
 
 conformance(t, {
   factory: resp(OPTIONS),
+  resume: protocolOf('resp').resume,
   cases: FAULTS.flatMap((fault) => SEEDS.map((seed) => makeCase(seed, fault))),
   tries: 20,
 })

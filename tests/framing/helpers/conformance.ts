@@ -15,7 +15,12 @@
  *   and `atBoundary()` implies nothing pending and no response open;
  * - pinning: `pinned` matches the model once everything is in, and never goes back to false;
  * - limits and malformed input: the fault cases end in the model's error code, and a framer that
- *   failed returns the same error on every later call, either side.
+ *   failed returns the same error on every later call, either side;
+ * - resume (for a protocol whose module offers one, `subject.resume`): every case without a fault
+ *   has its responses cut at every byte (sampled when long), the server fails, the unanswered
+ *   requests are re-sent (tests/replay/helpers/resume-driver.ts) and a replacement answers them
+ *   again: the client must end with every response once (the framer, fed what the client got,
+ *   agrees with the whole streams; byte for byte where the resume does not re-frame).
  *
  *   case: requests |== r0 ==|== r1 ==|== r2 ==|        responses |== u0 ==|== u1 ==|== u2 ==|
  *         need[k]: client bytes that must be in before unit k may begin (pipelining allowed)
@@ -23,6 +28,8 @@
 import { isDeepStrictEqual } from 'node:util'
 import type { Test } from 'tap'
 import type { Framer, FramerExtras, FramerFactory, FramingError } from '../../../lib/framing/types.js'
+import type { ResumeFactory } from '../../../lib/replay/resume.js'
+import { ResumeDriver, type Ending } from '../../replay/helpers/resume-driver.js'
 import { between, cut, mulberry32, steps, type Step } from './frames.js'
 
 export interface ConformanceModel {
@@ -79,6 +86,13 @@ export interface ConformanceSubject {
   interleave?: boolean
   /** Random cuts and interleavings per case; default 25. */
   tries?: number
+  /** The protocol module's resume, for the resume step (none: the step is skipped). */
+  resume?: ResumeFactory | undefined
+  /**
+   * The resume re-frames what it passes on (http1: a resumed chunked body is re-chunked), so the
+   * client's bytes are compared as responses, not byte for byte.
+   */
+  resumeReframes?: boolean
 }
 
 interface Outcome {
@@ -94,15 +108,21 @@ type Result = Outcome | { threw: string }
 
 const threw = (r: Result): r is { threw: string } => 'threw' in r
 
-/** Checks run after every step: the boundary rules. */
-function stepChecker(c: ConformanceCase): (framer: Framer, step: Step, answered: readonly number[]) => void {
+/**
+ * Checks run after every step: the boundary rules. `edges`: the server bytes are the case's own,
+ * so its unit edges apply (not for responses a resume re-framed).
+ */
+function stepChecker(
+  c: ConformanceCase,
+  edges = true
+): (framer: Framer, step: Step, answered: readonly number[]) => void {
   let client = 0
   let server = 0
   let pinned = false
   return (framer, step, answered) => {
     if (step.side === 'request') {
       client += step.chunk.length
-    } else {
+    } else if (edges) {
       const base = server
       server += step.chunk.length
       const bounds = c.bounds
@@ -133,13 +153,13 @@ function stepChecker(c: ConformanceCase): (framer: Framer, step: Step, answered:
 }
 
 /** Feed `plan`, stopping at the first error (which every later call, either side, must return again). */
-function run(subject: ConformanceSubject, c: ConformanceCase, plan: readonly Step[]): Result {
+function run(subject: ConformanceSubject, c: ConformanceCase, plan: readonly Step[], edges = true): Result {
   try {
     const answered: number[] = []
     const factory = c.factory ?? subject.factory
     if (factory === undefined) throw new Error('no framer for this case')
     const framer = factory({ answered: (upTo) => answered.push(upTo) })
-    const check = stepChecker(c)
+    const check = stepChecker(c, edges)
     let error: FramingError | undefined
     for (const step of plan) {
       error = step.side === 'request' ? framer.request(step.chunk) : framer.response(step.chunk)
@@ -234,6 +254,61 @@ function agrees(c: ConformanceCase, got: Result, whole: Outcome, interleavedFeed
   )
 }
 
+/** Responses longer than this are cut at sampled points in the resume step, not at every byte. */
+const RESUME_EVERY_BYTE = 600
+
+/**
+ * The resume step at one cut: `at` server bytes reach the client, the server fails, a replacement
+ * answers the re-sent requests (in random pieces). Returns what went wrong, 'skip' where the
+ * replayer would not resume (a pinned session, a close-delimited body), or undefined.
+ */
+function resumeAt(
+  subject: ConformanceSubject,
+  c: ConformanceCase,
+  whole: Outcome,
+  at: number,
+  rand: () => number
+): string | 'skip' | undefined {
+  const factory = c.factory ?? subject.factory!
+  const d = new ResumeDriver(factory, subject.resume!)
+  d.request(c.requests)
+  const have = c.responses.subarray(0, at)
+  for (const piece of cut(have, randomPoints(rand, at, between(rand, 0, 6)))) d.server(piece)
+  if (d.ended !== undefined) return `the cut itself ended the session: ${JSON.stringify(d.ended)}`
+  // Not resumed by the replayer: a pinned session, a close-delimited body; and with nothing
+  // pending, the old server's unprompted bytes (a RESP3 push) are owed by no replacement.
+  if (d.framer.pinned || d.framer.closeDelimited === true || d.framer.pending() === 0) return 'skip'
+  const bounds = c.bounds as number[]
+  // The replacement answers the oldest unanswered request from the start: the unit cut part-way,
+  // or the next one at a clean edge.
+  const start = Math.max(...bounds.filter((b) => b <= at))
+  const released = d.released
+  const resent = d.fail()
+  const ended = d.ended as Ending | undefined // fail() may end it
+  if (ended !== undefined) {
+    // http1: a client inside a chunk-size line or the trailer section cannot be resumed.
+    return subject.resumeReframes === true && ended.kind === 'unrecoverable' ? 'skip' : JSON.stringify(ended)
+  }
+  if (resent === undefined)
+    return at < c.responses.length ? 'nothing re-sent with responses to come' : undefined
+  if (d.insert === undefined && !resent.equals(c.requests.subarray(released)))
+    return `re-sent ${resent.length} bytes, not the ${c.requests.length - released} unanswered`
+  const replacement = c.responses.subarray(start)
+  for (const piece of cut(replacement, randomPoints(rand, replacement.length, between(rand, 0, 6)))) {
+    if (piece.length > 0 && !d.server(piece)) return `the replacement ended it: ${JSON.stringify(d.ended)}`
+  }
+  const got = d.received
+  if (subject.resumeReframes !== true) {
+    if (!got.equals(c.responses))
+      return `the client got ${got.length} bytes, not the ${c.responses.length} sent`
+    const verified = bounds.includes(at) ? 0 : 1
+    if (d.verified !== verified) return `verified ${d.verified} times, not ${verified}`
+  }
+  const seen = run(subject, c, sequential([c.requests], [got]), subject.resumeReframes !== true)
+  if (!agrees(c, seen, whole, false)) return `what the client got parses as ${JSON.stringify(seen)}`
+  return undefined
+}
+
 /** Run the conformance checks for every case of `subject`, one tap subtest per group. */
 export function conformance(t: Test, subject: ConformanceSubject): void {
   const groups = new Map<string, ConformanceCase[]>()
@@ -289,6 +364,21 @@ export function conformance(t: Test, subject: ConformanceSubject): void {
           for (let k = 0; k < tries; k++) expect(`interleaving ${k}`, interleaved(c, rand), true)
         }
         t.same(failures, [], `${c.name}: ${c.requests.length}+${c.responses.length} bytes, every cut agrees`)
+        if (subject.resume !== undefined && c.model.code === undefined && c.bounds !== 'never') {
+          const length = c.responses.length
+          const points =
+            length <= RESUME_EVERY_BYTE
+              ? Array.from({ length: Math.max(0, length - 1) }, (_, k) => k + 1)
+              : randomPoints(rand, length, 4 * tries)
+          const problems: string[] = []
+          let resumed = 0
+          for (const at of points) {
+            const problem = resumeAt(subject, c, whole, at, rand)
+            if (problem === undefined) resumed++
+            else if (problem !== 'skip' && problems.length < 3) problems.push(`cut at ${at}: ${problem}`)
+          }
+          t.same(problems, [], `${c.name}: resumed at ${resumed} of ${points.length} cuts`)
+        }
       }
     })
   }
