@@ -29,7 +29,7 @@ import { pipelineOf } from './accept/pipeline.js'
 import { PER_SOURCE_LIMIT } from './accept/limits.js'
 import { proxyVersions, type ProxyVersion } from './accept/proxy/send.js'
 import { SessionQueue } from './accept/queue.js'
-import { BatonError } from './errors.js'
+import { LimitError } from './errors.js'
 import { adoptHandle, type Adoptable } from './fleet/inherit.js'
 import { backendName, DNS_DEFAULTS, DnsDiscovery, type DnsConfig } from './discovery/dns.js'
 import type { BackendConfig } from './config/schema.js'
@@ -656,7 +656,7 @@ export class Listener implements SessionHost, PipelineHost {
         reject: (reason) => {
           this.counters.refused++
           this.refusals.add(reason, session.remote)
-          session.destroy('no-backend', new BatonError('ERR_BATON_QUEUE', 'internal', `queue: ${reason}`))
+          session.destroy('no-backend', new LimitError('ERR_BATON_QUEUE', `queue: ${reason}`))
         },
       },
       // A routed session waits only for a slot in its own group.

@@ -28,7 +28,7 @@
 import net, { type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Backend } from './backend.js'
-import { BatonError } from './errors.js'
+import { BackendError, ClientError, type BatonError } from './errors.js'
 import { peerHost, peerName } from './address.js'
 import type { ListenerConfig } from './config/schema.js'
 import type { Framer, FramerExtras, FramerFactory } from './framing/types.js'
@@ -292,7 +292,7 @@ export class Session implements TableEntry {
       if (handing) this.host.unrecoverable(this, 'no other backend is usable')
       this.destroy(
         handing ? 'unrecoverable' : 'no-backend',
-        new BatonError('ERR_BATON_NO_BACKEND', 'server', 'no usable backend')
+        new BackendError('ERR_BATON_NO_BACKEND', 'no usable backend')
       )
       return
     }
@@ -430,7 +430,7 @@ export class Session implements TableEntry {
       return undefined
     }
     if (b.firstByte > 0 && this.lastServer === 0 && this.client.bytesRead === 0 && now - this.startedAt >= b.firstByte) {
-      this.error = new BatonError('ERR_BATON_FIRST_BYTE_TIMEOUT', 'client', 'no first byte within firstByteTimeout')
+      this.error = new ClientError('ERR_BATON_FIRST_BYTE_TIMEOUT', 'no first byte within firstByteTimeout')
       this.destroy('client-timeout')
       return 'first-byte'
     }
@@ -708,7 +708,7 @@ function onConnectTimeout(s: Session): void {
   if (server === undefined || s.state !== 'connecting') return
   s.onConnectFailed(
     server,
-    new BatonError('ERR_BATON_CONNECT_TIMEOUT', 'server', `connect to ${s.backend?.address} timed out`)
+    new BackendError('ERR_BATON_CONNECT_TIMEOUT', `connect to ${s.backend?.address} timed out`)
   )
 }
 

@@ -17,10 +17,10 @@
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Backend } from '../backend.js'
-import { BatonError, serverEof } from '../errors.js'
+import { BackendError, ClientError, FramingError, serverEof } from '../errors.js'
 import { DEFAULT_MAX_HEAD_BYTES } from '../framing/http1.js'
 import { ClientView, Http1Resumer, rangeRequest } from '../framing/http1-resume.js'
-import type { Framer, FramerExtras, FramerSink, FramingError } from '../framing/types.js'
+import type { Framer, FramerExtras, FramerSink } from '../framing/types.js'
 import type { ServerFailure, Session, SessionHost } from '../session.js'
 import { protocolOf } from '../protocols/index.js'
 import { ReplayBuffer } from './buffer.js'
@@ -186,7 +186,7 @@ export class Replayer implements FramerSink, CheckWaiter {
   requestTimedOut(): void {
     const s = this.s
     const reply = this.framer.timeoutReply
-    s.error = new BatonError('ERR_BATON_REQUEST_TIMEOUT', 'client', 'request not whole within requestTimeout')
+    s.error = new ClientError('ERR_BATON_REQUEST_TIMEOUT', 'request not whole within requestTimeout')
     if (reply === undefined) return s.destroy('client-timeout')
     const server = s.server
     if (server !== undefined) s.detachServer(server)
@@ -334,7 +334,7 @@ export class Replayer implements FramerSink, CheckWaiter {
           this.s.host.unrecoverable(this.s, 'the replacement server refused the session state (prologue)')
           return this.s.destroy(
             'unrecoverable',
-            new BatonError('ERR_BATON_PROLOGUE', 'server', 'prologue refused')
+            new BackendError('ERR_BATON_PROLOGUE', 'prologue refused')
           )
         }
       }
@@ -526,12 +526,12 @@ export class Replayer implements FramerSink, CheckWaiter {
     this.s.host.unrecoverable(this.s, why)
     this.s.destroy(
       'unrecoverable',
-      new BatonError('ERR_BATON_RESUME_MISMATCH', 'server', 'resumed response differs')
+      new BackendError('ERR_BATON_RESUME_MISMATCH', 'resumed response differs')
     )
   }
 
   private framingError(err: FramingError, side: 'client' | 'server'): void {
-    const error = new BatonError(err.code, side, `${side} framing: ${err.message}`)
+    const error = new FramingError(err.code, side, `${side} framing: ${err.message}`, err.reply)
     if (side === 'server' || err.reply === undefined) return this.s.destroy('framing-error', error)
     // Tell the client why (HTTP: 400 Bad Request), then close it once the reply is written.
     this.s.error = error
@@ -562,7 +562,7 @@ export class Replayer implements FramerSink, CheckWaiter {
     this.onServerFailed(
       this.s.server,
       'timeout',
-      new BatonError('ERR_BATON_RESPONSE_TIMEOUT', 'server', `no response within ${ms} ms`)
+      new BackendError('ERR_BATON_RESPONSE_TIMEOUT', `no response within ${ms} ms`)
     )
   }
 
