@@ -28,7 +28,7 @@
 import net, { type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Backend } from './backend.js'
-import { BackendError, ClientError, type BatonError } from './errors.js'
+import { BackendError, ClientError, type BatonError, type UnrecoverableReason } from './errors.js'
 import { peerHost, peerName } from './address.js'
 import type { ListenerConfig } from './config/schema.js'
 import type { Framer, FramerExtras, FramerFactory } from './framing/types.js'
@@ -126,7 +126,8 @@ export interface SessionHost {
   serverFailed(session: Session, backend: Backend, kind: ServerFailure, err: Error): void
   handedOff(session: Session, info: HandoffInfo): void
   handoffLatency(session: Session, pooled: boolean, ms: number): void
-  unrecoverable(session: Session, reason: string): void
+  /** A failure cannot be hidden: `reason` is a bounded label, `detail` a message for the log. */
+  unrecoverable(session: Session, reason: UnrecoverableReason, detail?: string): void
   resumed(session: Session, ok: boolean): void
   /** The session left `from` at a clean boundary (the backend went down or drains). */
   migrated(session: Session, from: Backend): void
@@ -289,7 +290,7 @@ export class Session implements TableEntry {
     if (backend === undefined) {
       const handing = this.handing
       if (!handing && this.attempts === 0 && this.host.queue?.(this) === true) return
-      if (handing) this.host.unrecoverable(this, 'no other backend is usable')
+      if (handing) this.host.unrecoverable(this, 'no-backend')
       this.destroy(
         handing ? 'unrecoverable' : 'no-backend',
         new BackendError('ERR_BATON_NO_BACKEND', 'no usable backend')
@@ -381,7 +382,7 @@ export class Session implements TableEntry {
     if (this.state !== 'connecting') return // the client went away meanwhile
     if (this.attempts > this.host.config.retries) {
       const handing = this.handing
-      if (handing) this.host.unrecoverable(this, 'every connect for the hand-off failed')
+      if (handing) this.host.unrecoverable(this, 'connect-failed')
       this.destroy(handing ? 'unrecoverable' : 'connect-failed', err)
       return
     }

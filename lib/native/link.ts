@@ -36,7 +36,7 @@ import { performance } from 'node:perf_hooks'
 import type { Backend } from '../backend.js'
 import { BackendError, ClientError, serverEof, socketError } from '../errors.js'
 import { cancelCheck, checkBackend, type CheckWaiter } from '../replay/crash-check.js'
-import { whyNotReplay } from '../replay/policy.js'
+import { NOT_REPLAYABLE, whyNotReplay } from '../replay/policy.js'
 import type { ServerFailure, Session, SessionBounds, SweepVerdict } from '../session.js'
 import type { NativePlane, PlaneEvent, PlaneHandle, PlaneStats } from './plane.js'
 import { classifyFirstBytes } from '../framing/client-first.js'
@@ -183,7 +183,7 @@ export class NativeLink implements CheckWaiter {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code
       if (code === 'ERR_NATIVE_PLANE_NOT_REPLAYABLE') {
-        s.host.unrecoverable(s, 'the unanswered requests passed replay.maxBytes')
+        s.host.unrecoverable(s, NOT_REPLAYABLE.overBound)
         return s.destroy('unrecoverable', err as Error)
       }
       s.host.localError(s, err as Error)
@@ -345,7 +345,7 @@ export class NativeLink implements CheckWaiter {
         if (kind === 'eof') return this.passFin()
         return s.destroy('server-error', err)
       }
-      host.unrecoverable(s, 'the session is pinned to its server')
+      host.unrecoverable(s, 'pinned')
       return s.destroy('unrecoverable', err)
     }
     if (!pending) {

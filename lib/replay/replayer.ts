@@ -331,7 +331,7 @@ export class Replayer implements FramerSink, CheckWaiter {
       if (r.complete) {
         this.swallow--
         if (r.error) {
-          this.s.host.unrecoverable(this.s, 'the replacement server refused the session state (prologue)')
+          this.s.host.unrecoverable(this.s, 'prologue-refused')
           return this.s.destroy(
             'unrecoverable',
             new BackendError('ERR_BATON_PROLOGUE', 'prologue refused')
@@ -521,9 +521,9 @@ export class Replayer implements FramerSink, CheckWaiter {
     return true
   }
 
-  private resumeFailed(why = 'the replacement response differs from what the client already has'): void {
+  private resumeFailed(why?: string): void {
     this.s.host.resumed(this.s, false)
-    this.s.host.unrecoverable(this.s, why)
+    this.s.host.unrecoverable(this.s, 'resume-mismatch', why)
     this.s.destroy(
       'unrecoverable',
       new BackendError('ERR_BATON_RESUME_MISMATCH', 'resumed response differs')
@@ -652,7 +652,7 @@ export class Replayer implements FramerSink, CheckWaiter {
         if (kind === 'eof') return void this.s.client.end()
         return this.s.destroy('server-error', err)
       }
-      this.s.host.unrecoverable(this.s, 'the session is pinned to its server')
+      this.s.host.unrecoverable(this.s, 'pinned')
       return this.s.destroy('unrecoverable', err)
     }
     if (pending === 0 && !partial) {
@@ -689,7 +689,7 @@ export class Replayer implements FramerSink, CheckWaiter {
       if (partial) {
         const point = view.resumePoint()
         if (typeof point === 'string') {
-          this.s.host.unrecoverable(this.s, point)
+          this.s.host.unrecoverable(this.s, 'not-resumable', point)
           return this.s.destroy('unrecoverable', err)
         }
         // Where the representation allows it, ask the replacement for the rest only.
