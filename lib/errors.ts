@@ -176,6 +176,12 @@ export const CODES = {
     retryable: false,
     meaning: 'A system call of the native plane failed (pipe, epoll...).',
   },
+  ERR_NATIVE_PLANE_INIT: {
+    kind: 'native',
+    side: 'internal',
+    retryable: false,
+    meaning: 'The native plane could not start in this process (no event loop, no /dev/null, a libuv handle failed).',
+  },
   ERR_NATIVE_PLANE_NO_CALLBACK: {
     kind: 'native',
     side: 'internal',
@@ -228,7 +234,12 @@ export const OUTCOME_CODES = {
   ],
   'framing-error': ['ERR_BATON_FRAME_TOO_LARGE', 'ERR_BATON_FRAME_MALFORMED'],
   'client-incomplete': ['ERR_BATON_SERVER_EOF', 'ERR_BATON_RESPONSE_TIMEOUT'],
-  'local-error': ['ERR_NATIVE_PLANE_SYSCALL', 'ERR_NATIVE_PLANE_SESSION'],
+  'local-error': [
+    'ERR_NATIVE_PLANE_SYSCALL',
+    'ERR_NATIVE_PLANE_SOCKET',
+    'ERR_NATIVE_PLANE_BUFFERED',
+    'ERR_NATIVE_PLANE_SESSION',
+  ],
   shutdown: [],
 } as const satisfies Record<Outcome, readonly ErrorCode[]>
 
