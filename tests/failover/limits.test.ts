@@ -19,7 +19,7 @@ import {
   recordingClient,
   sameBytes,
 } from '../helpers/failover-servers.js'
-import { resetServer } from '../helpers/servers.js'
+import { refusedPort, resetServer } from '../helpers/servers.js'
 import { once, within } from '../helpers/wait.js'
 import type { Balancer } from '../../lib/balancer.js'
 
@@ -254,3 +254,42 @@ for (const protocol of PROTOCOLS) {
     })
   }
 }
+
+// Where a hand-off itself finds nowhere to go: the failure reaches the client, counted under the
+// reason that says so (the label of baton_unrecoverable_total).
+t.test('a hand-off with no other usable backend: unrecoverable, reason no-backend', async (t) => {
+  const s = scope(t)
+  const bad = await s.server(resetServer({ afterRead: 1 }, 'bad'))
+  const other = await s.server(frameServer('other'))
+  const { balancer, port } = await s.balancer(
+    oneListener([bad, other], { balance: 'first', ...listenerOptions('length-prefixed', 'new') })
+  )
+  balancer.frontends[0]!.backends[1]!.admin = 'maint'
+  const closed = once<[SessionCloseEvent]>(balancer, 'sessionClose')
+  const client = recordingClient(t, port, frame(body('nowhere')))
+  const [close] = await closed
+  await within(client.closed, 'client closed')
+  t.equal(close.outcome, 'unrecoverable', `outcome (${close.error ?? ''})`)
+  t.strictSame(reasonsOf(balancer), { 'no-backend': 1 }, 'counted under its reason')
+  t.equal(other.accepted, 0, 'the backend in maintenance was not used')
+})
+
+t.test('a hand-off whose every connect fails: unrecoverable, reason connect-failed', async (t) => {
+  const s = scope(t)
+  const bad = await s.server(resetServer({ afterRead: 1 }, 'bad'))
+  const refused = await refusedPort('refused')
+  const { balancer, port } = await s.balancer(
+    oneListener([bad, refused], {
+      balance: 'first',
+      retries: 0,
+      ...listenerOptions('length-prefixed', 'new'),
+    })
+  )
+  const closed = once<[SessionCloseEvent]>(balancer, 'sessionClose')
+  const client = recordingClient(t, port, frame(body('refused')))
+  const [close] = await closed
+  await within(client.closed, 'client closed')
+  t.equal(close.outcome, 'unrecoverable', `outcome (${close.error ?? ''})`)
+  t.strictSame(reasonsOf(balancer), { 'connect-failed': 1 }, 'counted under its reason')
+  t.equal(balancer.counters().connectErrors, 1, 'the connect was refused')
+})
