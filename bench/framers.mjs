@@ -6,116 +6,49 @@
 //
 // Needs nginx, wrk, redis-server and redis-benchmark (bench/setup.sh or .ci/run install them).
 // Baton runs as its own process (dist/cli.js); every process is stopped by pid at the end.
-import { spawn, execFileSync } from 'node:child_process'
 import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
+import { freePort, HOST, median, parseArgs, processManager, timestamp, waitPort } from './lib/harness.mjs'
+import {
+  findBins,
+  parseRedisBenchmark,
+  parseWrk,
+  redisBenchmarkArgs,
+  startNginxHttp,
+  startRedis,
+  wrkArgs,
+} from './lib/peers.mjs'
 
-const args = process.argv.slice(2)
-const flag = (name, def) => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 ? args[i + 1] : def
-}
-const quick = args.includes('--quick')
-const RUNS = quick ? 1 : Number(flag('runs', 3))
-const DURATION = quick ? 1 : Number(flag('duration', 3))
-const children = new Set()
+const flags = parseArgs(process.argv.slice(2), ['runs', 'duration'], ['quick'])
+const quick = flags.quick === true
+const RUNS = quick ? 1 : Number(flags.runs ?? 3)
+const DURATION = quick ? 1 : Number(flags.duration ?? 3)
 const dir = mkdtempSync(path.join(os.tmpdir(), 'baton-framers-'))
+const bins = findBins()
+// Every process started has its log in `dir` and is stopped by pid at the end, also on error and signals.
+const pm = processManager('framers', dir)
+pm.installHandlers()
 
-function start(cmd, argv, opts = {}) {
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], ...opts })
-  children.add(child)
-  child.on('exit', () => children.delete(child))
-  return child
-}
-function stopAll() {
-  for (const c of children) {
-    try {
-      c.kill('SIGKILL')
-    } catch {}
-  }
-}
-process.on('exit', stopAll)
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130))
-
-async function freePort() {
-  const srv = net.createServer().listen(0, '127.0.0.1')
-  await new Promise((r) => srv.once('listening', r))
-  const { port } = srv.address()
-  await new Promise((r) => srv.close(r))
-  return port
-}
-async function waitPort(port, ms = 5000) {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    const ok = await new Promise((r) => {
-      const s = net.connect(port, '127.0.0.1')
-      s.once('connect', () => (s.destroy(), r(true)))
-      s.once('error', () => r(false))
-    })
-    if (ok) return
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  throw new Error(`port ${port} did not open`)
-}
-
-async function nginx() {
-  const port = await freePort()
-  const root = path.join(dir, 'www')
-  mkdirSync(root, { recursive: true })
-  writeFileSync(path.join(root, 'k1.bin'), Buffer.alloc(1024, 97))
-  const conf = path.join(dir, `nginx-${port}.conf`)
-  writeFileSync(
-    conf,
-    `worker_processes 1; error_log stderr; pid ${dir}/nginx-${port}.pid; events {}\n` +
-      `http { access_log off; server { listen 127.0.0.1:${port}; root ${root}; keepalive_requests 1000000; } }\n`
-  )
-  start('nginx', ['-c', conf, '-p', dir, '-g', 'daemon off; master_process off;'])
-  await waitPort(port)
-  return port
-}
-async function redis() {
-  const port = await freePort()
-  start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'])
-  await waitPort(port)
-  return port
-}
 async function baton(protocol, replay, backends) {
   const port = await freePort()
-  const argv = ['dist/cli.js', '--listen', `127.0.0.1:${port}`, '--protocol', protocol, '--replay', replay, '--log-level', 'warn']
-  for (const b of backends) argv.push('--backend', `127.0.0.1:${b}`)
-  const child = start(process.execPath, argv)
-  await waitPort(port)
+  const argv = ['dist/cli.js', '--listen', `${HOST}:${port}`, '--protocol', protocol, '--replay', replay, '--log-level', 'warn']
+  for (const b of backends) argv.push('--backend', `${HOST}:${b}`)
+  const child = pm.start(`baton-${protocol}-${replay}`, process.execPath, argv)
+  await waitPort(port, 10_000, child)
   return { port, child }
 }
-function stop(child) {
-  child.kill('SIGKILL')
-  children.delete(child)
-}
 
-function wrk(port) {
-  const out = execFileSync('wrk', ['-t2', '-c50', `-d${DURATION}s`, '--latency', `http://127.0.0.1:${port}/k1.bin`], {
-    encoding: 'utf8',
-  })
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1])
-  const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(out)
-  const ms = Number(p99[1]) * (p99[2] === 'us' ? 0.001 : p99[2] === 's' ? 1000 : 1)
-  const errors = /Socket errors|Non-2xx/.test(out)
-  return { rps, p99ms: ms, errors }
+async function wrk(port) {
+  const r = await pm.run(bins.wrk, wrkArgs(port, { durationS: DURATION }), { timeoutMs: DURATION * 1000 + 30_000 })
+  const w = parseWrk(r.stdout)
+  return { rps: w.rps, p99ms: w.p99ms, errors: w.socketErrors > 0 || w.non2xx > 0 }
 }
-function redisBench(port) {
+async function redisBench(port) {
   const n = quick ? 20000 : 200000
-  const out = execFileSync('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-t', 'get', '-n', String(n), '-c', '50', '-P', '16', '-q', '--precision', '3'], {
-    encoding: 'utf8',
-  })
-  const m = /GET: ([\d.]+) requests per second(?:, p50=([\d.]+) msec)?/.exec(out.replace(/\r/g, '\n'))
-  return { rps: Number(m[1]), p99ms: NaN, errors: false }
-}
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]
+  const r = await pm.run(bins.redisBenchmark, redisBenchmarkArgs(port, { tests: 'get', n }), { timeoutMs: 120_000 })
+  // No p99 for Redis here: the table has the rate only.
+  return { rps: parseRedisBenchmark(r.stdout, r.stderr).tests.GET.rps, p99ms: NaN, errors: false }
 }
 
 async function scenario(name, backends, protocol, load) {
@@ -126,8 +59,8 @@ async function scenario(name, backends, protocol, load) {
       ['opaque, replay none', 'opaque', 'none'],
     ]) {
       const b = await baton(proto, replay, backends)
-      rows[label].push(load(b.port))
-      stop(b.child)
+      rows[label].push(await load(b.port))
+      await pm.stop(b.child, { sig: 'SIGKILL' })
     }
   }
   const summary = {}
@@ -138,7 +71,8 @@ async function scenario(name, backends, protocol, load) {
   const o = summary['opaque, replay none']
   console.log(`${name}`)
   for (const [label, s] of Object.entries(summary)) {
-    console.log(`  ${label.padEnd(22)} ${s.rps.toFixed(0).padStart(9)} req/s   p99 ${Number.isNaN(s.p99ms) ? '   n/a' : s.p99ms.toFixed(2) + ' ms'}${s.errors ? '   ERRORS' : ''}`)
+    // median() leaves out what is not a number: no p99 at all is null.
+    console.log(`  ${label.padEnd(22)} ${s.rps.toFixed(0).padStart(9)} req/s   p99 ${s.p99ms === null ? '   n/a' : s.p99ms.toFixed(2) + ' ms'}${s.errors ? '   ERRORS' : ''}`)
   }
   console.log(`  ${protocol}/opaque-none rate ratio ${(f.rps / o.rps).toFixed(3)}${quick ? ' (quick: not a measurement)' : ''}`)
   return { name, summary, ratio: f.rps / o.rps }
@@ -146,13 +80,15 @@ async function scenario(name, backends, protocol, load) {
 
 const results = []
 console.log(`Framer cost: node ${process.version}, ${os.cpus()[0]?.model} × ${os.cpus().length}, ${RUNS} run(s) × ${DURATION} s, median`)
+const nginx = async () => (await startNginxHttp(pm, bins, dir)).port
+const redis = async () => (await startRedis(pm, bins)).port
 const ng = [await nginx(), await nginx(), await nginx()]
 results.push(await scenario('HTTP: wrk -t2 -c50, 1 KiB from 3 nginx', ng, 'http1', wrk))
 const rd = [await redis(), await redis(), await redis()]
 results.push(await scenario('Redis: redis-benchmark GET -c50 -P16 over 3 redis-server', rd, 'resp', redisBench))
 mkdirSync('bench/out', { recursive: true })
-const file = `bench/out/framers-${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`
+const file = `bench/out/framers-${timestamp()}${quick ? '-quick' : ''}.json`
 writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), node: process.version, cpu: os.cpus()[0]?.model, runs: RUNS, duration: DURATION, results }, null, 2))
 console.log(`JSON: ${file}`)
-stopAll()
+await pm.stopAll()
 process.exit(0)

@@ -4,6 +4,7 @@
  * line per problem, no stack trace, and exits with status 2. SIGINT/SIGTERM stop accepting, give live
  * sessions `shutdownGrace` to finish, and exit 0. SIGHUP (and `POST /api/reload`) re-reads the config
  * file and applies it without dropping a live session; an invalid one is refused, and says why.
+ * What each signal does is lib/fleet/signals.ts, shared with the `--workers` primary.
  *
  * SIGUSR2 starts a successor (the same command line, run again: a new binary on disk) and hands it
  * the listening sockets; once it accepts, this process drains as on SIGTERM (lib/fleet/upgrade.ts).
@@ -28,7 +29,8 @@ import { BatonError } from './errors.js'
 import type { Logger } from 'pino'
 import { Inherited, takeInheritedHandles, takeInheritedSockets } from './fleet/inherit.js'
 import { sdNotify } from './fleet/notify.js'
-import { announceUpgraded, Upgrader } from './fleet/upgrade.js'
+import { ignoreSigusr1, ProcessSignals, sayIfRefused } from './fleet/signals.js'
+import { announceUpgraded } from './fleet/upgrade.js'
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -42,22 +44,8 @@ let signalLog: Logger | undefined
 /** The single process's admin server, which takes the token a reload re-read. */
 let runningAdmin: AdminServer | undefined
 
-/**
- * SIGUSR1 starts Node's inspector (a debugger on 127.0.0.1:9229 that runs any code it is sent) in
- * a process without a handler for it. Baton handles it, first thing and in every process: it logs
- * to stdout, so there is no log file to reopen (as nginx and HAProxy do on USR1), and it says so.
- */
-function ignoreSigusr1(): void {
-  process.on('SIGUSR1', () => {
-    signalLog?.info(
-      { signal: 'SIGUSR1' },
-      'SIGUSR1 ignored: logs go to stdout, nothing to reopen (Node inspector not started)'
-    )
-  })
-}
-
 async function main(argv: readonly string[]): Promise<number> {
-  ignoreSigusr1()
+  ignoreSigusr1(() => signalLog)
   if (cluster.isWorker) {
     runWorker()
     return -1
@@ -66,7 +54,7 @@ async function main(argv: readonly string[]): Promise<number> {
   let admin: AdminServer | undefined
   let listening: Balancer | undefined
   let inherited: Inherited | undefined
-  let stopping = false
+  let signals: ProcessSignals | undefined
   let fromFile = false
   try {
     const command = parseCommand(argv)
@@ -122,7 +110,7 @@ async function main(argv: readonly string[]): Promise<number> {
       const handed = inherited.take('admin', a.listen.host, a.listen.port)
       admin = await startAdmin(b, {
         ...(handed !== undefined ? { inherited: handed } : {}),
-        ready: () => !stopping,
+        ready: () => !(signals?.stopping ?? false),
         host: a.listen.host,
         port: a.listen.port,
         ...(a.token !== undefined ? { token: a.token } : {}),
@@ -142,55 +130,30 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     throw err
   }
-  for (const s of inherited.closeRest())
-    balancer.log.warn(
-      { fd: s.fd, name: s.name, address: `${s.host}:${s.port}` },
-      'passed socket matches no listener: closed'
-    )
+  inherited.closeRest(balancer.log)
   void balancer.probeBackends()
   announceUpgraded(balancer.log)
   void sdNotify(balancer.log, 'READY=1', { mainPid: true, status: 'accepting' })
-  const stop = (signal: string, successorPid?: number): void => {
-    if (stopping) {
-      balancer.log.warn({ signal }, 'second signal, exiting now')
-      process.exit(1)
-    }
-    stopping = true
-    // A hand-over is no stop of the service: its successor has told the manager it is the main pid.
-    if (successorPid === undefined) {
-      void sdNotify(balancer.log, 'STOPPING=1')
-      upgrader.abort()
-    }
-    balancer.log.info({ signal, graceMs: balancer.config.shutdownGrace, successorPid }, 'stopping')
-    void Promise.all([admin?.close(), balancer.close()]).then(() => {
-      balancer.log.flush()
-      process.exit(0)
-    })
-  }
-  process.on('SIGINT', () => stop('SIGINT'))
-  process.on('SIGTERM', () => stop('SIGTERM'))
-  process.on('SIGHUP', () => {
-    if (!fromFile) return balancer.log.warn('SIGHUP: nothing to reload without --config')
-    void sdNotify(balancer.log, 'RELOADING=1')
-      .then(() => reload(balancer, argv))
-      .catch(() => {}) // reload() logs why
-      .finally(() => sdNotify(balancer.log, 'READY=1'))
+  const b = balancer
+  signals = new ProcessSignals({
+    log: b.log,
+    drain: (signal, successorPid) => {
+      b.log.info({ signal, graceMs: b.config.shutdownGrace, successorPid }, 'stopping')
+      void Promise.all([admin?.close(), b.close()]).then(() => {
+        b.log.flush()
+        process.exit(0)
+      })
+    },
+    ...(fromFile ? { reload: () => reload(b, argv) } : {}),
+    upgrade: {
+      argv,
+      sockets: () => [
+        ...b.frontends.filter((l) => l.server.listening).map((l) => ({ name: l.name, server: l.server })),
+        ...(admin !== undefined ? [{ name: 'admin', server: admin.server }] : []),
+      ],
+    },
   })
-  const upgrader = new Upgrader(
-    balancer.log,
-    argv,
-    () => [
-      ...balancer.frontends
-        .filter((l) => l.server.listening)
-        .map((l) => ({ name: l.name, server: l.server })),
-      ...(admin !== undefined ? [{ name: 'admin', server: admin.server }] : []),
-    ],
-    (pid) => stop('upgrade', pid)
-  )
-  process.on('SIGUSR2', () => {
-    if (stopping) return balancer.log.warn('SIGUSR2: stopping already, no upgrade')
-    upgrader.start()
-  })
+  signals.install()
   return -1
 }
 
@@ -203,18 +166,12 @@ function rereadConfig(argv: readonly string[]): Record<string, unknown> {
 
 /** Re-read the same command line (and so the config file) and apply it. */
 async function reload(balancer: Balancer, argv: readonly string[]): Promise<unknown> {
-  try {
+  return sayIfRefused(balancer.log, async () => {
     const result = await balancer.reload(rereadConfig(argv))
     // The token file and BATON_ADMIN_TOKEN were read again with the config.
     runningAdmin?.setToken(balancer.config.admin.token)
     return result
-  } catch (err) {
-    balancer.log.error(
-      { reason: err instanceof BatonError ? err.message.split('\n') : String(err) },
-      'reload refused, the running configuration stays'
-    )
-    throw err
-  }
+  })
 }
 
 main(process.argv.slice(2)).then(

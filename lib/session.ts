@@ -198,8 +198,11 @@ export class Session implements TableEntry {
   /** @internal Backends that failed for this session (allocated only on the first failure). */
   failed: Set<Backend> | undefined = undefined
   private connectTimer: NodeJS.Timeout | undefined = undefined
-  /** When the current connect started (performance.now()): its success witnesses the backend alive. */
-  private connectStartedAt = 0
+  /**
+   * @internal When the current server connection's connect started (performance.now()): its
+   * success witnesses the backend alive. -1 for a connection taken from the pool.
+   */
+  connectStartedAt = -1
   /** @internal The side whose FIN came first, for a session that ended normally. */
   firstEnd: 'client' | 'server' | undefined = undefined
   /** @internal How the session ends once the client socket closes, while `closing`. */
@@ -318,6 +321,7 @@ export class Session implements TableEntry {
     this.host.table.attach(this, backend, server)
     this.serverClosed = false
     if (pooled !== undefined) {
+      this.connectStartedAt = -1
       this.onConnected(server, true)
       return
     }

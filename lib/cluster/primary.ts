@@ -13,16 +13,18 @@
  *   - reloads (SIGHUP, POST /api/reload): the primary validates the file (invalid: refused, the
  *     reason logged and answered, as in one process), the workers apply it, then the view does;
  *   - stopping (SIGINT/SIGTERM): workers are told to stop with the grace period, are not replaced,
- *     and the primary exits 0 once they have all gone (a second signal kills them and exits 1);
- *   - supervision: a worker that exits unexpectedly is logged (warn, with code and signal) and
- *     replaced, at once unless workers are dying in a tight loop (respawn.ts). The running totals of
- *     its last answers stay in /metrics and the view's sums (retired.ts), so counters never fall.
+ *     and the primary exits 0 once they have all gone (a second signal kills them and exits 1); the
+ *     signals are handled as in one process (lib/fleet/signals.ts);
+ *   - supervision (supervisor.ts): a worker that exits unexpectedly is logged (warn, with code and
+ *     signal) and replaced, at once unless workers are dying in a tight loop (respawn.ts). The running
+ *     totals of its last answers stay in /metrics and the view's sums (retired.ts), so counters never
+ *     fall.
  *
  * Per worker, unshared: passive health (each worker's own sessions mark backends down), connection
  * limits (`maxConnections` holds per worker), the replay budget, warm pools, slow-start ramps.
  *
- * Questions to workers are request/response over IPC with an id and a timeout; a worker that does
- * not answer (or dies meanwhile) is left out of that answer and logged. prom-client's own
+ * Questions to workers are request/response over IPC with an id and a timeout (ipc.ts); a worker
+ * that does not answer (or dies meanwhile) is left out of that answer and logged. prom-client's own
  * `clusterMetrics()` is not used: it asks every worker, also those still starting, and one that dies
  * mid-scrape fails the whole scrape after 5 s; the same aggregation over our own request/response
  * skips it instead.
@@ -49,15 +51,16 @@ import { sayIfUnavailable } from '../native/data-plane.js'
 import { Balancer, type ReloadResult } from '../balancer.js'
 import { MAX_TIMER_MS, type Config } from '../config/schema.js'
 import { validateConfig } from '../config/validate.js'
-import { BatonError, ClusterError, ListenError } from '../errors.js'
+import { ClusterError, ListenError } from '../errors.js'
 import type { Inherited } from '../fleet/inherit.js'
-import { Upgrader } from '../fleet/upgrade.js'
+import { ProcessSignals, sayIfRefused } from '../fleet/signals.js'
 import { PrimaryChecks } from './health.js'
 import { PrimarySockets } from './sockets.js'
 import { isBatonMessage, workerConfig, type Ask, type FromWorker, type ToWorker } from './protocol.js'
-import { RespawnThrottle } from './respawn.js'
+import { Asker, type Gathered } from './ipc.js'
 import { monotonic, Retired, sumFigures, type LastReport, type MetricJson } from './retired.js'
 import { stateOf } from './state.js'
+import { KILL_MARGIN_MS, Supervisor } from './supervisor.js'
 import {
   applyFigures,
   mergePages,
@@ -87,8 +90,6 @@ export interface PrimaryOptions {
 const ASK_MS = 2000
 const RELOAD_MS = 30_000
 const START_MS = 60_000
-/** After the grace period, how long workers get to exit before they are killed. */
-const KILL_MARGIN_MS = 5000
 /** How often the view is refreshed while the admin server runs (its history samples the view). */
 const REFRESH_MS = 2000
 
@@ -102,18 +103,6 @@ interface Member {
   generation: number
   /** Its latest answers; kept in `retired` when it exits. */
   last: LastReport
-}
-
-interface Pending {
-  worker: number
-  timer: NodeJS.Timeout
-  resolve: (value: unknown) => void
-  reject: (err: Error) => void
-}
-
-interface Gathered<T> {
-  answers: { id: number; value: T }[]
-  failures: { id: number; error: string }[]
 }
 
 /** Start the workers and, once every one listens, the admin server and the checks. */
@@ -131,27 +120,20 @@ export class Primary {
   private generation = 0
   private readonly count: number
   private readonly reread: (() => unknown) | undefined
-  private readonly members = new Map<number, Member>()
-  private readonly pending = new Map<number, Pending>()
-  private nextAsk = 1
+  private readonly workers: Supervisor<Member>
+  private readonly asker = new Asker()
   private readonly checks: PrimaryChecks
-  private readonly throttle = new RespawnThrottle()
   private readonly registry = new Registry()
-  private restarts = 0
   /** The running totals of the workers that have exited, kept in /metrics and the view (retired.ts). */
   private readonly retired = new Retired()
   private admin: AdminServer | undefined
-  private phase: 'starting' | 'running' | 'stopping' = 'starting'
   private startup: { resolve(): void; reject(err: Error): void } | undefined
-  private readonly respawns = new Set<NodeJS.Timeout>()
   private refresher: NodeJS.Timeout | undefined
-  private exitWaiters: (() => void)[] = []
   private reloading: Promise<unknown> = Promise.resolve()
   /** The listening sockets, held here for the workers and a successor; undefined under SCHED_RR. */
   private sockets: PrimarySockets | undefined
   private readonly inherited: Inherited | undefined
   private readonly argv: readonly string[] | undefined
-  private upgrader: Upgrader | undefined
 
   constructor(config: Config, options: PrimaryOptions) {
     this.config = config
@@ -162,13 +144,24 @@ export class Primary {
     this.log = options.logger
     this.view = new Balancer(config, { logger: this.log, bind: false, table: new WorkersTable() })
     this.checks = new PrimaryChecks(this.view, () => this.broadcastState())
-    const primary = this
+    this.workers = new Supervisor<Member>(this.log, {
+      make: (worker) => ({ worker, inited: false, ready: false, generation: this.generation, last: {} }),
+      exited: (worker, gone) => {
+        if (gone !== undefined) this.retired.add(gone.last)
+        this.asker.workerGone(worker.id)
+      },
+      failedStart: (worker, how) =>
+        this.startup?.reject(
+          new ClusterError('ERR_BATON_WORKERS', `worker ${worker.id} exited during start-up (${how})`)
+        ),
+    })
+    const workers = this.workers
     new Gauge({
       name: 'baton_workers',
       help: 'Worker processes accepting connections now (--workers).',
       registers: [this.registry],
       collect() {
-        this.set([...primary.members.values()].filter((m) => m.ready).length)
+        this.set(workers.readyCount())
       },
     })
     new Counter({
@@ -177,7 +170,7 @@ export class Primary {
       registers: [this.registry],
       collect() {
         this.reset()
-        this.inc(primary.restarts)
+        this.inc(workers.restarts)
       },
     })
     // prom-client's aggregation omits the workers' start times; the service started with the primary.
@@ -196,7 +189,6 @@ export class Primary {
   async start(): Promise<void> {
     if (process.env.NODE_CLUSTER_SCHED_POLICY === undefined) cluster.schedulingPolicy = cluster.SCHED_NONE
     cluster.on('message', (worker, msg) => this.onMessage(worker, msg))
-    cluster.on('exit', (worker, code, signal) => this.onExit(worker, code, signal))
     const started = new Promise<void>((resolve, reject) => (this.startup = { resolve, reject }))
     const timer = setTimeout(
       () =>
@@ -227,7 +219,7 @@ export class Primary {
       clearTimeout(timer)
       throw err
     }
-    for (let i = 0; i < this.count; i++) this.fork()
+    this.workers.start(this.count)
     try {
       await started
     } catch (err) {
@@ -236,7 +228,7 @@ export class Primary {
     } finally {
       clearTimeout(timer)
     }
-    this.phase = 'running'
+    this.workers.phase = 'running'
     const a = this.config.admin
     if (a.listen !== undefined) {
       try {
@@ -249,7 +241,7 @@ export class Primary {
           ...(a.hosts !== undefined ? { hosts: a.hosts } : {}),
           log: this.log.child({ component: 'admin' }),
           ...(this.reread !== undefined ? { reload: () => this.reload() } : {}),
-          ready: () => this.phase === 'running' && this.readyCount() > 0,
+          ready: () => this.workers.phase === 'running' && this.workers.readyCount() > 0,
           cluster: {
             metrics: () => this.metrics(),
             refresh: (url) => this.refresh(url),
@@ -271,57 +263,32 @@ export class Primary {
       {
         workers: this.count,
         dataPlanes: Object.fromEntries(this.view.frontends.map((l) => [l.name, l.plane])),
-        pids: [...this.members.values()].map((m) => m.worker.process.pid),
+        pids: [...this.workers.members.values()].map((m) => m.worker.process.pid),
         scheduling: cluster.schedulingPolicy === cluster.SCHED_RR ? 'rr' : 'none',
       },
       'workers started'
     )
-    process.on('SIGINT', (signal) => this.stop(signal))
-    process.on('SIGTERM', (signal) => this.stop(signal))
-    for (const s of this.inherited?.closeRest() ?? [])
-      this.log.warn(
-        { fd: s.fd, name: s.name, address: `${s.host}:${s.port}` },
-        'passed socket matches no listener: closed'
-      )
-    if (this.sockets !== undefined && this.argv !== undefined) {
-      const sockets = this.sockets
-      const upgrader = new Upgrader(
-        this.log,
-        this.argv,
-        () => [
-          ...sockets.entries().map((s) => ({ name: s.name, server: s.handle })),
-          ...(this.admin !== undefined ? [{ name: 'admin', server: this.admin.server }] : []),
-        ],
-        (pid) => this.stop('upgrade', pid)
-      )
-      this.upgrader = upgrader
-      process.on('SIGUSR2', () => {
-        if (this.phase !== 'running') return this.log.warn('SIGUSR2: stopping already, no upgrade')
-        upgrader.start()
-      })
-    } else {
-      process.on('SIGUSR2', () =>
-        this.log.warn(
-          'SIGUSR2: with NODE_CLUSTER_SCHED_POLICY=rr node:cluster holds the listening sockets, there are none to hand over (README: "Upgrades")'
-        )
-      )
-    }
-    process.on('SIGHUP', () => {
-      if (this.reread === undefined) return this.log.warn('SIGHUP: nothing to reload without --config')
-      this.reload().catch(() => {}) // reload() logs why
-    })
-  }
-
-  private fork(): void {
-    if (this.phase === 'stopping') return
-    const worker = cluster.fork()
-    this.members.set(worker.id, {
-      worker,
-      inited: false,
-      ready: false,
-      generation: this.generation,
-      last: {},
-    })
+    this.inherited?.closeRest(this.log)
+    const sockets = this.sockets
+    new ProcessSignals({
+      log: this.log,
+      drain: (signal, successorPid) => this.stop(signal, successorPid),
+      kill: () => this.workers.killAll(),
+      ...(this.reread !== undefined ? { reload: () => this.reload() } : {}),
+      upgrade:
+        sockets !== undefined && this.argv !== undefined
+          ? {
+              argv: this.argv,
+              sockets: () => [
+                ...sockets.entries().map((s) => ({ name: s.name, server: s.handle })),
+                ...(this.admin !== undefined ? [{ name: 'admin', server: this.admin.server }] : []),
+              ],
+            }
+          : {
+              unavailable:
+                'SIGUSR2: with NODE_CLUSTER_SCHED_POLICY=rr node:cluster holds the listening sockets, there are none to hand over (README: "Upgrades")',
+            },
+    }).install()
   }
 
   private send(m: Member, msg: ToWorker): void {
@@ -331,11 +298,11 @@ export class Primary {
 
   private onMessage(worker: Worker, msg: unknown): void {
     if (!isBatonMessage<FromWorker>(msg)) return
-    const m = this.members.get(worker.id)
+    const m = this.workers.members.get(worker.id)
     if (m === undefined) return
     switch (msg.type) {
       case 'baton:hello':
-        if (this.phase === 'stopping') return this.send(m, { type: 'baton:stop', graceMs: 0 })
+        if (this.workers.phase === 'stopping') return this.send(m, { type: 'baton:stop', graceMs: 0 })
         m.inited = true
         m.generation = this.generation
         // Each listening socket first, one message per handle; IPC keeps the order, so the worker has
@@ -359,73 +326,26 @@ export class Primary {
         this.log.debug({ worker: worker.id, workerPid: worker.process.pid }, 'worker listening')
         if (m.generation !== this.generation) this.catchUp(m)
         else this.send(m, { type: 'baton:state', state: stateOf(this.view) })
-        if (this.phase === 'starting' && this.readyCount() === this.count) this.startup?.resolve()
+        if (this.workers.phase === 'starting' && this.workers.readyCount() === this.count)
+          this.startup?.resolve()
         break
       case 'baton:failed':
-        if (this.phase === 'starting') {
+        if (this.workers.phase === 'starting') {
           this.startup?.reject(new ListenError(undefined, msg.message))
         } else {
           this.log.error({ worker: worker.id, reason: msg.message }, 'worker could not start')
         }
         break
-      case 'baton:reply': {
-        const p = this.pending.get(msg.id)
-        if (p === undefined) return
-        this.pending.delete(msg.id)
-        clearTimeout(p.timer)
-        if (msg.ok) p.resolve(msg.value)
-        else p.reject(new Error(msg.error))
+      case 'baton:reply':
+        this.asker.settle(msg)
         break
-      }
     }
-  }
-
-  private onExit(worker: Worker, code: number | null, signal: string | null): void {
-    const gone = this.members.get(worker.id)
-    if (gone !== undefined) this.retired.add(gone.last)
-    this.members.delete(worker.id)
-    for (const [id, p] of this.pending) {
-      if (p.worker !== worker.id) continue
-      this.pending.delete(id)
-      clearTimeout(p.timer)
-      p.reject(new Error(`worker ${worker.id} exited`))
-    }
-    if (this.phase === 'stopping') {
-      this.log.debug({ worker: worker.id, workerPid: worker.process.pid, code, signal }, 'worker exited')
-      if (this.members.size === 0) for (const done of this.exitWaiters.splice(0)) done()
-      return
-    }
-    if (this.phase === 'starting') {
-      const how = signal !== null ? `signal ${signal}` : `code ${code}`
-      this.startup?.reject(
-        new ClusterError('ERR_BATON_WORKERS', `worker ${worker.id} exited during start-up (${how})`)
-      )
-      return
-    }
-    this.restarts++
-    const delayMs = this.throttle.died()
-    this.log.warn(
-      { worker: worker.id, workerPid: worker.process.pid, code, signal },
-      'worker exited unexpectedly, starting a replacement'
-    )
-    if (delayMs > 0) this.log.warn({ delayMs }, 'workers are exiting in a tight loop: the replacement waits')
-    const timer = setTimeout(() => {
-      this.respawns.delete(timer)
-      this.fork()
-    }, delayMs)
-    this.respawns.add(timer)
-  }
-
-  private readyCount(): number {
-    let n = 0
-    for (const m of this.members.values()) if (m.ready) n++
-    return n
   }
 
   /** A worker that started before a reload finished: give it the configuration it missed. */
   private catchUp(m: Member): void {
     const generation = this.generation
-    this.ask(m, { op: 'reload', config: workerConfig(this.config) }, RELOAD_MS).then(
+    this.asker.ask(m.worker, { op: 'reload', config: workerConfig(this.config) }, RELOAD_MS).then(
       () => {
         m.generation = generation
         this.send(m, { type: 'baton:state', state: stateOf(this.view) })
@@ -438,48 +358,13 @@ export class Primary {
     )
   }
 
-  private ask(m: Member, ask: Ask, timeoutMs: number): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      if (!m.worker.isConnected()) return reject(new Error(`worker ${m.worker.id} is not connected`))
-      const id = this.nextAsk++
-      const timer = setTimeout(() => {
-        this.pending.delete(id)
-        reject(new Error(`no answer within ${timeoutMs} ms`))
-      }, timeoutMs)
-      this.pending.set(id, { worker: m.worker.id, timer, resolve, reject })
-      m.worker.send({ type: 'baton:ask', id, ...ask }, (err: Error | null) => {
-        if (err === null || !this.pending.has(id)) return
-        this.pending.delete(id)
-        clearTimeout(timer)
-        reject(err)
-      })
-    })
-  }
-
-  /**
-   * Ask every listening worker, in worker id order; those that fail or time out are listed apart.
-   * `onAnswer` runs as each answer arrives (before a later 'exit' of that worker is handled).
-   */
+  /** Ask every listening worker, in worker id order; those that fail or time out are listed apart. */
   private async gather<T>(
     ask: Ask,
     timeoutMs: number,
     onAnswer?: (m: Member, value: T) => void
   ): Promise<Gathered<T>> {
-    const asked = [...this.members.values()].filter((m) => m.ready).sort((a, b) => a.worker.id - b.worker.id)
-    const settled = await Promise.allSettled(
-      asked.map((m) =>
-        this.ask(m, ask, timeoutMs).then((value) => {
-          onAnswer?.(m, value as T)
-          return value
-        })
-      )
-    )
-    const out: Gathered<T> = { answers: [], failures: [] }
-    settled.forEach((s, i) => {
-      const id = asked[i]!.worker.id
-      if (s.status === 'fulfilled') out.answers.push({ id, value: s.value as T })
-      else out.failures.push({ id, error: (s.reason as Error).message })
-    })
+    const out = await this.asker.askAll(this.workers.listening(), ask, timeoutMs, onAnswer)
     if (ask.op !== 'reload') {
       for (const f of out.failures)
         this.log.warn({ worker: f.id, op: ask.op, reason: f.error }, 'worker did not answer')
@@ -516,10 +401,14 @@ export class Primary {
     )
     const slices = await Promise.all(
       plan.map(async (p) => {
-        const m = this.members.get(p.id)
+        const m = this.workers.members.get(p.id)
         if (m === undefined) return []
         try {
-          const r = (await this.ask(m, { op: 'sessions', offset: p.offset, limit: p.limit }, ASK_MS)) as {
+          const r = (await this.asker.ask(
+            m.worker,
+            { op: 'sessions', offset: p.offset, limit: p.limit },
+            ASK_MS
+          )) as {
             sessions: WorkerSession[]
           }
           return r.sessions
@@ -544,7 +433,7 @@ export class Primary {
   ): T[] {
     const now = new Set(answers.map((a) => a.id))
     const out: T[] = []
-    for (const m of [...this.members.values()].sort((a, b) => a.worker.id - b.worker.id)) {
+    for (const m of [...this.workers.members.values()].sort((a, b) => a.worker.id - b.worker.id)) {
       const report = last(m)
       if (report !== undefined) out.push(now.has(m.worker.id) ? report : totals(report))
     }
@@ -575,7 +464,7 @@ export class Primary {
   /** Send the backend state table to every worker that has its configuration. */
   private broadcastState(): void {
     const state = stateOf(this.view)
-    for (const m of this.members.values()) if (m.inited) this.send(m, { type: 'baton:state', state })
+    for (const m of this.workers.members.values()) if (m.inited) this.send(m, { type: 'baton:state', state })
   }
 
   /** SIGHUP and POST /api/reload; one at a time. */
@@ -585,8 +474,8 @@ export class Primary {
     return next
   }
 
-  private async applyReload(): Promise<ReloadResult> {
-    try {
+  private applyReload(): Promise<ReloadResult> {
+    return sayIfRefused(this.log, async () => {
       if (this.reread === undefined) throw new Error('nothing to reload without --config')
       const config = validateConfig(this.reread())
       if (workerCount(config.workers) !== this.count)
@@ -610,44 +499,29 @@ export class Primary {
       this.config = config
       this.generation++
       for (const a of answers) {
-        const m = this.members.get(a.id)
+        const m = this.workers.members.get(a.id)
         if (m !== undefined) m.generation = this.generation
       }
       this.checks.restart()
       this.broadcastState()
       return result
-    } catch (err) {
-      this.log.error(
-        { reason: err instanceof BatonError ? err.message.split('\n') : String(err) },
-        'reload refused, the running configuration stays'
-      )
-      throw err
-    }
+    })
   }
 
   /**
-   * SIGINT/SIGTERM, or a successor that accepts (`successorPid`): the workers stop accepting and
-   * finish their sessions within the grace period; then exit 0.
+   * SIGINT/SIGTERM, or a successor that accepts (`successorPid`), through ProcessSignals: the workers
+   * stop accepting and finish their sessions within the grace period; then exit 0.
    */
   private stop(signal: string, successorPid?: number): void {
-    if (this.phase === 'stopping') {
-      this.log.warn({ signal }, 'second signal, exiting now')
-      for (const m of this.members.values()) m.worker.process.kill('SIGKILL')
-      this.log.flush()
-      process.exit(1)
-    }
-    this.phase = 'stopping'
-    if (successorPid === undefined) this.upgrader?.abort()
+    this.workers.stopping()
     const graceMs = this.config.shutdownGrace
-    this.log.info({ signal, graceMs, workers: this.members.size, successorPid }, 'stopping')
-    for (const t of this.respawns) clearTimeout(t)
-    this.respawns.clear()
+    this.log.info({ signal, graceMs, workers: this.workers.members.size, successorPid }, 'stopping')
     clearInterval(this.refresher)
     this.checks.stop()
-    for (const m of this.members.values()) this.send(m, { type: 'baton:stop', graceMs })
+    for (const m of this.workers.members.values()) this.send(m, { type: 'baton:stop', graceMs })
     // The schema caps shutdownGrace at what a timer holds; the margin on top must not overflow it.
     const waitMs = Math.min(graceMs + KILL_MARGIN_MS, MAX_TIMER_MS)
-    void Promise.all([this.admin?.close(), this.allExited(waitMs)]).then(() => {
+    void Promise.all([this.admin?.close(), this.workers.allExited(waitMs)]).then(() => {
       // Handed over, the sockets are the successor's: closing a unix one here would unlink its file
       // (libuv does, for the handle that bound it). Exiting closes the descriptors alone.
       if (successorPid === undefined) this.sockets?.close()
@@ -659,27 +533,9 @@ export class Primary {
 
   /** Start failed: kill what was started, wait (bounded) for it to go. */
   private async abort(): Promise<void> {
-    this.phase = 'stopping'
-    for (const m of this.members.values()) m.worker.process.kill('SIGKILL')
-    await this.allExited(KILL_MARGIN_MS)
+    this.workers.stopping()
+    this.workers.killAll()
+    await this.workers.allExited(KILL_MARGIN_MS)
     this.sockets?.close()
-  }
-
-  /** Resolves once every worker has exited; those still there after `ms` are killed. */
-  private allExited(ms: number): Promise<void> {
-    if (this.members.size === 0) return Promise.resolve()
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        const left = [...this.members.values()]
-        this.log.warn({ workers: left.map((m) => m.worker.id) }, 'workers did not exit in time, killing them')
-        for (const m of left) m.worker.process.kill('SIGKILL')
-        // A killed process is gone at once; do not wait on its 'exit' forever all the same.
-        setTimeout(resolve, KILL_MARGIN_MS).unref()
-      }, ms)
-      this.exitWaiters.push(() => {
-        clearTimeout(timer)
-        resolve()
-      })
-    })
   }
 }

@@ -6,7 +6,8 @@
  * Stopping: the primary's `stop` message, or SIGINT/SIGTERM sent to the worker itself (a terminal's
  * Ctrl-C reaches the whole process group), closes the balancer with the grace period and exits 0;
  * a second signal exits at once. If the primary goes away (its IPC channel closes), the worker stops
- * the same way rather than linger. SIGHUP is ignored: reloads come from the primary.
+ * the same way rather than linger. SIGHUP is ignored: reloads come from the primary. (Not
+ * lib/fleet/signals.ts: that one is for a process that reloads and upgrades itself.)
  */
 import cluster from 'node:cluster'
 import type { Logger } from 'pino'
@@ -17,6 +18,7 @@ import { Balancer } from '../balancer.js'
 import { BatonError } from '../errors.js'
 import { createLogger } from '../log.js'
 import { snapshotOf } from '../table.js'
+import { answerAsk } from './ipc.js'
 import { isBatonMessage, type Ask, type FromWorker, type ToWorker } from './protocol.js'
 import { applyState, settlePools } from './state.js'
 import { figuresOf, type WorkerSession } from './view.js'
@@ -132,11 +134,7 @@ export function runWorker(): void {
         if (balancer !== undefined) applyState(balancer, msg.state, log!)
         break
       case 'baton:ask':
-        answer(msg).then(
-          (value) => send({ type: 'baton:reply', id: msg.id, ok: true, value }),
-          (err: unknown) =>
-            send({ type: 'baton:reply', id: msg.id, ok: false, error: (err as Error).message ?? String(err) })
-        )
+        answerAsk(msg, answer, send)
         break
       case 'baton:stop':
         stop(msg.graceMs)

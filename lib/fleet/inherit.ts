@@ -16,6 +16,7 @@
  */
 import net from 'node:net'
 import util from 'node:util'
+import type { Logger } from 'pino'
 
 /** sd_listen_fds(3): the first passed descriptor. */
 export const LISTEN_FDS_START = 3
@@ -216,10 +217,16 @@ export class Inherited implements SocketPool {
     return this.left.splice(i, 1)[0]!.server
   }
 
-  /** Close what no listener took, and say which. */
-  closeRest(): InheritedSocket[] {
+  /** Close what no listener took, and say which (and, given `log`, warn of each). */
+  closeRest(log?: Logger): InheritedSocket[] {
     const rest = this.left.splice(0)
-    for (const s of rest) s.server.close()
+    for (const s of rest) {
+      s.server.close()
+      log?.warn(
+        { fd: s.fd, name: s.name, address: `${s.host}:${s.port}` },
+        'passed socket matches no listener: closed'
+      )
+    }
     return rest
   }
 }

@@ -71,10 +71,13 @@ export class RequestQueue {
     else this.ends[(this.head + this.count - 2) % this.ends.length] = end
   }
 
+  /** Forgets every request and gives the ring back (a framer that stops pairing holds none). */
   clear(): void {
     this.head = 0
     this.count = 0
     this.unsafe = 0
+    this.ends = NONE
+    this.flags = NONE
   }
 
   private grow(): void {

@@ -424,7 +424,7 @@ export class NativeLink implements CheckWaiter {
     this.probeError = err
     this.pause()
     const s = this.s
-    checkBackend(s.backend!, Math.min(s.host.config.connectTimeout, 1000), this)
+    checkBackend(s.backend!, Math.min(s.host.config.connectTimeout, 1000), this, s.connectStartedAt)
   }
 
   /** CheckWaiter: the backend check's verdict. */

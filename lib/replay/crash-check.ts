@@ -100,13 +100,17 @@ export function witness(target: Target, startedAt: number): void {
   answer(c, startedAt, true)
 }
 
-/** Ask whether `target` is alive after a close seen now; `waiter.checked()` is called once, later. */
-export function checkBackend(target: Target, timeoutMs: number, waiter: CheckWaiter): void {
+/**
+ * Ask whether `target` is alive after a close seen now; `waiter.checked()` is called once, later.
+ * `ownConnect` is when the closing connection's own connect started (`-1` if it came from the pool):
+ * when that is the backend's latest connect, no other session is connecting and no witness is due.
+ */
+export function checkBackend(target: Target, timeoutMs: number, waiter: CheckWaiter, ownConnect = -1): void {
   const c = checksOf(target)
   const now = performance.now()
   c.waiting.push({ waiter, since: now, timeoutMs })
   if (c.probe !== undefined || c.grace !== undefined) return // the next verdict will come to it
-  decide(c, now)
+  decide(c, now, ownConnect)
 }
 
 /** The waiter no longer wants the verdict (its session ended). */
@@ -121,9 +125,14 @@ export function cancelCheck(target: Target, waiter: CheckWaiter): void {
   }
 }
 
-/** Waiters remain and nothing is on its way to answer them: wait for a witness, or probe. */
-function decide(c: Checks, now: number): void {
-  if (now - c.lastConnect <= WITNESS_MS) c.grace = setTimeout(onGrace, GRACE_MS, c)
+/**
+ * Waiters remain and nothing is on its way to answer them: wait for a witness when another
+ * session's connect is likely soon (one started in the last WITNESS_MS that is not the closing
+ * connection's own), or probe at once. A lone client closing and reconnecting (a serial loop) thus
+ * waits for one probe, not for the grace before it.
+ */
+function decide(c: Checks, now: number, ownConnect = -1): void {
+  if (now - c.lastConnect <= WITNESS_MS && c.lastConnect !== ownConnect) c.grace = setTimeout(onGrace, GRACE_MS, c)
   else startProbe(c, now)
 }
 

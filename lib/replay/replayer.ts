@@ -581,7 +581,7 @@ export class Replayer implements FramerSink, CheckWaiter {
     this.probeKind = kind
     this.probeError = err
     this.s.client.pause()
-    checkBackend(this.s.backend!, Math.min(this.s.host.config.connectTimeout, 1000), this)
+    checkBackend(this.s.backend!, Math.min(this.s.host.config.connectTimeout, 1000), this, this.s.connectStartedAt)
   }
 
   /** CheckWaiter: the backend check's verdict (replay/crash-check.ts). */

@@ -3,13 +3,14 @@
  * socket (Node has none) named by NOTIFY_SOCKET and prints every datagram; baton must send
  * MAINPID=<its pid> with READY=1 once it listens, RELOADING=1 then READY=1 around a SIGHUP
  * reload, and STOPPING=1 on SIGTERM. Baton sends through systemd-notify (lib/fleet/notify.ts).
- * socat prints datagrams back to back, so the checks look for each assignment in order.
+ * socat prints datagrams back to back, so the checks look for each assignment in order. The same
+ * again with `workers: 2`: the primary handles the signals with the same code (lib/fleet/signals.ts).
  */
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { children, CLI, ensureBuilt } from '../helpers/cli.js'
 import { echoServer } from '../helpers/servers.js'
 import { until, within } from '../helpers/wait.js'
@@ -17,7 +18,7 @@ import { hasCommand, onPath, spawnPeer, stopPeer } from './helpers/process.js'
 
 t.setTimeout(120_000)
 
-t.test('READY=1 with MAINPID, RELOADING=1 and READY=1 on SIGHUP, STOPPING=1 on SIGTERM', async (t) => {
+const notifyTest = (workers: number) => async (t: Test) => {
   const missing = !hasCommand('socat', ['-V'])
     ? 'socat'
     : !onPath('systemd-notify')
@@ -36,7 +37,8 @@ t.test('READY=1 with MAINPID, RELOADING=1 and READY=1 on SIGHUP, STOPPING=1 on S
   const echo = await echoServer()
   writeFileSync(
     file,
-    `listeners: [ { listen: '127.0.0.1:0', backends: ['127.0.0.1:${echo.port}'] } ]\nshutdownGrace: 1s\n`
+    `listeners: [ { listen: '127.0.0.1:0', backends: ['127.0.0.1:${echo.port}'] } ]\nshutdownGrace: 1s\n` +
+      (workers > 1 ? `workers: ${workers}\n` : '')
   )
   const socat = spawnPeer('socat', 'socat', ['-u', `UNIX-RECV:${sock}`, 'STDOUT'])
   t.teardown(async () => {
@@ -96,4 +98,7 @@ t.test('READY=1 with MAINPID, RELOADING=1 and READY=1 on SIGHUP, STOPPING=1 on S
   )
   t.pass('STOPPING=1 on SIGTERM')
   t.equal(await within(exited, 'baton exit', 20_000), 0)
-})
+}
+
+t.test('READY=1 with MAINPID, RELOADING=1 and READY=1 on SIGHUP, STOPPING=1 on SIGTERM', notifyTest(1))
+t.test('the same through a --workers 2 primary', notifyTest(2))
