@@ -16,7 +16,25 @@ export type {
 export type { Config, ConfigInput, ListenerConfig, BackendConfig } from './config/schema.js'
 export { configSchema } from './config/schema.js'
 export { validateConfig } from './config/validate.js'
-export { BatonError, ConfigError, ListenError } from './errors.js'
+export {
+  BatonError,
+  ConfigError,
+  ListenError,
+  ClusterError,
+  BackendError,
+  ClientError,
+  FramingError,
+  LimitError,
+  NativePlaneError,
+  CODES,
+  OUTCOME_CODES,
+  UNRECOVERABLE,
+  isErrorCode,
+  type ErrorCode,
+  type ErrorKind,
+  type ErrorSide,
+  type UnrecoverableReason,
+} from './errors.js'
 export type { SessionSnapshot, SessionState } from './table.js'
 export type { BackendSnapshot } from './backend.js'
 export type { Outcome } from './session.js'

@@ -29,7 +29,7 @@ import { pipelineOf } from './accept/pipeline.js'
 import { PER_SOURCE_LIMIT } from './accept/limits.js'
 import { proxyVersions, type ProxyVersion } from './accept/proxy/send.js'
 import { SessionQueue } from './accept/queue.js'
-import { BatonError } from './errors.js'
+import { LimitError, UNRECOVERABLE, type UnrecoverableReason } from './errors.js'
 import { adoptHandle, type Adoptable } from './fleet/inherit.js'
 import { backendName, DNS_DEFAULTS, DnsDiscovery, type DnsConfig } from './discovery/dns.js'
 import type { BackendConfig } from './config/schema.js'
@@ -74,7 +74,10 @@ export interface ListenerCounters {
   /** Responses cut part-way and completed from another backend after checking the part already sent. */
   verifiedResumes: number
   resumeMismatches: number
-  /** Failures that could not be hidden: the client was closed as a plain L4 proxy would. */
+  /**
+   * Failures that could not be hidden: the client was closed as a plain L4 proxy would. Per reason:
+   * `Listener.unrecoverableBy`, whose sum this is.
+   */
   unrecoverable: number
   framingErrors: number
   /** Sessions moved off a backend that went down or drains, at a clean boundary, unseen by the client. */
@@ -124,6 +127,13 @@ export function zeroCounters(): ListenerCounters {
   }
 }
 
+/** Unrecoverable failures per reason, every reason at 0 (so each series exists from the start). */
+export function zeroUnrecoverable(): Record<UnrecoverableReason, number> {
+  const out = {} as Record<UnrecoverableReason, number>
+  for (const reason of Object.keys(UNRECOVERABLE) as UnrecoverableReason[]) out[reason] = 0
+  return out
+}
+
 /** What a listener needs from the balancer that owns it. */
 export interface ListenerOwner {
   readonly table: ConnectionTable
@@ -146,6 +156,12 @@ export class Listener implements SessionHost, PipelineHost {
   backends: Backend[]
   readonly log: Logger
   readonly counters: ListenerCounters = zeroCounters()
+  /**
+   * `counters.unrecoverable` by reason (`baton_unrecoverable_total{reason}`). Counted in
+   * unrecoverable(), which every path calls just before it ends the session `unrecoverable` (where
+   * the total is counted, in the same tick).
+   */
+  readonly unrecoverableBy: Record<UnrecoverableReason, number> = zeroUnrecoverable()
   /** Sessions of this listener still alive. */
   active = 0
   readonly server: net.Server
@@ -656,7 +672,7 @@ export class Listener implements SessionHost, PipelineHost {
         reject: (reason) => {
           this.counters.refused++
           this.refusals.add(reason, session.remote)
-          session.destroy('no-backend', new BatonError('ERR_BATON_QUEUE', 'internal', `queue: ${reason}`))
+          session.destroy('no-backend', new LimitError('ERR_BATON_QUEUE', `queue: ${reason}`))
         },
       },
       // A routed session waits only for a slot in its own group.
@@ -784,14 +800,16 @@ export class Listener implements SessionHost, PipelineHost {
     else this.counters.resumeMismatches++
   }
 
-  unrecoverable(session: Session, reason: string): void {
+  unrecoverable(session: Session, reason: UnrecoverableReason, detail?: string): void {
+    this.unrecoverableBy[reason]++
     this.log.warn(
       {
         session: session.id,
         backend: session.backend?.name,
         reason,
+        why: detail ?? UNRECOVERABLE[reason],
         // Why the hand-off found nowhere to go.
-        ...(reason === 'no other backend is usable'
+        ...(reason === 'no-backend'
           ? { others: unusableOthers(this.backends, session.backend, session.failed) }
           : {}),
       },

@@ -28,7 +28,7 @@
 import net, { type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Backend } from './backend.js'
-import { BatonError } from './errors.js'
+import { BackendError, ClientError, type BatonError, type UnrecoverableReason } from './errors.js'
 import { peerHost, peerName } from './address.js'
 import type { ListenerConfig } from './config/schema.js'
 import type { Framer, FramerExtras, FramerFactory } from './framing/types.js'
@@ -126,7 +126,8 @@ export interface SessionHost {
   serverFailed(session: Session, backend: Backend, kind: ServerFailure, err: Error): void
   handedOff(session: Session, info: HandoffInfo): void
   handoffLatency(session: Session, pooled: boolean, ms: number): void
-  unrecoverable(session: Session, reason: string): void
+  /** A failure cannot be hidden: `reason` is a bounded label, `detail` a message for the log. */
+  unrecoverable(session: Session, reason: UnrecoverableReason, detail?: string): void
   resumed(session: Session, ok: boolean): void
   /** The session left `from` at a clean boundary (the backend went down or drains). */
   migrated(session: Session, from: Backend): void
@@ -292,10 +293,10 @@ export class Session implements TableEntry {
     if (backend === undefined) {
       const handing = this.handing
       if (!handing && this.attempts === 0 && this.host.queue?.(this) === true) return
-      if (handing) this.host.unrecoverable(this, 'no other backend is usable')
+      if (handing) this.host.unrecoverable(this, 'no-backend')
       this.destroy(
         handing ? 'unrecoverable' : 'no-backend',
-        new BatonError('ERR_BATON_NO_BACKEND', 'server', 'no usable backend')
+        new BackendError('ERR_BATON_NO_BACKEND', 'no usable backend')
       )
       return
     }
@@ -385,7 +386,7 @@ export class Session implements TableEntry {
     if (this.state !== 'connecting') return // the client went away meanwhile
     if (this.attempts > this.host.config.retries) {
       const handing = this.handing
-      if (handing) this.host.unrecoverable(this, 'every connect for the hand-off failed')
+      if (handing) this.host.unrecoverable(this, 'connect-failed')
       this.destroy(handing ? 'unrecoverable' : 'connect-failed', err)
       return
     }
@@ -434,7 +435,7 @@ export class Session implements TableEntry {
       return undefined
     }
     if (b.firstByte > 0 && this.lastServer === 0 && this.client.bytesRead === 0 && now - this.startedAt >= b.firstByte) {
-      this.error = new BatonError('ERR_BATON_FIRST_BYTE_TIMEOUT', 'client', 'no first byte within firstByteTimeout')
+      this.error = new ClientError('ERR_BATON_FIRST_BYTE_TIMEOUT', 'no first byte within firstByteTimeout')
       this.destroy('client-timeout')
       return 'first-byte'
     }
@@ -712,7 +713,7 @@ function onConnectTimeout(s: Session): void {
   if (server === undefined || s.state !== 'connecting') return
   s.onConnectFailed(
     server,
-    new BatonError('ERR_BATON_CONNECT_TIMEOUT', 'server', `connect to ${s.backend?.address} timed out`)
+    new BackendError('ERR_BATON_CONNECT_TIMEOUT', `connect to ${s.backend?.address} timed out`)
   )
 }
 

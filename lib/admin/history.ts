@@ -14,7 +14,7 @@
  * step. (Not the listener object's identity: a view that rebuilds its listener objects while their
  * counts carry on must keep its series.) A listener removed on reload drops out.
  */
-import { BatonError } from '../errors.js'
+import { ConfigError } from '../errors.js'
 
 export const HISTORY_INTERVAL_MS = 5000
 export const HISTORY_SAMPLES = 120
@@ -114,16 +114,14 @@ export class History {
       onError = () => {},
     } = options
     if (!Number.isInteger(intervalMs) || intervalMs < 10)
-      throw new BatonError(
-        'ERR_BATON_ADMIN',
-        'config',
-        `history intervalMs must be an integer of at least 10, got ${intervalMs}`
+      throw new ConfigError(
+        [`history intervalMs must be an integer of at least 10, got ${intervalMs}`],
+        'ERR_BATON_ADMIN'
       )
     if (!Number.isInteger(samples) || samples < 1 || samples > 100_000)
-      throw new BatonError(
-        'ERR_BATON_ADMIN',
-        'config',
-        `history samples must be an integer from 1 to 100000, got ${samples}`
+      throw new ConfigError(
+        [`history samples must be an integer from 1 to 100000, got ${samples}`],
+        'ERR_BATON_ADMIN'
       )
     this.intervalMs = intervalMs
     this.capacity = samples

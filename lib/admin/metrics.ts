@@ -83,7 +83,6 @@ const LISTENER_COUNTERS: readonly [name: string, help: string, key: keyof Listen
     'Resumes abandoned because the new response differed from the part sent.',
     'resumeMismatches',
   ],
-  ['unrecoverable_total', 'Failures that could not be hidden from the client.', 'unrecoverable'],
   [
     'response_timeouts_total',
     'Server connections that failed for want of a response in time.',
@@ -264,6 +263,19 @@ export function createMetrics(balancer: Balancer, options: MetricsOptions = {}):
       for (const l of listeners()) {
         this.inc({ listener: l.name, connection: 'pooled' }, l.counters.handoffsPooled)
         this.inc({ listener: l.name, connection: 'new' }, l.counters.handoffsNew)
+      }
+    },
+  })
+
+  new Counter<'listener' | 'reason'>({
+    name: 'baton_unrecoverable_total',
+    help: 'Failures that could not be hidden from the client, by reason (the labels of UNRECOVERABLE in lib/errors.ts).',
+    labelNames: ['listener', 'reason'],
+    registers,
+    collect() {
+      this.reset()
+      for (const l of listeners()) {
+        for (const [reason, n] of Object.entries(l.unrecoverableBy)) this.inc({ listener: l.name, reason }, n)
       }
     },
   })

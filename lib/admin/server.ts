@@ -24,7 +24,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import type { AdminState } from '../backend.js'
 import type { Balancer } from '../balancer.js'
-import { BatonError, ListenError } from '../errors.js'
+import { ConfigError, ListenError } from '../errors.js'
 import { hostChecker, hostOfHeader, isLoopback, sameOrigin, tokenChecker } from './access.js'
 import {
   ADMIN_STATES,
@@ -99,25 +99,22 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
   const { host, port, log } = options
   let token = options.token
   if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new BatonError(
-      'ERR_BATON_ADMIN',
-      'config',
-      `admin port must be an integer from 0 to 65535, got ${port}`
+    throw new ConfigError(
+      [`admin port must be an integer from 0 to 65535, got ${port}`],
+      'ERR_BATON_ADMIN'
     )
   const checkToken = (t: string | undefined): void => {
     if (t !== undefined && !/^[\x21-\x7e]+$/.test(t))
-      throw new BatonError(
-        'ERR_BATON_ADMIN',
-        'config',
-        'admin token must be non-empty printable ASCII without spaces (it is sent as "Authorization: Bearer <token>")'
+      throw new ConfigError(
+        ['admin token must be non-empty printable ASCII without spaces (it is sent as "Authorization: Bearer <token>")'],
+        'ERR_BATON_ADMIN'
       )
   }
   checkToken(token)
   if (token === undefined && !isLoopback(host))
-    throw new BatonError(
-      'ERR_BATON_ADMIN',
-      'config',
-      `admin server refuses to bind ${host} without a token: bind 127.0.0.1 (or ::1, localhost), or set a token`
+    throw new ConfigError(
+      [`admin server refuses to bind ${host} without a token: bind 127.0.0.1 (or ::1, localhost), or set a token`],
+      'ERR_BATON_ADMIN'
     )
 
   // A `--workers` primary serves its workers' registries summed (options.cluster), not one of its own.

@@ -51,7 +51,7 @@ import { sayIfUnavailable } from '../native/data-plane.js'
 import { Balancer, type ReloadResult } from '../balancer.js'
 import { MAX_TIMER_MS, type Config } from '../config/schema.js'
 import { validateConfig } from '../config/validate.js'
-import { BatonError } from '../errors.js'
+import { ClusterError, ListenError } from '../errors.js'
 import type { Inherited } from '../fleet/inherit.js'
 import { ProcessSignals, sayIfRefused } from '../fleet/signals.js'
 import { PrimaryChecks } from './health.js'
@@ -152,11 +152,7 @@ export class Primary {
       },
       failedStart: (worker, how) =>
         this.startup?.reject(
-          new BatonError(
-            'ERR_BATON_WORKERS',
-            'internal',
-            `worker ${worker.id} exited during start-up (${how})`
-          )
+          new ClusterError('ERR_BATON_WORKERS', `worker ${worker.id} exited during start-up (${how})`)
         ),
     })
     const workers = this.workers
@@ -197,7 +193,7 @@ export class Primary {
     const timer = setTimeout(
       () =>
         this.startup?.reject(
-          new BatonError('ERR_BATON_WORKERS', 'internal', `workers did not start within ${START_MS / 1000} s`)
+          new ClusterError('ERR_BATON_WORKERS', `workers did not start within ${START_MS / 1000} s`)
         ),
       START_MS
     )
@@ -214,9 +210,8 @@ export class Primary {
         await sockets.open(this.view.frontends, this.inherited)
         this.sockets = sockets
       } else if ((this.inherited?.size ?? 0) > 0) {
-        throw new BatonError(
+        throw new ClusterError(
           'ERR_BATON_INHERIT',
-          'config',
           'listening sockets passed by systemd or an upgrade (LISTEN_FDS) need NODE_CLUSTER_SCHED_POLICY=none with --workers'
         )
       }
@@ -336,7 +331,7 @@ export class Primary {
         break
       case 'baton:failed':
         if (this.workers.phase === 'starting') {
-          this.startup?.reject(new BatonError('ERR_BATON_LISTEN', 'internal', msg.message))
+          this.startup?.reject(new ListenError(undefined, msg.message))
         } else {
           this.log.error({ worker: worker.id, reason: msg.message }, 'worker could not start')
         }
@@ -494,7 +489,7 @@ export class Primary {
       )
       // Listeners are bound through the primary's shared handles: a bind fails in every worker alike.
       if (answers.length === 0 && failures.length > 0)
-        throw new BatonError('ERR_BATON_RELOAD', 'internal', failures[0]!.error)
+        throw new ClusterError('ERR_BATON_RELOAD', failures[0]!.error)
       for (const f of failures)
         this.log.error({ worker: f.id, reason: f.error }, 'worker could not apply the new configuration')
       const result = await this.view.reload(config)

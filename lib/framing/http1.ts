@@ -40,8 +40,8 @@
  * send before closing; the same rules on the server side close the session without a reply. Stray
  * empty lines before a request line are ignored (RFC 9112 §2.2); they belong to no request.
  */
-import { ConfigError } from '../errors.js'
-import type { Framer, FramerExtras, FramerFactory, FramerSink, FramingError } from './types.js'
+import { ConfigError, FramingError } from '../errors.js'
+import type { Framer, FramerExtras, FramerFactory, FramerSink } from './types.js'
 import { RequestQueue } from './queue.js'
 
 export interface Http1Options {
@@ -596,9 +596,9 @@ class MessageParser {
     const message = `${this.side} at offset ${this.messageStart}: ${what}`
     if (this.side === 'request') {
       const status = code === 'ERR_BATON_FRAME_TOO_LARGE' && this.state !== S_CHUNK_SIZE ? 431 : 400
-      this.error = { code, message, reply: errorReply(status, what) }
+      this.error = new FramingError(code, 'client', message, errorReply(status, what))
     } else {
-      this.error = { code, message }
+      this.error = new FramingError(code, 'server', message)
     }
     return -1
   }
@@ -687,10 +687,13 @@ export class Http1Framer implements Framer, FramerExtras {
     while (i < len) {
       if (!parser.midMessage) {
         if (this.queue.count === 0 && !(this.requests.midMessage && !this.answeredEarly)) {
-          return this.fail({
-            code: 'ERR_BATON_FRAME_MALFORMED',
-            message: `response at offset ${base + i}: a response without a request`,
-          })
+          return this.fail(
+            new FramingError(
+              'ERR_BATON_FRAME_MALFORMED',
+              'server',
+              `response at offset ${base + i}: a response without a request`
+            )
+          )
         }
         start = i
       }

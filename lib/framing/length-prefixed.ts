@@ -36,8 +36,8 @@
  * small buffer allocated with the framer, body bytes are only counted, and the end-offset queue
  * is a ring that grows (by doubling) only when the pipeline gets deeper than ever before.
  */
-import { ConfigError } from '../errors.js'
-import type { Framer, FramerFactory, FramerSink, FramingError } from './types.js'
+import { ConfigError, FramingError } from '../errors.js'
+import type { Framer, FramerFactory, FramerSink } from './types.js'
 
 export interface LengthPrefixedOptions {
   /** Width of the length field in bytes. */
@@ -228,7 +228,11 @@ class FrameScanner {
   }
 
   private fail(code: FramingError['code'], what: string): -1 {
-    this.error = { code, message: `${this.side} frame at offset ${this.frameStart}: ${what}` }
+    this.error = new FramingError(
+      code,
+      this.side === 'request' ? 'client' : 'server',
+      `${this.side} frame at offset ${this.frameStart}: ${what}`
+    )
     return -1
   }
 }
@@ -314,10 +318,11 @@ export class LengthPrefixedFramer implements Framer {
         if (this.ends.count === 0 && !(this.requests.midFrame && !this.answeredEarly)) {
           this.responseOpen = false
           this.openStart = -1
-          return (this.failed = {
-            code: 'ERR_BATON_FRAME_MALFORMED',
-            message: `response frame at offset ${base + i}: response without a request`,
-          })
+          return (this.failed = new FramingError(
+            'ERR_BATON_FRAME_MALFORMED',
+            'server',
+            `response frame at offset ${base + i}: response without a request`
+          ))
         }
         start = i
       }

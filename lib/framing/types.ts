@@ -15,13 +15,12 @@ export interface FramerSink {
   answered(upTo: number): void
 }
 
-/** A framing error closes the session with this message in the log and a counter. */
-export interface FramingError {
-  readonly code: 'ERR_BATON_FRAME_TOO_LARGE' | 'ERR_BATON_FRAME_MALFORMED'
-  readonly message: string
-  /** Bytes to send the client before closing it (HTTP: a `400 Bad Request`), for client-side errors. */
-  readonly reply?: Buffer
-}
+/**
+ * A framing error closes the session with this message in the log and a counter: a BatonError
+ * (lib/errors.ts) whose `side` is `client` from `request()` and `server` from `response()`.
+ */
+export { FramingError } from '../errors.js'
+import type { FramingError } from '../errors.js'
 
 /** Session state a replacement server connection must be given before the replayed requests. */
 export interface Prologue {

@@ -34,9 +34,9 @@ import { readFileSync } from 'node:fs'
 import { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Backend } from '../backend.js'
-import { BatonError, serverEof } from '../errors.js'
+import { BackendError, ClientError, serverEof, socketError } from '../errors.js'
 import { cancelCheck, checkBackend, type CheckWaiter } from '../replay/crash-check.js'
-import { whyNotReplay } from '../replay/policy.js'
+import { NOT_REPLAYABLE, whyNotReplay } from '../replay/policy.js'
 import type { ServerFailure, Session, SessionBounds, SweepVerdict } from '../session.js'
 import type { NativePlane, PlaneEvent, PlaneHandle, PlaneStats } from './plane.js'
 import { classifyFirstBytes } from '../framing/client-first.js'
@@ -183,7 +183,7 @@ export class NativeLink implements CheckWaiter {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code
       if (code === 'ERR_NATIVE_PLANE_NOT_REPLAYABLE') {
-        s.host.unrecoverable(s, 'the unanswered requests passed replay.maxBytes')
+        s.host.unrecoverable(s, NOT_REPLAYABLE.overBound)
         return s.destroy('unrecoverable', err as Error)
       }
       s.host.localError(s, err as Error)
@@ -273,7 +273,7 @@ export class NativeLink implements CheckWaiter {
         if (e.held) this.onServerEof(e.stats)
         return
       case 'error': {
-        const err = new BatonError(e.code, e.side === 'internal' ? 'internal' : e.side, `${e.side} ${e.code}`)
+        const err = socketError(e.code, `${e.side} ${e.code}`)
         if (e.side === 'client') this.clientError = err
         else if (e.side === 'internal') s.host.localError(s, err)
         // While a check runs (a write after the FIN failed) its verdict sees `serverDown`; while
@@ -345,7 +345,7 @@ export class NativeLink implements CheckWaiter {
         if (kind === 'eof') return this.passFin()
         return s.destroy('server-error', err)
       }
-      host.unrecoverable(s, 'the session is pinned to its server')
+      host.unrecoverable(s, 'pinned')
       return s.destroy('unrecoverable', err)
     }
     if (!pending) {
@@ -467,9 +467,8 @@ export class NativeLink implements CheckWaiter {
       st.bytesFromServer === 0 &&
       now - s.startedAt >= b.firstByte
     ) {
-      s.error = new BatonError(
+      s.error = new ClientError(
         'ERR_BATON_FIRST_BYTE_TIMEOUT',
-        'client',
         'no first byte within firstByteTimeout'
       )
       s.destroy('client-timeout')
@@ -491,7 +490,7 @@ export class NativeLink implements CheckWaiter {
       const ms = s.host.config.responseTimeout
       this.onServerFailed(
         'timeout',
-        new BatonError('ERR_BATON_RESPONSE_TIMEOUT', 'server', `no response within ${ms} ms`),
+        new BackendError('ERR_BATON_RESPONSE_TIMEOUT', `no response within ${ms} ms`),
         st
       )
       return undefined

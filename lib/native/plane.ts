@@ -17,7 +17,7 @@ import type { Socket } from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { getSystemErrorName } from 'node:util'
-import { BatonError } from '../errors.js'
+import { NativePlaneError } from '../errors.js'
 
 /** What the C side exports (native/plane.c, `init`). */
 interface Binding {
@@ -218,12 +218,7 @@ const SIDES: readonly PlaneSide[] = ['client', 'server', 'internal']
 const REASONS: readonly PlaneCloseReason[] = ['done', 'client-error', 'internal-error', 'done']
 const F_HOLD_SERVER_EOF = 1
 
-export class NativePlaneError extends BatonError {
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(code, 'internal', message, options)
-    this.name = 'NativePlaneError'
-  }
-}
+export { NativePlaneError }
 
 class Plane implements NativePlane {
   readonly version: string

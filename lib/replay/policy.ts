@@ -5,6 +5,8 @@
  * or undefined when it may. Where to: the balancer's pick, avoiding every backend that already
  * failed this session (`Session.failed`), as on a first connect.
  */
+import type { UnrecoverableReason } from '../errors.js'
+
 export type ReplayMode = 'safe' | 'all' | 'none'
 
 export interface FailureFacts {
@@ -24,14 +26,17 @@ export interface FailureFacts {
   readonly maxAttempts: number
 }
 
-/** The reasons a failure cannot be hidden, as logged and counted. */
+/**
+ * The reasons a failure cannot be hidden, as logged and counted: labels of the `UNRECOVERABLE`
+ * table (lib/errors.ts), which says what each means.
+ */
 export const NOT_REPLAYABLE = {
-  off: 'replay is off',
-  overBound: 'the unanswered requests passed replay.maxBytes',
-  unsafe: 'an unanswered request is not safe to re-send',
-  partialOpaque: 'part of the response was already forwarded',
-  attempts: 'replay.maxAttempts reached',
-} as const
+  off: 'replay-off',
+  overBound: 'replay-over-budget',
+  unsafe: 'unsafe-request',
+  partialOpaque: 'partial-response',
+  attempts: 'max-attempts',
+} as const satisfies Record<string, UnrecoverableReason>
 
 export type NotReplayable = (typeof NOT_REPLAYABLE)[keyof typeof NOT_REPLAYABLE]
 

@@ -17,8 +17,8 @@
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Backend } from '../backend.js'
-import { BatonError, serverEof } from '../errors.js'
-import type { Framer, FramerExtras, FramerSink, FramingError } from '../framing/types.js'
+import { BackendError, ClientError, FramingError, serverEof } from '../errors.js'
+import type { Framer, FramerExtras, FramerSink } from '../framing/types.js'
 import type { ServerFailure, Session, SessionHost } from '../session.js'
 import { protocolOf } from '../protocols/index.js'
 import { ReplayBuffer } from './buffer.js'
@@ -174,7 +174,7 @@ export class Replayer implements FramerSink, CheckWaiter {
   requestTimedOut(): void {
     const s = this.s
     const reply = this.framer.timeoutReply
-    s.error = new BatonError('ERR_BATON_REQUEST_TIMEOUT', 'client', 'request not whole within requestTimeout')
+    s.error = new ClientError('ERR_BATON_REQUEST_TIMEOUT', 'request not whole within requestTimeout')
     if (reply === undefined) return s.destroy('client-timeout')
     const server = s.server
     if (server !== undefined) s.detachServer(server)
@@ -319,10 +319,10 @@ export class Replayer implements FramerSink, CheckWaiter {
       if (r.complete) {
         this.swallow--
         if (r.error) {
-          this.s.host.unrecoverable(this.s, 'the replacement server refused the session state (prologue)')
+          this.s.host.unrecoverable(this.s, 'prologue-refused')
           return this.s.destroy(
             'unrecoverable',
-            new BatonError('ERR_BATON_PROLOGUE', 'server', 'prologue refused')
+            new BackendError('ERR_BATON_PROLOGUE', 'prologue refused')
           )
         }
       }
@@ -427,15 +427,15 @@ export class Replayer implements FramerSink, CheckWaiter {
 
   private resumeFailed(why = 'the replacement response differs from what the client already has'): void {
     this.s.host.resumed(this.s, false)
-    this.s.host.unrecoverable(this.s, why)
+    this.s.host.unrecoverable(this.s, 'resume-mismatch', why)
     this.s.destroy(
       'unrecoverable',
-      new BatonError('ERR_BATON_RESUME_MISMATCH', 'server', 'resumed response differs')
+      new BackendError('ERR_BATON_RESUME_MISMATCH', 'resumed response differs')
     )
   }
 
   private framingError(err: FramingError, side: 'client' | 'server'): void {
-    const error = new BatonError(err.code, side, `${side} framing: ${err.message}`)
+    const error = new FramingError(err.code, side, `${side} framing: ${err.message}`, err.reply)
     if (side === 'server' || err.reply === undefined) return this.s.destroy('framing-error', error)
     // Tell the client why (HTTP: 400 Bad Request), then close it once the reply is written.
     this.s.error = error
@@ -466,7 +466,7 @@ export class Replayer implements FramerSink, CheckWaiter {
     this.onServerFailed(
       this.s.server,
       'timeout',
-      new BatonError('ERR_BATON_RESPONSE_TIMEOUT', 'server', `no response within ${ms} ms`)
+      new BackendError('ERR_BATON_RESPONSE_TIMEOUT', `no response within ${ms} ms`)
     )
   }
 
@@ -553,7 +553,7 @@ export class Replayer implements FramerSink, CheckWaiter {
         if (kind === 'eof') return void this.s.client.end()
         return this.s.destroy('server-error', err)
       }
-      this.s.host.unrecoverable(this.s, 'the session is pinned to its server')
+      this.s.host.unrecoverable(this.s, 'pinned')
       return this.s.destroy('unrecoverable', err)
     }
     if (pending === 0 && !partial) {
@@ -588,7 +588,7 @@ export class Replayer implements FramerSink, CheckWaiter {
       // Set the resume up to fit the replacement's answer onto what the client has.
       const setup = resume.failover(partial, this.replay)
       if (typeof setup === 'string') {
-        this.s.host.unrecoverable(this.s, setup)
+        this.s.host.unrecoverable(this.s, 'not-resumable', setup)
         return this.s.destroy('unrecoverable', err)
       }
       this.rangeInsert = setup

@@ -9,7 +9,7 @@ import t, { type Test } from 'tap'
 import { CSV_COLUMNS } from '../../lib/admin/api.js'
 import { startAdmin, type AdminServer } from '../../lib/admin/server.js'
 import type { Balancer } from '../../lib/balancer.js'
-import { BatonError } from '../../lib/errors.js'
+import { BatonError, ConfigError } from '../../lib/errors.js'
 import { backendsOf, scope, type Scope } from '../helpers/balancer.js'
 import type { Client } from '../helpers/clients.js'
 import { echoServer, HOST, type TestServer } from '../helpers/servers.js'
@@ -378,12 +378,13 @@ t.test('binding outside loopback needs a token; bad tokens and ports are refused
   for (const host of ['0.0.0.0', '::', '192.0.2.1', 'example.com']) {
     await t.rejects(
       startAdmin(balancer, { host, port: 0, log }),
-      { code: 'ERR_BATON_ADMIN', name: 'BatonError' },
+      { code: 'ERR_BATON_ADMIN', name: 'ConfigError', side: 'config', retryable: false },
       host
     )
   }
   const err = await startAdmin(balancer, { host: '0.0.0.0', port: 0, log }).catch((e: unknown) => e)
   t.ok(err instanceof BatonError)
+  t.ok(err instanceof ConfigError, 'a bad admin option is a configuration error')
   t.match((err as Error).message, /without a token/)
   await t.rejects(startAdmin(balancer, { host: HOST, port: 0, log, token: '' }), { code: 'ERR_BATON_ADMIN' })
   await t.rejects(startAdmin(balancer, { host: HOST, port: 0, log, token: 'has space' }), {

@@ -1,7 +1,8 @@
 /**
  * The scrape-time metrics without sockets: a balancer that is built but never listens, its counters
  * and latency rings written by hand, the registry read twice to check that the histogram observes
- * each hand-off once and that counters follow the balancer.
+ * each hand-off once and that counters follow the balancer. One case with sockets: a real failure
+ * that cannot be hidden, seen in `baton_unrecoverable_total` under its reason.
  */
 import type { Socket } from 'node:net'
 import t from 'tap'
@@ -12,6 +13,12 @@ import { recordCheck } from '../../lib/health/checker.js'
 import { LatencyRing } from '../../lib/listener.js'
 import type { TableEntry } from '../../lib/table.js'
 import { withPlane } from '../helpers/plane.js'
+import { oneListener, scope } from '../helpers/balancer.js'
+import { frame, frameServer, listenerOptions } from '../helpers/failover-servers.js'
+import { resetServer } from '../helpers/servers.js'
+import { once, within } from '../helpers/wait.js'
+import type { SessionCloseEvent } from '../../lib/balancer.js'
+import { UNRECOVERABLE } from '../../lib/errors.js'
 
 function build() {
   return createBalancer(
@@ -221,4 +228,47 @@ t.test('state change timestamp: admin state, checked health, a cool-down at both
   const before = a.stateSince()
   a.checkedUp = a.checkedUp // no change
   t.equal(a.stateSince(), before, 'setting the same health is not a change')
+})
+
+t.test('baton_unrecoverable_total: a real unrecoverable failure, labelled by its reason', async (t) => {
+  // A request over replay.maxBytes to a backend that resets once it has read it: the session
+  // cannot be moved (tests/failover/limits.test.ts, the first case), the client is closed.
+  const s = scope(t)
+  const req = frame(Buffer.alloc(64 * 1024, 0x71))
+  const bad = await s.server(resetServer({ afterRead: req.length }, 'bad'))
+  const good = await s.server(frameServer('good'))
+  const { balancer, port } = await s.balancer(
+    oneListener([bad, good], {
+      name: 'lp',
+      balance: 'first',
+      replay: { maxBytes: 1024 },
+      ...listenerOptions('length-prefixed', 'new'),
+    })
+  )
+  const registry = createMetrics(balancer, { process: false })
+  const series = async (): Promise<Map<string, number>> => {
+    const m = await registry.getSingleMetric('baton_unrecoverable_total')!.get()
+    return new Map(m.values.map((v) => [`${v.labels.listener}/${v.labels.reason}`, v.value]))
+  }
+  const before = await series()
+  t.equal(before.size, Object.keys(UNRECOVERABLE).length, 'a series per reason before any failure')
+  t.ok([...before.values()].every((v) => v === 0), 'all at 0')
+
+  const closed = once<[SessionCloseEvent]>(balancer, 'sessionClose')
+  const client = await s.connect(port)
+  await client.write(req)
+  const [close] = await closed
+  await within(client.closed, 'client closed')
+  t.equal(close.outcome, 'unrecoverable', `outcome (${close.error ?? ''})`)
+
+  const after = await series()
+  t.equal(after.get('lp/replay-over-budget'), 1, 'counted under its reason')
+  const others = [...after].filter(([k]) => k !== 'lp/replay-over-budget')
+  t.strictSame(others.filter(([, v]) => v !== 0), [], 'no other reason counted')
+  t.equal(balancer.counters().unrecoverable, 1, 'the unlabelled total (API, status page) agrees')
+  t.match(
+    await registry.metrics(),
+    'baton_unrecoverable_total{listener="lp",reason="replay-over-budget"} 1',
+    'in the exposition text'
+  )
 })

@@ -19,8 +19,14 @@ import {
   recordingClient,
   sameBytes,
 } from '../helpers/failover-servers.js'
-import { resetServer } from '../helpers/servers.js'
+import { refusedPort, resetServer } from '../helpers/servers.js'
 import { once, within } from '../helpers/wait.js'
+import type { Balancer } from '../../lib/balancer.js'
+
+/** The unrecoverable failures counted so far, by reason (`baton_unrecoverable_total{reason}`). */
+function reasonsOf(balancer: Balancer): Record<string, number> {
+  return Object.fromEntries(Object.entries(balancer.frontends[0]!.unrecoverableBy).filter(([, n]) => n > 0))
+}
 
 for (const protocol of PROTOCOLS) {
   for (const handoff of HANDOFFS) {
@@ -48,6 +54,7 @@ for (const protocol of PROTOCOLS) {
         t.equal(close.outcome, 'unrecoverable', `outcome (${close.error ?? ''})`)
         const c = balancer.counters()
         t.equal(c.unrecoverable, 1, 'unrecoverable')
+        t.strictSame(reasonsOf(balancer), { 'replay-over-budget': 1 }, 'counted under its reason')
         t.equal(c.failovers, 0, 'no failover')
         t.equal(c.replayedBytes, 0, 'nothing replayed')
         t.equal(good.bytesRead, 0, 'good never saw the request')
@@ -78,6 +85,7 @@ for (const protocol of PROTOCOLS) {
           t.equal(close.outcome, 'unrecoverable', `outcome (${close.error ?? ''})`)
           const c = balancer.counters()
           t.equal(c.unrecoverable, 1, 'unrecoverable')
+          t.strictSame(reasonsOf(balancer), { 'replay-over-budget': 1 }, 'counted under its reason')
           t.equal(c.failovers, 0, 'no failover')
           t.equal(good.bytesRead, 0, 'good never saw the request')
         }
@@ -109,6 +117,7 @@ for (const protocol of PROTOCOLS) {
           } else {
             t.equal(close.outcome, 'unrecoverable')
             t.equal(c.unrecoverable, 1, 'unrecoverable')
+            t.strictSame(reasonsOf(balancer), { 'replay-off': 1 }, 'counted under its reason')
             t.equal(c.serverErrors, 0)
           }
           t.equal(c.failovers, 0, 'no failover')
@@ -140,6 +149,7 @@ for (const protocol of PROTOCOLS) {
           t.same(close.backends, ['r1', 'r2'], 'sent twice, then given up')
           const c = balancer.counters()
           t.equal(c.unrecoverable, 1, 'unrecoverable')
+          t.strictSame(reasonsOf(balancer), { 'max-attempts': 1 }, 'counted under its reason')
           t.equal(c.failovers, 1, 'one failover (the second attempt)')
           t.equal(c.serverFailures, 2, 'serverFailures')
           t.equal(backends[2]!.accepted - (handoff === 'pooled' ? 2 : 0), 0, 'r3 never got the request')
@@ -244,3 +254,42 @@ for (const protocol of PROTOCOLS) {
     })
   }
 }
+
+// Where a hand-off itself finds nowhere to go: the failure reaches the client, counted under the
+// reason that says so (the label of baton_unrecoverable_total).
+t.test('a hand-off with no other usable backend: unrecoverable, reason no-backend', async (t) => {
+  const s = scope(t)
+  const bad = await s.server(resetServer({ afterRead: 1 }, 'bad'))
+  const other = await s.server(frameServer('other'))
+  const { balancer, port } = await s.balancer(
+    oneListener([bad, other], { balance: 'first', ...listenerOptions('length-prefixed', 'new') })
+  )
+  balancer.frontends[0]!.backends[1]!.admin = 'maint'
+  const closed = once<[SessionCloseEvent]>(balancer, 'sessionClose')
+  const client = recordingClient(t, port, frame(body('nowhere')))
+  const [close] = await closed
+  await within(client.closed, 'client closed')
+  t.equal(close.outcome, 'unrecoverable', `outcome (${close.error ?? ''})`)
+  t.strictSame(reasonsOf(balancer), { 'no-backend': 1 }, 'counted under its reason')
+  t.equal(other.accepted, 0, 'the backend in maintenance was not used')
+})
+
+t.test('a hand-off whose every connect fails: unrecoverable, reason connect-failed', async (t) => {
+  const s = scope(t)
+  const bad = await s.server(resetServer({ afterRead: 1 }, 'bad'))
+  const refused = await refusedPort('refused')
+  const { balancer, port } = await s.balancer(
+    oneListener([bad, refused], {
+      balance: 'first',
+      retries: 0,
+      ...listenerOptions('length-prefixed', 'new'),
+    })
+  )
+  const closed = once<[SessionCloseEvent]>(balancer, 'sessionClose')
+  const client = recordingClient(t, port, frame(body('refused')))
+  const [close] = await closed
+  await within(client.closed, 'client closed')
+  t.equal(close.outcome, 'unrecoverable', `outcome (${close.error ?? ''})`)
+  t.strictSame(reasonsOf(balancer), { 'connect-failed': 1 }, 'counted under its reason')
+  t.equal(balancer.counters().connectErrors, 1, 'the connect was refused')
+})

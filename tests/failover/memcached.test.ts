@@ -201,6 +201,7 @@ t.test(
     )
     t.equal(close.outcome, 'unrecoverable')
     t.equal(balancer.counters().resumeMismatches, 1)
+    t.equal(balancer.frontends[0]!.unrecoverableBy['resume-mismatch'], 1, 'under reason resume-mismatch')
   }
 )
 
@@ -253,6 +254,7 @@ for (const [name, request] of [
     await within(client.closed, 'client closed')
     t.equal(client.received, 0)
     t.equal(close.outcome, 'unrecoverable')
+    t.equal(balancer.frontends[0]!.unrecoverableBy['unsafe-request'], 1, 'under reason unsafe-request')
     t.same(b.commands, [], `b never saw the ${name}`)
   })
 }

@@ -105,6 +105,7 @@ for (const handoff of HANDOFFS) {
           t.equal(close.outcome, 'unrecoverable')
           const c = balancer.counters()
           t.equal(c.unrecoverable, 1, 'unrecoverable')
+          t.equal(balancer.frontends[0]!.unrecoverableBy['resume-mismatch'], 1, 'under reason resume-mismatch')
           t.equal(c.resumeMismatches, 1, 'resumeMismatches')
           t.equal(c.verifiedResumes, 0, 'verifiedResumes')
         }

@@ -51,5 +51,6 @@ t.test('a greeting server that resets mid-request: client closed, nothing replay
   const c = balancer.counters()
   t.equal(c.failovers, 0, 'no failover')
   t.equal(c.unrecoverable, 1, 'counted unrecoverable')
+  t.equal(balancer.frontends[0]!.unrecoverableBy.pinned, 1, 'under reason pinned')
   t.equal(accepted, 1, 'no second connection was made')
 })

@@ -36,7 +36,8 @@
  * A request that gets no reply (an empty inline line, `*0`, `*-1`) is released with the request
  * before it, or at once when nothing is pending.
  */
-import type { Framer, FramerExtras, FramerFactory, FramerSink, FramingError, Prologue } from '../types.js'
+import { FramingError } from '../../errors.js'
+import type { Framer, FramerExtras, FramerFactory, FramerSink, Prologue } from '../types.js'
 import { RequestQueue } from '../queue.js'
 import { F_BLOCKING, F_PASS, F_PIN, F_SAFE, F_STATE } from './commands.js'
 import { RequestScanner } from './request-scanner.js'
@@ -116,10 +117,13 @@ export class RespFramer implements Framer, FramerExtras {
       if (!this.topChecked && replies.topType !== 0) {
         this.topChecked = true
         if (replies.topType !== PUSH && this.queue.count === 0) {
-          return this.fail({
-            code: 'ERR_BATON_FRAME_MALFORMED',
-            message: `reply at offset ${replies.replyStart}: a reply without a request`,
-          })
+          return this.fail(
+            new FramingError(
+              'ERR_BATON_FRAME_MALFORMED',
+              'server',
+              `reply at offset ${replies.replyStart}: a reply without a request`
+            )
+          )
         }
       }
       if (!replies.midReply) this.replyEnded()

@@ -2,7 +2,7 @@
  * The RESP reply scanner: follows RESP2 and RESP3 replies of any type, nested, across chunks,
  * keeping a stack of element counts and nothing of the data.
  */
-import type { FramingError } from '../types.js'
+import { FramingError } from '../../errors.js'
 import { CR, LF, type Limits, MAX_COUNT, wholeBulkString } from './wire.js'
 
 // Reply scanner states.
@@ -337,7 +337,7 @@ export class ReplyScanner {
   }
 
   private fail(code: FramingError['code'], what: string): false {
-    this.error = { code, message: `${this.side} at offset ${this.replyStart}: ${what}` }
+    this.error = new FramingError(code, 'server', `${this.side} at offset ${this.replyStart}: ${what}`)
     return false
   }
 

@@ -3,7 +3,7 @@
  * chunks, keeps the command name and, for the commands whose arguments matter, the first few of
  * them, and classifies each whole request with the command table.
  */
-import type { FramingError } from '../types.js'
+import { FramingError } from '../../errors.js'
 import {
   argIs,
   COMMANDS,
@@ -457,7 +457,7 @@ export class RequestScanner {
   }
 
   private fail(code: FramingError['code'], what: string): -1 {
-    this.error = { code, message: `request at offset ${this.start}: ${what}` }
+    this.error = new FramingError(code, 'client', `request at offset ${this.start}: ${what}`)
     return -1
   }
 }

@@ -34,9 +34,9 @@
  * Nothing is joined: a line that straddles chunks has its first 2048 bytes copied into a small
  * buffer made on first need; data blocks are only counted.
  */
-import { ConfigError } from '../../errors.js'
+import { ConfigError, FramingError } from '../../errors.js'
 import { RequestQueue } from '../../framing/queue.js'
-import type { Framer, FramerExtras, FramerFactory, FramerSink, FramingError } from '../../framing/types.js'
+import type { Framer, FramerExtras, FramerFactory, FramerSink } from '../../framing/types.js'
 import {
   COMMANDS,
   commandOf,
@@ -262,6 +262,7 @@ export class MemcachedFramer implements Framer, FramerExtras {
         if (chunk[i] === 0x80) {
           return this.fail(
             'ERR_BATON_FRAME_MALFORMED',
+            'client',
             `request at offset ${base + i}: binary protocol (0x80) is not framed; use protocol opaque`
           )
         }
@@ -276,6 +277,7 @@ export class MemcachedFramer implements Framer, FramerExtras {
       if (this.reqLine > this.limits.maxLineBytes) {
         return this.fail(
           'ERR_BATON_FRAME_TOO_LARGE',
+          'client',
           `request at offset ${this.reqStart}: line over maxLineBytes ${this.limits.maxLineBytes}`
         )
       }
@@ -308,6 +310,7 @@ export class MemcachedFramer implements Framer, FramerExtras {
     if (this.reqLine > LINE_KEEP && command.keysOnly !== true) {
       return this.fail(
         'ERR_BATON_FRAME_TOO_LARGE',
+        'client',
         `request at offset ${this.reqStart}: command line over ${LINE_KEEP} bytes (memcached closes such a connection)`
       )
     }
@@ -344,6 +347,7 @@ export class MemcachedFramer implements Framer, FramerExtras {
         if (n > this.limits.maxValueBytes) {
           return this.fail(
             'ERR_BATON_FRAME_TOO_LARGE',
+            'client',
             `request at offset ${this.reqStart}: data block of ${n} bytes over maxValueBytes ${this.limits.maxValueBytes}`
           )
         }
@@ -404,6 +408,7 @@ export class MemcachedFramer implements Framer, FramerExtras {
           if (this.queue.count === 0) {
             return this.fail(
               'ERR_BATON_FRAME_MALFORMED',
+              'server',
               `reply at offset ${base + i}: a reply without a request`
             )
           }
@@ -420,6 +425,7 @@ export class MemcachedFramer implements Framer, FramerExtras {
       if (this.resLine > this.limits.maxLineBytes) {
         return this.fail(
           'ERR_BATON_FRAME_TOO_LARGE',
+          'server',
           `reply at offset ${this.resStart}: line over maxLineBytes ${this.limits.maxLineBytes}`
         )
       }
@@ -460,6 +466,7 @@ export class MemcachedFramer implements Framer, FramerExtras {
       if (t.count < 4 || data < 0)
         return this.fail(
           'ERR_BATON_FRAME_MALFORMED',
+          'server',
           `reply at offset ${this.resStart}: a VALUE line without a length`
         )
     } else if (t.is(0, 'VA')) {
@@ -467,6 +474,7 @@ export class MemcachedFramer implements Framer, FramerExtras {
       if (data < 0)
         return this.fail(
           'ERR_BATON_FRAME_MALFORMED',
+          'server',
           `reply at offset ${this.resStart}: a VA line without a length`
         )
     } else if (t.is(0, 'END')) {
@@ -479,6 +487,7 @@ export class MemcachedFramer implements Framer, FramerExtras {
     if (data > this.limits.maxValueBytes) {
       return this.fail(
         'ERR_BATON_FRAME_TOO_LARGE',
+        'server',
         `reply at offset ${this.resStart}: data block of ${data} bytes over maxValueBytes ${this.limits.maxValueBytes}`
       )
     }
@@ -516,6 +525,7 @@ export class MemcachedFramer implements Framer, FramerExtras {
         if (shape === REPLY_VALUES && unit !== U_VALUE) {
           return this.fail(
             'ERR_BATON_FRAME_MALFORMED',
+            'server',
             `reply at offset ${this.resStart}: not a VALUE, END or error line in a retrieval's reply`
           )
         }
@@ -578,11 +588,11 @@ export class MemcachedFramer implements Framer, FramerExtras {
     }
   }
 
-  private fail(code: FramingError['code'], message: string): FramingError {
+  private fail(code: FramingError['code'], side: 'client' | 'server', message: string): FramingError {
     this.tokens.done()
     this.responseOpen = false
     this.openStart = -1
-    return (this.failed = { code, message })
+    return (this.failed = new FramingError(code, side, message))
   }
 }
 
