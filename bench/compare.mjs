@@ -43,6 +43,9 @@
  *
  * --render FILE: measure nothing; write FILE's .md and .svg again from the JSON (after a change of
  * the report's layout or the chart's): the chart-only mode.
+ * --plane auto|js|native: Baton's `--data-plane` for its columns (default: Baton's default). Unless it
+ * is js, a "Baton js plane" column (opaque, `--data-plane js`) runs beside them in the bulk, HTTP,
+ * connection-rate and idle scenarios, and every figure gets its ratio to it (same run).
  * --dist DIR: measure another build of Baton (default ./dist; its cli.js, and index.js for handoff).
  * --quick: one run of about a second per scenario, 500 idle sessions, no warm-up: a smoke test for
  * CI. Exit 0 when every scenario ran and produced numbers, 1 when one failed to run, 2 on bad flags;
@@ -140,6 +143,15 @@ const BALANCERS = [
     only: ['redis', 'failover-redis'],
   },
   { key: 'baton-w2', label: 'Baton --workers 2', kind: 'baton', workers: 2 },
+  {
+    // The JavaScript plane beside the plane --plane picks (skipped with --plane js): the same run
+    // says what the native plane changes.
+    key: 'baton-js',
+    label: 'Baton js plane',
+    kind: 'baton',
+    dataPlane: 'js',
+    only: ['bulk', 'http', 'conn', 'idle'],
+  },
   { key: 'haproxy', label: 'HAProxy', kind: 'haproxy' },
   {
     key: 'haproxy-splice',
@@ -151,7 +163,7 @@ const BALANCERS = [
   { key: 'nginx', label: 'nginx stream', kind: 'nginx' },
 ]
 /** Ratios are given to these columns (same run). */
-const REFERENCES = ['haproxy', 'nginx', 'node', 'direct']
+const REFERENCES = ['haproxy', 'nginx', 'node', 'direct', 'baton-js']
 
 /** Metric: key, label, unit, digits shown, which way is better. */
 const M = (key, label, unit, digits, better = 'higher') => ({ key, label, unit, digits, better })
@@ -237,9 +249,10 @@ const SCENARIO_KEYS = [...SCENARIOS.map((s) => s.key), 'handoff']
 // ---------------------------------------------------------------------------------------------
 // Flags
 
-const VALUE_FLAGS = ['runs', 'duration', 'sessions', 'only', 'dist', 'render']
+const VALUE_FLAGS = ['runs', 'duration', 'sessions', 'only', 'dist', 'render', 'plane']
+const PLANES = ['auto', 'js', 'native']
 const BOOLEAN_FLAGS = ['quick', 'help']
-const USAGE = `usage: node bench/compare.mjs [--runs 3] [--duration 3s] [--sessions 10000] [--only ${SCENARIO_KEYS.join(',')}] [--dist DIR] [--quick]
+const USAGE = `usage: node bench/compare.mjs [--runs 3] [--duration 3s] [--sessions 10000] [--only ${SCENARIO_KEYS.join(',')}] [--plane auto|js|native] [--dist DIR] [--quick]
        node bench/compare.mjs --render bench/results/compare.json   (rewrite its .md and .svg)`
 
 function resolveParams(flags) {
@@ -258,7 +271,11 @@ function resolveParams(flags) {
           : 10_000,
     only: flags.only !== undefined ? String(flags.only).split(',') : SCENARIO_KEYS,
     dist: path.resolve(flags.dist ?? path.join(ROOT, 'dist')),
+    /** Baton's --data-plane for its columns (undefined: Baton's default). */
+    plane: flags.plane,
   }
+  if (p.plane !== undefined && !PLANES.includes(p.plane))
+    throw new UsageError(`--plane: expected one of ${PLANES.join(', ')}`)
   for (const s of p.only)
     if (!SCENARIO_KEYS.includes(s)) throw new UsageError(`--only: unknown scenario ${s}`)
   /** The failover runs: long enough to see the load before and after the kill. */
@@ -1135,8 +1152,14 @@ async function main() {
         : undefined
     return undefined
   }
+  const hasPlane = help.includes('--data-plane')
+  if (p.plane !== undefined && !hasPlane) {
+    console.error(`${TAG}: --plane: ${path.relative(process.cwd(), CLI)} has no --data-plane`)
+    return 2
+  }
   const balancers = BALANCERS.filter((b) => {
     if (b.workers && !hasWorkers) return false
+    if (b.dataPlane !== undefined && (!hasPlane || p.plane === 'js')) return false
     const m = missing(b.kind)
     if (m) notes.push(`${m} not installed: the ${b.label} column is skipped (bench/setup.sh installs it).`)
     return !m
@@ -1194,6 +1217,7 @@ async function main() {
                   backends: setup.ports,
                   checks: sc.checks === true,
                   protocol: b.protocol,
+                  dataPlane: b.kind === 'baton' ? (b.dataPlane ?? p.plane) : undefined,
                   workers: b.workers,
                   splice: b.splice === true,
                   admin: sc.admin === true && b.kind === 'baton',
@@ -1277,6 +1301,8 @@ async function main() {
     git: gitInfo(ROOT),
     dist: distInfo(p.dist),
     batonWorkersSupported: hasWorkers,
+    /** Baton's --data-plane for its columns; "default" when --plane was not given. */
+    batonPlane: p.plane ?? 'default',
     notes,
     configs: ctx.configs,
     commands: [...new Set(pm.commands)],

@@ -223,10 +223,11 @@ ${backends.map((b) => `    server ${HOST}:${b};`).join('\n')}
 }
 
 /** Baton's CLI flags: its defaults, plus what the scenario asks for. */
-export function batonArgs({ port, backends, checks, protocol, workers, admin }) {
+export function batonArgs({ port, backends, checks, protocol, dataPlane, workers, admin }) {
   const a = ['--listen', `${HOST}:${port}`]
   for (const b of backends) a.push('--backend', `${HOST}:${b}`)
   if (protocol) a.push('--protocol', protocol)
+  if (dataPlane) a.push('--data-plane', dataPlane)
   if (workers) a.push('--workers', String(workers))
   if (checks) a.push('--health-check', 'tcp', '--check-interval', '500ms')
   if (admin) a.push('--admin', `${HOST}:${admin}`)
@@ -245,19 +246,20 @@ function startWithNofile(pm, ctx, name, cmd, argv, opts) {
 /**
  * Start one balancer (`kind`: baton | haproxy | nginx | node) in front of `backends` (ports);
  * resolves { port, child, admin } once it accepts. `splice`: HAProxy with splice(2) (haproxyConfig).
+ * `dataPlane`: Baton's `--data-plane` (auto | js | native; its default when not given).
  */
 export async function startBalancer(
   pm,
   ctx,
   kind,
-  { backends, checks = false, protocol, workers, admin = false, splice = false }
+  { backends, checks = false, protocol, dataPlane, workers, admin = false, splice = false }
 ) {
   const port = await freePort()
   let child
   let adminPort
   if (kind === 'baton') {
     adminPort = admin ? await freePort() : undefined
-    const args = batonArgs({ port, backends, checks, protocol, workers, admin: adminPort })
+    const args = batonArgs({ port, backends, checks, protocol, dataPlane, workers, admin: adminPort })
     child = startWithNofile(pm, ctx, `baton-${port}`, process.execPath, [ctx.cli, ...args], { cwd: ctx.root })
   } else if (kind === 'haproxy') {
     const conf = path.join(ctx.dir, `haproxy-${port}.cfg`)
