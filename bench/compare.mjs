@@ -163,7 +163,7 @@ const BALANCERS = [
   { key: 'nginx', label: 'nginx stream', kind: 'nginx' },
 ]
 /** Ratios are given to these columns (same run). */
-const REFERENCES = ['haproxy', 'nginx', 'node', 'direct', 'baton-js']
+const REFERENCES = ['haproxy', 'haproxy-splice', 'nginx', 'node', 'direct', 'baton-js']
 
 /** Metric: key, label, unit, digits shown, which way is better. */
 const M = (key, label, unit, digits, better = 'higher') => ({ key, label, unit, digits, better })
@@ -716,7 +716,20 @@ const fmtRatio = (v) => (v === null || v === undefined || !Number.isFinite(v) ? 
 
 /** The scenario's table for stdout: one row per balancer and metric. */
 function scenarioTable(sc, res) {
-  const rows = [['balancer', 'metric', 'median', 'spread', '/HAProxy', '/nginx', '/node', '/direct']]
+  const extra = ['haproxy-splice', 'baton-js'].filter((k) => res.summary[k] !== undefined)
+  const rows = [
+    [
+      'balancer',
+      'metric',
+      'median',
+      'spread',
+      '/HAProxy',
+      '/nginx',
+      '/node',
+      '/direct',
+      ...extra.map((k) => (k === 'haproxy-splice' ? '/splice' : '/js plane')),
+    ],
+  ]
   for (const b of BALANCERS) {
     const x = res.summary[b.key]
     if (x === undefined) continue
@@ -730,6 +743,7 @@ function scenarioTable(sc, res) {
         fmtRatio(x.vs.nginx[m.key]),
         fmtRatio(x.vs.node?.[m.key]),
         fmtRatio(x.vs.direct[m.key]),
+        ...extra.map((k) => fmtRatio(x.vs[k]?.[m.key])),
       ])
   }
   return table(rows)
@@ -1217,7 +1231,8 @@ async function main() {
                   backends: setup.ports,
                   checks: sc.checks === true,
                   protocol: b.protocol,
-                  dataPlane: b.kind === 'baton' ? (b.dataPlane ?? p.plane) : undefined,
+                  // --plane is for the opaque columns: a framer that parses bytes runs on js anyway.
+                  dataPlane: b.kind === 'baton' ? (b.dataPlane ?? (b.protocol ? undefined : p.plane)) : undefined,
                   workers: b.workers,
                   splice: b.splice === true,
                   admin: sc.admin === true && b.kind === 'baton',
