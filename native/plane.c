@@ -25,12 +25,20 @@
  *   fill   only into an EMPTY pipe: splice(in → pipe). 0 is EOF. tee(2) duplicates from the head of
  *          the pipe and cannot skip, so filling an empty pipe is what lets the c2s direction tee
  *          exactly the new bytes. The s2c direction follows the same rule for symmetry.
+ * That is bulk. A direction starts in copy mode instead: recv into the plane's one scratch buffer
+ * and send on at once (what the out side does not take waits in a malloc'd `buf`, and nothing more
+ * is read until it has gone), the client's bytes recorded in memory (`rec`) rather than tee'd. A
+ * read that fills COPY_READ switches to splice; a splice read under SPLICE_MIN switches back. For a
+ * small request/response this saves the tee and the replay drop, and recv/send cost less than
+ * splice (pump; docs/native-plane.md, "Small messages are copied").
  * Half-close: EOF on one side → shutdown(SHUT_WR) on the other once the pipe has drained. A server
  * EOF can be held (holdServerEof): JavaScript then decides (crash or close?) and calls
  * shutdownClient (pass the FIN on), replaceServer (fail over) or close.
  *
  * Replay (opaque turn-taking: a request is the client bytes since the server last spoke):
- *   - client bytes in: unanswered += n; if recording, tee them into the replay pipe. The replay pipe
+ *   - client bytes in: unanswered += n; if recording, tee them into the replay pipe (copy mode:
+ *     append them to `rec` up to REC_HEAP_MAX; past it, or before a tee or a replaceServer, the
+ *     record is written into the replay pipe once). The replay pipe
  *     is sized with F_SETPIPE_SZ to replayBytes. A pipe's capacity is counted in page slots and tee
  *     duplicates buffers one for one, so a request in many small segments runs out of slots before
  *     bytes: then the recorded bytes are repacked into whole pages with one copy (compact_replay)
