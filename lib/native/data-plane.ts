@@ -7,7 +7,7 @@
  *   bytes or the addon is not there, so by the time a listener is built it is available.
  * - `auto`: native where the addon loaded, the protocol's module can be carried natively (`native`
  *   in lib/protocols/types.ts: opaque) and the platform is Linux (the
- *   loader says no elsewhere); js otherwise. Not the default yet (schema.ts says why).
+ *   loader says no elsewhere); js otherwise. The default.
  *
  * Framers that parse bytes (http1, resp, length-prefixed) need the bytes in user space and always
  * run on the JavaScript plane; so does a verified resume of a partial response.
