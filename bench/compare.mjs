@@ -12,7 +12,8 @@
  * for any proxy in Node, in the bulk, HTTP, Redis, connection-rate and idle scenarios), Baton
  * (dist/cli.js, one process, default protocol `opaque`), Baton `--protocol http1` (HTTP scenarios)
  * and `--protocol resp` (Redis scenarios), Baton `--workers 2` (when dist/cli.js --help lists it),
- * HAProxy (`mode tcp`, `balance roundrobin`, its default threads), HAProxy with `option
+ * HAProxy (`mode tcp`, `balance roundrobin`, its default threads; and `nbthread 1` in the HTTP and
+ * connection-rate scenarios, the CPU share one Baton process has), HAProxy with `option
  * splice-request` and `option splice-response` (kernel-to-kernel splice(2); bulk, HTTP, Redis and
  * connection rate), nginx `stream` (one process). All round-robin over the same backends, with the
  * same health checks where there are three backends: Baton `--health-check tcp --check-interval
@@ -160,10 +161,18 @@ const BALANCERS = [
     splice: true,
     only: ['bulk', 'http', 'redis', 'conn'],
   },
+  {
+    // One thread, as one Baton process has for its data path: the same CPU share on a shared machine.
+    key: 'haproxy-1t',
+    label: 'HAProxy nbthread 1',
+    kind: 'haproxy',
+    threads: 1,
+    only: ['http', 'conn'],
+  },
   { key: 'nginx', label: 'nginx stream', kind: 'nginx' },
 ]
 /** Ratios are given to these columns (same run). */
-const REFERENCES = ['haproxy', 'haproxy-splice', 'nginx', 'node', 'direct', 'baton-js']
+const REFERENCES = ['haproxy', 'haproxy-splice', 'haproxy-1t', 'nginx', 'node', 'direct', 'baton-js']
 
 /** Metric: key, label, unit, digits shown, which way is better. */
 const M = (key, label, unit, digits, better = 'higher') => ({ key, label, unit, digits, better })
@@ -716,7 +725,7 @@ const fmtRatio = (v) => (v === null || v === undefined || !Number.isFinite(v) ? 
 
 /** The scenario's table for stdout: one row per balancer and metric. */
 function scenarioTable(sc, res) {
-  const extra = ['haproxy-splice', 'baton-js'].filter((k) => res.summary[k] !== undefined)
+  const extra = ['haproxy-splice', 'haproxy-1t', 'baton-js'].filter((k) => res.summary[k] !== undefined)
   const rows = [
     [
       'balancer',
@@ -727,7 +736,7 @@ function scenarioTable(sc, res) {
       '/nginx',
       '/node',
       '/direct',
-      ...extra.map((k) => (k === 'haproxy-splice' ? '/splice' : '/js plane')),
+      ...extra.map((k) => ({ 'haproxy-splice': '/splice', 'haproxy-1t': '/HAProxy 1t' })[k] ?? '/js plane'),
     ],
   ]
   for (const b of BALANCERS) {
@@ -1232,9 +1241,11 @@ async function main() {
                   checks: sc.checks === true,
                   protocol: b.protocol,
                   // --plane is for the opaque columns: a framer that parses bytes runs on js anyway.
-                  dataPlane: b.kind === 'baton' ? (b.dataPlane ?? (b.protocol ? undefined : p.plane)) : undefined,
+                  dataPlane:
+                    b.kind === 'baton' ? (b.dataPlane ?? (b.protocol ? undefined : p.plane)) : undefined,
                   workers: b.workers,
                   splice: b.splice === true,
+                  threads: b.threads,
                   admin: sc.admin === true && b.kind === 'baton',
                 })
           entry.command = lb.child?.command

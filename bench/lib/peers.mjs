@@ -167,16 +167,17 @@ export async function startIperf3(pm, bins, port) {
 /**
  * HAProxy `mode tcp`, round-robin; with `checks`, TCP health checks every 500 ms; with `splice`,
  * `option splice-request` and `option splice-response`: bytes move kernel to kernel through a pipe
- * with splice(2), never copied to user space. Threads: HAProxy's default (one per CPU).
+ * with splice(2), never copied to user space. Threads: HAProxy's default (one per CPU), or `threads`
+ * (`nbthread`).
  */
-export function haproxyConfig({ port, backends, checks, nofile, splice = false }) {
+export function haproxyConfig({ port, backends, checks, nofile, splice = false, threads }) {
   const check = checks ? ' check inter 500ms' : ''
   // Each splicing connection also holds a pipe (two descriptors), and HAProxy refuses to start when
   // maxconn and maxpipes (by default maxconn / 4) do not fit its descriptor limit: with splice, a
   // fixed pool of 1024 pipes (far more than the benchmarks' 50 busy connections) and a maxconn
   // that leaves room for them.
   const maxconn = splice ? Math.floor((nofile - 200 - 2 * 1024) / 2) : maxConnFor(nofile)
-  const spliceGlobal = splice ? '  maxpipes 1024\n' : ''
+  const spliceGlobal = (splice ? '  maxpipes 1024\n' : '') + (threads ? `  nbthread ${threads}\n` : '')
   const spliceOptions = splice ? '  option splice-request\n  option splice-response\n' : ''
   return `global
   maxconn ${maxconn}
@@ -252,7 +253,7 @@ export async function startBalancer(
   pm,
   ctx,
   kind,
-  { backends, checks = false, protocol, dataPlane, workers, admin = false, splice = false }
+  { backends, checks = false, protocol, dataPlane, workers, admin = false, splice = false, threads }
 ) {
   const port = await freePort()
   let child
@@ -263,9 +264,11 @@ export async function startBalancer(
     child = startWithNofile(pm, ctx, `baton-${port}`, process.execPath, [ctx.cli, ...args], { cwd: ctx.root })
   } else if (kind === 'haproxy') {
     const conf = path.join(ctx.dir, `haproxy-${port}.cfg`)
-    const text = haproxyConfig({ port, backends, checks, nofile: ctx.nofile, splice })
+    const text = haproxyConfig({ port, backends, checks, nofile: ctx.nofile, splice, threads })
     fs.writeFileSync(conf, text)
-    ctx.configs[`haproxy${splice ? ' splice' : ''}${checks ? ', with checks' : ''}`] ??= text
+    ctx.configs[
+      `haproxy${splice ? ' splice' : ''}${threads ? ` nbthread ${threads}` : ''}${checks ? ', with checks' : ''}`
+    ] ??= text
     child = startWithNofile(pm, ctx, `haproxy-${port}`, ctx.bins.haproxy, ['-db', '-f', conf])
   } else if (kind === 'nginx') {
     const conf = path.join(ctx.dir, `nginx-stream-${port}.conf`)
