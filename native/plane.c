@@ -532,7 +532,13 @@ static int record_to_pipe(session_t *s) {
   while (done < s->rec_len) {
     ssize_t w = write(s->replay.w, s->rec + done, s->rec_len - done);
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return 0;
+    if (w <= 0) {
+      /* The record stays in memory; a pipe with part of it in must not go back to the pool. */
+      int e = w < 0 ? errno : ENOSPC;
+      pipe_drop(s->pl, &s->replay, done);
+      errno = e;
+      return 0;
+    }
     done += (size_t)w;
   }
   s->rec_len = 0;
