@@ -1038,6 +1038,31 @@ function judgeTargets(results) {
         return x === null ? null : { measured: `${r2(x)} KiB/session`, met: x <= 4 }
       },
     },
+    // The native plane's targets (issue 12), judged where their reference column ran (--plane native).
+    {
+      target: 'bulk ≥ 1.0 × HAProxy splice',
+      judge: (vs, med, vsRef) => {
+        const x = vsRef('bulk', 'gbps', 'haproxy-splice')
+        return x === null ? null : { measured: `${r2(x)} × HAProxy splice`, met: x >= 1 }
+      },
+    },
+    {
+      target: 'idle memory ≤ HAProxy',
+      judge: (vs, med) => {
+        const x = med('idle', 'kibPerSession')
+        const h = med('idle', 'kibPerSession', 'haproxy')
+        return x === null || h === null
+          ? null
+          : { measured: `${r2(x)} KiB/session, HAProxy ${r2(h)}`, met: x <= h }
+      },
+    },
+    {
+      target: 'new connections/s ≥ the js plane',
+      judge: (vs, med, vsRef) => {
+        const x = vsRef('conn', 'cps', 'baton-js')
+        return x === null ? null : { measured: `${r2(x)} × the js plane`, met: x >= 1 }
+      },
+    },
     {
       target: 'zero failover errors (HTTP / Redis) while HAProxy / nginx show errors',
       judge: (vs, med) => {
@@ -1058,7 +1083,8 @@ function judgeTargets(results) {
       TARGET_VARIANTS.map((key) => {
         const vs = (sk, mk) => results[sk]?.summary[key]?.vs.haproxy[mk] ?? null
         const med = (sk, mk, b = key) => results[sk]?.summary[b]?.median[mk] ?? null
-        return [key, judge(vs, med)]
+        const vsRef = (sk, mk, ref) => results[sk]?.summary[key]?.vs[ref]?.[mk] ?? null
+        return [key, judge(vs, med, vsRef)]
       })
     ),
   }))
