@@ -12,7 +12,8 @@
  * for any proxy in Node, in the bulk, HTTP, Redis, connection-rate and idle scenarios), Baton
  * (dist/cli.js, one process, default protocol `opaque`), Baton `--protocol http1` (HTTP scenarios)
  * and `--protocol resp` (Redis scenarios), Baton `--workers 2` (when dist/cli.js --help lists it),
- * HAProxy (`mode tcp`, `balance roundrobin`, its default threads), HAProxy with `option
+ * HAProxy (`mode tcp`, `balance roundrobin`, its default threads; and `nbthread 1` in the HTTP and
+ * connection-rate scenarios, the CPU share one Baton process has), HAProxy with `option
  * splice-request` and `option splice-response` (kernel-to-kernel splice(2); bulk, HTTP, Redis and
  * connection rate), nginx `stream` (one process). All round-robin over the same backends, with the
  * same health checks where there are three backends: Baton `--health-check tcp --check-interval
@@ -43,6 +44,9 @@
  *
  * --render FILE: measure nothing; write FILE's .md and .svg again from the JSON (after a change of
  * the report's layout or the chart's): the chart-only mode.
+ * --plane auto|js|native: Baton's `--data-plane` for its columns (default: Baton's default). Unless it
+ * is js, a "Baton js plane" column (opaque, `--data-plane js`) runs beside them in the bulk, HTTP,
+ * connection-rate and idle scenarios, and every figure gets its ratio to it (same run).
  * --dist DIR: measure another build of Baton (default ./dist; its cli.js, and index.js for handoff).
  * --quick: one run of about a second per scenario, 500 idle sessions, no warm-up: a smoke test for
  * CI. Exit 0 when every scenario ran and produced numbers, 1 when one failed to run, 2 on bad flags;
@@ -140,6 +144,15 @@ const BALANCERS = [
     only: ['redis', 'failover-redis'],
   },
   { key: 'baton-w2', label: 'Baton --workers 2', kind: 'baton', workers: 2 },
+  {
+    // The JavaScript plane beside the plane --plane picks (skipped with --plane js): the same run
+    // says what the native plane changes.
+    key: 'baton-js',
+    label: 'Baton js plane',
+    kind: 'baton',
+    dataPlane: 'js',
+    only: ['bulk', 'http', 'conn', 'idle'],
+  },
   { key: 'haproxy', label: 'HAProxy', kind: 'haproxy' },
   {
     key: 'haproxy-splice',
@@ -148,10 +161,18 @@ const BALANCERS = [
     splice: true,
     only: ['bulk', 'http', 'redis', 'conn'],
   },
+  {
+    // One thread, as one Baton process has for its data path: the same CPU share on a shared machine.
+    key: 'haproxy-1t',
+    label: 'HAProxy nbthread 1',
+    kind: 'haproxy',
+    threads: 1,
+    only: ['http', 'conn'],
+  },
   { key: 'nginx', label: 'nginx stream', kind: 'nginx' },
 ]
 /** Ratios are given to these columns (same run). */
-const REFERENCES = ['haproxy', 'nginx', 'node', 'direct']
+const REFERENCES = ['haproxy', 'haproxy-splice', 'haproxy-1t', 'nginx', 'node', 'direct', 'baton-js']
 
 /** Metric: key, label, unit, digits shown, which way is better. */
 const M = (key, label, unit, digits, better = 'higher') => ({ key, label, unit, digits, better })
@@ -237,9 +258,10 @@ const SCENARIO_KEYS = [...SCENARIOS.map((s) => s.key), 'handoff']
 // ---------------------------------------------------------------------------------------------
 // Flags
 
-const VALUE_FLAGS = ['runs', 'duration', 'sessions', 'only', 'dist', 'render']
+const VALUE_FLAGS = ['runs', 'duration', 'sessions', 'only', 'dist', 'render', 'plane']
+const PLANES = ['auto', 'js', 'native']
 const BOOLEAN_FLAGS = ['quick', 'help']
-const USAGE = `usage: node bench/compare.mjs [--runs 3] [--duration 3s] [--sessions 10000] [--only ${SCENARIO_KEYS.join(',')}] [--dist DIR] [--quick]
+const USAGE = `usage: node bench/compare.mjs [--runs 3] [--duration 3s] [--sessions 10000] [--only ${SCENARIO_KEYS.join(',')}] [--plane auto|js|native] [--dist DIR] [--quick]
        node bench/compare.mjs --render bench/results/compare.json   (rewrite its .md and .svg)`
 
 function resolveParams(flags) {
@@ -258,7 +280,11 @@ function resolveParams(flags) {
           : 10_000,
     only: flags.only !== undefined ? String(flags.only).split(',') : SCENARIO_KEYS,
     dist: path.resolve(flags.dist ?? path.join(ROOT, 'dist')),
+    /** Baton's --data-plane for its columns (undefined: Baton's default). */
+    plane: flags.plane,
   }
+  if (p.plane !== undefined && !PLANES.includes(p.plane))
+    throw new UsageError(`--plane: expected one of ${PLANES.join(', ')}`)
   for (const s of p.only)
     if (!SCENARIO_KEYS.includes(s)) throw new UsageError(`--only: unknown scenario ${s}`)
   /** The failover runs: long enough to see the load before and after the kill. */
@@ -699,7 +725,20 @@ const fmtRatio = (v) => (v === null || v === undefined || !Number.isFinite(v) ? 
 
 /** The scenario's table for stdout: one row per balancer and metric. */
 function scenarioTable(sc, res) {
-  const rows = [['balancer', 'metric', 'median', 'spread', '/HAProxy', '/nginx', '/node', '/direct']]
+  const extra = ['haproxy-splice', 'haproxy-1t', 'baton-js'].filter((k) => res.summary[k] !== undefined)
+  const rows = [
+    [
+      'balancer',
+      'metric',
+      'median',
+      'spread',
+      '/HAProxy',
+      '/nginx',
+      '/node',
+      '/direct',
+      ...extra.map((k) => ({ 'haproxy-splice': '/splice', 'haproxy-1t': '/HAProxy 1t' })[k] ?? '/js plane'),
+    ],
+  ]
   for (const b of BALANCERS) {
     const x = res.summary[b.key]
     if (x === undefined) continue
@@ -713,6 +752,7 @@ function scenarioTable(sc, res) {
         fmtRatio(x.vs.nginx[m.key]),
         fmtRatio(x.vs.node?.[m.key]),
         fmtRatio(x.vs.direct[m.key]),
+        ...extra.map((k) => fmtRatio(x.vs[k]?.[m.key])),
       ])
   }
   return table(rows)
@@ -998,6 +1038,31 @@ function judgeTargets(results) {
         return x === null ? null : { measured: `${r2(x)} KiB/session`, met: x <= 4 }
       },
     },
+    // The native plane's targets (issue 12), judged where their reference column ran (--plane native).
+    {
+      target: 'bulk ≥ 1.0 × HAProxy splice',
+      judge: (vs, med, vsRef) => {
+        const x = vsRef('bulk', 'gbps', 'haproxy-splice')
+        return x === null ? null : { measured: `${r2(x)} × HAProxy splice`, met: x >= 1 }
+      },
+    },
+    {
+      target: 'idle memory ≤ HAProxy',
+      judge: (vs, med) => {
+        const x = med('idle', 'kibPerSession')
+        const h = med('idle', 'kibPerSession', 'haproxy')
+        return x === null || h === null
+          ? null
+          : { measured: `${r2(x)} KiB/session, HAProxy ${r2(h)}`, met: x <= h }
+      },
+    },
+    {
+      target: 'new connections/s ≥ the js plane',
+      judge: (vs, med, vsRef) => {
+        const x = vsRef('conn', 'cps', 'baton-js')
+        return x === null ? null : { measured: `${r2(x)} × the js plane`, met: x >= 1 }
+      },
+    },
     {
       target: 'zero failover errors (HTTP / Redis) while HAProxy / nginx show errors',
       judge: (vs, med) => {
@@ -1018,7 +1083,8 @@ function judgeTargets(results) {
       TARGET_VARIANTS.map((key) => {
         const vs = (sk, mk) => results[sk]?.summary[key]?.vs.haproxy[mk] ?? null
         const med = (sk, mk, b = key) => results[sk]?.summary[b]?.median[mk] ?? null
-        return [key, judge(vs, med)]
+        const vsRef = (sk, mk, ref) => results[sk]?.summary[key]?.vs[ref]?.[mk] ?? null
+        return [key, judge(vs, med, vsRef)]
       })
     ),
   }))
@@ -1135,8 +1201,14 @@ async function main() {
         : undefined
     return undefined
   }
+  const hasPlane = help.includes('--data-plane')
+  if (p.plane !== undefined && !hasPlane) {
+    console.error(`${TAG}: --plane: ${path.relative(process.cwd(), CLI)} has no --data-plane`)
+    return 2
+  }
   const balancers = BALANCERS.filter((b) => {
     if (b.workers && !hasWorkers) return false
+    if (b.dataPlane !== undefined && (!hasPlane || p.plane === 'js')) return false
     const m = missing(b.kind)
     if (m) notes.push(`${m} not installed: the ${b.label} column is skipped (bench/setup.sh installs it).`)
     return !m
@@ -1194,8 +1266,12 @@ async function main() {
                   backends: setup.ports,
                   checks: sc.checks === true,
                   protocol: b.protocol,
+                  // --plane is for the opaque columns: a framer that parses bytes runs on js anyway.
+                  dataPlane:
+                    b.kind === 'baton' ? (b.dataPlane ?? (b.protocol ? undefined : p.plane)) : undefined,
                   workers: b.workers,
                   splice: b.splice === true,
+                  threads: b.threads,
                   admin: sc.admin === true && b.kind === 'baton',
                 })
           entry.command = lb.child?.command
@@ -1277,6 +1353,8 @@ async function main() {
     git: gitInfo(ROOT),
     dist: distInfo(p.dist),
     batonWorkersSupported: hasWorkers,
+    /** Baton's --data-plane for its columns; "default" when --plane was not given. */
+    batonPlane: p.plane ?? 'default',
     notes,
     configs: ctx.configs,
     commands: [...new Set(pm.commands)],

@@ -4,6 +4,7 @@
  *
  *   npm run build && node --expose-gc bench/idle-heap.mjs [--sessions 4000] [--protocol opaque]
  *                                                          [--no-timeouts] [--direct] [--settle]
+ *                                                          [--data-plane auto|js|native]
  *
  * Baton runs in this process as a library; a child process holds the backend and the clients, so
  * only Baton's objects are measured. After a full GC before and after opening the sessions it prints
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     direct: { type: 'boolean', default: false },
     peer: { type: 'boolean', default: false },
     settle: { type: 'boolean', default: false },
+    'data-plane': { type: 'string' },
   },
 })
 const N = Number(values.sessions)
@@ -69,6 +71,7 @@ if (values.peer) {
             listen: '127.0.0.1:0',
             backends: [`127.0.0.1:${backend}`],
             protocol: values.protocol,
+            ...(values['data-plane'] !== undefined ? { dataPlane: values['data-plane'] } : {}),
             // The clients never send a byte: keep them (http1's default first-byte bound is 10 s).
             firstByteTimeout: 0,
             ...timeouts,
@@ -96,7 +99,7 @@ if (values.peer) {
     const n = count()
     const per = (key) => ((after[key] - before[key]) / n / 1024).toFixed(2)
     console.log(
-      `${values.direct ? 'direct (one accepted socket each)' : `Baton ${values.protocol}${values['no-timeouts'] ? ', no timeouts' : ''}`}: ` +
+      `${values.direct ? 'direct (one accepted socket each)' : `Baton ${values.protocol}${values['data-plane'] !== undefined ? ` (dataPlane ${values['data-plane']})` : ''}${values['no-timeouts'] ? ', no timeouts' : ''}`}: ` +
         `${n} sessions (backend held ${held}); KiB per session: rss ${per('rss')}, heap used ${per('heapUsed')}, ` +
         `heap committed ${per('heapTotal')}, array buffers ${per('arrayBuffers')}`
     )

@@ -25,12 +25,20 @@
  *   fill   only into an EMPTY pipe: splice(in → pipe). 0 is EOF. tee(2) duplicates from the head of
  *          the pipe and cannot skip, so filling an empty pipe is what lets the c2s direction tee
  *          exactly the new bytes. The s2c direction follows the same rule for symmetry.
+ * That is bulk. A direction starts in copy mode instead: recv into the plane's one scratch buffer
+ * and send on at once (what the out side does not take waits in a malloc'd `buf`, and nothing more
+ * is read until it has gone), the client's bytes recorded in memory (`rec`) rather than tee'd. A
+ * read that fills COPY_READ switches to splice; a splice read under SPLICE_MIN switches back. For a
+ * small request/response this saves the tee and the replay drop, and recv/send cost less than
+ * splice (pump; docs/native-plane.md, "Small messages are copied").
  * Half-close: EOF on one side → shutdown(SHUT_WR) on the other once the pipe has drained. A server
  * EOF can be held (holdServerEof): JavaScript then decides (crash or close?) and calls
  * shutdownClient (pass the FIN on), replaceServer (fail over) or close.
  *
  * Replay (opaque turn-taking: a request is the client bytes since the server last spoke):
- *   - client bytes in: unanswered += n; if recording, tee them into the replay pipe. The replay pipe
+ *   - client bytes in: unanswered += n; if recording, tee them into the replay pipe (copy mode:
+ *     append them to `rec` up to REC_HEAP_MAX; past it, or before a tee or a replaceServer, the
+ *     record is written into the replay pipe once). The replay pipe
  *     is sized with F_SETPIPE_SZ to replayBytes. A pipe's capacity is counted in page slots and tee
  *     duplicates buffers one for one, so a request in many small segments runs out of slots before
  *     bytes: then the recorded bytes are repacked into whole pages with one copy (compact_replay)
@@ -80,7 +88,10 @@
 #define READS_PER_WAKE 16    /* fill steps per direction per wake-up (fairness between sessions) */
 #define POOL_SCAN 16         /* idle pipes looked at for an exact capacity match */
 #define MAX_EVENTS 8
-#define SCRATCH 65536        /* compact_replay's copy buffer, one per plane, allocated on first use */
+#define SCRATCH 65536        /* the copy buffer (small reads, compact_replay), one per plane, on first use */
+#define COPY_READ 16384      /* a read in copy mode; one that fills it switches the direction to splice */
+#define SPLICE_MIN 4096      /* a splice read shorter than this switches the direction back to copy */
+#define REC_HEAP_MAX 16384   /* a request recorded in memory up to this, in the replay pipe past it */
 
 enum { CLIENT = 0, SERVER = 1, INTERNAL = 2 };
 enum { S_ACTIVE = 0, S_SERVER_DOWN = 1, S_CLOSED = 2 };
@@ -120,10 +131,18 @@ typedef struct {
 typedef struct {   /* one direction */
   pipe_t p;
   size_t len;      /* bytes in the pipe */
+  /* Copy mode: bytes read that the out side did not take at once (malloc'd, freed when sent).
+   * Never at the same time as bytes in the pipe: a direction reads only when both are empty. */
+  char *buf;
+  size_t blen, boff;
   uint64_t in, out;
   unsigned in_done : 1;  /* EOF read (or no more reads wanted) */
   unsigned fin_sent : 1; /* shutdown(SHUT_WR) done on the out side */
+  unsigned bulk : 1;     /* reads splice (a read filled COPY_READ); else they copy */
 } flow_t;
+
+/* Bytes read and not yet written on, in the pipe or in memory. */
+#define PENDING(f) ((f)->len + (f)->blen)
 
 typedef struct { uint8_t kind, a; int32_t err; } event_t;
 
@@ -140,7 +159,11 @@ struct session_s {
   end_t end[2];                 /* CLIENT, SERVER */
   flow_t c2s, s2c;
   pipe_t replay;
+  /* replay_len: the recorded bytes. Copy-mode reads record in memory (rec, rec_len == replay_len)
+   * up to REC_HEAP_MAX; a splice read, or more, moves the record into the replay pipe (rec_len 0). */
   size_t replay_len, replay_max, replay_cap;
+  char *rec;
+  size_t rec_len, rec_cap;
   int recording;
   uint64_t unanswered, server_since_req, turns, failovers, replayed, overflows;
   uint64_t last_activity;
@@ -166,6 +189,7 @@ struct plane_s {
   pipe_t *idle;
   uint32_t nidle, max_idle, cap_idle;
   int pipe_size, default_pipe_size;
+  int copy_reads; /* small reads copied (pump); 0: every read splices (configure copyReads) */
   double in_use, created, destroyed, resized, compactions;
   char *scratch;
   /* work deferred from API calls to the next loop turn */
@@ -471,11 +495,54 @@ static void set_mask(session_t *s, int side, int mask) {
 /* ------------------------------------------------------------------------------------------------
  * The data path */
 
+/* Forget the record (the server answered, or recording stops): nothing copied, nothing kept. */
+static void drop_record(session_t *s) {
+  if (s->replay.r >= 0) pipe_drop(s->pl, &s->replay, s->replay_len - s->rec_len);
+  s->replay_len = 0;
+  s->rec_len = 0;
+}
+
+/* An empty record holds no memory (as an idle direction holds no pipe). */
+static void free_record(session_t *s) {
+  free(s->rec);
+  s->rec = NULL;
+  s->rec_len = s->rec_cap = 0;
+}
+
+static void free_buf(flow_t *f) {
+  free(f->buf);
+  f->buf = NULL;
+  f->blen = f->boff = 0;
+}
+
 static void stop_recording(session_t *s) {
   s->recording = 0;
   s->overflows++;
-  if (s->replay.r >= 0) pipe_drop(s->pl, &s->replay, s->replay_len);
-  s->replay_len = 0;
+  drop_record(s);
+}
+
+/* Move a record held in memory into the replay pipe (before a tee, or a replaceServer). 0 on failure. */
+static int record_to_pipe(session_t *s) {
+  if (s->rec_len == 0) return 1;
+  if (s->replay.r < 0 && !pipe_get(s->pl, &s->replay, (int)s->replay_cap, 1)) {
+    if (s->replay.r >= 0) pipe_put(s->pl, &s->replay);
+    return 0;
+  }
+  size_t done = 0;
+  while (done < s->rec_len) {
+    ssize_t w = write(s->replay.w, s->rec + done, s->rec_len - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      /* The record stays in memory; a pipe with part of it in must not go back to the pool. */
+      int e = w < 0 ? errno : ENOSPC;
+      pipe_drop(s->pl, &s->replay, done);
+      errno = e;
+      return 0;
+    }
+    done += (size_t)w;
+  }
+  s->rec_len = 0;
+  return 1;
 }
 
 /* A pipe's capacity is counted in slots (pages), not bytes, and tee(2) duplicates buffers one for
@@ -517,7 +584,8 @@ static ssize_t tee_all(int from, int to, size_t n) {
   return t < 0 ? 0 : t;
 }
 
-static void on_client_bytes(session_t *s, size_t n) {
+/* Client bytes read: `data` when they were copied (copy mode), NULL when they are in the c2s pipe. */
+static void on_client_bytes(session_t *s, size_t n, const char *data) {
   s->unanswered += n;
   s->server_since_req = 0;
   if (s->replay_max == 0 || !s->recording) return;
@@ -525,9 +593,40 @@ static void on_client_bytes(session_t *s, size_t n) {
     stop_recording(s);
     return;
   }
+  if (data != NULL && s->rec_len == s->replay_len && s->rec_len + n <= REC_HEAP_MAX) {
+    if (s->rec_len + n > s->rec_cap) {
+      size_t cap = s->rec_cap ? s->rec_cap * 2 : 2048;
+      while (cap < s->rec_len + n) cap *= 2;
+      char *grown = realloc(s->rec, cap);
+      if (grown == NULL) goto to_pipe;
+      s->rec = grown;
+      s->rec_cap = cap;
+    }
+    memcpy(s->rec + s->rec_len, data, n);
+    s->rec_len += n;
+    s->replay_len += n;
+    return;
+  }
+to_pipe:
+  if (!record_to_pipe(s)) {
+    stop_recording(s);
+    return;
+  }
   if (s->replay.r < 0 && !pipe_get(s->pl, &s->replay, (int)s->replay_cap, 1)) {
     if (s->replay.r >= 0) pipe_put(s->pl, &s->replay); /* F_SETPIPE_SZ refused: not replayable */
     stop_recording(s);
+    return;
+  }
+  if (data != NULL) {
+    size_t done = 0;
+    while (done < n) {
+      ssize_t w = write(s->replay.w, data + done, n - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) break;
+      done += (size_t)w;
+    }
+    s->replay_len += done;
+    if (done < n) stop_recording(s);
     return;
   }
   size_t before = s->replay_len;
@@ -556,8 +655,7 @@ static void on_server_bytes(session_t *s, size_t n) {
     s->turns++;
     s->unanswered = 0;
   }
-  if (s->replay_len > 0) pipe_drop(s->pl, &s->replay, s->replay_len);
-  s->replay_len = 0;
+  if (s->replay_len > 0) drop_record(s);
   s->recording = s->replay_max > 0;
 }
 
@@ -572,8 +670,11 @@ static void release_all(session_t *s) {
   plane_t *pl = s->pl;
   pipe_drop(pl, &s->c2s.p, s->c2s.len);
   pipe_drop(pl, &s->s2c.p, s->s2c.len);
-  pipe_drop(pl, &s->replay, s->replay_len);
-  s->c2s.len = s->s2c.len = s->replay_len = 0;
+  drop_record(s);
+  free_record(s);
+  free_buf(&s->c2s);
+  free_buf(&s->s2c);
+  s->c2s.len = s->s2c.len = 0;
 }
 
 static void session_close(session_t *s, int reason, int emit) {
@@ -601,17 +702,78 @@ static void internal_failed(session_t *s, int err) {
 static int may_read(session_t *s, int side) {
   const flow_t *f = side == CLIENT ? &s->c2s : &s->s2c;
   const end_t *e = &s->end[side];
-  return s->state == S_ACTIVE && !s->paused && !f->in_done && f->len == 0 && e->fd >= 0 &&
+  return s->state == S_ACTIVE && !s->paused && !f->in_done && PENDING(f) == 0 && e->fd >= 0 &&
          s->end[!side].fd >= 0;
 }
 
-/* Move bytes from `from` to the other side. Returns 0 if the session closed. */
+/* A write error on the out side: the server's fails the server connection (0), the client's ends
+ * the session (-1). */
+static int out_failed(session_t *s, int to, int err) {
+  if (to == SERVER) {
+    server_failed(s, err);
+    return 0;
+  }
+  client_failed(s, err);
+  return -1;
+}
+
+/* The in side's EOF. */
+static void on_eof(session_t *s, int from, flow_t *f) {
+  f->in_done = 1;
+  if (from == CLIENT) {
+    queue_event(s, EV_CLIENT_EOF, 0, 0);
+  } else {
+    if (!s->hold_server_eof) s->pass_fin = 1;
+    queue_event(s, EV_SERVER_EOF, s->hold_server_eof, 0);
+  }
+}
+
+static void on_bytes_in(session_t *s, int from, size_t n, const char *data) {
+  flow_t *f = from == CLIENT ? &s->c2s : &s->s2c;
+  f->in += (uint64_t)n;
+  s->last_activity = uv_now(s->pl->loop);
+  if (from == CLIENT)
+    on_client_bytes(s, n, data);
+  else
+    on_server_bytes(s, n);
+}
+
+/*
+ * Move bytes from `from` to the other side. Returns 0 if the session closed.
+ *
+ * Two ways to read: small messages (request/response) are copied — recv into the plane's one
+ * scratch buffer and send on at once, two cheap calls, the record kept in memory — and bulk is
+ * spliced through a pipe. A copy read that fills COPY_READ switches the direction to splice; a
+ * splice read under SPLICE_MIN switches it back (HAProxy splices only past a size for the same
+ * reason: for a small message, moving page references costs more than copying the bytes). What
+ * the out side does not take at once stays in the direction's `buf` until it is writable.
+ */
 static int pump(session_t *s, int from) {
   int to = !from;
   flow_t *f = from == CLIENT ? &s->c2s : &s->s2c;
   end_t *in = &s->end[from], *out = &s->end[to];
+  plane_t *pl = s->pl;
   int reads = 0;
   for (;;) {
+    if (f->blen > 0) {
+      if (out->fd < 0 || !out->wr_ready) break;
+      ssize_t n = send(out->fd, f->buf + f->boff, f->blen, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EAGAIN) {
+          out->wr_ready = 0;
+          break;
+        }
+        if (errno == EINTR) continue;
+        if (out_failed(s, to, errno) < 0) return 0;
+        break;
+      }
+      f->boff += (size_t)n;
+      f->blen -= (size_t)n;
+      f->out += (uint64_t)n;
+      s->last_activity = uv_now(pl->loop);
+      if (f->blen == 0) free_buf(f);
+      continue;
+    }
     if (f->len > 0) {
       if (out->fd < 0 || !out->wr_ready) break;
       ssize_t n = splice(f->p.r, NULL, out->fd, NULL, f->len, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
@@ -621,12 +783,8 @@ static int pump(session_t *s, int from) {
           break;
         }
         if (errno == EINTR) continue;
-        if (to == SERVER) {
-          server_failed(s, errno);
-          break;
-        }
-        client_failed(s, errno);
-        return 0;
+        if (out_failed(s, to, errno) < 0) return 0;
+        break;
       }
       if (n == 0) { /* the pipe holds less than we counted: a bug, never a hang */
         internal_failed(s, EIO);
@@ -634,13 +792,72 @@ static int pump(session_t *s, int from) {
       }
       f->len -= (size_t)n;
       f->out += (uint64_t)n;
-      s->last_activity = uv_now(s->pl->loop);
+      s->last_activity = uv_now(pl->loop);
       continue;
     }
     if (reads == READS_PER_WAKE || !in->rd_ready || !may_read(s, from)) break;
-    if (f->p.r < 0 && !pipe_get(s->pl, &f->p, 0, 0)) {
+    if (!f->bulk && pl->copy_reads) {
+      if (pl->scratch == NULL && (pl->scratch = malloc(SCRATCH)) == NULL) {
+        internal_failed(s, ENOMEM);
+        return 0;
+      }
+      ssize_t n = recv(in->fd, pl->scratch, COPY_READ, MSG_DONTWAIT);
+      reads++;
+      if (n < 0) {
+        if (errno == EAGAIN) {
+          in->rd_ready = 0;
+          break;
+        }
+        if (errno == EINTR) continue;
+        if (from == SERVER) {
+          server_failed(s, errno);
+          break;
+        }
+        client_failed(s, errno);
+        return 0;
+      }
+      if (n == 0) {
+        on_eof(s, from, f);
+        break;
+      }
+      if (n == COPY_READ) f->bulk = 1;
+      on_bytes_in(s, from, (size_t)n, pl->scratch);
+      /* The scratch buffer is the plane's: what the out side does not take now is kept. */
+      size_t sent = 0;
+      int failed = 0;
+      while (sent < (size_t)n && out->wr_ready) {
+        ssize_t w = send(out->fd, pl->scratch + sent, (size_t)n - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          if (errno == EAGAIN) {
+            out->wr_ready = 0;
+            break;
+          }
+          failed = errno;
+          break;
+        }
+        sent += (size_t)w;
+      }
+      f->out += (uint64_t)sent;
+      if (sent < (size_t)n) {
+        f->buf = malloc((size_t)n - sent);
+        if (f->buf == NULL) {
+          internal_failed(s, ENOMEM);
+          return 0;
+        }
+        memcpy(f->buf, pl->scratch + sent, (size_t)n - sent);
+        f->blen = (size_t)n - sent;
+        f->boff = 0;
+      }
+      if (failed) {
+        if (out_failed(s, to, failed) < 0) return 0;
+        break;
+      }
+      continue;
+    }
+    if (f->p.r < 0 && !pipe_get(pl, &f->p, 0, 0)) {
       int e = errno;
-      if (f->p.r >= 0) pipe_put(s->pl, &f->p);
+      if (f->p.r >= 0) pipe_put(pl, &f->p);
       internal_failed(s, e);
       return 0;
     }
@@ -660,26 +877,16 @@ static int pump(session_t *s, int from) {
       return 0;
     }
     if (n == 0) {
-      f->in_done = 1;
-      if (from == CLIENT) {
-        queue_event(s, EV_CLIENT_EOF, 0, 0);
-      } else {
-        if (!s->hold_server_eof) s->pass_fin = 1;
-        queue_event(s, EV_SERVER_EOF, s->hold_server_eof, 0);
-      }
+      on_eof(s, from, f);
       break;
     }
+    if (n < SPLICE_MIN) f->bulk = 0;
     f->len = (size_t)n;
-    f->in += (uint64_t)n;
-    s->last_activity = uv_now(s->pl->loop);
-    if (from == CLIENT)
-      on_client_bytes(s, (size_t)n);
-    else
-      on_server_bytes(s, (size_t)n);
+    on_bytes_in(s, from, (size_t)n, NULL);
   }
   /* Half-close: the in side's FIN goes on once everything before it has. */
   int fin_ok = from == CLIENT ? 1 : s->pass_fin;
-  if (f->in_done && fin_ok && f->len == 0 && !f->fin_sent && out->fd >= 0 &&
+  if (f->in_done && fin_ok && PENDING(f) == 0 && !f->fin_sent && out->fd >= 0 &&
       (to == CLIENT || s->state == S_ACTIVE)) {
     shutdown(out->fd, SHUT_WR);
     f->fin_sent = 1;
@@ -692,13 +899,16 @@ static void update(session_t *s) {
     const flow_t *into = side == CLIENT ? &s->s2c : &s->c2s;
     int mask = 0;
     if (may_read(s, side)) mask |= UV_READABLE;
-    if (into->len > 0) mask |= UV_WRITABLE;
+    if (PENDING(into) > 0) mask |= UV_WRITABLE;
     set_mask(s, side, mask);
   }
   /* An idle direction holds no pipe. */
   if (s->c2s.len == 0) pipe_put(s->pl, &s->c2s.p);
   if (s->s2c.len == 0) pipe_put(s->pl, &s->s2c.p);
-  if (s->replay_len == 0) pipe_put(s->pl, &s->replay);
+  if (s->replay_len == 0) {
+    pipe_put(s->pl, &s->replay);
+    if (s->rec != NULL) free_record(s);
+  }
 }
 
 static void process(session_t *s) {
@@ -710,7 +920,7 @@ static void process(session_t *s) {
   if (pump(s, CLIENT)) pump(s, SERVER);
   if (s->state != S_CLOSED) {
     if (s->c2s.in_done && s->c2s.fin_sent && s->s2c.in_done && s->s2c.fin_sent &&
-        s->c2s.len == 0 && s->s2c.len == 0 && s->state == S_ACTIVE)
+        PENDING(&s->c2s) == 0 && PENDING(&s->s2c) == 0 && s->state == S_ACTIVE)
       session_close(s, R_DONE, 1);
     else
       update(s);
@@ -905,7 +1115,7 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
       } else {
         s->c2s.len = head_len;
         s->c2s.in += head_len;
-        on_client_bytes(s, head_len);
+        on_client_bytes(s, head_len, NULL);
       }
     }
   }
@@ -942,9 +1152,16 @@ static napi_value js_replace_server(napi_env env, napi_callback_info info) {
   if (fd < 0) return NULL;
 
   size_t resend = 0;
+  if (replayable && s->replay_len > 0 && !record_to_pipe(s)) {
+    int e = errno ? errno : EIO;
+    close(fd);
+    throw_errno(env, "replay pipe", e);
+    return NULL;
+  }
   if (replayable && s->replay_len > 0) {
-    /* The c2s pipe holds a suffix of the replay pipe: drop it, send the whole record again, and keep
-     * a copy (tee into a fresh replay pipe of the same size) for the next failover. */
+    /* The c2s pipe (or buffer) holds a suffix of the replay pipe: drop it, send the whole record
+     * again, and keep a copy (tee into a fresh replay pipe of the same size) for the next failover. */
+    free_buf(&s->c2s);
     pipe_t fresh = {-1, -1, 0};
     int have_fresh = pipe_get(pl, &fresh, s->replay.cap, 1);
     ssize_t t = -1;
@@ -1048,8 +1265,8 @@ static void fill_stats(const session_t *s, double *d) {
   d[ST_REPLAYED] = (double)s->replayed;
   d[ST_OVERFLOWS] = (double)s->overflows;
   d[ST_PIPES] = (s->c2s.p.r >= 0) + (s->s2c.p.r >= 0) + (s->replay.r >= 0);
-  d[ST_C2S_PENDING] = (double)s->c2s.len;
-  d[ST_S2C_PENDING] = (double)s->s2c.len;
+  d[ST_C2S_PENDING] = (double)PENDING(&s->c2s);
+  d[ST_S2C_PENDING] = (double)PENDING(&s->s2c);
   int fl = 0;
   if (s->c2s.in_done) fl |= FL_CLIENT_EOF;
   if (s->s2c.in_done) fl |= FL_SERVER_EOF;
@@ -1110,7 +1327,7 @@ static napi_value js_pool_stats(napi_env env, napi_callback_info info) {
 /* configure(maxIdlePipes, pipeSize): a lower bound closes the idle pipes above it at once; a new
  * pipe size applies to pipes taken from now on (idle ones of another size are resized on reuse). */
 static napi_value js_configure(napi_env env, napi_callback_info info) {
-  GET_ARGS(2)
+  GET_ARGS(3)
   double max_idle, size;
   if (argc < 2 || !arg_double(env, argv[0], &max_idle) || !arg_double(env, argv[1], &size)) return NULL;
   if (max_idle >= 0 && max_idle <= 1048576) {
@@ -1121,6 +1338,8 @@ static napi_value js_configure(napi_env env, napi_callback_info info) {
     int cap = pipe_cap_for((size_t)size);
     pl->pipe_size = cap < 4096 ? 4096 : cap;
   }
+  double copy;
+  if (argc >= 3 && arg_double(env, argv[2], &copy) && copy >= 0) pl->copy_reads = copy > 0;
   return NULL;
 }
 
@@ -1176,6 +1395,7 @@ static napi_value init(napi_env env, napi_value exports) {
   pl->idle_handle->data = pl;
   pl->handles_open = 1;
   pl->max_idle = 1024;
+  pl->copy_reads = 1;
   {
     int fds[2];
     pl->default_pipe_size = 65536;

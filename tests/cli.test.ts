@@ -11,6 +11,8 @@ import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { parse as parseYaml } from 'yaml'
+import { parseCommand } from '../lib/cli/args.js'
+import { validateConfig } from '../lib/config/validate.js'
 import { children, CLI, ensureBuilt, parseLog, ROOT } from './helpers/cli.js'
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
@@ -575,6 +577,28 @@ t.test('--config cannot be combined with --listen or --backend', async (t) => {
     ],
   ])
 })
+
+t.test(
+  "--data-plane sets the listener's dataPlane (default auto); a bad value or one with --config is refused",
+  async (t) => {
+    const plane = (extra: string[]) => {
+      const cmd = parseCommand(['--listen', '127.0.0.1:7000', '--backend', '127.0.0.1:7101', ...extra])
+      if (cmd.kind !== 'run') throw new Error('expected a run command')
+      return validateConfig(cmd.config).listeners[0]!.dataPlane
+    }
+    t.equal(plane([]), 'auto', 'the default')
+    t.equal(plane(['--data-plane', 'js']), 'js')
+    t.equal(plane(['--data-plane', 'auto']), 'auto')
+    t.throws(
+      () => plane(['--data-plane', 'fast']),
+      /listeners\[0\]\.dataPlane: expected one of "auto", "js", "native"/
+    )
+    t.throws(
+      () => parseCommand(['--config', 'baton.yaml', '--data-plane', 'js'], () => ({})),
+      /--data-plane: cannot be combined with --config; put it in the config file/
+    )
+  }
+)
 
 t.test('address already in use: exit 2 naming the listener', async (t) => {
   const blocker = net.createServer()

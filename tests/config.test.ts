@@ -77,7 +77,7 @@ t.test('a minimal config resolves every default', async (t) => {
         },
         slowStart: 0,
         passive: { failures: 3, cooldown: 10_000, maxCooldown: 300_000, maxEjectPercent: 50 },
-        dataPlane: 'js',
+        dataPlane: 'auto',
       },
     ],
     maxConnections: 0,

@@ -167,16 +167,17 @@ export async function startIperf3(pm, bins, port) {
 /**
  * HAProxy `mode tcp`, round-robin; with `checks`, TCP health checks every 500 ms; with `splice`,
  * `option splice-request` and `option splice-response`: bytes move kernel to kernel through a pipe
- * with splice(2), never copied to user space. Threads: HAProxy's default (one per CPU).
+ * with splice(2), never copied to user space. Threads: HAProxy's default (one per CPU), or `threads`
+ * (`nbthread`).
  */
-export function haproxyConfig({ port, backends, checks, nofile, splice = false }) {
+export function haproxyConfig({ port, backends, checks, nofile, splice = false, threads }) {
   const check = checks ? ' check inter 500ms' : ''
   // Each splicing connection also holds a pipe (two descriptors), and HAProxy refuses to start when
   // maxconn and maxpipes (by default maxconn / 4) do not fit its descriptor limit: with splice, a
   // fixed pool of 1024 pipes (far more than the benchmarks' 50 busy connections) and a maxconn
   // that leaves room for them.
   const maxconn = splice ? Math.floor((nofile - 200 - 2 * 1024) / 2) : maxConnFor(nofile)
-  const spliceGlobal = splice ? '  maxpipes 1024\n' : ''
+  const spliceGlobal = (splice ? '  maxpipes 1024\n' : '') + (threads ? `  nbthread ${threads}\n` : '')
   const spliceOptions = splice ? '  option splice-request\n  option splice-response\n' : ''
   return `global
   maxconn ${maxconn}
@@ -223,10 +224,11 @@ ${backends.map((b) => `    server ${HOST}:${b};`).join('\n')}
 }
 
 /** Baton's CLI flags: its defaults, plus what the scenario asks for. */
-export function batonArgs({ port, backends, checks, protocol, workers, admin }) {
+export function batonArgs({ port, backends, checks, protocol, dataPlane, workers, admin }) {
   const a = ['--listen', `${HOST}:${port}`]
   for (const b of backends) a.push('--backend', `${HOST}:${b}`)
   if (protocol) a.push('--protocol', protocol)
+  if (dataPlane) a.push('--data-plane', dataPlane)
   if (workers) a.push('--workers', String(workers))
   if (checks) a.push('--health-check', 'tcp', '--check-interval', '500ms')
   if (admin) a.push('--admin', `${HOST}:${admin}`)
@@ -245,25 +247,28 @@ function startWithNofile(pm, ctx, name, cmd, argv, opts) {
 /**
  * Start one balancer (`kind`: baton | haproxy | nginx | node) in front of `backends` (ports);
  * resolves { port, child, admin } once it accepts. `splice`: HAProxy with splice(2) (haproxyConfig).
+ * `dataPlane`: Baton's `--data-plane` (auto | js | native; its default when not given).
  */
 export async function startBalancer(
   pm,
   ctx,
   kind,
-  { backends, checks = false, protocol, workers, admin = false, splice = false }
+  { backends, checks = false, protocol, dataPlane, workers, admin = false, splice = false, threads }
 ) {
   const port = await freePort()
   let child
   let adminPort
   if (kind === 'baton') {
     adminPort = admin ? await freePort() : undefined
-    const args = batonArgs({ port, backends, checks, protocol, workers, admin: adminPort })
+    const args = batonArgs({ port, backends, checks, protocol, dataPlane, workers, admin: adminPort })
     child = startWithNofile(pm, ctx, `baton-${port}`, process.execPath, [ctx.cli, ...args], { cwd: ctx.root })
   } else if (kind === 'haproxy') {
     const conf = path.join(ctx.dir, `haproxy-${port}.cfg`)
-    const text = haproxyConfig({ port, backends, checks, nofile: ctx.nofile, splice })
+    const text = haproxyConfig({ port, backends, checks, nofile: ctx.nofile, splice, threads })
     fs.writeFileSync(conf, text)
-    ctx.configs[`haproxy${splice ? ' splice' : ''}${checks ? ', with checks' : ''}`] ??= text
+    ctx.configs[
+      `haproxy${splice ? ' splice' : ''}${threads ? ` nbthread ${threads}` : ''}${checks ? ', with checks' : ''}`
+    ] ??= text
     child = startWithNofile(pm, ctx, `haproxy-${port}`, ctx.bins.haproxy, ['-db', '-f', conf])
   } else if (kind === 'nginx') {
     const conf = path.join(ctx.dir, `nginx-stream-${port}.conf`)

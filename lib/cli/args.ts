@@ -33,6 +33,7 @@ Options:
       --protocol NAME      how requests and responses are delimited, which decides what can be
                            re-sent when a backend fails: ${PROTOCOL_HELP} (default opaque)
       --replay MODE        safe (default), all, none
+      --data-plane P       auto (default: the native splice plane where it can run), js, native
       --response-timeout D a request with no response byte within D fails over (default off)
       --pool-idle N        idle connections kept ready per backend for hand-offs (default 0)
       --health-check KIND  active checks: tcp, http:/PATH, ${PROTOCOL_CHECKS.join(', ')} (default none)
@@ -88,6 +89,7 @@ const OPTIONS = {
   balance: { type: 'string' },
   'connect-timeout': { type: 'string' },
   protocol: { type: 'string' },
+  'data-plane': { type: 'string' },
   'health-check': { type: 'string' },
   'check-interval': { type: 'string' },
   admin: { type: 'string' },
@@ -141,6 +143,7 @@ export function parseCommand(
       'balance',
       'connect-timeout',
       'protocol',
+      'data-plane',
       'replay',
       'response-timeout',
       'pool-idle',
@@ -177,6 +180,7 @@ export function parseCommand(
     if (values.balance !== undefined) listener.balance = values.balance
     if (values['connect-timeout'] !== undefined) listener.connectTimeout = values['connect-timeout']
     if (values.protocol !== undefined) listener.protocol = values.protocol
+    if (values['data-plane'] !== undefined) listener.dataPlane = values['data-plane']
     if (values.replay !== undefined) listener.replay = values.replay
     if (values['response-timeout'] !== undefined) listener.responseTimeout = values['response-timeout']
     if (values['pool-idle'] !== undefined)

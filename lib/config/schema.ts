@@ -497,10 +497,9 @@ const listenerFields = z.strictObject({
    * is Linux. `native` where it cannot be had is an error that says why. `BATON_NATIVE=0` turns the
    * addon off for the whole process.
    */
-  // Default `js` for now: on the native plane, an opaque listener lost 1 wrk connection in 1 of 3
-  // runs of the failover bench (one of three nginx SIGKILLed; 0 on the JavaScript plane), and
-  // zero broken connections is what Baton is for. `auto` opts in where the addon loaded.
-  dataPlane: z.enum(DATA_PLANES).default('js'),
+  // Default `auto` since the failover bench (one of three nginx SIGKILLed under wrk) gave 0 client
+  // errors in 60 runs on the native plane (bench/native-failover.sh native 30, twice); `js` opts out.
+  dataPlane: z.enum(DATA_PLANES).default('auto'),
   /** TLS passthrough with routing by SNI and ALPN to backend groups (see tlsSchema). */
   tls: tlsSchema.optional(),
   /**

@@ -5,13 +5,15 @@
  * - `js`: always the JavaScript plane.
  * - `native`: the native splice plane; the config is refused (schema.ts) when the protocol parses
  *   bytes or the addon is not there, so by the time a listener is built it is available.
- * - `auto`: native where the addon loaded, the protocol is `opaque` and the platform is Linux (the
- *   loader says no elsewhere); js otherwise. Not the default yet (schema.ts says why).
+ * - `auto`: native where the addon loaded, the protocol's module can be carried natively (`native`
+ *   in lib/protocols/types.ts: opaque) and the platform is Linux (the
+ *   loader says no elsewhere); js otherwise. The default.
  *
  * Framers that parse bytes (http1, resp, length-prefixed) need the bytes in user space and always
  * run on the JavaScript plane; so does a verified resume of a partial response.
  */
 import type { Logger } from 'pino'
+import { protocolOf } from '../protocols/index.js'
 import { loadNativePlane, type NativePlane, type NativePlaneLoad } from './plane.js'
 
 /** What of a listener's `sendProxy` the plane choice reads (the native plane cannot write a header). */
@@ -37,12 +39,21 @@ export interface ResolvedPlane {
   reason: string | undefined
 }
 
+/** The protocol's module says the plane can carry it (it moves bytes and parses none: opaque). */
+function carriesNatively(protocol: string): boolean {
+  try {
+    return protocolOf(protocol).native
+  } catch {
+    return false // an unknown name: the schema reports it
+  }
+}
+
 /** The plane for a listener's `dataPlane` and `protocol`. */
 export function resolveDataPlane(
   config: { readonly dataPlane: DataPlaneOption; readonly protocol: string } & ProxyOut,
   load: NativePlaneLoad = loadNativePlane()
 ): ResolvedPlane {
-  if (config.dataPlane === 'js' || config.protocol !== 'opaque' || sendsProxy(config))
+  if (config.dataPlane === 'js' || !carriesNatively(config.protocol) || sendsProxy(config))
     return { plane: 'js', native: undefined, reason: undefined }
   if (load.plane === undefined) return { plane: 'js', native: undefined, reason: load.reason }
   return { plane: 'native', native: load.plane, reason: undefined }
@@ -53,7 +64,7 @@ export function resolveDataPlane(
  * check's message (schema.ts), which names the loader's reason.
  */
 export function nativeRefusal(config: { readonly protocol: string } & ProxyOut): string | undefined {
-  if (config.protocol !== 'opaque')
+  if (!carriesNatively(config.protocol))
     return `the native plane moves opaque bytes only; protocol ${config.protocol} parses them and runs on the JavaScript plane (dataPlane: auto or js)`
   if (sendsProxy(config))
     return 'sendProxy writes a PROXY header on every server connection, which the native plane does not do yet: use dataPlane auto or js'
@@ -74,7 +85,7 @@ export function sayIfUnavailable(
   if (said) return
   const load = loadNativePlane()
   if (load.plane !== undefined) return
-  if (!listeners.some((l) => l.dataPlane === 'auto' && l.protocol === 'opaque')) return
+  if (!listeners.some((l) => l.dataPlane === 'auto' && carriesNatively(l.protocol))) return
   said = true
   log.info(
     { reason: load.reason },

@@ -32,7 +32,7 @@ interface Binding {
   close(id: number, resetClient?: boolean): boolean
   stats(id: number, out: Float64Array): boolean
   poolStats(out: Float64Array): void
-  configure(maxIdlePipes: number, pipeSize: number): void
+  configure(maxIdlePipes: number, pipeSize: number, copyReads: number): void
 }
 
 /** A session inside the native plane. Opaque: a stale handle is refused, never misused. */
@@ -136,6 +136,12 @@ export interface PlaneConfig {
   maxIdlePipes?: number
   /** Capacity of data pipes in bytes (default: the kernel's, 64 KiB). */
   pipeSize?: number
+  /**
+   * Small reads are copied (recv into one buffer, send on at once) and only bulk is spliced
+   * (default true; native/plane.c, pump). false: every read splices through a pipe (tests of the
+   * pipe path use it).
+   */
+  copyReads?: boolean
 }
 
 export interface NativePlane {
@@ -321,7 +327,7 @@ class Plane implements NativePlane {
   }
 
   configure(config: PlaneConfig): void {
-    const { maxIdlePipes = -1, pipeSize = 0 } = config
+    const { maxIdlePipes = -1, pipeSize = 0, copyReads } = config
     if (
       maxIdlePipes !== -1 &&
       (!Number.isInteger(maxIdlePipes) || maxIdlePipes < 0 || maxIdlePipes > 1 << 20)
@@ -335,7 +341,7 @@ class Plane implements NativePlane {
         'ERR_INVALID_ARG_VALUE',
         `pipeSize must be an integer from 0 to 1 GiB, got ${pipeSize}`
       )
-    this.binding.configure(maxIdlePipes, pipeSize)
+    this.binding.configure(maxIdlePipes, pipeSize, copyReads === undefined ? -1 : copyReads ? 1 : 0)
   }
 
   /** The one callback the addon calls (from a uv callback, never inside one of the calls above). */

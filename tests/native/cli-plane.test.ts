@@ -121,11 +121,28 @@ t.test('at start: the listening line names the plane; one info line when the add
   t.equal(said.length, 1, 'said once')
   t.equal(said[0]?.reason, 'turned off with BATON_NATIVE=0', 'with the reason')
   t.equal(logs.find((l) => l.msg === 'listening')?.dataPlane, 'js')
-  // The default is js (opt-in for now): the listening line says so and nothing is said of the addon.
-  const byDefault = parse((await run(['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:1'], {}, listening)).stdout)
-  t.equal(byDefault.find((l) => l.msg === 'listening')?.dataPlane, 'js', 'the default plane is js')
+  // The default is auto: native where the addon loaded (the listening line says which).
+  const byDefault = parse(
+    (await run(['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:1'], {}, listening)).stdout
+  )
+  t.equal(
+    byDefault.find((l) => l.msg === 'listening')?.dataPlane,
+    skip === false ? 'native' : 'js',
+    'the default plane is auto: native where the addon loaded'
+  )
+  // --data-plane js: the JavaScript plane, and nothing is said of the addon.
+  const js = parse(
+    (
+      await run(
+        ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:1', '--data-plane', 'js'],
+        { BATON_NATIVE: '0' },
+        listening
+      )
+    ).stdout
+  )
+  t.equal(js.find((l) => l.msg === 'listening')?.dataPlane, 'js', '--data-plane js')
   t.notOk(
-    byDefault.some((l) => l.msg.startsWith('native data plane not available')),
+    js.some((l) => l.msg.startsWith('native data plane not available')),
     'nothing said for a js listener'
   )
   if (skip === false) {

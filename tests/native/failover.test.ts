@@ -235,41 +235,47 @@ t.test('replay overflow ends when the server answers', { skip }, async (t) => {
   t.match(plane.stats(session.handle), { replayable: true, unansweredBytes: small.length })
 })
 
-t.test(
-  'a request in many small segments stays replayable (the replay pipe is repacked)',
-  { skip },
-  async (t) => {
-    // 100 segments of 10 bytes: far more pipe buffers than a 64 KiB pipe has slots (16), far fewer
-    // bytes than replayBytes. Each write waits for the plane to have read the one before.
-    const bad = await hangServer()
-    const good = await echoServer('good')
-    t.teardown(() => Promise.all([bad.close(), good.close()]))
-    const proxy = await nativeProxy(() => bad.port, { replayBytes: 65536 })
-    t.teardown(() => proxy.close())
-    const client = await connectClient(proxy.port)
-    t.teardown(() => client.destroy())
-    client.socket.setNoDelay(true)
-    const session = await proxy.session(0)
-    const plane = thePlane()
-    const compactionsBefore = plane.poolStats().replayCompactions
+// copyReads false: every read spliced, the segments tee'd into the replay pipe and repacked when it
+// runs out of slots. true (the default): each segment copied and recorded in memory.
+for (const copyReads of [false, true])
+  t.test(
+    `a request in many small segments stays replayable (${copyReads ? 'recorded in memory' : 'the replay pipe is repacked'})`,
+    { skip },
+    async (t) => {
+      // 100 segments of 10 bytes: far more pipe buffers than a 64 KiB pipe has slots (16), far fewer
+      // bytes than replayBytes. Each write waits for the plane to have read the one before.
+      const bad = await hangServer()
+      const good = await echoServer('good')
+      t.teardown(() => Promise.all([bad.close(), good.close()]))
+      const plane = thePlane()
+      plane.configure({ copyReads })
+      t.teardown(() => plane.configure({ copyReads: true }))
+      const proxy = await nativeProxy(() => bad.port, { replayBytes: 65536 })
+      t.teardown(() => proxy.close())
+      const client = await connectClient(proxy.port)
+      t.teardown(() => client.destroy())
+      client.socket.setNoDelay(true)
+      const session = await proxy.session(0)
+      const compactionsBefore = plane.poolStats().replayCompactions
 
-    const parts: Buffer[] = []
-    for (let i = 0; i < 100; i++) {
-      const part = Buffer.from(`seg-${String(i).padStart(6, '0')}`)
-      parts.push(part)
-      client.socket.write(part)
-      await until(() => plane.stats(session.handle)?.bytesFromClient === (i + 1) * 10, `segment ${i} read`)
+      const parts: Buffer[] = []
+      for (let i = 0; i < 100; i++) {
+        const part = Buffer.from(`seg-${String(i).padStart(6, '0')}`)
+        parts.push(part)
+        client.socket.write(part)
+        await until(() => plane.stats(session.handle)?.bytesFromClient === (i + 1) * 10, `segment ${i} read`)
+      }
+      const req = Buffer.concat(parts)
+      t.match(plane.stats(session.handle), { replayable: true, replayBytes: req.length, replayOverflows: 0 })
+      if (copyReads) t.equal(plane.stats(session.handle)?.pipes, 0, 'recorded in memory: no pipe held')
+      else t.ok(plane.poolStats().replayCompactions > compactionsBefore, 'repacked at least once')
+
+      // The hanging server is given up on (as a response timeout would), and the record is exact.
+      const reply = client.read(req.length)
+      t.equal(await proxy.failover(session, good.port), req.length)
+      t.equal((await reply).toString(), req.toString(), 'the replayed bytes are the request, in order')
     }
-    const req = Buffer.concat(parts)
-    t.match(plane.stats(session.handle), { replayable: true, replayBytes: req.length, replayOverflows: 0 })
-    t.ok(plane.poolStats().replayCompactions > compactionsBefore, 'repacked at least once')
-
-    // The hanging server is given up on (as a response timeout would), and the record is exact.
-    const reply = client.read(req.length)
-    t.equal(await proxy.failover(session, good.port), req.length)
-    t.equal((await reply).toString(), req.toString(), 'the replayed bytes are the request, in order')
-  }
-)
+  )
 
 t.test('between turns, replaceServer moves a live session and re-sends nothing', { skip }, async (t) => {
   const first = await echoServer('first')

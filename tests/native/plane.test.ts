@@ -161,6 +161,48 @@ t.test('backpressure: a slow server stops the plane reading the client', { skip 
   t.same(d, { bytes: up.length, sha256: sha256(up) })
 })
 
+t.test('copy mode: small reads the server cannot take yet wait in memory, in order', { skip }, async (t) => {
+  // 8 KiB at a time, each read by the plane before the next is written: every read is under
+  // COPY_READ, so the direction stays in copy mode and what the paused server cannot take waits
+  // in the direction's buffer (no replay: nothing else holds the bytes).
+  const sink = await sinkServer()
+  t.teardown(() => sink.close())
+  sink.pause()
+  const proxy = await nativeProxy(() => sink.port, { replayBytes: 0 })
+  t.teardown(() => proxy.close())
+  const client = await connectClient(proxy.port, { allowHalfOpen: true })
+  t.teardown(() => client.destroy())
+  client.socket.setNoDelay(true)
+  const session = await proxy.session(0)
+  const plane = thePlane()
+  const parts: Buffer[] = []
+  let held = false
+  for (let i = 0; i < 8192 && !held; i++) {
+    const part = pattern(8 * 1024, i + 1)
+    parts.push(part)
+    client.socket.write(part)
+    const want = (i + 1) * part.length
+    await until(
+      () => {
+        const s = plane.stats(session.handle)
+        return s !== undefined && (s.bytesFromClient >= want || s.pendingToServer > 0)
+      },
+      `part ${i} read`,
+      { intervalMs: 1 }
+    )
+    held = plane.stats(session.handle)!.pendingToServer > 0
+  }
+  const s = plane.stats(session.handle)!
+  t.ok(held, `the plane holds ${s.pendingToServer} bytes the server could not take yet`)
+  t.equal(s.pipes, 0, 'in memory, not in a pipe')
+  const up = Buffer.concat(parts)
+  const digest = once<[Digest]>(sink, 'digest', { timeoutMs: BULK_MS })
+  sink.resume()
+  client.socket.end()
+  const [d] = await digest
+  t.same(d, { bytes: up.length, sha256: sha256(up) }, 'every byte, in order')
+})
+
 t.test('half-close: the client ends first, the answer still comes back', { skip }, async (t) => {
   const server = await replyOnEndServer((got) => Buffer.from(`got ${got.length}: ${got.toString()}`))
   t.teardown(() => server.close())

@@ -12,53 +12,62 @@ import { until, within } from '../helpers/wait.js'
 import { ADDON_PATH } from '../../lib/native/plane.js'
 import { nativeProxy, openFds, skip, thePlane } from './helpers/native-proxy.js'
 
-t.test('no descriptor leak after 1000 sessions', { skip }, async (t) => {
-  const plane = thePlane()
-  const echo = await echoServer()
-  t.teardown(() => echo.close())
-  const proxy = await nativeProxy(() => echo.port, { replayBytes: 16384 })
-  t.teardown(() => proxy.close())
-  t.teardown(() => plane.configure({ maxIdlePipes: 1024 }))
+// Both ways of reading: small messages copied (the default), and every read spliced (copyReads
+// false), where each session takes pipes from the pool and gives them back.
+for (const copyReads of [true, false])
+  t.test(`no descriptor leak after 1000 sessions (copyReads ${copyReads})`, { skip }, async (t) => {
+    const plane = thePlane()
+    plane.configure({ copyReads })
+    t.teardown(() => plane.configure({ copyReads: true }))
+    const echo = await echoServer()
+    t.teardown(() => echo.close())
+    const proxy = await nativeProxy(() => echo.port, { replayBytes: 16384 })
+    t.teardown(() => proxy.close())
+    t.teardown(() => plane.configure({ maxIdlePipes: 1024 }))
 
-  const one = async (i: number): Promise<void> => {
-    const client = await connectClient(proxy.port)
-    const req = pattern(100 + (i % 900), i + 1)
-    const reply = await client.roundTrip(req)
-    if (!reply.equals(req)) throw new Error(`session ${i}: wrong reply`)
-    client.socket.end()
-    await within(client.closed, `session ${i} closed`)
-  }
-  await one(0) // warm-up: whatever Node opens lazily on the first connection
-  await until(() => plane.poolStats().sessions === 0 && echo.connections === 0, 'warm-up session gone')
-  plane.configure({ maxIdlePipes: 0 })
-  const before = openFds()
-  plane.configure({ maxIdlePipes: 1024 })
+    const one = async (i: number): Promise<void> => {
+      const client = await connectClient(proxy.port)
+      const req = pattern(100 + (i % 900), i + 1)
+      const reply = await client.roundTrip(req)
+      if (!reply.equals(req)) throw new Error(`session ${i}: wrong reply`)
+      client.socket.end()
+      await within(client.closed, `session ${i} closed`)
+    }
+    await one(0) // warm-up: whatever Node opens lazily on the first connection
+    await until(() => plane.poolStats().sessions === 0 && echo.connections === 0, 'warm-up session gone')
+    plane.configure({ maxIdlePipes: 0 })
+    const before = openFds()
+    plane.configure({ maxIdlePipes: 1024 })
 
-  const total = 1000
-  const concurrency = 50
-  let next = 1
-  const worker = async (): Promise<void> => {
-    while (next <= total) await one(next++)
-  }
-  await within(Promise.all(Array.from({ length: concurrency }, worker)), '1000 sessions', 60_000)
+    const total = 1000
+    const concurrency = 50
+    let next = 1
+    const worker = async (): Promise<void> => {
+      while (next <= total) await one(next++)
+    }
+    await within(Promise.all(Array.from({ length: concurrency }, worker)), '1000 sessions', 60_000)
 
-  await until(() => plane.poolStats().sessions === 0, 'every native session freed')
-  await until(() => echo.connections === 0, 'every backend connection closed')
-  const pool = plane.poolStats()
-  t.equal(pool.inUse, 0, 'no pipe held by anyone')
-  t.ok(pool.idle > 0 && pool.idle <= 1024, `idle pipes kept for reuse (${pool.idle})`)
-  plane.configure({ maxIdlePipes: 0 })
-  t.equal(plane.poolStats().idle, 0, 'a lower bound closes the idle pipes at once')
-  await until(() => openFds() === before, `open descriptors back to ${before} (now ${openFds()})`)
-  t.equal(openFds(), before, 'open descriptors back where they were')
-  const done = proxy.sessions.filter((s) => s.events.some((e) => e.type === 'close' && e.reason === 'done'))
-  t.equal(done.length, total + 1, 'every session ended as done')
-})
+    await until(() => plane.poolStats().sessions === 0, 'every native session freed')
+    await until(() => echo.connections === 0, 'every backend connection closed')
+    const pool = plane.poolStats()
+    t.equal(pool.inUse, 0, 'no pipe held by anyone')
+    if (copyReads) t.ok(pool.idle <= 1024, `idle pipes within the bound (${pool.idle})`)
+    else t.ok(pool.idle > 0 && pool.idle <= 1024, `idle pipes kept for reuse (${pool.idle})`)
+    plane.configure({ maxIdlePipes: 0 })
+    t.equal(plane.poolStats().idle, 0, 'a lower bound closes the idle pipes at once')
+    await until(() => openFds() === before, `open descriptors back to ${before} (now ${openFds()})`)
+    t.equal(openFds(), before, 'open descriptors back where they were')
+    const done = proxy.sessions.filter((s) => s.events.some((e) => e.type === 'close' && e.reason === 'done'))
+    t.equal(done.length, total + 1, 'every session ended as done')
+  })
 
 t.test('the pipe pool keeps at most maxIdlePipes', { skip }, async (t) => {
   const plane = thePlane()
   // A server that never answers: each session's request stays in its replay pipe, so every
-  // session holds one pipe at the same time.
+  // session holds one pipe at the same time (every read spliced: a small request read by copy
+  // is recorded in memory instead).
+  plane.configure({ copyReads: false })
+  t.teardown(() => plane.configure({ copyReads: true }))
   const hang = await hangServer()
   t.teardown(() => hang.close())
   const proxy = await nativeProxy(() => hang.port, { replayBytes: 65536 })
