@@ -12,6 +12,7 @@ import { startAdmin } from '../lib/admin/server.js'
 import type { SessionCloseEvent } from '../lib/balancer.js'
 import { JSON_LOG_OPTIONS } from '../lib/log.js'
 import { backendsOf, oneListener, scope } from './helpers/balancer.js'
+import { withPlane } from './helpers/plane.js'
 import { echoServer, HOST, refusedPort } from './helpers/servers.js'
 import { once, within } from './helpers/wait.js'
 
@@ -162,23 +163,25 @@ t.test('a reload says what changed', async (t) => {
     log: { level: 'info' as const },
     listeners: [{ name: 'web', listen: { host: HOST, port }, backends: backendsOf([alpha, bravo]) }],
   }
-  await balancer.reload(same)
+  await balancer.reload(withPlane(same))
   const unchanged = await out.next('configuration reloaded')
   t.equal(unchanged.unchanged, true, 'nothing changed, and it says so')
 
-  await balancer.reload({
-    log: { level: 'info' },
-    maxConnections: 100,
-    listeners: [
-      {
-        name: 'web',
-        listen: { host: HOST, port },
-        connectTimeout: '1s',
-        backends: backendsOf([{ endpoint: alpha, weight: 3 }, charlie]),
-      },
-      { name: 'extra', listen: { host: HOST, port: 0 }, backends: backendsOf([charlie]) },
-    ],
-  })
+  await balancer.reload(
+    withPlane({
+      log: { level: 'info' },
+      maxConnections: 100,
+      listeners: [
+        {
+          name: 'web',
+          listen: { host: HOST, port },
+          connectTimeout: '1s',
+          backends: backendsOf([{ endpoint: alpha, weight: 3 }, charlie]),
+        },
+        { name: 'extra', listen: { host: HOST, port: 0 }, backends: backendsOf([charlie]) },
+      ],
+    })
+  )
   const changed = await out.next('configuration reloaded', (l) => l.unchanged === undefined)
   t.strictSame(changed.backendsAdded, ['web/charlie'])
   t.strictSame(changed.backendsRemoved, ['web/bravo'])
