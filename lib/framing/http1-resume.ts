@@ -29,7 +29,7 @@
  */
 import { createHash } from 'node:crypto'
 import { LazyHash } from '../replay/lazy-hash.js'
-import type { ResumeStep } from '../replay/resume.js'
+import { RESUME_DIFFERS, type ResumeStep } from '../replay/resume.js'
 
 export type { ResumeStep }
 
@@ -444,7 +444,7 @@ export class Http1Resumer implements ChunkSink {
       return
     }
     if (headIdentity(head) !== headIdentity(point.head)) {
-      this.failure = 'the replacement response differs from what the client already has'
+      this.failure = RESUME_DIFFERS
       return
     }
     this.phase = R_VERIFY
@@ -454,7 +454,7 @@ export class Http1Resumer implements ChunkSink {
   /** The first B body bytes are in: compare. Moves to the phase that follows; false on mismatch. */
   private verified(): boolean {
     if (!this.hash.digest().equals(this.point.digest)) {
-      this.failure = 'the replacement response differs from what the client already has'
+      this.failure = RESUME_DIFFERS
       return false
     }
     this.justVerified = true

@@ -425,7 +425,7 @@ export class Replayer implements FramerSink, CheckWaiter {
     this.s.host.handoffLatency(this.s, h.pooled, performance.now() - h.at)
   }
 
-  private resumeFailed(why = 'the replacement response differs from what the client already has'): void {
+  private resumeFailed(why: string): void {
     this.s.host.resumed(this.s, false)
     this.s.host.unrecoverable(this.s, 'resume-mismatch', why)
     this.s.destroy(
