@@ -521,6 +521,21 @@ static void stop_recording(session_t *s) {
   drop_record(s);
 }
 
+/* Write `n` bytes to a pipe; returns how many went in (fewer: errno says why, ENOSPC for none taken). */
+static size_t write_full(int fd, const char *data, size_t n) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t w = write(fd, data + done, n - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      if (w == 0) errno = ENOSPC;
+      break;
+    }
+    done += (size_t)w;
+  }
+  return done;
+}
+
 /* Move a record held in memory into the replay pipe (before a tee, or a replaceServer). 0 on failure. */
 static int record_to_pipe(session_t *s) {
   if (s->rec_len == 0) return 1;
@@ -528,18 +543,13 @@ static int record_to_pipe(session_t *s) {
     if (s->replay.r >= 0) pipe_put(s->pl, &s->replay);
     return 0;
   }
-  size_t done = 0;
-  while (done < s->rec_len) {
-    ssize_t w = write(s->replay.w, s->rec + done, s->rec_len - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      /* The record stays in memory; a pipe with part of it in must not go back to the pool. */
-      int e = w < 0 ? errno : ENOSPC;
-      pipe_drop(s->pl, &s->replay, done);
-      errno = e;
-      return 0;
-    }
-    done += (size_t)w;
+  size_t done = write_full(s->replay.w, s->rec, s->rec_len);
+  if (done < s->rec_len) {
+    /* The record stays in memory; a pipe with part of it in must not go back to the pool. */
+    int e = errno;
+    pipe_drop(s->pl, &s->replay, done);
+    errno = e;
+    return 0;
   }
   s->rec_len = 0;
   return 1;
@@ -618,13 +628,7 @@ to_pipe:
     return;
   }
   if (data != NULL) {
-    size_t done = 0;
-    while (done < n) {
-      ssize_t w = write(s->replay.w, data + done, n - done);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) break;
-      done += (size_t)w;
-    }
+    size_t done = write_full(s->replay.w, data, n);
     s->replay_len += done;
     if (done < n) stop_recording(s);
     return;
@@ -728,6 +732,30 @@ static void on_eof(session_t *s, int from, flow_t *f) {
   }
 }
 
+/* What a read's result asks of pump's loop. */
+enum { READ_BYTES, READ_AGAIN, READ_STOP, READ_GONE };
+
+/* A read (recv or splice) returned `n`: bytes to pass on, an interrupted call to retry, nothing
+ * more to read now (EAGAIN, EOF, a failed server connection), or the session is gone. */
+static int read_result(session_t *s, int from, end_t *in, flow_t *f, ssize_t n) {
+  if (n > 0) return READ_BYTES;
+  if (n == 0) {
+    on_eof(s, from, f);
+    return READ_STOP;
+  }
+  if (errno == EAGAIN) {
+    in->rd_ready = 0;
+    return READ_STOP;
+  }
+  if (errno == EINTR) return READ_AGAIN;
+  if (from == SERVER) {
+    server_failed(s, errno);
+    return READ_STOP;
+  }
+  client_failed(s, errno);
+  return READ_GONE;
+}
+
 static void on_bytes_in(session_t *s, int from, size_t n, const char *data) {
   flow_t *f = from == CLIENT ? &s->c2s : &s->s2c;
   f->in += (uint64_t)n;
@@ -803,23 +831,10 @@ static int pump(session_t *s, int from) {
       }
       ssize_t n = recv(in->fd, pl->scratch, COPY_READ, MSG_DONTWAIT);
       reads++;
-      if (n < 0) {
-        if (errno == EAGAIN) {
-          in->rd_ready = 0;
-          break;
-        }
-        if (errno == EINTR) continue;
-        if (from == SERVER) {
-          server_failed(s, errno);
-          break;
-        }
-        client_failed(s, errno);
-        return 0;
-      }
-      if (n == 0) {
-        on_eof(s, from, f);
-        break;
-      }
+      int r = read_result(s, from, in, f, n);
+      if (r == READ_AGAIN) continue;
+      if (r == READ_STOP) break;
+      if (r == READ_GONE) return 0;
       if (n == COPY_READ) f->bulk = 1;
       on_bytes_in(s, from, (size_t)n, pl->scratch);
       /* The scratch buffer is the plane's: what the out side does not take now is kept. */
@@ -863,23 +878,10 @@ static int pump(session_t *s, int from) {
     }
     ssize_t n = splice(in->fd, NULL, f->p.w, NULL, (size_t)f->p.cap, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
     reads++;
-    if (n < 0) {
-      if (errno == EAGAIN) {
-        in->rd_ready = 0;
-        break;
-      }
-      if (errno == EINTR) continue;
-      if (from == SERVER) {
-        server_failed(s, errno);
-        break;
-      }
-      client_failed(s, errno);
-      return 0;
-    }
-    if (n == 0) {
-      on_eof(s, from, f);
-      break;
-    }
+    int r = read_result(s, from, in, f, n);
+    if (r == READ_AGAIN) continue;
+    if (r == READ_STOP) break;
+    if (r == READ_GONE) return 0;
     if (n < SPLICE_MIN) f->bulk = 0;
     f->len = (size_t)n;
     on_bytes_in(s, from, (size_t)n, NULL);
