@@ -835,7 +835,11 @@ static int pump(session_t *s, int from) {
       if (r == READ_AGAIN) continue;
       if (r == READ_STOP) break;
       if (r == READ_GONE) return 0;
-      if (n == COPY_READ) f->bulk = 1;
+      if (n == COPY_READ)
+        f->bulk = 1;
+      else
+        in->rd_ready = 0; /* a short read drained the socket: wait for the next readable event rather
+                             than pay a recv that returns EAGAIN (level-triggered, so nothing is missed) */
       on_bytes_in(s, from, (size_t)n, pl->scratch);
       /* The scratch buffer is the plane's: what the out side does not take now is kept. */
       size_t sent = 0;
