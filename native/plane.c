@@ -941,7 +941,12 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   int side = s->end[CLIENT].poll == h ? CLIENT : SERVER;
   if (s->end[side].poll != h) return; /* a replaced server's poll, already closing */
   if (status < 0) {
-    s->end[side].rd_ready = s->end[side].wr_ready = 1; /* the next splice reports the error */
+    /* POLLERR (libuv reports UV_EBADF): the next read or write reports the error. libuv has also
+     * stopped the handle, so forget its mask: update() starts it again if the session goes on. A
+     * reset that came after the server's last bytes and its FIN is read as bytes, then the FIN
+     * (a short read leaves the rest to the next event, which only a started handle gets). */
+    s->end[side].mask = 0;
+    s->end[side].rd_ready = s->end[side].wr_ready = 1;
   } else {
     if (events & UV_READABLE) s->end[side].rd_ready = 1;
     if (events & UV_WRITABLE) s->end[side].wr_ready = 1;
@@ -1016,22 +1021,17 @@ static session_t *arg_session(napi_env env, plane_t *pl, napi_value v) {
   return s == NULL || s->state == S_CLOSED ? NULL : s;
 }
 
-/* fcntl(F_DUPFD_CLOEXEC) and O_NONBLOCK (on the shared file description; libuv set it already). */
+/* fcntl(F_DUPFD_CLOEXEC). */
 static int dup_socket(napi_env env, double d) {
   if (!(d >= 0 && d < 2147483647.0) || d != (double)(int)d) {
     napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "fd must be a non-negative integer");
     return -1;
   }
+  /* No O_NONBLOCK here: it is on the file description the two descriptors share, libuv opened
+   * Node's sockets with it, and uv_poll_init_socket() sets it again (ioctl FIONBIO). */
   int fd = fcntl((int)d, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) {
     throw_errno(env, "dup", errno);
-    return -1;
-  }
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
-    int e = errno;
-    close(fd);
-    throw_errno(env, "fcntl O_NONBLOCK", e);
     return -1;
   }
   return fd;
@@ -1106,7 +1106,23 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   int ok = end_open(s, CLIENT, cfd);
   if (ok) ok = end_open(s, SERVER, sfd);
   int e = errno;
-  if (ok && head_len > 0) {
+  /* Node has just read what the client sent, and the server has not had the request yet: a recv on
+   * either now would return EAGAIN. Wait for the first readable event (level-triggered: bytes or a
+   * FIN already there are reported at once). */
+  s->end[CLIENT].rd_ready = s->end[SERVER].rd_ready = 0;
+  if (ok && head_len > 0 && pl->copy_reads) {
+    /* Bytes Node read before the hand-off (the request held while connecting, an accept stage's
+     * peek): sent from memory on the first wake-up and recorded like a copy read (one send, no pipe). */
+    if ((s->c2s.buf = malloc(head_len)) == NULL) {
+      e = ENOMEM;
+      ok = 0;
+    } else {
+      memcpy(s->c2s.buf, head, head_len);
+      s->c2s.blen = head_len;
+      s->c2s.in += head_len;
+      on_client_bytes(s, head_len, s->c2s.buf);
+    }
+  } else if (ok && head_len > 0) {
     /* Bytes Node read before the hand-off (an accept stage's peek): into the c2s pipe with write(),
      * then recorded like any client bytes. */
     if (!pipe_get(pl, &s->c2s.p, head_len > (size_t)pl->pipe_size ? pipe_cap_for(head_len) : 0, 1)) {
