@@ -350,7 +350,7 @@ class Plane implements NativePlane {
   }
 
   configure(config: PlaneConfig): void {
-    const { maxIdlePipes = -1, pipeSize = 0, copyReads, threads = -1 } = config
+    const { maxIdlePipes = -1, pipeSize = 0, copyReads, threads } = config
     if (
       maxIdlePipes !== -1 &&
       (!Number.isInteger(maxIdlePipes) || maxIdlePipes < 0 || maxIdlePipes > 1 << 20)
@@ -364,7 +364,7 @@ class Plane implements NativePlane {
         'ERR_INVALID_ARG_VALUE',
         `pipeSize must be an integer from 0 to 1 GiB, got ${pipeSize}`
       )
-    if (threads !== -1 && (!Number.isInteger(threads) || threads < 0 || threads > MAX_PLANE_THREADS))
+    if (threads !== undefined && (!Number.isInteger(threads) || threads < 0 || threads > MAX_PLANE_THREADS))
       throw new NativePlaneError(
         'ERR_INVALID_ARG_VALUE',
         `threads must be an integer from 0 to ${MAX_PLANE_THREADS}, got ${threads}`
@@ -373,7 +373,7 @@ class Plane implements NativePlane {
       maxIdlePipes,
       pipeSize,
       copyReads === undefined ? -1 : copyReads ? 1 : 0,
-      threads
+      threads ?? -1
     )
   }
 
