@@ -44,6 +44,8 @@
  *   lane's grave: the lane frees it after the batch of epoll events in flight (which may still name
  *   it) is done; its descriptors left epoll (EPOLL_CTL_DEL, then close) when it closed, so no later
  *   batch can.
+ * - An event of a server that a replaceServer has since replaced (server-eof, a server error) is
+ *   dropped at delivery: that server is gone and JavaScript moved on (event_t.gen).
  * - A session closed by its lane whose `close` event is still queued: pause/resume/shutdownClient
  *   are no-ops, replaceServer throws ERR_NATIVE_PLANE_CLOSED (its close event follows), close()
  *   releases it (and the event is not delivered).
@@ -179,7 +181,9 @@ typedef struct {   /* one direction */
 /* Bytes read and not yet written on, in the pipe or in memory. */
 #define PENDING(f) ((f)->len + (f)->blen)
 
-typedef struct { double id; int32_t err; uint8_t kind, a; } event_t;
+/* `gen`: the session's server_gen when it was queued (a server's event outlived by a replaceServer
+ * is dropped at delivery: that server is gone, and JavaScript has moved on). */
+typedef struct { double id; int32_t err; uint32_t gen; uint8_t kind, a; } event_t;
 typedef struct { event_t *v; uint32_t n, cap; } events_t;
 
 /* Every field but `released` is read and written under the lane's lock. */
@@ -203,6 +207,7 @@ struct session_s {
   int recording;
   uint64_t unanswered, server_since_req, turns, failovers, replayed, overflows;
   uint64_t last_activity;
+  uint32_t server_gen; /* replaceServer calls; written on the main thread (under the lock) only */
 };
 
 /* A plane thread (index 1..MAX_THREADS), or lane 0, which the main loop drives. */
@@ -430,6 +435,7 @@ static void queue_event(session_t *s, int kind, int a, int err) {
   q->v[q->n].kind = (uint8_t)kind;
   q->v[q->n].a = (uint8_t)a;
   q->v[q->n].err = err;
+  q->v[q->n].gen = s->server_gen;
   q->n++;
 }
 
@@ -1194,7 +1200,11 @@ static void report_exception(napi_env env) {
 /* One event; the callback may call back in (close, replaceServer, ...). A session JavaScript
  * released (close()) hears nothing more. After `close`, the session is released. */
 static void deliver_one(plane_t *pl, const event_t *e) {
-  if (lookup(pl, e->id) == NULL) return;
+  session_t *s = lookup(pl, e->id);
+  if (s == NULL) return;
+  /* Of a server replaced since (server_gen is the main thread's own: no lock needed to read it). */
+  if ((e->kind == EV_SERVER_EOF || (e->kind == EV_ERROR && e->a == SERVER)) && e->gen != s->server_gen)
+    return;
   napi_env env = pl->env;
   napi_handle_scope scope;
   if (pl->callback != NULL && napi_open_handle_scope(env, &scope) == napi_ok) {
@@ -1211,7 +1221,6 @@ static void deliver_one(plane_t *pl, const event_t *e) {
     }
     napi_close_handle_scope(env, scope);
   }
-  session_t *s;
   if (e->kind == EV_CLOSE && (s = lookup(pl, e->id)) != NULL) release(pl, s);
 }
 
@@ -1483,6 +1492,7 @@ static napi_value js_replace_server(napi_env env, napi_callback_info info) {
   s->c2s.fin_sent = 0;
   s->pass_fin = !s->hold_server_eof;
   s->failovers++;
+  s->server_gen++;
   s->replayed += resend;
   defer(s);
   uv_mutex_unlock(&ln->lock);

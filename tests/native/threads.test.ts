@@ -285,6 +285,37 @@ t.test('close() of a session its thread has just closed still returns its stats'
   t.notOk(session.events.some((e) => e.type === 'close'), 'the queued close event is dropped')
 })
 
+t.test('a server event outlived by a replaceServer is not delivered', { skip }, async (t) => {
+  const plane = thePlane()
+  const closer = await new TestServer('closer', (socket: Socket) => {
+    socket.on('error', () => {})
+    socket.once('data', () => socket.end('bye'))
+  }).listen()
+  t.teardown(() => closer.close())
+  const echo = await echoServer()
+  t.teardown(() => echo.close())
+  const proxy = await nativeProxy(() => closer.port, { replayBytes: 65536, holdServerEof: true })
+  t.teardown(() => proxy.close())
+  const client = await connectClient(proxy.port)
+  t.teardown(() => client.destroy())
+  const session = await proxy.session(0)
+  const upstream = await connected(echo.port)
+  const reply = client.read(3)
+  client.socket.write('hi')
+  t.equal((await reply).toString(), 'bye')
+  // The server's FIN is read on the plane thread and its event queued for this loop; move the
+  // session before this loop gets a turn to deliver it (Atomics.wait blocks the thread).
+  const nap = new Int32Array(new SharedArrayBuffer(4))
+  for (let i = 0; i < 5000 && plane.stats(session.handle)?.serverEofHeld !== true; i++) Atomics.wait(nap, 0, 0, 1)
+  t.equal(plane.stats(session.handle)?.serverEofHeld, true, 'the FIN is held, its event queued')
+  t.equal(plane.replaceServer(session.handle, upstream), 0, 'moved between turns')
+  t.equal((await client.roundTrip(Buffer.from('again'))).toString(), 'again', 'the new server answers')
+  t.notOk(
+    session.events.some((e) => e.type === 'server-eof'),
+    'the old server\'s FIN never reached the listener'
+  )
+})
+
 t.test('the threads setting is validated', { skip }, async (t) => {
   const plane = thePlane()
   for (const bad of [-1, MAX_PLANE_THREADS + 1, 1.5, Number.NaN])
