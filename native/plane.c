@@ -1017,9 +1017,6 @@ static void lane_main(void *arg) {
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, NULL);
-  char name[16];
-  snprintf(name, sizeof name, "baton-plane-%d", ln->index);
-  pthread_setname_np(pthread_self(), name);
   struct epoll_event evs[BATCH];
   for (;;) {
     int n = epoll_wait(ln->epfd, evs, BATCH, -1);
@@ -1130,6 +1127,10 @@ static lane_t *lane_get(plane_t *pl, int index) {
       return NULL;
     }
     ln->running = 1;
+    /* Named here rather than by the thread itself, so the name is there once attach returns. */
+    char name[16];
+    snprintf(name, sizeof name, "baton-plane-%d", ln->index);
+    pthread_setname_np(ln->thread, name);
   }
   return ln;
 }

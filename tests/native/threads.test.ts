@@ -157,7 +157,9 @@ t.test('a thread the configuration drops ends with its last session', { skip }, 
   const second = clients[on(2)]!
   second.socket.end()
   await until(() => plane.poolStats().threadsRunning === 2, 'thread 2 ended with its session')
-  t.notOk(planeThreads().includes('baton-plane-2'), 'baton-plane-2 is gone')
+  // Joined; the kernel drops its /proc entry a moment after the join can return.
+  await until(() => !planeThreads().includes('baton-plane-2'), 'baton-plane-2 gone from /proc')
+  t.pass('baton-plane-2 is gone')
   t.equal((await third.roundTrip(Buffer.from('on three'))).toString(), 'on three', 'thread 3 still moves bytes')
   const next = await connectClient(proxy.port)
   clients.push(next)
@@ -165,6 +167,7 @@ t.test('a thread the configuration drops ends with its last session', { skip }, 
   t.equal(plane.stats(s.handle)!.thread, 1, 'a new session goes to thread 1')
   third.socket.end()
   await until(() => plane.poolStats().threadsRunning === 1, 'thread 3 ended with its session')
+  await until(() => planeThreads().join() === 'baton-plane-1', `only baton-plane-1 left (${planeThreads().join()})`)
   t.same(planeThreads(), ['baton-plane-1'])
 })
 
@@ -289,7 +292,7 @@ t.test('a server event outlived by a replaceServer is not delivered', { skip }, 
   const plane = thePlane()
   const closer = await new TestServer('closer', (socket: Socket) => {
     socket.on('error', () => {})
-    socket.once('data', () => socket.end('bye'))
+    socket.once('data', () => socket.write('bye'))
   }).listen()
   t.teardown(() => closer.close())
   const echo = await echoServer()
@@ -303,8 +306,10 @@ t.test('a server event outlived by a replaceServer is not delivered', { skip }, 
   const reply = client.read(3)
   client.socket.write('hi')
   t.equal((await reply).toString(), 'bye')
-  // The server's FIN is read on the plane thread and its event queued for this loop; move the
-  // session before this loop gets a turn to deliver it (Atomics.wait blocks the thread).
+  // The server closes (destroy() closes its descriptor at once: the FIN goes now), the plane
+  // thread reads the FIN and queues its event for this loop; move the session before this loop
+  // gets a turn to deliver it (Atomics.wait blocks the thread).
+  for (const s of closer.sockets) s.destroy()
   const nap = new Int32Array(new SharedArrayBuffer(4))
   for (let i = 0; i < 5000 && plane.stats(session.handle)?.serverEofHeld !== true; i++) Atomics.wait(nap, 0, 0, 1)
   t.equal(plane.stats(session.handle)?.serverEofHeld, true, 'the FIN is held, its event queued')
