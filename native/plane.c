@@ -21,18 +21,22 @@
  * runs every session on the main thread through the same code. The main thread (JavaScript)
  * still accepts, connects, decides failover and reads stats.
  *
- *   main thread (libuv)                            lane k (a uv_thread, or lane 0 on the main loop)
- *   ───────────────────                            ────────────────────────────────────────────────
- *   attach / replaceServer / pause / close ──lock──► session state; epoll_ctl; deferred += s;
- *     (synchronous, under the lane's mutex)          eventfd ─► epoll_wait returns ─► process(s)
+ *   main thread (libuv)                                lane k (a uv_thread, or lane 0 on the main loop)
+ *   ───────────────────                                ────────────────────────────────────────────────
+ *   attach ──lock──► the session's descriptors into the lane's epoll (epoll_ctl is thread-safe);
+ *                    the kernel wakes the lane when there is something to move
+ *   replaceServer / shutdownClient / pause / resume / close ──lock──► state changed and the session
+ *                    pumped right there, on the calling thread (what the lane would do next)
  *   stats / poolStats ──lock──► a consistent snapshot
- *   uv_async_t ◄── uv_async_send ◄── events queued on the lane (client-eof, server-eof, error, close)
+ *   uv_async_t ◄── uv_async_send ◄── events queued by the lane (client-eof, server-eof, error, close)
+ *   uv_idle_t  ◄── events queued by a call's own pump
  *     └─ napi_make_callback per event
  *
  * - One mutex per lane. The lane takes it per session it pumps (not per batch), so a JavaScript call
- *   waits for one session's pump at most. epoll_ctl is thread-safe, so JavaScript registers and
- *   closes descriptors itself, under the lock; what it changes is then pumped by the lane (the
- *   deferred list, an eventfd to wake it), never inside the call.
+ *   waits for one session's pump at most. A call does its work itself under that lock instead of
+ *   posting it to the lane: no eventfd, no thread hop per call (connection churn makes several per
+ *   session: attach, a held FIN's shutdownClient, a move). The lane's eventfd only stops it or
+ *   makes it free released sessions.
  * - Events go into the lane's queue, drained on the main thread by a uv_async_t, one callback each
  *   through napi_make_callback (callback scope, process.nextTick and microtasks after) inside a
  *   handle scope: so a listener never runs inside a call that made it, as before. The session
@@ -192,7 +196,7 @@ struct session_s {
   double id;
   uint32_t slot;
   int state;
-  unsigned paused : 1, hold_server_eof : 1, pass_fin : 1, deferred : 1;
+  unsigned paused : 1, hold_server_eof : 1, pass_fin : 1;
   /* The server spoke before the client's first byte (a greeting): a new server would greet again,
    * so what the client has is not replayable elsewhere (opaque's `pinned`). Sticky. */
   unsigned server_first : 1;
@@ -229,9 +233,6 @@ struct lane_s {
   int copy_reads; /* small reads copied (pump); 0: every read splices (configure copyReads) */
   double in_use, created, destroyed, resized, compactions;
   char *scratch;
-  /* sessions JavaScript changed, to pump (deferred; `pumping` is the lane's copy being pumped) */
-  session_t **deferred, **pumping;
-  uint32_t ndeferred, cap_deferred, cap_pumping;
   /* released sessions, freed after the batch of epoll events in flight */
   session_t **grave;
   uint32_t ngrave, cap_grave;
@@ -259,13 +260,15 @@ struct plane_s {
   uint32_t max_idle;
   int pipe_size, default_pipe_size, copy_reads;
   events_t spare;
-  uv_async_t *async;
+  uv_async_t *async;  /* a plane thread queued events */
+  uv_idle_t *idle;    /* a call from JavaScript queued events: delivered on the next loop turn */
   int handles_open;
   int shutting_down;
   napi_async_cleanup_hook_handle cleanup;
 };
 
 static void process(session_t *s);
+static void api_pump(plane_t *pl, session_t *s);
 
 static uint64_t mono_ms(void) {
   struct timespec ts;
@@ -928,35 +931,16 @@ static void lane_wake(lane_t *ln) {
   ln->wake_sent = 1;
 }
 
-/* Under the lock: the lane pumps `s` on its next wake-up (work from an API call, never inside it).
- * 0 on ENOMEM. */
-static int defer(session_t *s) {
-  lane_t *ln = s->ln;
-  if (s->deferred) return 1;
-  if (!grow((void **)&ln->deferred, &ln->cap_deferred, ln->ndeferred, sizeof(session_t *))) return 0;
-  ln->deferred[ln->ndeferred++] = s;
-  s->deferred = 1;
-  lane_wake(ln);
-  return 1;
-}
-
-/* Under the lock. Sessions still on the deferred list stay until it has been pumped. */
+/* Under the lock. */
 static void grave_free(lane_t *ln) {
-  uint32_t kept = 0;
-  for (uint32_t i = 0; i < ln->ngrave; i++) {
-    session_t *s = ln->grave[i];
-    if (s->deferred)
-      ln->grave[kept++] = s;
-    else
-      free(s);
-  }
-  ln->ngrave = kept;
+  for (uint32_t i = 0; i < ln->ngrave; i++) free(ln->grave[i]);
+  ln->ngrave = 0;
 }
 
 /*
- * One wake-up of a lane: the sessions epoll reported, then those JavaScript changed, then the
- * released ones are freed (no event of this batch is left to name them). The lock is taken per
- * session. Returns 1 when the lane is told to stop.
+ * One wake-up of a lane: the sessions epoll reported, then the released ones are freed (no event
+ * of this batch is left to name them). The lock is taken per session. Returns 1 when the lane is
+ * told to stop.
  */
 static int lane_run(lane_t *ln, const struct epoll_event *evs, int n) {
   uint64_t now = mono_ms();
@@ -987,22 +971,6 @@ static int lane_run(lane_t *ln, const struct epoll_event *evs, int n) {
     while (r < 0 && errno == EINTR);
     ln->wake_sent = 0;
   }
-  session_t **run = ln->deferred;
-  uint32_t nrun = ln->ndeferred, cap = ln->cap_deferred;
-  ln->deferred = ln->pumping;
-  ln->cap_deferred = ln->cap_pumping;
-  ln->ndeferred = 0;
-  ln->pumping = run;
-  ln->cap_pumping = cap;
-  uv_mutex_unlock(&ln->lock);
-  for (uint32_t i = 0; i < nrun; i++) {
-    session_t *s = run[i];
-    uv_mutex_lock(&ln->lock);
-    s->deferred = 0;
-    process(s);
-    uv_mutex_unlock(&ln->lock);
-  }
-  uv_mutex_lock(&ln->lock);
   grave_free(ln);
   int stop = ln->stop;
   int notify = ln->out.n > 0;
@@ -1065,8 +1033,6 @@ static void lane_free(lane_t *ln) {
   if (ln->wakefd >= 0) close(ln->wakefd);
   free(ln->idle);
   free(ln->scratch);
-  free(ln->deferred);
-  free(ln->pumping);
   free(ln->grave);
   free(ln->out.v);
   uv_mutex_destroy(&ln->lock);
@@ -1175,12 +1141,17 @@ static void release(plane_t *pl, session_t *s) {
   slot_free(pl, s);
   ln->live--;
   if (pl->live == 0) uv_unref((uv_handle_t *)pl->async);
-  uv_mutex_lock(&ln->lock);
-  if (grow((void **)&ln->grave, &ln->cap_grave, ln->ngrave, sizeof(session_t *)))
-    ln->grave[ln->ngrave++] = s;
-  /* else ENOMEM: the session leaks rather than risk a use after free */
-  if (ln->ngrave >= GRAVE_WAKE || ln->live == 0) lane_wake(ln);
-  uv_mutex_unlock(&ln->lock);
+  if (!ln->threaded) {
+    /* Lane 0 runs its batches on this thread, each to the end: none is in flight now. */
+    free(s);
+  } else {
+    uv_mutex_lock(&ln->lock);
+    if (grow((void **)&ln->grave, &ln->cap_grave, ln->ngrave, sizeof(session_t *)))
+      ln->grave[ln->ngrave++] = s;
+    /* else ENOMEM: the session leaks rather than risk a use after free */
+    if (ln->ngrave >= GRAVE_WAKE || ln->live == 0) lane_wake(ln);
+    uv_mutex_unlock(&ln->lock);
+  }
   /* A thread the configuration no longer has ends with its last session. */
   if (ln->threaded && ln->index > pl->threads && ln->live == 0 && !pl->shutting_down) {
     lane_stop(ln);
@@ -1249,6 +1220,24 @@ static void deliver(plane_t *pl) {
 
 static void on_async(uv_async_t *h) {
   deliver(h->data);
+}
+
+static void on_idle(uv_idle_t *h) {
+  uv_idle_stop(h);
+  deliver(h->data);
+}
+
+/*
+ * A call from JavaScript changed a session: pump it now, on this thread, under the lane's lock
+ * (what the lane would do on its next wake-up, without the wake-up: no eventfd, no thread hop).
+ * What it queues for JavaScript is delivered on the next loop turn, never inside the call.
+ */
+static void api_pump(plane_t *pl, session_t *s) {
+  lane_t *ln = s->ln;
+  uint32_t before = ln->out.n;
+  ln->now = mono_ms();
+  process(s);
+  if (ln->out.n > before) uv_idle_start(pl->idle, on_idle);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -1400,12 +1389,18 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
       }
     }
   }
-  if (ok && !defer(s)) {
-    e = ENOMEM;
-    ok = 0;
+  if (ok) {
+    /* Into the lane's epoll (read interest both sides; write interest on the server for a head):
+     * the lane is woken by the kernel when there is something to do, not by this call. */
+    update(s);
+    if (s->state == S_CLOSED) {
+      e = errno ? errno : EIO;
+      ok = 0;
+    }
   }
   if (!ok) {
-    /* Never registered in epoll nor seen by the lane: freed at once. */
+    /* Not seen by the lane (out of epoll again, if it got in): freed at once. What update() may
+     * have queued names a slot that is free again, so it is never delivered. */
     session_close(s, R_INTERNAL_ERROR, 0);
     uv_mutex_unlock(&ln->lock);
     slot_free(pl, s);
@@ -1495,7 +1490,7 @@ static napi_value js_replace_server(napi_env env, napi_callback_info info) {
   s->failovers++;
   s->server_gen++;
   s->replayed += resend;
-  defer(s);
+  api_pump(pl, s);
   uv_mutex_unlock(&ln->lock);
   napi_value out;
   napi_create_double(env, (double)resend, &out);
@@ -1511,7 +1506,7 @@ static napi_value js_shutdown_client(napi_env env, napi_callback_info info) {
   if (s->state != S_CLOSED) {
     s->s2c.in_done = 1;
     s->pass_fin = 1;
-    defer(s);
+    api_pump(pl, s);
   }
   uv_mutex_unlock(&s->ln->lock);
   return NULL;
@@ -1527,7 +1522,7 @@ static napi_value js_pause(napi_env env, napi_callback_info info) {
   if (s->state != S_CLOSED) {
     s->paused = paused;
     if (!paused) s->end[CLIENT].rd_ready = s->end[SERVER].rd_ready = 1;
-    defer(s);
+    api_pump(pl, s);
   }
   uv_mutex_unlock(&s->ln->lock);
   return NULL;
@@ -1762,6 +1757,8 @@ static void on_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
   pl->async_ctx = NULL;
   uv_close((uv_handle_t *)pl->async, on_handle_closed);
   pl->async = NULL;
+  uv_close((uv_handle_t *)pl->idle, on_handle_closed);
+  pl->idle = NULL;
   /* from here the last handle_closed() frees `pl` and removes the hook */
 }
 
@@ -1781,7 +1778,13 @@ static napi_value init(napi_env env, napi_value exports) {
   }
   pl->async->data = pl;
   uv_unref((uv_handle_t *)pl->async); /* referenced while sessions live, as their sockets would be */
-  pl->handles_open = 1;
+  pl->idle = malloc(sizeof(uv_idle_t));
+  if (pl->idle == NULL || uv_idle_init(pl->loop, pl->idle) != 0) {
+    napi_throw_error(env, "ERR_NATIVE_PLANE_INIT", "uv_idle_init failed");
+    return NULL;
+  }
+  pl->idle->data = pl;
+  pl->handles_open = 2;
   pl->max_idle = 1024;
   pl->copy_reads = 1;
   {
