@@ -113,6 +113,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -1274,22 +1275,25 @@ static session_t *arg_session(napi_env env, plane_t *pl, napi_value v) {
   return s;
 }
 
-/* fcntl(F_DUPFD_CLOEXEC) and O_NONBLOCK (on the shared file description; libuv set it already). */
+/* fcntl(F_DUPFD_CLOEXEC), non-blocking. */
 static int dup_socket(napi_env env, double d) {
   if (!(d >= 0 && d < 2147483647.0) || d != (double)(int)d) {
     napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "fd must be a non-negative integer");
     return -1;
   }
+  /* O_NONBLOCK is on the file description the two descriptors share (libuv opened Node's sockets
+   * with it); set once more with one ioctl (as uv_poll_init_socket did), for a raw descriptor: a
+   * blocking one would hang a plane thread with its lock held. */
   int fd = fcntl((int)d, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) {
     throw_errno(env, "dup", errno);
     return -1;
   }
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
+  int on = 1;
+  if (ioctl(fd, FIONBIO, &on) != 0) {
     int e = errno;
     close(fd);
-    throw_errno(env, "fcntl O_NONBLOCK", e);
+    throw_errno(env, "ioctl FIONBIO", e);
     return -1;
   }
   return fd;
@@ -1370,7 +1374,23 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   end_open(s, CLIENT, cfd);
   end_open(s, SERVER, sfd);
   int ok = 1, e = 0;
-  if (head_len > 0) {
+  /* Node has just read what the client sent, and the server has not had the request yet: a recv on
+   * either now would return EAGAIN. Wait for the first readable event (level-triggered: bytes or a
+   * FIN already there are reported at once). */
+  s->end[CLIENT].rd_ready = s->end[SERVER].rd_ready = 0;
+  if (head_len > 0 && ln->copy_reads) {
+    /* Bytes Node read before the hand-off (the request held while connecting, an accept stage's
+     * peek): sent from memory on the first wake-up and recorded like a copy read (one send, no pipe). */
+    if ((s->c2s.buf = malloc(head_len)) == NULL) {
+      e = ENOMEM;
+      ok = 0;
+    } else {
+      memcpy(s->c2s.buf, head, head_len);
+      s->c2s.blen = head_len;
+      s->c2s.in += head_len;
+      on_client_bytes(s, head_len, s->c2s.buf);
+    }
+  } else if (head_len > 0) {
     /* Bytes Node read before the hand-off (an accept stage's peek): into the c2s pipe with write(),
      * then recorded like any client bytes. */
     if (!pipe_get(ln, &s->c2s.p, head_len > (size_t)ln->pipe_size ? pipe_cap_for(head_len) : 0, 1)) {

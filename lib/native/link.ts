@@ -66,10 +66,12 @@ export function nativeSessions(): number {
 }
 
 let pipeMax: number | undefined
+/** Read once: process.getuid() is a system call, and this runs for every session. */
+const ROOT = process.getuid?.() === 0
 
 /** The replay pipe's capacity for `maxBytes`: an unprivileged process cannot pass pipe-max-size. */
 export function replayCapacity(maxBytes: number): number {
-  if (process.getuid?.() === 0) return maxBytes
+  if (ROOT) return maxBytes
   if (pipeMax === undefined) {
     try {
       pipeMax = Number(readFileSync('/proc/sys/fs/pipe-max-size', 'utf8').trim()) || 1 << 20

@@ -9,9 +9,10 @@
  *
  * - **Witnesses.** Every session's own connect to the backend is a check: it started at a known time
  *   and the backend's listener accepted it (`connectStarted`, `witness`). A close waits for the next
- *   one, when the backend has had a session connect in the last `WITNESS_MS` (so another is due
- *   soon), for at most `GRACE_MS`; under connection churn the closes of ended sessions are answered
- *   by the connects of new ones, and no probe is made.
+ *   one, for at most `GRACE_MS`, when another session connect to the backend is due by then (from
+ *   the mean gap between its session connects and the time since the last one); under connection
+ *   churn the closes of ended sessions are answered by the connects of new ones, and no probe is
+ *   made.
  * - **Probes.** Otherwise (or when the grace runs out) one probe connect per backend at a time; its
  *   verdict answers every close seen before it started. Closes that came while it was in flight
  *   wait for the next witness or probe.
@@ -30,10 +31,14 @@
  */
 import net, { type Socket } from 'node:net'
 
-/** A backend with a session connect this recent will likely see another soon: wait for it. */
-export const WITNESS_MS = 2
-/** How long a close waits for a witnessing connect before a probe is started. */
-export const GRACE_MS = 1
+/**
+ * How long a close waits for a witnessing connect before a probe is started; it waits only when
+ * one is due that soon (the backend's mean gap between session connects, and the time since
+ * another session's connect, are both within it). A probe holds the close CONFIRM_MS anyway.
+ */
+export const GRACE_MS = 3
+/** The weight of the newest gap in the moving average of gaps between connects. */
+const GAP_WEIGHT = 0.2
 /** How long an accepted check connection must stay up (no reset, no close) to count as alive. */
 export const CONFIRM_MS = 3
 
@@ -60,8 +65,11 @@ interface Waiting {
 interface Checks {
   readonly target: Target
   waiting: Waiting[]
-  /** When the last session connect to the backend started. */
+  /** When the last session connect to the backend started, and the one before it. */
   lastConnect: number
+  prevConnect: number
+  /** The mean time between session connects to the backend (ms, moving average). */
+  gap: number
   probe: Socket | undefined
   probeStartedAt: number
   grace: NodeJS.Timeout | undefined
@@ -79,6 +87,8 @@ function checksOf(target: Target): Checks {
       target,
       waiting: [],
       lastConnect: -Infinity,
+      prevConnect: -Infinity,
+      gap: Infinity,
       probe: undefined,
       probeStartedAt: 0,
       grace: undefined,
@@ -90,7 +100,11 @@ function checksOf(target: Target): Checks {
 
 /** A session connect to `target` starts now (performance.now()): a witness may follow. */
 export function connectStarted(target: Target, at: number): void {
-  checksOf(target).lastConnect = at
+  const c = checksOf(target)
+  const gap = at - c.lastConnect
+  if (gap >= 0) c.gap = c.gap === Infinity ? gap : c.gap + (gap - c.gap) * GAP_WEIGHT
+  c.prevConnect = c.lastConnect
+  c.lastConnect = at
 }
 
 /** A session connect to `target` that started at `startedAt` was accepted: the backend was alive then. */
@@ -127,12 +141,18 @@ export function cancelCheck(target: Target, waiter: CheckWaiter): void {
 
 /**
  * Waiters remain and nothing is on its way to answer them: wait for a witness when another
- * session's connect is likely soon (one started in the last WITNESS_MS that is not the closing
- * connection's own), or probe at once. A lone client closing and reconnecting (a serial loop) thus
- * waits for one probe, not for the grace before it.
+ * session's connect is due within GRACE_MS, or probe at once. "Another": the latest connect, or the
+ * one before it when the latest is the closing connection's own. A lone client closing and
+ * reconnecting (a serial loop) thus waits for one probe, not for the grace before it (its connects
+ * are a probe's CONFIRM_MS or more apart); under churn a session that closes before anyone else
+ * connected to its backend still waits for the witness that is due, rather than probing (a probe is
+ * one more connection for the backend, and holds the close CONFIRM_MS anyway).
  */
 function decide(c: Checks, now: number, ownConnect = -1): void {
-  if (now - c.lastConnect <= WITNESS_MS && c.lastConnect !== ownConnect) c.grace = setTimeout(onGrace, GRACE_MS, c)
+  const other = c.lastConnect !== ownConnect ? c.lastConnect : c.prevConnect
+  // When is the next connect due? About `gap` after the last one, and not sooner than the time
+  // since another session's connect: traffic that stopped has a stale gap.
+  if (Math.max(c.gap, now - other) <= GRACE_MS) c.grace = setTimeout(onGrace, GRACE_MS, c)
   else startProbe(c, now)
 }
 
@@ -162,9 +182,14 @@ function answer(c: Checks, startedAt: number, alive: boolean): void {
   if (n === 0) return
   const done = n === waiting.length ? waiting : waiting.slice(0, n)
   c.waiting = n === waiting.length ? [] : waiting.slice(n)
-  if (c.waiting.length === 0 && c.grace !== undefined) {
-    clearTimeout(c.grace)
-    c.grace = undefined
+  if (c.grace !== undefined) {
+    if (c.waiting.length === 0) {
+      clearTimeout(c.grace)
+      c.grace = undefined
+    } else {
+      // The grace ran for the closes just answered; the ones left came later and get theirs in full.
+      c.grace.refresh()
+    }
   }
   for (const w of done) w.waiter.checked(alive)
 }

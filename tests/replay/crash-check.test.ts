@@ -4,6 +4,8 @@
  * together share probes; a refused backend is dead for every waiter; a cancelled waiter hears
  * nothing; no verdict is given synchronously.
  */
+import { once } from 'node:events'
+import net from 'node:net'
 import t from 'tap'
 import {
   cancelCheck,
@@ -80,6 +82,29 @@ t.test('a close whose own connect is the latest probes at once: no other session
   // …but the probe had already been started, synchronously, by checkBackend: the backend sees it.
   await until(() => backend.accepted === 1, 'the probe reached the backend')
   t.equal(backend.accepted, 1, 'one probe connect, started without the grace')
+})
+
+t.test('under churn a close whose own connect is the latest still waits for the witness due', async (t) => {
+  const backend = await echoServer('b')
+  t.teardown(() => backend.close())
+  // Another session connected a moment ago, then the closing one: its own connect is the latest, but
+  // the backend has connects coming, so the close waits GRACE_MS for one rather than probing (a
+  // probe is one more connection for the backend and holds the close CONFIRM_MS).
+  connectStarted(backend, performance.now())
+  const own = performance.now() + 0.001
+  connectStarted(backend, own)
+  const w = waiters(1)
+  checkBackend(backend, 1000, w.list[0]!, own)
+  const after = performance.now() + 0.001
+  connectStarted(backend, after)
+  witness(backend, after)
+  t.same(await within(w.verdicts, 'verdict'), [true], 'alive, from the witness')
+  // A probe started by checkBackend would be in the backend's accept queue ahead of this one.
+  const sentinel = net.connect(backend.port, backend.host)
+  t.teardown(() => sentinel.destroy())
+  sentinel.write('x')
+  await within(once(sentinel, 'data'), 'the sentinel echoed (accepted)')
+  t.equal(backend.accepted, 1, `the sentinel only: no probe connect was made (accepted: ${backend.accepted})`)
 })
 
 t.test('a backend with recent session connects but no witness in time still gets a probe', async (t) => {
