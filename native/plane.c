@@ -198,6 +198,9 @@ struct session_s {
   uint32_t slot;
   int state;
   unsigned paused : 1, hold_server_eof : 1, pass_fin : 1;
+  /* One read brought COPY_READ bytes or more: bulk. On lane 0 with plane threads configured, the
+   * session moves to one (lane_run). */
+  unsigned bulky : 1;
   /* The server spoke before the client's first byte (a greeting): a new server would greet again,
    * so what the client has is not replayable elsewhere (opaque's `pinned`). Sticky. */
   unsigned server_first : 1;
@@ -229,7 +232,7 @@ struct lane_s {
   uint64_t now;                 /* ms, CLOCK_MONOTONIC_COARSE, read once per wake-up */
   /* pipe pool */
   pipe_t *idle;
-  uint32_t nidle, max_idle, cap_idle;
+  uint32_t nidle, cap_idle;
   int pipe_size;
   int copy_reads; /* small reads copied (pump); 0: every read splices (configure copyReads) */
   double in_use, created, destroyed, resized, compactions;
@@ -257,8 +260,9 @@ struct plane_s {
   lane_t *lanes[MAX_THREADS + 1];
   int threads;   /* lanes new sessions go to: 0 → lane 0 (the main loop), n → lanes 1..n */
   uint32_t rr;
+  /* maxIdlePipes bounds the idle pipes of every lane together: idle_total counts them (atomic) */
+  uint32_t max_idle, idle_total;
   /* settings each lane takes (configure) */
-  uint32_t max_idle;
   int pipe_size, default_pipe_size, copy_reads;
   events_t spare;
   uv_async_t *async;  /* a plane thread queued events */
@@ -270,6 +274,9 @@ struct plane_s {
 
 static void process(session_t *s);
 static void api_pump(plane_t *pl, session_t *s);
+static lane_t *lane_pick_thread(plane_t *pl);
+static void migrate(session_t *s, lane_t *to);
+static void on_idle(uv_idle_t *h);
 
 static uint64_t mono_ms(void) {
   struct timespec ts;
@@ -319,6 +326,7 @@ static int pipe_get(lane_t *ln, pipe_t *out, int want, int strict) {
     }
   }
   if (p.r < 0 && ln->nidle > 0) p = ln->idle[--ln->nidle];
+  if (p.r >= 0) __atomic_sub_fetch(&ln->pl->idle_total, 1, __ATOMIC_RELAXED);
   if (p.r < 0) {
     int fds[2];
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return 0;
@@ -353,8 +361,15 @@ static int pipe_get(lane_t *ln, pipe_t *out, int want, int strict) {
 static void pipe_put(lane_t *ln, pipe_t *p) {
   if (p->r < 0) return;
   ln->in_use--;
-  if (ln->nidle >= ln->max_idle || ln->pl->shutting_down ||
-      !grow((void **)&ln->idle, &ln->cap_idle, ln->nidle, sizeof(pipe_t))) {
+  plane_t *pl = ln->pl;
+  if (pl->shutting_down || !grow((void **)&ln->idle, &ln->cap_idle, ln->nidle, sizeof(pipe_t))) {
+    pipe_destroy(ln, p);
+    return;
+  }
+  /* A place among the process's maxIdlePipes, or the pipe is closed. */
+  if (__atomic_add_fetch(&pl->idle_total, 1, __ATOMIC_RELAXED) >
+      __atomic_load_n(&pl->max_idle, __ATOMIC_RELAXED)) {
+    __atomic_sub_fetch(&pl->idle_total, 1, __ATOMIC_RELAXED);
     pipe_destroy(ln, p);
     return;
   }
@@ -745,6 +760,7 @@ static int read_result(session_t *s, int from, end_t *in, flow_t *f, ssize_t n) 
 static void on_bytes_in(session_t *s, int from, size_t n, const char *data) {
   flow_t *f = from == CLIENT ? &s->c2s : &s->s2c;
   f->in += (uint64_t)n;
+  if (n >= COPY_READ) s->bulky = 1;
   s->last_activity = s->ln->now;
   if (from == CLIENT)
     on_client_bytes(s, n, data);
@@ -951,7 +967,8 @@ static int lane_run(lane_t *ln, const struct epoll_event *evs, int n) {
     session_t *s = (session_t *)(uintptr_t)(d & ~(uint64_t)1);
     uint32_t ev = evs[i].events;
     uv_mutex_lock(&ln->lock);
-    if (s->state != S_CLOSED) {
+    /* s->ln: a session lane 0 moved to a thread earlier in this batch is that thread's now. */
+    if (s->ln == ln && s->state != S_CLOSED) {
       /* A stale event of a replaced server descriptor lands on the new one: a spurious readiness,
        * which the next read or write (EAGAIN) clears. */
       end_t *e = &s->end[d & 1];
@@ -960,6 +977,10 @@ static int lane_run(lane_t *ln, const struct epoll_event *evs, int n) {
       if (ev & EPOLLIN) e->rd_ready = 1;
       if (ev & EPOLLOUT) e->wr_ready = 1;
       process(s);
+      if (!ln->threaded && s->bulky && s->state != S_CLOSED) {
+        lane_t *to = lane_pick_thread(ln->pl);
+        if (to != NULL) migrate(s, to);
+      }
     }
     uv_mutex_unlock(&ln->lock);
   }
@@ -1013,22 +1034,24 @@ static void on_handle_closed(uv_handle_t *h) {
   handle_closed(pl);
 }
 
-/* The lanes' pipe bound: maxIdlePipes shared out between the lanes sessions go to. */
-static uint32_t lane_max_idle(const plane_t *pl) {
-  uint32_t n = pl->threads > 0 ? (uint32_t)pl->threads : 1;
-  return (pl->max_idle + n - 1) / n;
+/* Under the lock: close one of the lane's idle pipes. */
+static void idle_close_one(lane_t *ln) {
+  pipe_destroy(ln, &ln->idle[--ln->nidle]);
+  __atomic_sub_fetch(&ln->pl->idle_total, 1, __ATOMIC_RELAXED);
 }
 
+/* Under the lock: the plane's settings; idle pipes past maxIdlePipes (all lanes together) closed. */
 static void lane_settings(lane_t *ln) {
   plane_t *pl = ln->pl;
-  ln->max_idle = lane_max_idle(pl);
   ln->pipe_size = pl->pipe_size;
   ln->copy_reads = pl->copy_reads;
-  while (ln->nidle > ln->max_idle) pipe_destroy(ln, &ln->idle[--ln->nidle]);
+  while (ln->nidle > 0 &&
+         __atomic_load_n(&pl->idle_total, __ATOMIC_RELAXED) > __atomic_load_n(&pl->max_idle, __ATOMIC_RELAXED))
+    idle_close_one(ln);
 }
 
 static void lane_free(lane_t *ln) {
-  while (ln->nidle > 0) pipe_destroy(ln, &ln->idle[--ln->nidle]);
+  while (ln->nidle > 0) idle_close_one(ln);
   for (uint32_t i = 0; i < ln->ngrave; i++) free(ln->grave[i]);
   if (ln->epfd >= 0) close(ln->epfd);
   if (ln->wakefd >= 0) close(ln->wakefd);
@@ -1115,11 +1138,10 @@ static void lane_stop(lane_t *ln) {
   ln->stop = 0;
 }
 
-/* The lane for a new session: lane 0 with threads 0, else the least loaded of lanes 1..threads
- * (round-robin among equals). Every configured thread starts with the first session, so the
- * process's threads and descriptors settle at once. */
-static lane_t *lane_for_new(plane_t *pl) {
-  if (pl->threads == 0) return lane_get(pl, 0);
+/* The plane thread for a session that goes bulk: the least loaded of lanes 1..threads (round-robin
+ * among equals). NULL when none can be had (errno set): the session stays where it is. */
+static lane_t *lane_pick_thread(plane_t *pl) {
+  if (pl->threads == 0) return NULL;
   for (int i = 1; i <= pl->threads; i++)
     if (lane_get(pl, i) == NULL) return NULL;
   int best = 0;
@@ -1133,6 +1155,38 @@ static lane_t *lane_for_new(plane_t *pl) {
   }
   pl->rr++;
   return pl->lanes[best];
+}
+
+/* A new session starts on lane 0, the main loop. Every configured thread starts with the first
+ * session, so the process's threads and descriptors settle at once (a thread that cannot start
+ * now is tried again when a session goes bulk). */
+static lane_t *lane_for_new(plane_t *pl) {
+  for (int i = 1; i <= pl->threads; i++) lane_get(pl, i);
+  return lane_get(pl, 0);
+}
+
+/* Lane 0, on the main thread, with its lock held (no other thread ever takes it): move a session
+ * that went bulk to plane thread `to`. Its descriptors leave lane 0's epoll and join `to`'s, which
+ * the kernel then wakes; its pipes are counted in `to`'s pool from now on. */
+static void migrate(session_t *s, lane_t *to) {
+  lane_t *from = s->ln;
+  plane_t *pl = from->pl;
+  end_watch(s, CLIENT, 0);
+  end_watch(s, SERVER, 0);
+  double pipes = (s->c2s.p.r >= 0) + (s->s2c.p.r >= 0) + (s->replay.r >= 0);
+  from->in_use -= pipes;
+  from->live--;
+  to->live++;
+  uv_mutex_lock(&to->lock);
+  to->in_use += pipes;
+  s->ln = to;
+  s->end[CLIENT].rd_ready = s->end[CLIENT].wr_ready = 1;
+  s->end[SERVER].rd_ready = s->end[SERVER].wr_ready = 1;
+  to->now = from->now;
+  update(s);
+  /* Not in `to`'s epoll (it failed, and closed): nothing wakes the thread to report it. */
+  if (to->out.n > 0 && s->state == S_CLOSED) uv_idle_start(pl->idle, on_idle);
+  uv_mutex_unlock(&to->lock);
 }
 
 /* JavaScript is done with a session (its close event delivered, or close()): main thread. Its lane
@@ -1686,7 +1740,7 @@ static napi_value js_configure(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "threads must be an integer from 0 to 64");
     return NULL;
   }
-  if (max_idle >= 0 && max_idle <= 1048576) pl->max_idle = (uint32_t)max_idle;
+  if (max_idle >= 0 && max_idle <= 1048576) __atomic_store_n(&pl->max_idle, (uint32_t)max_idle, __ATOMIC_RELAXED);
   if (size > 0) {
     int cap = pipe_cap_for((size_t)size);
     pl->pipe_size = cap < 4096 ? 4096 : cap;

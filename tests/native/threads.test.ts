@@ -1,9 +1,11 @@
 /**
- * The native plane's threads (native/plane.c, "Threads"): sessions spread over the plane threads,
- * `threads: 0` on the main loop through the same code, a thread the configuration drops ends with
- * its last session, calls from JavaScript (stats, pause, replaceServer, close) while a thread is
- * busy moving bulk, and a worker thread torn down with sessions on several plane threads (every
- * thread joined, every descriptor closed). Skipped, with the reason, when the addon is not built.
+ * The native plane's threads (native/plane.c, "Threads"): a session starts on the main loop and
+ * moves to the least loaded plane thread once it carries bulk (a read of 16 KiB or more), so
+ * sessions spread over the threads; `threads: 0` keeps everything on the main loop through the
+ * same code; a thread the configuration drops ends with its last session; calls from JavaScript
+ * (stats, pause, replaceServer, close) while a thread is busy moving bulk; and a worker thread torn
+ * down with sessions on several plane threads (every thread joined, every descriptor closed).
+ * Skipped, with the reason, when the addon is not built.
  */
 import { once as onceEvent } from 'node:events'
 import fs from 'node:fs'
@@ -18,6 +20,8 @@ import { until, within } from '../helpers/wait.js'
 import { connected, nativeProxy, openFds, skip, thePlane, type ProxiedSession } from './helpers/native-proxy.js'
 
 const MiB = 1024 * 1024
+/** A round trip this big is bulk: its reads fill 16 KiB, and the session moves to a thread. */
+const BULK = 64 * 1024
 const DEFAULT_THREADS = Math.min(MAX_PLANE_THREADS, availableParallelism())
 
 /** Names of this process's threads that are plane threads (`baton-plane-N`). */
@@ -81,6 +85,19 @@ t.test('sessions spread over the plane threads, each moving its own bytes', { sk
     clients.push(c)
     await proxy.session(i)
   }
+  const small = await Promise.all(clients.map((c, i) => c.roundTrip(Buffer.from(`hello ${i}`))))
+  t.ok(small.every((r, i) => r.toString() === `hello ${i}`), 'small round trips')
+  t.same(
+    proxy.sessions.map((s) => plane.stats(s.handle)!.thread),
+    [0, 0, 0, 0, 0, 0],
+    'small messages: every session on the main loop'
+  )
+  // Bulk: every session moves to a plane thread, each carrying its own bytes, all at once.
+  const replies = await Promise.all(clients.map((c, i) => c.roundTrip(pattern(BULK, i + 1))))
+  t.ok(
+    replies.every((r, i) => r.equals(pattern(BULK, i + 1))),
+    'every session echoed its own bytes'
+  )
   const threads = proxy.sessions.map((s) => plane.stats(s.handle)!.thread)
   t.same(
     [threads.filter((n) => n === 1).length, threads.filter((n) => n === 2).length],
@@ -91,12 +108,8 @@ t.test('sessions spread over the plane threads, each moving its own bytes', { sk
   t.equal(pool.threads, 2, 'two threads configured')
   t.equal(pool.threadsRunning, 2, 'both running')
   t.same(planeThreads(), ['baton-plane-1', 'baton-plane-2'], 'named plane threads in /proc')
-  // Every session carries its own bytes, all at once.
-  const replies = await Promise.all(clients.map((c, i) => c.roundTrip(pattern(64 * 1024, i + 1))))
-  t.ok(
-    replies.every((r, i) => r.equals(pattern(64 * 1024, i + 1))),
-    'every session echoed its own bytes'
-  )
+  const again = await Promise.all(clients.map((c, i) => c.roundTrip(pattern(BULK, i + 7))))
+  t.ok(again.every((r, i) => r.equals(pattern(BULK, i + 7))), 'and go on there')
   for (const c of clients) c.socket.end()
   await until(() => plane.poolStats().sessions === 0, 'sessions freed')
   t.ok(
@@ -105,7 +118,7 @@ t.test('sessions spread over the plane threads, each moving its own bytes', { sk
   )
 })
 
-t.test('threads 0: sessions run on the main loop; a change applies to new sessions', { skip }, async (t) => {
+t.test('threads 0: every session stays on the main loop; threads configured later take bulk ones', { skip }, async (t) => {
   const plane = thePlane()
   plane.configure({ threads: 0 })
   t.teardown(() => plane.configure({ threads: DEFAULT_THREADS }))
@@ -117,19 +130,23 @@ t.test('threads 0: sessions run on the main loop; a change applies to new sessio
   const a = await connectClient(proxy.port)
   t.teardown(() => a.destroy())
   const sa = await proxy.session(0)
-  t.equal(plane.stats(sa.handle)!.thread, 0, 'on the main thread')
   const big = pattern(8 * MiB, 3)
   const [echoed] = await Promise.all([a.read(big.length), a.write(big)])
   t.ok(echoed.equals(big), '8 MiB echoed byte-exact on the main loop')
+  t.equal(plane.stats(sa.handle)!.thread, 0, 'still on the main thread')
+  t.equal(plane.poolStats().threadsRunning, 0, 'no plane thread started')
 
   plane.configure({ threads: 2 })
+  t.equal((await a.roundTrip(Buffer.from('still'))).toString(), 'still', 'the bulk session goes on')
+  t.ok([1, 2].includes(plane.stats(sa.handle)!.thread), 'and moves to a plane thread at its next wake-up')
   const b = await connectClient(proxy.port)
   t.teardown(() => b.destroy())
   const sb = await proxy.session(1)
-  t.ok([1, 2].includes(plane.stats(sb.handle)!.thread), 'a new session goes to a plane thread')
-  t.equal(plane.stats(sa.handle)!.thread, 0, 'the old one stays where it was')
-  t.equal((await a.roundTrip(Buffer.from('still'))).toString(), 'still', 'and still works')
-  t.equal((await b.roundTrip(Buffer.from('moved'))).toString(), 'moved')
+  t.equal((await b.roundTrip(Buffer.from('small'))).toString(), 'small')
+  t.equal(plane.stats(sb.handle)!.thread, 0, 'a new session starts on the main loop')
+  const more = pattern(BULK, 9)
+  t.ok((await b.roundTrip(more)).equals(more), 'bulk')
+  t.ok([1, 2].includes(plane.stats(sb.handle)!.thread), 'then moves')
 })
 
 t.test('a thread the configuration drops ends with its last session', { skip }, async (t) => {
@@ -146,6 +163,7 @@ t.test('a thread the configuration drops ends with its last session', { skip }, 
     clients.push(await connectClient(proxy.port))
     await proxy.session(i)
   }
+  await Promise.all(clients.map((c, i) => c.roundTrip(pattern(BULK, i + 1))))
   const on = (thread: number): number =>
     proxy.sessions.findIndex((s) => plane.stats(s.handle)?.thread === thread)
   t.ok(on(1) >= 0 && on(2) >= 0 && on(3) >= 0, 'one session on each of three threads')
@@ -164,7 +182,8 @@ t.test('a thread the configuration drops ends with its last session', { skip }, 
   const next = await connectClient(proxy.port)
   clients.push(next)
   const s = await proxy.session(3)
-  t.equal(plane.stats(s.handle)!.thread, 1, 'a new session goes to thread 1')
+  await next.roundTrip(pattern(BULK, 4))
+  t.equal(plane.stats(s.handle)!.thread, 1, 'a new bulk session goes to thread 1')
   third.socket.end()
   await until(() => plane.poolStats().threadsRunning === 1, 'thread 3 ended with its session')
   await until(() => planeThreads().join() === 'baton-plane-1', `only baton-plane-1 left (${planeThreads().join()})`)
@@ -188,6 +207,7 @@ t.test('stats, pause, replaceServer and close while the thread moves bulk', { sk
   const session = await proxy.session(0)
   const got = collecting(client)
   await until(() => got.bytes() >= 8 * MiB, 'bulk flowing', { timeoutMs: 30_000 })
+  t.ok(plane.stats(session.handle)!.thread > 0, 'moved to a plane thread')
 
   // Stats read while the thread moves bytes: each a consistent snapshot, the counters monotonic.
   let prev: PlaneStats | undefined
@@ -246,6 +266,7 @@ t.test('stats, pause, replaceServer and close while the thread moves bulk', { sk
   const second = await proxy.session(1)
   const got2 = collecting(other)
   await until(() => got2.bytes() >= 8 * MiB, 'second session streaming', { timeoutMs: 30_000 })
+  t.ok(plane.stats(second.handle)!.thread > 0, 'on a plane thread')
   const final = plane.close(second.handle)
   t.ok(final?.closed, 'close() returns the final stats')
   t.ok(final!.bytesToClient >= 8 * MiB, `${(final!.bytesToClient / MiB).toFixed(0)} MiB moved before`)
@@ -266,7 +287,8 @@ t.test('close() of a session its thread has just closed still returns its stats'
   t.teardown(() => proxy.close())
   const client = await connectClient(proxy.port)
   const session: ProxiedSession = await proxy.session(0)
-  await client.roundTrip(Buffer.from('hi'))
+  await client.roundTrip(pattern(BULK, 2))
+  t.ok(plane.stats(session.handle)!.thread > 0, 'on a plane thread')
   client.socket.resetAndDestroy()
   // Wait for the plane thread without giving this thread's loop a turn (Atomics.wait blocks it),
   // so its close event, queued for this loop, cannot be delivered before the calls below.
@@ -283,7 +305,7 @@ t.test('close() of a session its thread has just closed still returns its stats'
   plane.shutdownClient(session.handle)
   const final = plane.close(session.handle)
   t.ok(final?.closed, 'close() returns the final stats')
-  t.equal(final?.bytesToClient, 2)
+  t.equal(final?.bytesToClient, BULK)
   await until(() => plane.poolStats().sessions === 0, 'released')
   t.notOk(session.events.some((e) => e.type === 'close'), 'the queued close event is dropped')
 })
@@ -292,7 +314,7 @@ t.test('a server event outlived by a replaceServer is not delivered', { skip }, 
   const plane = thePlane()
   const closer = await new TestServer('closer', (socket: Socket) => {
     socket.on('error', () => {})
-    socket.once('data', () => socket.write('bye'))
+    socket.once('data', () => socket.write(pattern(BULK, 6)))
   }).listen()
   t.teardown(() => closer.close())
   const echo = await echoServer()
@@ -303,9 +325,10 @@ t.test('a server event outlived by a replaceServer is not delivered', { skip }, 
   t.teardown(() => client.destroy())
   const session = await proxy.session(0)
   const upstream = await connected(echo.port)
-  const reply = client.read(3)
+  const reply = client.read(BULK)
   client.socket.write('hi')
-  t.equal((await reply).toString(), 'bye')
+  t.ok((await reply).equals(pattern(BULK, 6)), 'a bulk answer')
+  t.ok(plane.stats(session.handle)!.thread > 0, 'so the session is on a plane thread')
   // The server closes (destroy() closes its descriptor at once: the FIN goes now), the plane
   // thread reads the FIN and queues its event for this loop; move the session before this loop
   // gets a turn to deliver it (Atomics.wait blocks the thread).
@@ -338,13 +361,11 @@ t.test('a worker torn down with sessions on several plane threads joins them and
     binding.setCallback(() => {})
     binding.configure(-1, 0, -1, 2)
     const stats = new Float64Array(binding.statsLength)
-    const threads = []
+    const ids = []
     const echo = net.createServer((s) => s.pipe(s)).listen(0, '127.0.0.1', () => {
       const front = net.createServer({ pauseOnConnect: true }, (a) => {
         const b = net.connect(echo.address().port, '127.0.0.1', () => {
-          const id = binding.attach(a._handle.fd, b._handle.fd, 65536, 0)
-          binding.stats(id, stats)
-          threads.push(stats[18])
+          ids.push(binding.attach(a._handle.fd, b._handle.fd, 65536, 0))
           a.destroy()
           b.destroy()
         })
@@ -354,9 +375,18 @@ t.test('a worker torn down with sessions on several plane threads joins them and
           const client = net.connect(front.address().port, '127.0.0.1')
           const chunk = Buffer.alloc(256 * 1024, i)
           let first = true
-          // Bulk both ways, forever: the client writes and the echo sends it back.
+          // Bulk both ways, forever: the client writes and the echo sends it back. Once every
+          // session has moved to a plane thread, say which.
           client.on('data', () => {
-            if (first && ++ready === 4) parentPort.postMessage(threads)
+            if (first && ++ready === 4) {
+              const poll = setInterval(() => {
+                const threads = ids.map((id) => (binding.stats(id, stats), stats[18]))
+                if (threads.every((n) => n > 0)) {
+                  clearInterval(poll)
+                  parentPort.postMessage(threads)
+                }
+              }, 5)
+            }
             first = false
           })
           const pump = () => { while (client.write(chunk)); }
