@@ -752,10 +752,11 @@ const configFields = z.strictObject({
     )
     .optional(),
   /**
-   * Threads of the native splice plane that move bytes, each with its own epoll loop (HAProxy's
-   * `nbthread`; lib/native/plane.ts). `auto` (default): the CPUs this process may use, shared out
-   * between `workers` processes (at least 1 each). 0: on the main thread, beside the JavaScript.
-   * A reload applies a new value to new sessions.
+   * Threads of the native splice plane that move the bytes of bulk sessions, each with its own
+   * epoll loop (HAProxy's `nbthread`; small request/response stays on the main loop: docs/native-
+   * plane.md, "Threads"). `auto` (default): the CPUs this process may use, shared out between
+   * `workers` processes (at least 1 each). 0: every session on the main thread. A reload applies a
+   * new value to sessions that go bulk from then on.
    */
   nativeThreads: z
     .preprocess(

@@ -93,7 +93,7 @@ export interface PlaneStats {
    * so the session cannot move to another one (opaque's `pinned`). Sticky.
    */
   serverFirst: boolean
-  /** The plane thread that moves this session's bytes (1..threads), or 0: the main thread. */
+  /** The plane thread that moves this session's bytes (1..threads), or 0: the main loop. */
   thread: number
 }
 
@@ -150,10 +150,11 @@ export interface PlaneConfig {
    */
   copyReads?: boolean
   /**
-   * Plane threads that move bytes, each with its own epoll loop (HAProxy's `nbthread`); new
-   * sessions go to the least loaded. 0: on the main thread's loop. Default: the CPUs this process
-   * may use (`os.availableParallelism()`), at most MAX_PLANE_THREADS. Applies to new sessions; a
-   * thread no longer configured ends with its last session.
+   * Plane threads, each with its own epoll loop (HAProxy's `nbthread`). A session starts on the
+   * main thread's loop and moves to the least loaded plane thread once a read brings 16 KiB or more
+   * (bulk). 0: every session on the main loop. Default: the CPUs this process may use
+   * (`os.availableParallelism()`), at most MAX_PLANE_THREADS. Applies to sessions that go bulk
+   * from then on; a thread no longer configured ends with its last session.
    */
   threads?: number
 }
