@@ -27,7 +27,7 @@ import { terminationCode } from './access-log.js'
 import { createLogger } from './log.js'
 import { ReplayBudget } from './replay/buffer.js'
 import { openFileLimit, sessionsForLimit } from './local.js'
-import { sayIfUnavailable, type DataPlane } from './native/data-plane.js'
+import { applyNativeThreads, sayIfUnavailable, type DataPlane } from './native/data-plane.js'
 import type { EndSide, Outcome, Session } from './session.js'
 import { ConnectionTable, snapshotOf, type SessionSnapshot } from './table.js'
 import type { SocketPool } from './fleet/inherit.js'
@@ -127,6 +127,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
     if (!this.binds) return
     // Once per process (a --workers primary says it for its workers).
     if (!cluster.isWorker) sayIfUnavailable(this.log, this.config.listeners)
+    const threads = applyNativeThreads(this.config)
     try {
       for (const l of this.frontends) {
         const { host, port } = l.config.listen
@@ -139,6 +140,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
             address: formatAddress(a),
             balance: l.config.balance,
             dataPlane: l.plane,
+            ...(l.plane === 'native' ? { nativeThreads: threads } : {}),
             ...(handed !== undefined ? { inherited: inherited?.passed?.(l.name) ?? true } : {}),
             backends: l.backends.map((b) => `${b.name}${b.weight !== 1 ? ` weight=${b.weight}` : ''}`),
           },
@@ -289,6 +291,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
     this.config = config
     this.accessLog = config.log.access === true
     this.budget.max = config.replay.maxTotalBytes
+    if (this.binds) applyNativeThreads(config)
     // What changed, each list only when not empty; `unchanged` when nothing did.
     const changes = Object.fromEntries(Object.entries(result).filter(([, v]) => (v as string[]).length > 0))
     this.log.info(Object.keys(changes).length > 0 ? changes : { unchanged: true }, 'configuration reloaded')

@@ -23,6 +23,7 @@ import { startPrimary, workerCount } from './cluster/primary.js'
 import { runWorker } from './cluster/worker.js'
 import { showConfig } from './config/show.js'
 import { validateConfig } from './config/validate.js'
+import { resolveNativeThreads } from './native/data-plane.js'
 import { parseCommand, USAGE } from './cli/args.js'
 import { startAdmin, type AdminServer } from './admin/server.js'
 import { BatonError } from './errors.js'
@@ -69,9 +70,11 @@ async function main(argv: readonly string[]): Promise<number> {
     balancer = new Balancer(validateConfig(command.config))
     signalLog = balancer.log
     if (command.check) {
-      // Printed resolved: `dataPlane` is the plane each listener will run (auto → native or js).
+      // Printed resolved: `dataPlane` is the plane each listener will run (auto → native or js),
+      // `nativeThreads` the plane threads this process will run (auto → a number).
       const resolved = {
         ...balancer.config,
+        nativeThreads: resolveNativeThreads(balancer.config),
         listeners: balancer.config.listeners.map((l, i) => ({
           ...l,
           dataPlane: balancer.frontends[i]!.plane,

@@ -164,6 +164,12 @@ export const CODES = {
     retryable: false,
     meaning: 'The native plane has no such session (closed or never opened).',
   },
+  ERR_NATIVE_PLANE_CLOSED: {
+    kind: 'native',
+    side: 'internal',
+    retryable: false,
+    meaning: 'A native session closed on its plane thread and its close event is on its way: it cannot move to another server.',
+  },
   ERR_NATIVE_PLANE_NOT_REPLAYABLE: {
     kind: 'native',
     side: 'internal',

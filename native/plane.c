@@ -14,10 +14,51 @@
  *
  *   client fd ◄──splice── [s2c pipe] ◄──splice── server fd
  *
- * Event loop: the libuv loop of the thread that loaded the addon (napi_get_uv_event_loop), one
- * uv_poll_t per descriptor, level-triggered. No threads: every callback into JavaScript runs on that
- * thread, from a uv callback, through napi_make_callback (which opens the callback scope and runs
- * process.nextTick and microtasks afterwards) inside a handle scope.
+ * Threads (HAProxy's nbthread): bytes move on "lanes", each with its own epoll instance
+ * (level-triggered), pipe pool and copy buffer. Lane 0 has no thread: the main loop watches its
+ * epoll descriptor with one uv_poll_t. Lanes 1..threads are plane threads. A session starts on
+ * lane 0 and moves, once, to the least loaded plane thread when it goes bulk (a read of COPY_READ
+ * bytes or more; migrate()): small request/response and short sessions stay on the main loop,
+ * where a thread hop per event would cost more than it saves (measured: keep-alive 1 KiB and
+ * connection churn spent 10-25% more CPU per request on threads), while bulk streams run in
+ * parallel (several iperf3 streams: up to 1.6x the Gbit/s, a third less CPU per GiB). `threads:
+ * 0` keeps every session on lane 0. The main thread (JavaScript) still accepts, connects,
+ * decides failover and reads stats.
+ *
+ *   main thread (libuv)                                lane k (a uv_thread, or lane 0 on the main loop)
+ *   ───────────────────                                ────────────────────────────────────────────────
+ *   attach ──lock──► the session's descriptors into the lane's epoll (epoll_ctl is thread-safe);
+ *                    the kernel wakes the lane when there is something to move
+ *   replaceServer / shutdownClient / pause / resume / close ──lock──► state changed and the session
+ *                    pumped right there, on the calling thread (what the lane would do next)
+ *   stats / poolStats ──lock──► a consistent snapshot
+ *   uv_async_t ◄── uv_async_send ◄── events queued by the lane (client-eof, server-eof, error, close)
+ *   uv_idle_t  ◄── events queued by a call's own pump
+ *     └─ napi_make_callback per event
+ *
+ * - One mutex per lane. The lane takes it per session it pumps (not per batch), so a JavaScript call
+ *   waits for one session's pump at most. A call does its work itself under that lock instead of
+ *   posting it to the lane: no eventfd, no thread hop per call (connection churn makes several per
+ *   session: attach, a held FIN's shutdownClient, a move). The lane's eventfd only stops it or
+ *   makes it free released sessions.
+ * - Events go into the lane's queue, drained on the main thread by a uv_async_t, one callback each
+ *   through napi_make_callback (callback scope, process.nextTick and microtasks after) inside a
+ *   handle scope: so a listener never runs inside a call that made it, as before. The session
+ *   table (ids) is the main thread's alone. Stats are read live, under the lock, when JavaScript
+ *   asks (in an event: when it is delivered, not when it was queued; a server EOF or an error stops
+ *   the reads that would change what they say about it).
+ * - Lifetime: a session's memory is JavaScript's until it is released (its `close` event delivered,
+ *   or close() called), so stats stay readable in the `close` event. A released session goes to its
+ *   lane's grave: the lane frees it after the batch of epoll events in flight (which may still name
+ *   it) is done; its descriptors left epoll (EPOLL_CTL_DEL, then close) when it closed, so no later
+ *   batch can.
+ * - An event of a server that a replaceServer has since replaced (server-eof, a server error) is
+ *   dropped at delivery: that server is gone and JavaScript moved on (event_t.gen).
+ * - A session closed by its lane whose `close` event is still queued: pause/resume/shutdownClient
+ *   are no-ops, replaceServer throws ERR_NATIVE_PLANE_CLOSED (its close event follows), close()
+ *   releases it (and the event is not delivered).
+ * - Env teardown (process exit, a worker thread ending): the async cleanup hook stops and joins the
+ *   lane threads, closes every session, pipe and descriptor, then closes the uv handles.
  *
  * One direction (c2s or s2c) is a loop over two steps, until EAGAIN or a budget per wake-up:
  *   flush  splice(pipe → out). EAGAIN: the out side is full — wait for it to become writable and stop
@@ -25,7 +66,7 @@
  *   fill   only into an EMPTY pipe: splice(in → pipe). 0 is EOF. tee(2) duplicates from the head of
  *          the pipe and cannot skip, so filling an empty pipe is what lets the c2s direction tee
  *          exactly the new bytes. The s2c direction follows the same rule for symmetry.
- * That is bulk. A direction starts in copy mode instead: recv into the plane's one scratch buffer
+ * That is bulk. A direction starts in copy mode instead: recv into the lane's scratch buffer
  * and send on at once (what the out side does not take waits in a malloc'd `buf`, and nothing more
  * is read until it has gone), the client's bytes recorded in memory (`rec`) rather than tee'd. A
  * read that fills COPY_READ switches to splice; a splice read under SPLICE_MIN switches back. For a
@@ -54,18 +95,13 @@
  *   suffix of them — except right after the server spoke while the c2s pipe still held older bytes
  *   (unanswered is 0 then, the replay pipe empty, and those bytes are simply sent on).
  *
- * Pipes come from a bounded pool of idle pipes (maxIdlePipes). A direction holds a pipe only while
- * bytes are in it: an empty pipe goes back to the pool at the end of every wake-up and is taken again
- * on the next readable event (HAProxy's maxpipes idea), so an idle session holds no pipe at all.
+ * Pipes come from a bounded pool of idle pipes per lane (maxIdlePipes, shared out between the
+ * lanes). A direction holds a pipe only while bytes are in it: an empty pipe goes back to the pool
+ * at the end of every wake-up and is taken again on the next readable event (HAProxy's maxpipes
+ * idea), so an idle session holds no pipe at all.
  *
- * Lifetime: sessions are named by a number (slot + generation), so a stale handle is refused, never
- * dereferenced. A closed session's memory stays until its uv_poll handles have closed; API calls from
- * JavaScript never call back into JavaScript synchronously — their work runs from a uv_idle handle
- * on the next loop turn. Per-env state (worker_threads each get their own) with an async cleanup hook
- * that closes every handle before the loop goes away.
- *
- * Kept in JavaScript: accepting, balancing, connecting, timeouts (stats expose lastActivity, in ms of
- * the monotonic clock libuv uses, uv_now), failover policy. See docs/native-plane.md.
+ * Kept in JavaScript: accepting, balancing, connecting, timeouts (stats expose lastActivity, in ms
+ * of CLOCK_MONOTONIC_COARSE), failover policy. See docs/native-plane.md.
  */
 #define _GNU_SOURCE
 #ifndef NAPI_VERSION
@@ -73,25 +109,35 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <node_api.h>
 #include <uv.h>
 
-#define PLANE_VERSION "1"
+#define PLANE_VERSION "2"
 #define SLOT_BITS 16777216.0 /* id = generation * 2^24 + slot */
 #define MAX_SLOTS 16777215u
 #define READS_PER_WAKE 16    /* fill steps per direction per wake-up (fairness between sessions) */
 #define POOL_SCAN 16         /* idle pipes looked at for an exact capacity match */
-#define MAX_EVENTS 8
-#define SCRATCH 65536        /* the copy buffer (small reads, compact_replay), one per plane, on first use */
+#define SCRATCH 65536        /* the copy buffer (small reads, compact_replay), one per lane, on first use */
 #define COPY_READ 16384      /* a read in copy mode; one that fills it switches the direction to splice */
 #define SPLICE_MIN 4096      /* a splice read shorter than this switches the direction back to copy */
 #define REC_HEAP_MAX 16384   /* a request recorded in memory up to this, in the replay pipe past it */
+#define MAX_THREADS 64       /* plane threads at most (HAProxy's default MAX_THREADS) */
+#define BATCH 64             /* epoll events per wake-up of a lane */
+#define GRAVE_WAKE 64        /* released sessions that wake a lane to free them (else: its next wake-up) */
+#define LANE_STACK (256 * 1024)
 
 enum { CLIENT = 0, SERVER = 1, INTERNAL = 2 };
 enum { S_ACTIVE = 0, S_SERVER_DOWN = 1, S_CLOSED = 2 };
@@ -103,7 +149,7 @@ enum { F_HOLD_SERVER_EOF = 1 };
 enum {
   ST_FROM_CLIENT, ST_TO_SERVER, ST_FROM_SERVER, ST_TO_CLIENT, ST_LAST_ACTIVITY, ST_REPLAY_BYTES,
   ST_UNANSWERED, ST_SERVER_SINCE_REQ, ST_REPLAYABLE, ST_TURNS, ST_FAILOVERS, ST_REPLAYED,
-  ST_OVERFLOWS, ST_PIPES, ST_C2S_PENDING, ST_S2C_PENDING, ST_FLAGS, ST_IDLE_MS, ST_LENGTH
+  ST_OVERFLOWS, ST_PIPES, ST_C2S_PENDING, ST_S2C_PENDING, ST_FLAGS, ST_IDLE_MS, ST_THREAD, ST_LENGTH
 };
 /* ST_FLAGS bits */
 enum {
@@ -113,18 +159,18 @@ enum {
 };
 enum {
   PS_IDLE, PS_IN_USE, PS_CREATED, PS_DESTROYED, PS_RESIZED, PS_MAX_IDLE, PS_PIPE_SIZE, PS_SESSIONS,
-  PS_COMPACTIONS, PS_LENGTH
+  PS_COMPACTIONS, PS_THREADS, PS_RUNNING, PS_LENGTH
 };
 
 typedef struct { int r, w, cap; } pipe_t; /* r < 0: none */
 
 typedef struct plane_s plane_t;
+typedef struct lane_s lane_t;
 typedef struct session_s session_t;
 
 typedef struct {
   int fd;            /* the duplicate; -1 once closed */
-  uv_poll_t *poll;   /* heap: it may still be closing while a new server's poll is set up */
-  int mask;          /* the events the poll watches now */
+  int mask;          /* EPOLLIN | EPOLLOUT registered in the lane's epoll now; 0: not registered */
   unsigned rd_ready : 1, wr_ready : 1;
 } end_t;
 
@@ -144,15 +190,21 @@ typedef struct {   /* one direction */
 /* Bytes read and not yet written on, in the pipe or in memory. */
 #define PENDING(f) ((f)->len + (f)->blen)
 
-typedef struct { uint8_t kind, a; int32_t err; } event_t;
+/* `gen`: the session's server_gen when it was queued (a server's event outlived by a replaceServer
+ * is dropped at delivery: that server is gone, and JavaScript has moved on). */
+typedef struct { double id; int32_t err; uint32_t gen; uint8_t kind, a; } event_t;
+typedef struct { event_t *v; uint32_t n, cap; } events_t;
 
+/* Every field but `released` is read and written under the lane's lock. */
 struct session_s {
-  plane_t *pl;
+  lane_t *ln;
   double id;
   uint32_t slot;
   int state;
-  int closes_pending;           /* uv_close()d polls not yet called back */
-  unsigned paused : 1, hold_server_eof : 1, pass_fin : 1, deferred : 1, in_process : 1;
+  unsigned paused : 1, hold_server_eof : 1, pass_fin : 1;
+  /* One read brought COPY_READ bytes or more: bulk. On lane 0 with plane threads configured, the
+   * session moves to one (lane_run). */
+  unsigned bulky : 1;
   /* The server spoke before the client's first byte (a greeting): a new server would greet again,
    * so what the client has is not replayable elsewhere (opaque's `pinned`). Sticky. */
   unsigned server_first : 1;
@@ -167,8 +219,32 @@ struct session_s {
   int recording;
   uint64_t unanswered, server_since_req, turns, failovers, replayed, overflows;
   uint64_t last_activity;
-  event_t ev[MAX_EVENTS];
-  int nev;
+  uint32_t server_gen; /* replaceServer calls; written on the main thread (under the lock) only */
+};
+
+/* A plane thread (index 1..MAX_THREADS), or lane 0, which the main loop drives. */
+struct lane_s {
+  plane_t *pl;
+  int index;
+  uv_mutex_t lock;
+  int epfd, wakefd;
+  unsigned threaded : 1, wake_sent : 1, stop : 1;
+  int running;                  /* the thread is up (main thread only) */
+  uv_thread_t thread;
+  uv_poll_t *poll;              /* lane 0: its epoll descriptor on the main loop */
+  uint32_t live;                /* its sessions not yet released (main thread only) */
+  uint64_t now;                 /* ms, CLOCK_MONOTONIC_COARSE, read once per wake-up */
+  /* pipe pool */
+  pipe_t *idle;
+  uint32_t nidle, cap_idle;
+  int pipe_size;
+  int copy_reads; /* small reads copied (pump); 0: every read splices (configure copyReads) */
+  double in_use, created, destroyed, resized, compactions;
+  char *scratch;
+  /* released sessions, freed after the batch of epoll events in flight */
+  session_t **grave;
+  uint32_t ngrave, cap_grave;
+  events_t out; /* events for JavaScript */
 };
 
 struct plane_s {
@@ -178,41 +254,61 @@ struct plane_s {
   napi_ref resource;
   napi_async_context async_ctx;
   int devnull;
-  /* sessions by slot */
+  /* sessions by slot (the main thread's alone) */
   session_t **slots;
   uint32_t *gens;
   uint32_t nslots, cap_slots;
   uint32_t *free_slots;
   uint32_t nfree;
   uint32_t live;
-  /* pipe pool */
-  pipe_t *idle;
-  uint32_t nidle, max_idle, cap_idle;
-  int pipe_size, default_pipe_size;
-  int copy_reads; /* small reads copied (pump); 0: every read splices (configure copyReads) */
-  double in_use, created, destroyed, resized, compactions;
-  char *scratch;
-  /* work deferred from API calls to the next loop turn */
-  uv_idle_t *idle_handle;
-  double *deferred;
-  uint32_t ndeferred, cap_deferred;
+  lane_t *lanes[MAX_THREADS + 1];
+  int threads;   /* lanes new sessions go to: 0 → lane 0 (the main loop), n → lanes 1..n */
+  uint32_t rr;
+  /* maxIdlePipes bounds the idle pipes of every lane together: idle_total counts them (atomic) */
+  uint32_t max_idle, idle_total;
+  /* settings each lane takes (configure) */
+  int pipe_size, default_pipe_size, copy_reads;
+  events_t spare;
+  uv_async_t *async;  /* a plane thread queued events */
+  uv_idle_t *idle;    /* a call from JavaScript queued events: delivered on the next loop turn */
   int handles_open;
   int shutting_down;
   napi_async_cleanup_hook_handle cleanup;
 };
 
 static void process(session_t *s);
+static void api_pump(plane_t *pl, session_t *s);
+static lane_t *lane_pick_thread(plane_t *pl);
+static void migrate(session_t *s, lane_t *to);
+static void on_idle(uv_idle_t *h);
+
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Grow a vector of `size`-byte items to hold one more. 0 on ENOMEM. */
+static int grow(void **v, uint32_t *cap, uint32_t n, size_t size) {
+  if (n < *cap) return 1;
+  uint32_t c = *cap ? *cap * 2 : 64;
+  void *g = realloc(*v, (size_t)c * size);
+  if (g == NULL) return 0;
+  *v = g;
+  *cap = c;
+  return 1;
+}
 
 /* ------------------------------------------------------------------------------------------------
- * Pipe pool */
+ * Pipe pool (per lane, under its lock) */
 
-static void pipe_destroy(plane_t *pl, pipe_t *p) {
+static void pipe_destroy(lane_t *ln, pipe_t *p) {
   if (p->r < 0) return;
   close(p->r);
   close(p->w);
   p->r = p->w = -1;
   p->cap = 0;
-  pl->destroyed++;
+  ln->destroyed++;
 }
 
 /* A pipe of capacity `want` (0: the data pipe size). 0 on failure, errno set. Not `strict` (data
@@ -220,20 +316,21 @@ static void pipe_destroy(plane_t *pl, pipe_t *p) {
  * unprivileged user's new pipes get one page, slower but still correct. `strict` (replay pipes):
  * the capacity is the replay bound, so a refusal is a failure (the pipe is still handed back in
  * *out, for pipe_put). */
-static int pipe_get(plane_t *pl, pipe_t *out, int want, int strict) {
-  if (want <= 0) want = pl->pipe_size;
+static int pipe_get(lane_t *ln, pipe_t *out, int want, int strict) {
+  if (want <= 0) want = ln->pipe_size;
   pipe_t p = {-1, -1, 0};
-  uint32_t scan = pl->nidle < POOL_SCAN ? pl->nidle : POOL_SCAN;
+  uint32_t scan = ln->nidle < POOL_SCAN ? ln->nidle : POOL_SCAN;
   for (uint32_t i = 0; i < scan; i++) {
-    uint32_t at = pl->nidle - 1 - i;
-    if (pl->idle[at].cap == want) {
-      p = pl->idle[at];
-      pl->idle[at] = pl->idle[pl->nidle - 1];
-      pl->nidle--;
+    uint32_t at = ln->nidle - 1 - i;
+    if (ln->idle[at].cap == want) {
+      p = ln->idle[at];
+      ln->idle[at] = ln->idle[ln->nidle - 1];
+      ln->nidle--;
       break;
     }
   }
-  if (p.r < 0 && pl->nidle > 0) p = pl->idle[--pl->nidle];
+  if (p.r < 0 && ln->nidle > 0) p = ln->idle[--ln->nidle];
+  if (p.r >= 0) __atomic_sub_fetch(&ln->pl->idle_total, 1, __ATOMIC_RELAXED);
   if (p.r < 0) {
     int fds[2];
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return 0;
@@ -241,17 +338,17 @@ static int pipe_get(plane_t *pl, pipe_t *out, int want, int strict) {
     p.w = fds[1];
     p.cap = fcntl(p.r, F_GETPIPE_SZ);
     if (p.cap <= 0) p.cap = 65536;
-    pl->created++;
+    ln->created++;
   }
   if (p.cap != want) {
     int got = fcntl(p.r, F_SETPIPE_SZ, want);
-    pl->resized++;
+    ln->resized++;
     if (got < want && !strict) {
       if (got > 0) p.cap = got;
     } else if (got < want) {
       int e = got < 0 ? errno : ENOMEM;
       if (got > 0) p.cap = got;
-      pl->in_use++; /* so pipe_put's accounting stays balanced */
+      ln->in_use++; /* so pipe_put's accounting stays balanced */
       *out = p;
       errno = e;
       return 0;
@@ -259,54 +356,52 @@ static int pipe_get(plane_t *pl, pipe_t *out, int want, int strict) {
       p.cap = got;
     }
   }
-  pl->in_use++;
+  ln->in_use++;
   *out = p;
   return 1;
 }
 
 /* Back to the pool; the pipe must be empty. */
-static void pipe_put(plane_t *pl, pipe_t *p) {
+static void pipe_put(lane_t *ln, pipe_t *p) {
   if (p->r < 0) return;
-  pl->in_use--;
-  if (pl->nidle >= pl->max_idle || pl->shutting_down) {
-    pipe_destroy(pl, p);
+  ln->in_use--;
+  plane_t *pl = ln->pl;
+  if (pl->shutting_down || !grow((void **)&ln->idle, &ln->cap_idle, ln->nidle, sizeof(pipe_t))) {
+    pipe_destroy(ln, p);
     return;
   }
-  if (pl->nidle == pl->cap_idle) {
-    uint32_t n = pl->cap_idle ? pl->cap_idle * 2 : 64;
-    pipe_t *grown = realloc(pl->idle, n * sizeof(pipe_t));
-    if (grown == NULL) {
-      pipe_destroy(pl, p);
-      return;
-    }
-    pl->idle = grown;
-    pl->cap_idle = n;
+  /* A place among the process's maxIdlePipes, or the pipe is closed. */
+  if (__atomic_add_fetch(&pl->idle_total, 1, __ATOMIC_RELAXED) >
+      __atomic_load_n(&pl->max_idle, __ATOMIC_RELAXED)) {
+    __atomic_sub_fetch(&pl->idle_total, 1, __ATOMIC_RELAXED);
+    pipe_destroy(ln, p);
+    return;
   }
-  pl->idle[pl->nidle++] = *p;
+  ln->idle[ln->nidle++] = *p;
   p->r = p->w = -1;
   p->cap = 0;
 }
 
 /* Throw away `len` bytes in a pipe (page references dropped into /dev/null, nothing copied), then
  * return it to the pool; a pipe that cannot be emptied is closed instead. */
-static void pipe_drop(plane_t *pl, pipe_t *p, size_t len) {
+static void pipe_drop(lane_t *ln, pipe_t *p, size_t len) {
   if (p->r < 0) return;
   while (len > 0) {
-    ssize_t n = splice(p->r, NULL, pl->devnull, NULL, len, SPLICE_F_NONBLOCK);
+    ssize_t n = splice(p->r, NULL, ln->pl->devnull, NULL, len, SPLICE_F_NONBLOCK);
     if (n > 0) {
       len -= (size_t)n;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    pl->in_use--;
-    pipe_destroy(pl, p);
+    ln->in_use--;
+    pipe_destroy(ln, p);
     return;
   }
-  pipe_put(pl, p);
+  pipe_put(ln, p);
 }
 
 /* ------------------------------------------------------------------------------------------------
- * Session table */
+ * Session table (main thread only: attach, the API's lookups, release) */
 
 static session_t *lookup(plane_t *pl, double id) {
   if (!(id >= 0) || id != (double)(uint64_t)id) return NULL;
@@ -347,109 +442,47 @@ static int slot_take(plane_t *pl, session_t *s) {
   return 1;
 }
 
-static void maybe_free(session_t *s) {
-  if (s->state != S_CLOSED || s->closes_pending > 0 || s->in_process) return;
-  plane_t *pl = s->pl;
+static void slot_free(plane_t *pl, session_t *s) {
   pl->slots[s->slot] = NULL;
   pl->free_slots[pl->nfree++] = s->slot;
   pl->live--;
-  free(s);
 }
 
 /* ------------------------------------------------------------------------------------------------
- * Events to JavaScript */
+ * Events to JavaScript: queued on the lane, delivered on the main thread (deliver) */
 
 static void queue_event(session_t *s, int kind, int a, int err) {
-  if (s->nev == MAX_EVENTS) return; /* cannot happen: at most a handful per wake-up */
-  s->ev[s->nev].kind = (uint8_t)kind;
-  s->ev[s->nev].a = (uint8_t)a;
-  s->ev[s->nev].err = err;
-  s->nev++;
-}
-
-static void report_exception(napi_env env) {
-  napi_value err;
-  if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
-}
-
-/* Deliver queued events, one napi_make_callback each. Only ever called from a uv callback, so no
- * JavaScript is on the stack; the callback may call back in (close, replaceServer, ...), which is
- * why the queue is popped before each call and the state re-read after. */
-static void flush_events(session_t *s) {
-  plane_t *pl = s->pl;
-  if (s->nev == 0 || pl->callback == NULL || pl->shutting_down) {
-    s->nev = 0;
-    return;
-  }
-  napi_env env = pl->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value fn, recv;
-  if (napi_get_reference_value(env, pl->callback, &fn) == napi_ok && fn != NULL &&
-      napi_get_global(env, &recv) == napi_ok) {
-    while (s->nev > 0 && !pl->shutting_down) {
-      event_t e = s->ev[0];
-      memmove(&s->ev[0], &s->ev[1], (size_t)(s->nev - 1) * sizeof(event_t));
-      s->nev--;
-      napi_value argv[4];
-      napi_create_double(env, s->id, &argv[0]);
-      napi_create_int32(env, e.kind, &argv[1]);
-      napi_create_int32(env, e.a, &argv[2]);
-      napi_create_int32(env, e.err, &argv[3]);
-      napi_value result;
-      napi_status st = napi_make_callback(env, pl->async_ctx, recv, fn, 4, argv, &result);
-      if (st == napi_pending_exception) report_exception(env);
-    }
-  }
-  napi_close_handle_scope(env, scope);
+  events_t *q = &s->ln->out;
+  if (!grow((void **)&q->v, &q->cap, q->n, sizeof(event_t))) return; /* ENOMEM: nothing to do */
+  q->v[q->n].id = s->id;
+  q->v[q->n].kind = (uint8_t)kind;
+  q->v[q->n].a = (uint8_t)a;
+  q->v[q->n].err = err;
+  q->v[q->n].gen = s->server_gen;
+  q->n++;
 }
 
 /* ------------------------------------------------------------------------------------------------
- * Polls */
+ * A session's two descriptors in its lane's epoll (data: the session pointer, the side in bit 0) */
 
-static void plane_free(plane_t *pl) {
-  free(pl->slots);
-  free(pl->gens);
-  free(pl->free_slots);
-  free(pl->idle);
-  free(pl->deferred);
-  free(pl->scratch);
-  free(pl);
+static int end_watch(session_t *s, int side, int mask) {
+  end_t *e = &s->end[side];
+  if (e->fd < 0 || e->mask == mask) return 1;
+  struct epoll_event ev;
+  ev.events = (uint32_t)mask;
+  ev.data.u64 = (uint64_t)(uintptr_t)s | (uint64_t)side;
+  int op = e->mask == 0 ? EPOLL_CTL_ADD : mask == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+  if (epoll_ctl(s->ln->epfd, op, e->fd, &ev) != 0 && op != EPOLL_CTL_DEL) return 0;
+  e->mask = mask;
+  return 1;
 }
 
-/* One of our uv handles finished closing; at env teardown the last one lets Node go on. */
-static void handle_closed(plane_t *pl) {
-  pl->handles_open--;
-  if (pl->shutting_down && pl->handles_open == 0 && pl->cleanup != NULL) {
-    napi_async_cleanup_hook_handle c = pl->cleanup;
-    plane_free(pl);
-    napi_remove_async_cleanup_hook(c);
-  }
-}
-
-static void on_poll_closed(uv_handle_t *h) {
-  session_t *s = h->data;
-  plane_t *pl = s->pl;
-  free(h);
-  s->closes_pending--;
-  maybe_free(s);
-  handle_closed(pl);
-}
-
-static void on_idle_closed(uv_handle_t *h) {
-  plane_t *pl = h->data;
-  free(h);
-  handle_closed(pl);
-}
-
+/* Out of epoll first: a registration belongs to the open file, which a descriptor Node has not
+ * closed yet may still share, so close() alone would leave it reporting. */
 static void end_close(session_t *s, int side) {
   end_t *e = &s->end[side];
-  if (e->poll != NULL) {
-    uv_close((uv_handle_t *)e->poll, on_poll_closed); /* stops it: epoll no longer has the fd */
-    e->poll = NULL;
-    s->closes_pending++;
-  }
   if (e->fd >= 0) {
+    end_watch(s, side, 0);
     close(e->fd);
     e->fd = -1;
   }
@@ -457,39 +490,12 @@ static void end_close(session_t *s, int side) {
   e->rd_ready = e->wr_ready = 0;
 }
 
-static void on_poll(uv_poll_t *h, int status, int events);
-
-static int end_open(session_t *s, int side, int fd) {
+static void end_open(session_t *s, int side, int fd) {
   end_t *e = &s->end[side];
-  uv_poll_t *p = malloc(sizeof(uv_poll_t));
-  if (p == NULL) {
-    errno = ENOMEM;
-    return 0;
-  }
-  int rc = uv_poll_init_socket(s->pl->loop, p, fd);
-  if (rc != 0) {
-    free(p);
-    errno = -rc;
-    return 0;
-  }
-  p->data = s;
-  s->pl->handles_open++;
-  e->poll = p;
   e->fd = fd;
   e->mask = 0;
   e->rd_ready = 1; /* try at once; EAGAIN clears it */
   e->wr_ready = 1;
-  return 1;
-}
-
-static void set_mask(session_t *s, int side, int mask) {
-  end_t *e = &s->end[side];
-  if (e->poll == NULL || e->mask == mask) return;
-  e->mask = mask;
-  if (mask == 0)
-    uv_poll_stop(e->poll);
-  else
-    uv_poll_start(e->poll, mask, on_poll);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -497,7 +503,7 @@ static void set_mask(session_t *s, int side, int mask) {
 
 /* Forget the record (the server answered, or recording stops): nothing copied, nothing kept. */
 static void drop_record(session_t *s) {
-  if (s->replay.r >= 0) pipe_drop(s->pl, &s->replay, s->replay_len - s->rec_len);
+  if (s->replay.r >= 0) pipe_drop(s->ln, &s->replay, s->replay_len - s->rec_len);
   s->replay_len = 0;
   s->rec_len = 0;
 }
@@ -539,15 +545,15 @@ static size_t write_full(int fd, const char *data, size_t n) {
 /* Move a record held in memory into the replay pipe (before a tee, or a replaceServer). 0 on failure. */
 static int record_to_pipe(session_t *s) {
   if (s->rec_len == 0) return 1;
-  if (s->replay.r < 0 && !pipe_get(s->pl, &s->replay, (int)s->replay_cap, 1)) {
-    if (s->replay.r >= 0) pipe_put(s->pl, &s->replay);
+  if (s->replay.r < 0 && !pipe_get(s->ln, &s->replay, (int)s->replay_cap, 1)) {
+    if (s->replay.r >= 0) pipe_put(s->ln, &s->replay);
     return 0;
   }
   size_t done = write_full(s->replay.w, s->rec, s->rec_len);
   if (done < s->rec_len) {
     /* The record stays in memory; a pipe with part of it in must not go back to the pool. */
     int e = errno;
-    pipe_drop(s->pl, &s->replay, done);
+    pipe_drop(s->ln, &s->replay, done);
     errno = e;
     return 0;
   }
@@ -561,29 +567,29 @@ static int record_to_pipe(session_t *s) {
  * packs them into whole pages (the only copy the plane ever makes, and only in this case), and drop
  * the rest. 0 if that failed (the session then stops recording). */
 static int compact_replay(session_t *s, size_t keep) {
-  plane_t *pl = s->pl;
+  lane_t *ln = s->ln;
   pipe_t fresh = {-1, -1, 0};
-  if (pl->scratch == NULL && (pl->scratch = malloc(SCRATCH)) == NULL) return 0;
-  if (!pipe_get(pl, &fresh, s->replay.cap, 1)) {
-    pipe_put(pl, &fresh);
+  if (ln->scratch == NULL && (ln->scratch = malloc(SCRATCH)) == NULL) return 0;
+  if (!pipe_get(ln, &fresh, s->replay.cap, 1)) {
+    pipe_put(ln, &fresh);
     return 0;
   }
   size_t moved = 0;
   while (moved < keep) {
     size_t want = keep - moved < SCRATCH ? keep - moved : SCRATCH;
-    ssize_t r = read(s->replay.r, pl->scratch, want);
+    ssize_t r = read(s->replay.r, ln->scratch, want);
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0 || write(fresh.w, pl->scratch, (size_t)r) != r) {
-      pipe_drop(pl, &fresh, moved);
+    if (r <= 0 || write(fresh.w, ln->scratch, (size_t)r) != r) {
+      pipe_drop(ln, &fresh, moved);
       return 0;
     }
     moved += (size_t)r;
   }
   /* what is left in the old pipe (a partial tee) goes to /dev/null with the pipe */
-  pipe_drop(pl, &s->replay, s->replay_len - keep);
+  pipe_drop(ln, &s->replay, s->replay_len - keep);
   s->replay = fresh;
   s->replay_len = keep;
-  pl->compactions++;
+  ln->compactions++;
   return 1;
 }
 
@@ -622,8 +628,8 @@ to_pipe:
     stop_recording(s);
     return;
   }
-  if (s->replay.r < 0 && !pipe_get(s->pl, &s->replay, (int)s->replay_cap, 1)) {
-    if (s->replay.r >= 0) pipe_put(s->pl, &s->replay); /* F_SETPIPE_SZ refused: not replayable */
+  if (s->replay.r < 0 && !pipe_get(s->ln, &s->replay, (int)s->replay_cap, 1)) {
+    if (s->replay.r >= 0) pipe_put(s->ln, &s->replay); /* F_SETPIPE_SZ refused: not replayable */
     stop_recording(s);
     return;
   }
@@ -671,9 +677,9 @@ static void server_failed(session_t *s, int err) {
 }
 
 static void release_all(session_t *s) {
-  plane_t *pl = s->pl;
-  pipe_drop(pl, &s->c2s.p, s->c2s.len);
-  pipe_drop(pl, &s->s2c.p, s->s2c.len);
+  lane_t *ln = s->ln;
+  pipe_drop(ln, &s->c2s.p, s->c2s.len);
+  pipe_drop(ln, &s->s2c.p, s->s2c.len);
   drop_record(s);
   free_record(s);
   free_buf(&s->c2s);
@@ -687,10 +693,9 @@ static void session_close(session_t *s, int reason, int emit) {
   end_close(s, CLIENT);
   end_close(s, SERVER);
   release_all(s);
-  if (emit)
-    queue_event(s, EV_CLOSE, reason, 0);
-  else
-    s->nev = 0;
+  /* Not emitted (JavaScript's own close()): events still queued for it are dropped when they are
+   * delivered, as the session is released by then (deliver_one). */
+  if (emit) queue_event(s, EV_CLOSE, reason, 0);
 }
 
 static void client_failed(session_t *s, int err) {
@@ -759,7 +764,8 @@ static int read_result(session_t *s, int from, end_t *in, flow_t *f, ssize_t n) 
 static void on_bytes_in(session_t *s, int from, size_t n, const char *data) {
   flow_t *f = from == CLIENT ? &s->c2s : &s->s2c;
   f->in += (uint64_t)n;
-  s->last_activity = uv_now(s->pl->loop);
+  if (n >= COPY_READ) s->bulky = 1;
+  s->last_activity = s->ln->now;
   if (from == CLIENT)
     on_client_bytes(s, n, data);
   else
@@ -780,7 +786,7 @@ static int pump(session_t *s, int from) {
   int to = !from;
   flow_t *f = from == CLIENT ? &s->c2s : &s->s2c;
   end_t *in = &s->end[from], *out = &s->end[to];
-  plane_t *pl = s->pl;
+  lane_t *ln = s->ln;
   int reads = 0;
   for (;;) {
     if (f->blen > 0) {
@@ -798,7 +804,7 @@ static int pump(session_t *s, int from) {
       f->boff += (size_t)n;
       f->blen -= (size_t)n;
       f->out += (uint64_t)n;
-      s->last_activity = uv_now(pl->loop);
+      s->last_activity = ln->now;
       if (f->blen == 0) free_buf(f);
       continue;
     }
@@ -820,16 +826,16 @@ static int pump(session_t *s, int from) {
       }
       f->len -= (size_t)n;
       f->out += (uint64_t)n;
-      s->last_activity = uv_now(pl->loop);
+      s->last_activity = ln->now;
       continue;
     }
     if (reads == READS_PER_WAKE || !in->rd_ready || !may_read(s, from)) break;
-    if (!f->bulk && pl->copy_reads) {
-      if (pl->scratch == NULL && (pl->scratch = malloc(SCRATCH)) == NULL) {
+    if (!f->bulk && ln->copy_reads) {
+      if (ln->scratch == NULL && (ln->scratch = malloc(SCRATCH)) == NULL) {
         internal_failed(s, ENOMEM);
         return 0;
       }
-      ssize_t n = recv(in->fd, pl->scratch, COPY_READ, MSG_DONTWAIT);
+      ssize_t n = recv(in->fd, ln->scratch, COPY_READ, MSG_DONTWAIT);
       reads++;
       int r = read_result(s, from, in, f, n);
       if (r == READ_AGAIN) continue;
@@ -840,12 +846,12 @@ static int pump(session_t *s, int from) {
       else
         in->rd_ready = 0; /* a short read drained the socket: wait for the next readable event rather
                              than pay a recv that returns EAGAIN (level-triggered, so nothing is missed) */
-      on_bytes_in(s, from, (size_t)n, pl->scratch);
+      on_bytes_in(s, from, (size_t)n, ln->scratch);
       /* The scratch buffer is the plane's: what the out side does not take now is kept. */
       size_t sent = 0;
       int failed = 0;
       while (sent < (size_t)n && out->wr_ready) {
-        ssize_t w = send(out->fd, pl->scratch + sent, (size_t)n - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+        ssize_t w = send(out->fd, ln->scratch + sent, (size_t)n - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (w < 0) {
           if (errno == EINTR) continue;
           if (errno == EAGAIN) {
@@ -864,7 +870,7 @@ static int pump(session_t *s, int from) {
           internal_failed(s, ENOMEM);
           return 0;
         }
-        memcpy(f->buf, pl->scratch + sent, (size_t)n - sent);
+        memcpy(f->buf, ln->scratch + sent, (size_t)n - sent);
         f->blen = (size_t)n - sent;
         f->boff = 0;
       }
@@ -874,9 +880,9 @@ static int pump(session_t *s, int from) {
       }
       continue;
     }
-    if (f->p.r < 0 && !pipe_get(pl, &f->p, 0, 0)) {
+    if (f->p.r < 0 && !pipe_get(ln, &f->p, 0, 0)) {
       int e = errno;
-      if (f->p.r >= 0) pipe_put(pl, &f->p);
+      if (f->p.r >= 0) pipe_put(ln, &f->p);
       internal_failed(s, e);
       return 0;
     }
@@ -900,92 +906,397 @@ static int pump(session_t *s, int from) {
   return 1;
 }
 
+
 static void update(session_t *s) {
   for (int side = CLIENT; side <= SERVER; side++) {
     const flow_t *into = side == CLIENT ? &s->s2c : &s->c2s;
     int mask = 0;
-    if (may_read(s, side)) mask |= UV_READABLE;
-    if (PENDING(into) > 0) mask |= UV_WRITABLE;
-    set_mask(s, side, mask);
+    if (may_read(s, side)) mask |= EPOLLIN;
+    if (PENDING(into) > 0) mask |= EPOLLOUT;
+    if (!end_watch(s, side, mask)) {
+      internal_failed(s, errno);
+      return;
+    }
   }
   /* An idle direction holds no pipe. */
-  if (s->c2s.len == 0) pipe_put(s->pl, &s->c2s.p);
-  if (s->s2c.len == 0) pipe_put(s->pl, &s->s2c.p);
+  if (s->c2s.len == 0) pipe_put(s->ln, &s->c2s.p);
+  if (s->s2c.len == 0) pipe_put(s->ln, &s->s2c.p);
   if (s->replay_len == 0) {
-    pipe_put(s->pl, &s->replay);
+    pipe_put(s->ln, &s->replay);
     if (s->rec != NULL) free_record(s);
   }
 }
 
+/* Under the lane's lock, on the lane. */
 static void process(session_t *s) {
-  if (s->state == S_CLOSED) {
-    flush_events(s);
-    return;
-  }
-  s->in_process = 1;
+  if (s->state == S_CLOSED) return;
   if (pump(s, CLIENT)) pump(s, SERVER);
-  if (s->state != S_CLOSED) {
-    if (s->c2s.in_done && s->c2s.fin_sent && s->s2c.in_done && s->s2c.fin_sent &&
-        PENDING(&s->c2s) == 0 && PENDING(&s->s2c) == 0 && s->state == S_ACTIVE)
-      session_close(s, R_DONE, 1);
-    else
-      update(s);
-  }
-  flush_events(s);
-  s->in_process = 0;
-  maybe_free(s);
+  if (s->state == S_CLOSED) return;
+  if (s->c2s.in_done && s->c2s.fin_sent && s->s2c.in_done && s->s2c.fin_sent &&
+      PENDING(&s->c2s) == 0 && PENDING(&s->s2c) == 0 && s->state == S_ACTIVE)
+    session_close(s, R_DONE, 1);
+  else
+    update(s);
 }
 
-static void on_poll(uv_poll_t *h, int status, int events) {
-  session_t *s = h->data;
-  int side = s->end[CLIENT].poll == h ? CLIENT : SERVER;
-  if (s->end[side].poll != h) return; /* a replaced server's poll, already closing */
-  if (status < 0) {
-    /* POLLERR (libuv reports UV_EBADF): the next read or write reports the error. libuv has also
-     * stopped the handle, so forget its mask: update() starts it again if the session goes on. A
-     * reset that came after the server's last bytes and its FIN is read as bytes, then the FIN
-     * (a short read leaves the rest to the next event, which only a started handle gets). */
-    s->end[side].mask = 0;
-    s->end[side].rd_ready = s->end[side].wr_ready = 1;
-  } else {
-    if (events & UV_READABLE) s->end[side].rd_ready = 1;
-    if (events & UV_WRITABLE) s->end[side].wr_ready = 1;
-  }
-  process(s);
+/* ------------------------------------------------------------------------------------------------
+ * Lanes */
+
+/* Under the lock: make the lane's epoll_wait return (once per wake-up, however many calls). */
+static void lane_wake(lane_t *ln) {
+  if (ln->wake_sent) return;
+  uint64_t one = 1;
+  ssize_t w;
+  do w = write(ln->wakefd, &one, sizeof one);
+  while (w < 0 && errno == EINTR);
+  ln->wake_sent = 1;
 }
 
-/* Work from API calls runs on the next loop turn, never inside the call. */
-static void on_idle(uv_idle_t *h) {
+/* Under the lock. */
+static void grave_free(lane_t *ln) {
+  for (uint32_t i = 0; i < ln->ngrave; i++) free(ln->grave[i]);
+  ln->ngrave = 0;
+}
+
+/*
+ * One wake-up of a lane: the sessions epoll reported, then the released ones are freed (no event
+ * of this batch is left to name them). The lock is taken per session. Returns 1 when the lane is
+ * told to stop.
+ */
+static int lane_run(lane_t *ln, const struct epoll_event *evs, int n) {
+  uint64_t now = mono_ms();
+  for (int i = 0; i < n; i++) {
+    uint64_t d = evs[i].data.u64;
+    if (d == 0) continue; /* the wake-up eventfd: read below */
+    session_t *s = (session_t *)(uintptr_t)(d & ~(uint64_t)1);
+    uint32_t ev = evs[i].events;
+    uv_mutex_lock(&ln->lock);
+    /* s->ln: a session lane 0 moved to a thread earlier in this batch is that thread's now. */
+    if (s->ln == ln && s->state != S_CLOSED) {
+      /* A stale event of a replaced server descriptor lands on the new one: a spurious readiness,
+       * which the next read or write (EAGAIN) clears. */
+      end_t *e = &s->end[d & 1];
+      ln->now = now;
+      if (ev & (EPOLLERR | EPOLLHUP)) e->rd_ready = e->wr_ready = 1; /* the next call reports it */
+      if (ev & EPOLLIN) e->rd_ready = 1;
+      if (ev & EPOLLOUT) e->wr_ready = 1;
+      process(s);
+      if (!ln->threaded && s->bulky && s->state != S_CLOSED) {
+        lane_t *to = lane_pick_thread(ln->pl);
+        if (to != NULL) migrate(s, to);
+      }
+    }
+    uv_mutex_unlock(&ln->lock);
+  }
+  uv_mutex_lock(&ln->lock);
+  ln->now = now;
+  if (ln->wake_sent) {
+    uint64_t x;
+    ssize_t r;
+    do r = read(ln->wakefd, &x, sizeof x);
+    while (r < 0 && errno == EINTR);
+    ln->wake_sent = 0;
+  }
+  grave_free(ln);
+  int stop = ln->stop;
+  int notify = ln->out.n > 0;
+  uv_mutex_unlock(&ln->lock);
+  if (notify && ln->threaded) uv_async_send(ln->pl->async);
+  return stop;
+}
+
+static void lane_main(void *arg) {
+  lane_t *ln = arg;
+  /* Signals are the main thread's (libuv's handlers): none interrupts a plane thread. */
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  struct epoll_event evs[BATCH];
+  for (;;) {
+    int n = epoll_wait(ln->epfd, evs, BATCH, -1);
+    if (n < 0) n = 0; /* EINTR; nothing else can fail on a valid epoll descriptor */
+    if (lane_run(ln, evs, n)) break;
+  }
+}
+
+static void deliver(plane_t *pl);
+
+/* Lane 0: its epoll descriptor became readable on the main loop. */
+static void on_lane_poll(uv_poll_t *h, int status, int events) {
+  lane_t *ln = h->data;
+  struct epoll_event evs[BATCH];
+  int n = epoll_wait(ln->epfd, evs, BATCH, 0);
+  lane_run(ln, evs, n < 0 ? 0 : n);
+  deliver(ln->pl);
+}
+
+static void handle_closed(plane_t *pl);
+
+static void on_handle_closed(uv_handle_t *h) {
   plane_t *pl = h->data;
-  uint32_t n = pl->ndeferred;
-  for (uint32_t i = 0; i < n && i < pl->ndeferred; i++) {
-    session_t *s = lookup(pl, pl->deferred[i]);
-    if (s == NULL) continue;
-    s->deferred = 0;
-    process(s);
+  free(h);
+  handle_closed(pl);
+}
+
+/* Under the lock: close one of the lane's idle pipes. */
+static void idle_close_one(lane_t *ln) {
+  pipe_destroy(ln, &ln->idle[--ln->nidle]);
+  __atomic_sub_fetch(&ln->pl->idle_total, 1, __ATOMIC_RELAXED);
+}
+
+/* Under the lock: the plane's settings; idle pipes past maxIdlePipes (all lanes together) closed. */
+static void lane_settings(lane_t *ln) {
+  plane_t *pl = ln->pl;
+  ln->pipe_size = pl->pipe_size;
+  ln->copy_reads = pl->copy_reads;
+  while (ln->nidle > 0 &&
+         __atomic_load_n(&pl->idle_total, __ATOMIC_RELAXED) > __atomic_load_n(&pl->max_idle, __ATOMIC_RELAXED))
+    idle_close_one(ln);
+}
+
+static void lane_free(lane_t *ln) {
+  while (ln->nidle > 0) idle_close_one(ln);
+  for (uint32_t i = 0; i < ln->ngrave; i++) free(ln->grave[i]);
+  if (ln->epfd >= 0) close(ln->epfd);
+  if (ln->wakefd >= 0) close(ln->wakefd);
+  free(ln->idle);
+  free(ln->scratch);
+  free(ln->grave);
+  free(ln->out.v);
+  uv_mutex_destroy(&ln->lock);
+  free(ln);
+}
+
+/* A new lane (its thread not started yet). NULL on failure, errno set. */
+static lane_t *lane_new(plane_t *pl, int index) {
+  lane_t *ln = calloc(1, sizeof(lane_t));
+  if (ln == NULL) return NULL;
+  ln->pl = pl;
+  ln->index = index;
+  ln->threaded = index > 0;
+  ln->epfd = ln->wakefd = -1;
+  if (uv_mutex_init(&ln->lock) != 0) {
+    free(ln);
+    errno = ENOMEM;
+    return NULL;
   }
-  if (pl->ndeferred > n) {
-    memmove(pl->deferred, pl->deferred + n, (pl->ndeferred - n) * sizeof(double));
-    pl->ndeferred -= n;
+  ln->epfd = epoll_create1(EPOLL_CLOEXEC);
+  ln->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  struct epoll_event ev = {.events = EPOLLIN, .data = {.u64 = 0}};
+  if (ln->epfd < 0 || ln->wakefd < 0 || epoll_ctl(ln->epfd, EPOLL_CTL_ADD, ln->wakefd, &ev) != 0) {
+    int e = errno;
+    lane_free(ln);
+    errno = e;
+    return NULL;
+  }
+  lane_settings(ln);
+  if (!ln->threaded) {
+    ln->poll = malloc(sizeof(uv_poll_t));
+    int rc = ln->poll == NULL ? UV_ENOMEM : uv_poll_init(pl->loop, ln->poll, ln->epfd);
+    if (rc != 0) {
+      free(ln->poll);
+      lane_free(ln);
+      errno = -rc;
+      return NULL;
+    }
+    ln->poll->data = ln;
+    pl->handles_open++;
+    uv_poll_start(ln->poll, UV_READABLE, on_lane_poll);
+    uv_unref((uv_handle_t *)ln->poll); /* the async handle keeps the loop alive while sessions live */
+  }
+  return ln;
+}
+
+/* Lane `index`, created and its thread started if need be. NULL on failure, errno set. */
+static lane_t *lane_get(plane_t *pl, int index) {
+  lane_t *ln = pl->lanes[index];
+  if (ln == NULL && (ln = pl->lanes[index] = lane_new(pl, index)) == NULL) return NULL;
+  if (ln->threaded && !ln->running) {
+    uv_thread_options_t opt;
+    opt.flags = UV_THREAD_HAS_STACK_SIZE;
+    opt.stack_size = LANE_STACK;
+    int rc = uv_thread_create_ex(&ln->thread, &opt, lane_main, ln);
+    if (rc != 0) {
+      errno = -rc;
+      return NULL;
+    }
+    ln->running = 1;
+    /* Named here rather than by the thread itself, so the name is there once attach returns. */
+    char name[16];
+    snprintf(name, sizeof name, "baton-plane-%d", ln->index);
+    pthread_setname_np(ln->thread, name);
+  }
+  return ln;
+}
+
+/* Stop and join a lane's thread (main thread). Its sessions, if any, wait until it starts again;
+ * only lanes without any are stopped, but at teardown. */
+static void lane_stop(lane_t *ln) {
+  if (!ln->running) return;
+  uv_mutex_lock(&ln->lock);
+  ln->stop = 1;
+  lane_wake(ln);
+  uv_mutex_unlock(&ln->lock);
+  uv_thread_join(&ln->thread);
+  ln->running = 0;
+  ln->stop = 0;
+}
+
+/* The plane thread for a session that goes bulk: the least loaded of lanes 1..threads (round-robin
+ * among equals). NULL when none can be had (errno set): the session stays where it is. */
+static lane_t *lane_pick_thread(plane_t *pl) {
+  if (pl->threads == 0) return NULL;
+  for (int i = 1; i <= pl->threads; i++)
+    if (lane_get(pl, i) == NULL) return NULL;
+  int best = 0;
+  uint32_t load = 0;
+  for (int k = 0; k < pl->threads; k++) {
+    int i = 1 + (int)((pl->rr + (uint32_t)k) % (uint32_t)pl->threads);
+    if (best == 0 || pl->lanes[i]->live < load) {
+      best = i;
+      load = pl->lanes[i]->live;
+    }
+  }
+  pl->rr++;
+  return pl->lanes[best];
+}
+
+/* A new session starts on lane 0, the main loop. Every configured thread starts with the first
+ * session, so the process's threads and descriptors settle at once (a thread that cannot start
+ * now is tried again when a session goes bulk). */
+static lane_t *lane_for_new(plane_t *pl) {
+  for (int i = 1; i <= pl->threads; i++) lane_get(pl, i);
+  return lane_get(pl, 0);
+}
+
+/* Lane 0, on the main thread, with its lock held (no other thread ever takes it): move a session
+ * that went bulk to plane thread `to`. Its descriptors leave lane 0's epoll and join `to`'s, which
+ * the kernel then wakes; its pipes are counted in `to`'s pool from now on. */
+static void migrate(session_t *s, lane_t *to) {
+  lane_t *from = s->ln;
+  plane_t *pl = from->pl;
+  end_watch(s, CLIENT, 0);
+  end_watch(s, SERVER, 0);
+  double pipes = (s->c2s.p.r >= 0) + (s->s2c.p.r >= 0) + (s->replay.r >= 0);
+  from->in_use -= pipes;
+  from->live--;
+  to->live++;
+  uv_mutex_lock(&to->lock);
+  to->in_use += pipes;
+  s->ln = to;
+  s->end[CLIENT].rd_ready = s->end[CLIENT].wr_ready = 1;
+  s->end[SERVER].rd_ready = s->end[SERVER].wr_ready = 1;
+  to->now = from->now;
+  update(s);
+  /* Not in `to`'s epoll (it failed, and closed): nothing wakes the thread to report it. */
+  if (to->out.n > 0 && s->state == S_CLOSED) uv_idle_start(pl->idle, on_idle);
+  uv_mutex_unlock(&to->lock);
+}
+
+/* JavaScript is done with a session (its close event delivered, or close()): main thread. Its lane
+ * frees it once no event in flight can name it. */
+static void release(plane_t *pl, session_t *s) {
+  lane_t *ln = s->ln;
+  slot_free(pl, s);
+  ln->live--;
+  if (pl->live == 0) uv_unref((uv_handle_t *)pl->async);
+  if (!ln->threaded) {
+    /* Lane 0 runs its batches on this thread, each to the end: none is in flight now. */
+    free(s);
   } else {
-    pl->ndeferred = 0;
-    uv_idle_stop(h);
+    uv_mutex_lock(&ln->lock);
+    if (grow((void **)&ln->grave, &ln->cap_grave, ln->ngrave, sizeof(session_t *)))
+      ln->grave[ln->ngrave++] = s;
+    /* else ENOMEM: the session leaks rather than risk a use after free */
+    if (ln->ngrave >= GRAVE_WAKE || ln->live == 0) lane_wake(ln);
+    uv_mutex_unlock(&ln->lock);
+  }
+  /* A thread the configuration no longer has ends with its last session. */
+  if (ln->threaded && ln->index > pl->threads && ln->live == 0 && !pl->shutting_down) {
+    lane_stop(ln);
+    uv_mutex_lock(&ln->lock);
+    grave_free(ln);
+    uv_mutex_unlock(&ln->lock);
   }
 }
 
-static void defer(session_t *s) {
-  plane_t *pl = s->pl;
-  if (s->deferred) return;
-  if (pl->ndeferred == pl->cap_deferred) {
-    uint32_t n = pl->cap_deferred ? pl->cap_deferred * 2 : 64;
-    double *d = realloc(pl->deferred, n * sizeof(double));
-    if (d == NULL) return; /* the polls still drive it */
-    pl->deferred = d;
-    pl->cap_deferred = n;
+/* ------------------------------------------------------------------------------------------------
+ * Delivery to JavaScript (main thread, from a uv callback: no JavaScript on the stack) */
+
+static void report_exception(napi_env env) {
+  napi_value err;
+  if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+}
+
+/* One event; the callback may call back in (close, replaceServer, ...). A session JavaScript
+ * released (close()) hears nothing more. After `close`, the session is released. */
+static void deliver_one(plane_t *pl, const event_t *e) {
+  session_t *s = lookup(pl, e->id);
+  if (s == NULL) return;
+  /* Of a server replaced since (server_gen is the main thread's own: no lock needed to read it). */
+  if ((e->kind == EV_SERVER_EOF || (e->kind == EV_ERROR && e->a == SERVER)) && e->gen != s->server_gen)
+    return;
+  napi_env env = pl->env;
+  napi_handle_scope scope;
+  if (pl->callback != NULL && napi_open_handle_scope(env, &scope) == napi_ok) {
+    napi_value fn, recv;
+    if (napi_get_reference_value(env, pl->callback, &fn) == napi_ok && fn != NULL &&
+        napi_get_global(env, &recv) == napi_ok) {
+      napi_value argv[4], result;
+      napi_create_double(env, e->id, &argv[0]);
+      napi_create_int32(env, e->kind, &argv[1]);
+      napi_create_int32(env, e->a, &argv[2]);
+      napi_create_int32(env, e->err, &argv[3]);
+      napi_status st = napi_make_callback(env, pl->async_ctx, recv, fn, 4, argv, &result);
+      if (st == napi_pending_exception) report_exception(env);
+    }
+    napi_close_handle_scope(env, scope);
   }
-  pl->deferred[pl->ndeferred++] = s->id;
-  s->deferred = 1;
-  uv_idle_start(pl->idle_handle, on_idle);
+  if (e->kind == EV_CLOSE && (s = lookup(pl, e->id)) != NULL) release(pl, s);
+}
+
+static void deliver(plane_t *pl) {
+  for (int i = 0; i <= MAX_THREADS && !pl->shutting_down; i++) {
+    lane_t *ln = pl->lanes[i];
+    if (ln == NULL) continue;
+    uv_mutex_lock(&ln->lock);
+    events_t q = ln->out;
+    if (q.n > 0) {
+      ln->out = pl->spare;
+      pl->spare.v = NULL;
+      pl->spare.cap = 0;
+    }
+    uv_mutex_unlock(&ln->lock);
+    if (q.n == 0) continue;
+    for (uint32_t k = 0; k < q.n && !pl->shutting_down; k++) deliver_one(pl, &q.v[k]);
+    q.n = 0;
+    if (pl->spare.v == NULL)
+      pl->spare = q;
+    else
+      free(q.v);
+  }
+}
+
+static void on_async(uv_async_t *h) {
+  deliver(h->data);
+}
+
+static void on_idle(uv_idle_t *h) {
+  uv_idle_stop(h);
+  deliver(h->data);
+}
+
+/*
+ * A call from JavaScript changed a session: pump it now, on this thread, under the lane's lock
+ * (what the lane would do on its next wake-up, without the wake-up: no eventfd, no thread hop).
+ * What it queues for JavaScript is delivered on the next loop turn, never inside the call.
+ */
+static void api_pump(plane_t *pl, session_t *s) {
+  lane_t *ln = s->ln;
+  uint32_t before = ln->out.n;
+  ln->now = mono_ms();
+  process(s);
+  if (ln->out.n > before) uv_idle_start(pl->idle, on_idle);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -1012,26 +1323,35 @@ static int arg_double(napi_env env, napi_value v, double *out) {
   return 1;
 }
 
+/* A session JavaScript has not released (it may be closed, its close event on its way). */
 static session_t *arg_session(napi_env env, plane_t *pl, napi_value v) {
   double id;
   if (!arg_double(env, v, &id)) return NULL;
   session_t *s = lookup(pl, id);
-  if (s == NULL || s->state == S_CLOSED)
+  if (s == NULL)
     napi_throw_error(env, "ERR_NATIVE_PLANE_SESSION", "no such session (closed or never opened)");
-  return s == NULL || s->state == S_CLOSED ? NULL : s;
+  return s;
 }
 
-/* fcntl(F_DUPFD_CLOEXEC). */
+/* fcntl(F_DUPFD_CLOEXEC), non-blocking. */
 static int dup_socket(napi_env env, double d) {
   if (!(d >= 0 && d < 2147483647.0) || d != (double)(int)d) {
     napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "fd must be a non-negative integer");
     return -1;
   }
-  /* No O_NONBLOCK here: it is on the file description the two descriptors share, libuv opened
-   * Node's sockets with it, and uv_poll_init_socket() sets it again (ioctl FIONBIO). */
+  /* O_NONBLOCK is on the file description the two descriptors share (libuv opened Node's sockets
+   * with it); set once more with one ioctl (as uv_poll_init_socket did), for a raw descriptor: a
+   * blocking one would hang a plane thread with its lock held. */
   int fd = fcntl((int)d, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) {
     throw_errno(env, "dup", errno);
+    return -1;
+  }
+  int on = 1;
+  if (ioctl(fd, FIONBIO, &on) != 0) {
+    int e = errno;
+    close(fd);
+    throw_errno(env, "ioctl FIONBIO", e);
     return -1;
   }
   return fd;
@@ -1070,12 +1390,17 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ERR_NATIVE_PLANE_NO_CALLBACK", "setCallback() first");
     return NULL;
   }
+  lane_t *ln = lane_for_new(pl);
+  if (ln == NULL) {
+    throw_errno(env, "plane thread", errno);
+    return NULL;
+  }
   session_t *s = calloc(1, sizeof(session_t));
   if (s == NULL) {
     throw_errno(env, "calloc", ENOMEM);
     return NULL;
   }
-  s->pl = pl;
+  s->ln = ln;
   s->end[CLIENT].fd = s->end[SERVER].fd = -1;
   s->c2s.p.r = s->c2s.p.w = s->s2c.p.r = s->s2c.p.w = s->replay.r = s->replay.w = -1;
   s->replay_max = (size_t)replay_d;
@@ -1083,7 +1408,7 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   s->recording = s->replay_max > 0;
   s->hold_server_eof = ((int)flags_d & F_HOLD_SERVER_EOF) != 0;
   s->pass_fin = !s->hold_server_eof;
-  s->last_activity = uv_now(pl->loop);
+  s->last_activity = mono_ms();
 
   int cfd = dup_socket(env, cfd_d);
   if (cfd < 0) {
@@ -1103,14 +1428,15 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
     throw_errno(env, "session table", ENOMEM);
     return NULL;
   }
-  int ok = end_open(s, CLIENT, cfd);
-  if (ok) ok = end_open(s, SERVER, sfd);
-  int e = errno;
+  uv_mutex_lock(&ln->lock);
+  end_open(s, CLIENT, cfd);
+  end_open(s, SERVER, sfd);
+  int ok = 1, e = 0;
   /* Node has just read what the client sent, and the server has not had the request yet: a recv on
    * either now would return EAGAIN. Wait for the first readable event (level-triggered: bytes or a
    * FIN already there are reported at once). */
   s->end[CLIENT].rd_ready = s->end[SERVER].rd_ready = 0;
-  if (ok && head_len > 0 && pl->copy_reads) {
+  if (head_len > 0 && ln->copy_reads) {
     /* Bytes Node read before the hand-off (the request held while connecting, an accept stage's
      * peek): sent from memory on the first wake-up and recorded like a copy read (one send, no pipe). */
     if ((s->c2s.buf = malloc(head_len)) == NULL) {
@@ -1122,10 +1448,10 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
       s->c2s.in += head_len;
       on_client_bytes(s, head_len, s->c2s.buf);
     }
-  } else if (ok && head_len > 0) {
+  } else if (head_len > 0) {
     /* Bytes Node read before the hand-off (an accept stage's peek): into the c2s pipe with write(),
      * then recorded like any client bytes. */
-    if (!pipe_get(pl, &s->c2s.p, head_len > (size_t)pl->pipe_size ? pipe_cap_for(head_len) : 0, 1)) {
+    if (!pipe_get(ln, &s->c2s.p, head_len > (size_t)ln->pipe_size ? pipe_cap_for(head_len) : 0, 1)) {
       e = errno;
       ok = 0;
     } else {
@@ -1141,15 +1467,28 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
       }
     }
   }
+  if (ok) {
+    /* Into the lane's epoll (read interest both sides; write interest on the server for a head):
+     * the lane is woken by the kernel when there is something to do, not by this call. */
+    update(s);
+    if (s->state == S_CLOSED) {
+      e = errno ? errno : EIO;
+      ok = 0;
+    }
+  }
   if (!ok) {
-    if (s->end[CLIENT].fd < 0) close(cfd);
-    if (s->end[SERVER].fd < 0) close(sfd);
+    /* Not seen by the lane (out of epoll again, if it got in): freed at once. What update() may
+     * have queued names a slot that is free again, so it is never delivered. */
     session_close(s, R_INTERNAL_ERROR, 0);
-    maybe_free(s);
+    uv_mutex_unlock(&ln->lock);
+    slot_free(pl, s);
+    free(s);
     throw_errno(env, "attach", e);
     return NULL;
   }
-  defer(s);
+  ln->live++;
+  uv_mutex_unlock(&ln->lock);
+  if (pl->live == 1) uv_ref((uv_handle_t *)pl->async);
   napi_value out;
   napi_create_double(env, s->id, &out);
   return out;
@@ -1163,19 +1502,31 @@ static napi_value js_replace_server(napi_env env, napi_callback_info info) {
   if (s == NULL) return NULL;
   double fd_d;
   if (!arg_double(env, argv[1], &fd_d)) return NULL;
+  int fd = dup_socket(env, fd_d);
+  if (fd < 0) return NULL;
+  lane_t *ln = s->ln;
+  uv_mutex_lock(&ln->lock);
+  if (s->state == S_CLOSED) {
+    uv_mutex_unlock(&ln->lock);
+    close(fd);
+    napi_throw_error(env, "ERR_NATIVE_PLANE_CLOSED",
+                     "the session has closed (its close event follows): nothing to move");
+    return NULL;
+  }
   int replayable = s->replay_max > 0 && s->recording;
   if (s->unanswered > 0 && !replayable) {
+    uv_mutex_unlock(&ln->lock);
+    close(fd);
     napi_throw_error(env, "ERR_NATIVE_PLANE_NOT_REPLAYABLE",
                      "the unanswered client bytes were not all recorded (replay overflow): "
                      "the session cannot move to another server");
     return NULL;
   }
-  int fd = dup_socket(env, fd_d);
-  if (fd < 0) return NULL;
 
   size_t resend = 0;
   if (replayable && s->replay_len > 0 && !record_to_pipe(s)) {
     int e = errno ? errno : EIO;
+    uv_mutex_unlock(&ln->lock);
     close(fd);
     throw_errno(env, "replay pipe", e);
     return NULL;
@@ -1185,22 +1536,22 @@ static napi_value js_replace_server(napi_env env, napi_callback_info info) {
      * again, and keep a copy (tee into a fresh replay pipe of the same size) for the next failover. */
     free_buf(&s->c2s);
     pipe_t fresh = {-1, -1, 0};
-    int have_fresh = pipe_get(pl, &fresh, s->replay.cap, 1);
+    int have_fresh = pipe_get(ln, &fresh, s->replay.cap, 1);
     ssize_t t = -1;
     if (have_fresh) {
       do t = tee(s->replay.r, fresh.w, s->replay_len, SPLICE_F_NONBLOCK);
       while (t < 0 && errno == EINTR);
     } else if (fresh.r >= 0) {
-      pipe_put(pl, &fresh);
+      pipe_put(ln, &fresh);
     }
-    pipe_drop(pl, &s->c2s.p, s->c2s.len);
+    pipe_drop(ln, &s->c2s.p, s->c2s.len);
     s->c2s.p = s->replay;
     s->c2s.len = s->replay_len;
     resend = s->replay_len;
     if (have_fresh && t == (ssize_t)s->replay_len) {
       s->replay = fresh;
     } else {
-      if (have_fresh) pipe_drop(pl, &fresh, t > 0 ? (size_t)t : 0);
+      if (have_fresh) pipe_drop(ln, &fresh, t > 0 ? (size_t)t : 0);
       s->replay.r = s->replay.w = -1;
       s->replay.cap = 0;
       s->replay_len = 0;
@@ -1209,19 +1560,16 @@ static napi_value js_replace_server(napi_env env, napi_callback_info info) {
     }
   }
   end_close(s, SERVER);
-  if (!end_open(s, SERVER, fd)) {
-    int e = errno;
-    close(fd);
-    throw_errno(env, "uv_poll_init", e);
-    return NULL;
-  }
+  end_open(s, SERVER, fd);
   s->state = S_ACTIVE;
   if (!s->s2c.fin_sent) s->s2c.in_done = 0; /* a client already given its FIN gets no more bytes */
   s->c2s.fin_sent = 0;
   s->pass_fin = !s->hold_server_eof;
   s->failovers++;
+  s->server_gen++;
   s->replayed += resend;
-  defer(s);
+  api_pump(pl, s);
+  uv_mutex_unlock(&ln->lock);
   napi_value out;
   napi_create_double(env, (double)resend, &out);
   return out;
@@ -1232,9 +1580,13 @@ static napi_value js_shutdown_client(napi_env env, napi_callback_info info) {
   GET_ARGS(1)
   session_t *s = arg_session(env, pl, argv[0]);
   if (s == NULL) return NULL;
-  s->s2c.in_done = 1;
-  s->pass_fin = 1;
-  defer(s);
+  uv_mutex_lock(&s->ln->lock);
+  if (s->state != S_CLOSED) {
+    s->s2c.in_done = 1;
+    s->pass_fin = 1;
+    api_pump(pl, s);
+  }
+  uv_mutex_unlock(&s->ln->lock);
   return NULL;
 }
 
@@ -1244,14 +1596,19 @@ static napi_value js_pause(napi_env env, napi_callback_info info) {
   if (s == NULL) return NULL;
   bool paused = true;
   if (argc >= 2) napi_get_value_bool(env, argv[1], &paused);
-  s->paused = paused;
-  if (!paused) s->end[CLIENT].rd_ready = s->end[SERVER].rd_ready = 1;
-  defer(s);
+  uv_mutex_lock(&s->ln->lock);
+  if (s->state != S_CLOSED) {
+    s->paused = paused;
+    if (!paused) s->end[CLIENT].rd_ready = s->end[SERVER].rd_ready = 1;
+    api_pump(pl, s);
+  }
+  uv_mutex_unlock(&s->ln->lock);
   return NULL;
 }
 
-/* close(id, resetClient?): both descriptors closed now. With resetClient the client gets an RST, not
- * a FIN (SO_LINGER 0): a server's reset that cannot be hidden must not look like a clean end. */
+/* close(id, resetClient?): both descriptors closed now, and the session released (no event
+ * follows). With resetClient the client gets an RST, not a FIN (SO_LINGER 0): a server's reset that
+ * cannot be hidden must not look like a clean end. false for a session already released. */
 static napi_value js_close(napi_env env, napi_callback_info info) {
   GET_ARGS(2)
   double id;
@@ -1260,18 +1617,23 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   if (argc >= 2) napi_get_value_bool(env, argv[1], &reset);
   session_t *s = lookup(pl, id);
   napi_value out;
-  napi_get_boolean(env, s != NULL && s->state != S_CLOSED, &out);
-  if (s != NULL && s->state != S_CLOSED) {
-    if (reset && s->end[CLIENT].fd >= 0) {
-      struct linger l = {1, 0};
-      setsockopt(s->end[CLIENT].fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  napi_get_boolean(env, s != NULL, &out);
+  if (s != NULL) {
+    uv_mutex_lock(&s->ln->lock);
+    if (s->state != S_CLOSED) {
+      if (reset && s->end[CLIENT].fd >= 0) {
+        struct linger l = {1, 0};
+        setsockopt(s->end[CLIENT].fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+      }
+      session_close(s, R_CLOSED, 0);
     }
-    session_close(s, R_CLOSED, 0);
-    maybe_free(s);
+    uv_mutex_unlock(&s->ln->lock);
+    release(pl, s);
   }
   return out;
 }
 
+/* Under the lane's lock. */
 static void fill_stats(const session_t *s, double *d) {
   d[ST_FROM_CLIENT] = (double)s->c2s.in;
   d[ST_TO_SERVER] = (double)s->c2s.out;
@@ -1300,8 +1662,9 @@ static void fill_stats(const session_t *s, double *d) {
   if (s->s2c.in_done && !s->pass_fin) fl |= FL_SERVER_EOF_HELD;
   if (s->server_first) fl |= FL_SERVER_FIRST;
   d[ST_FLAGS] = fl;
-  uint64_t now = uv_now(s->pl->loop);
+  uint64_t now = mono_ms();
   d[ST_IDLE_MS] = now > s->last_activity ? (double)(now - s->last_activity) : 0;
+  d[ST_THREAD] = s->ln->index;
 }
 
 static double *arg_f64(napi_env env, napi_value v, size_t need) {
@@ -1324,7 +1687,11 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   double *d = arg_f64(env, argv[1], ST_LENGTH);
   if (d == NULL) return NULL;
   session_t *s = lookup(pl, id);
-  if (s != NULL) fill_stats(s, d);
+  if (s != NULL) {
+    uv_mutex_lock(&s->ln->lock);
+    fill_stats(s, d);
+    uv_mutex_unlock(&s->ln->lock);
+  }
   napi_value out;
   napi_get_boolean(env, s != NULL, &out);
   return out;
@@ -1334,34 +1701,69 @@ static napi_value js_pool_stats(napi_env env, napi_callback_info info) {
   GET_ARGS(1)
   double *d = arg_f64(env, argv[0], PS_LENGTH);
   if (d == NULL) return NULL;
-  d[PS_IDLE] = pl->nidle;
-  d[PS_IN_USE] = pl->in_use;
-  d[PS_CREATED] = pl->created;
-  d[PS_DESTROYED] = pl->destroyed;
-  d[PS_RESIZED] = pl->resized;
+  double idle = 0, in_use = 0, created = 0, destroyed = 0, resized = 0, compactions = 0, running = 0;
+  for (int i = 0; i <= MAX_THREADS; i++) {
+    lane_t *ln = pl->lanes[i];
+    if (ln == NULL) continue;
+    uv_mutex_lock(&ln->lock);
+    idle += ln->nidle;
+    in_use += ln->in_use;
+    created += ln->created;
+    destroyed += ln->destroyed;
+    resized += ln->resized;
+    compactions += ln->compactions;
+    uv_mutex_unlock(&ln->lock);
+    running += ln->running;
+  }
+  d[PS_IDLE] = idle;
+  d[PS_IN_USE] = in_use;
+  d[PS_CREATED] = created;
+  d[PS_DESTROYED] = destroyed;
+  d[PS_RESIZED] = resized;
   d[PS_MAX_IDLE] = pl->max_idle;
   d[PS_PIPE_SIZE] = pl->pipe_size;
   d[PS_SESSIONS] = pl->live;
-  d[PS_COMPACTIONS] = pl->compactions;
+  d[PS_COMPACTIONS] = compactions;
+  d[PS_THREADS] = pl->threads;
+  d[PS_RUNNING] = running;
   return NULL;
 }
 
-/* configure(maxIdlePipes, pipeSize): a lower bound closes the idle pipes above it at once; a new
- * pipe size applies to pipes taken from now on (idle ones of another size are resized on reuse). */
+/* configure(maxIdlePipes, pipeSize, copyReads, threads); -1 (or 0 for pipeSize) leaves a setting as
+ * it is. A lower pipe bound closes the idle pipes above it at once; a new pipe size applies to
+ * pipes taken from now on (idle ones of another size are resized on reuse). `threads` applies to
+ * new sessions: a thread the configuration no longer has ends with its last session. */
 static napi_value js_configure(napi_env env, napi_callback_info info) {
-  GET_ARGS(3)
+  GET_ARGS(4)
   double max_idle, size;
   if (argc < 2 || !arg_double(env, argv[0], &max_idle) || !arg_double(env, argv[1], &size)) return NULL;
-  if (max_idle >= 0 && max_idle <= 1048576) {
-    pl->max_idle = (uint32_t)max_idle;
-    while (pl->nidle > pl->max_idle) pipe_destroy(pl, &pl->idle[--pl->nidle]);
+  double copy = -1, threads = -1;
+  if (argc >= 3 && !arg_double(env, argv[2], &copy)) return NULL;
+  if (argc >= 4 && !arg_double(env, argv[3], &threads)) return NULL;
+  if (threads != -1 && !(threads >= 0 && threads <= MAX_THREADS && threads == (double)(int)threads)) {
+    napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "threads must be an integer from 0 to 64");
+    return NULL;
   }
+  if (max_idle >= 0 && max_idle <= 1048576) __atomic_store_n(&pl->max_idle, (uint32_t)max_idle, __ATOMIC_RELAXED);
   if (size > 0) {
     int cap = pipe_cap_for((size_t)size);
     pl->pipe_size = cap < 4096 ? 4096 : cap;
   }
-  double copy;
-  if (argc >= 3 && arg_double(env, argv[2], &copy) && copy >= 0) pl->copy_reads = copy > 0;
+  if (copy >= 0) pl->copy_reads = copy > 0;
+  if (threads >= 0) pl->threads = (int)threads;
+  for (int i = 0; i <= MAX_THREADS; i++) {
+    lane_t *ln = pl->lanes[i];
+    if (ln == NULL) continue;
+    uv_mutex_lock(&ln->lock);
+    lane_settings(ln);
+    uv_mutex_unlock(&ln->lock);
+    if (ln->threaded && ln->index > pl->threads && ln->live == 0 && ln->running) {
+      lane_stop(ln);
+      uv_mutex_lock(&ln->lock);
+      grave_free(ln);
+      uv_mutex_unlock(&ln->lock);
+    }
+  }
   return NULL;
 }
 
@@ -1377,16 +1779,53 @@ static napi_value js_set_callback(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* Env teardown (process exit, a worker thread ending): close every handle, then let Node go on. */
+/* ------------------------------------------------------------------------------------------------
+ * Teardown */
+
+static void plane_free(plane_t *pl) {
+  free(pl->slots);
+  free(pl->gens);
+  free(pl->free_slots);
+  free(pl->spare.v);
+  free(pl);
+}
+
+/* One of our uv handles finished closing; at env teardown the last one lets Node go on. */
+static void handle_closed(plane_t *pl) {
+  pl->handles_open--;
+  if (pl->shutting_down && pl->handles_open == 0 && pl->cleanup != NULL) {
+    napi_async_cleanup_hook_handle c = pl->cleanup;
+    plane_free(pl);
+    napi_remove_async_cleanup_hook(c);
+  }
+}
+
+/* Env teardown (process exit, a worker thread ending): join the threads, close every session,
+ * pipe and descriptor, close the handles, then let Node go on. */
 static void on_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
   plane_t *pl = arg;
-  pl->shutting_down = 1;
+  for (int i = 1; i <= MAX_THREADS; i++)
+    if (pl->lanes[i] != NULL) lane_stop(pl->lanes[i]);
+  pl->shutting_down = 1; /* no thread left: pipes are closed, not pooled, from here */
   pl->cleanup = handle;
   for (uint32_t i = 0; i < pl->nslots; i++) {
     session_t *s = pl->slots[i];
-    if (s != NULL && s->state != S_CLOSED) session_close(s, R_CLOSED, 0);
+    if (s == NULL) continue;
+    session_close(s, R_CLOSED, 0);
+    free(s);
+    pl->slots[i] = NULL;
   }
-  while (pl->nidle > 0) pipe_destroy(pl, &pl->idle[--pl->nidle]);
+  for (int i = 0; i <= MAX_THREADS; i++) {
+    lane_t *ln = pl->lanes[i];
+    if (ln == NULL) continue;
+    if (ln->poll != NULL) {
+      ln->poll->data = pl;
+      uv_close((uv_handle_t *)ln->poll, on_handle_closed);
+      ln->poll = NULL;
+    }
+    lane_free(ln);
+    pl->lanes[i] = NULL;
+  }
   if (pl->devnull >= 0) close(pl->devnull);
   pl->devnull = -1;
   if (pl->callback != NULL) napi_delete_reference(pl->env, pl->callback);
@@ -1394,10 +1833,11 @@ static void on_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
   if (pl->async_ctx != NULL) napi_async_destroy(pl->env, pl->async_ctx);
   pl->callback = pl->resource = NULL;
   pl->async_ctx = NULL;
-  uv_close((uv_handle_t *)pl->idle_handle, on_idle_closed);
-  pl->idle_handle = NULL;
-  /* from here the last handle_closed() frees `pl` and removes the hook (handles_open > 0: the idle
-   * handle at least) */
+  uv_close((uv_handle_t *)pl->async, on_handle_closed);
+  pl->async = NULL;
+  uv_close((uv_handle_t *)pl->idle, on_handle_closed);
+  pl->idle = NULL;
+  /* from here the last handle_closed() frees `pl` and removes the hook */
 }
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -1409,15 +1849,26 @@ static napi_value init(napi_env env, napi_value exports) {
     napi_throw_error(env, "ERR_NATIVE_PLANE_INIT", "no event loop or no /dev/null");
     return NULL;
   }
-  pl->idle_handle = malloc(sizeof(uv_idle_t));
-  if (pl->idle_handle == NULL || uv_idle_init(pl->loop, pl->idle_handle) != 0) {
+  pl->async = malloc(sizeof(uv_async_t));
+  if (pl->async == NULL || uv_async_init(pl->loop, pl->async, on_async) != 0) {
+    napi_throw_error(env, "ERR_NATIVE_PLANE_INIT", "uv_async_init failed");
+    return NULL;
+  }
+  pl->async->data = pl;
+  uv_unref((uv_handle_t *)pl->async); /* referenced while sessions live, as their sockets would be */
+  pl->idle = malloc(sizeof(uv_idle_t));
+  if (pl->idle == NULL || uv_idle_init(pl->loop, pl->idle) != 0) {
     napi_throw_error(env, "ERR_NATIVE_PLANE_INIT", "uv_idle_init failed");
     return NULL;
   }
-  pl->idle_handle->data = pl;
-  pl->handles_open = 1;
+  pl->idle->data = pl;
+  pl->handles_open = 2;
   pl->max_idle = 1024;
   pl->copy_reads = 1;
+  {
+    unsigned cpus = uv_available_parallelism();
+    pl->threads = cpus < 1 ? 1 : cpus > MAX_THREADS ? MAX_THREADS : (int)cpus;
+  }
   {
     int fds[2];
     pl->default_pipe_size = 65536;
@@ -1455,6 +1906,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "statsLength", v);
   napi_create_int32(env, PS_LENGTH, &v);
   napi_set_named_property(env, exports, "poolStatsLength", v);
+  napi_create_int32(env, MAX_THREADS, &v);
+  napi_set_named_property(env, exports, "maxThreads", v);
   return exports;
 }
 

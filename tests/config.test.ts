@@ -84,6 +84,7 @@ t.test('a minimal config resolves every default', async (t) => {
     admin: {},
     replay: { maxTotalBytes: 256 * 1024 * 1024 },
     shutdownGrace: 30_000,
+    nativeThreads: 'auto',
     log: { level: 'info' },
   })
   t.ok(Object.isFrozen(config), 'the resolved config is frozen')

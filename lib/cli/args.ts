@@ -59,6 +59,9 @@ Options:
       --rate-limit-per-source N        new sessions per second from one client address (default 0: off)
       --workers N|auto     processes that accept and splice: 1 (default) is one process; N > 1 or
                            auto (one per core) add a primary for checks, admin and reloads
+      --native-threads N|auto  threads of the native splice plane per process (HAProxy's nbthread):
+                           auto (default) is the cores shared out between the workers, 0 the main
+                           thread
       --log-level LEVEL    trace, debug, info (default), warn, error, fatal, silent
       --pretty             human-readable logs (default when stdout is a terminal)
       --no-access-log      no line per session (the access log is on by default; see README);
@@ -111,6 +114,7 @@ const OPTIONS = {
   'rate-limit': { type: 'string' },
   'rate-limit-per-source': { type: 'string' },
   workers: { type: 'string' },
+  'native-threads': { type: 'string' },
   'log-level': { type: 'string' },
   pretty: { type: 'boolean' },
   check: { type: 'boolean' },
@@ -202,8 +206,9 @@ export function parseCommand(
     }
     source = 'command line'
   }
-  // Like --admin and --log-level, --workers may also override a config file.
+  // Like --admin and --log-level, --workers and --native-threads may also override a config file.
   if (values.workers !== undefined) config.workers = values.workers
+  if (values['native-threads'] !== undefined) config.nativeThreads = values['native-threads']
   if (values.admin !== undefined) {
     config.admin = { ...((config.admin as Record<string, unknown> | undefined) ?? {}), listen: values.admin }
   }

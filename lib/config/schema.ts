@@ -9,6 +9,7 @@ import { isLoopback } from '../admin/access.js'
 import { ALGORITHMS } from '../balancing/types.js'
 import { CHECKER_DEFAULTS } from '../health/checker.js'
 import { DATA_PLANES, nativeRefusal } from '../native/data-plane.js'
+import { MAX_PLANE_THREADS } from '../native/plane.js'
 import { PROTOCOL_NAMES, PROTOCOL_OPTIONS, PROTOCOL_CHECKS } from '../protocols/index.js'
 import { formatAddress, UNIX_PREFIX, unixPathProblem } from '../address.js'
 import { parseDuration, parseSize, splitHostPort } from '../units.js'
@@ -199,6 +200,7 @@ function endpoint(portMsg: string) {
   }
 }
 const WORKERS_MSG = 'expected "auto" or an integer from 1 to 1024'
+const NATIVE_THREADS_MSG = `expected "auto" or an integer from 0 to ${MAX_PLANE_THREADS}`
 
 /**
  * Active health checks (HAProxy `check`): `tcp` (connect), `http` (GET a path, expect a status
@@ -749,6 +751,25 @@ const configFields = z.strictObject({
       })
     )
     .optional(),
+  /**
+   * Threads of the native splice plane that move the bytes of bulk sessions, each with its own
+   * epoll loop (HAProxy's `nbthread`; small request/response stays on the main loop: docs/native-
+   * plane.md, "Threads"). `auto` (default): the CPUs this process may use, shared out between
+   * `workers` processes (at least 1 each). 0: every session on the main thread. A reload applies a
+   * new value to sessions that go bulk from then on.
+   */
+  nativeThreads: z
+    .preprocess(
+      (v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v),
+      z.union(
+        [
+          z.literal('auto'),
+          z.int().min(0, { error: NATIVE_THREADS_MSG }).max(MAX_PLANE_THREADS, { error: NATIVE_THREADS_MSG }),
+        ],
+        { error: NATIVE_THREADS_MSG }
+      )
+    )
+    .default('auto'),
   log: z
     .strictObject({
       level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

@@ -12,9 +12,10 @@
  * Framers that parse bytes (http1, resp, length-prefixed) need the bytes in user space and always
  * run on the JavaScript plane; so does a verified resume of a partial response.
  */
+import { availableParallelism } from 'node:os'
 import type { Logger } from 'pino'
 import { protocolOf } from '../protocols/index.js'
-import { loadNativePlane, type NativePlane, type NativePlaneLoad } from './plane.js'
+import { loadNativePlane, MAX_PLANE_THREADS, type NativePlane, type NativePlaneLoad } from './plane.js'
 
 /** What of a listener's `sendProxy` the plane choice reads (the native plane cannot write a header). */
 interface ProxyOut {
@@ -91,4 +92,32 @@ export function sayIfUnavailable(
     { reason: load.reason },
     'native data plane not available: opaque listeners run on the JavaScript plane'
   )
+}
+
+/**
+ * `nativeThreads` as a number: `auto` is the CPUs this process may use shared out between the
+ * `workers` processes (`auto` workers: one per CPU, so one thread each), at least 1, at most
+ * MAX_PLANE_THREADS. An experienced HAProxy user's expectation: threads × processes ≈ cores.
+ */
+export function resolveNativeThreads(
+  config: { readonly nativeThreads: 'auto' | number; readonly workers?: 'auto' | number | undefined },
+  cpus = availableParallelism()
+): number {
+  if (config.nativeThreads !== 'auto') return config.nativeThreads
+  const processes = config.workers === 'auto' ? cpus : (config.workers ?? 1)
+  return Math.min(MAX_PLANE_THREADS, Math.max(1, Math.floor(cpus / processes)))
+}
+
+/**
+ * Give the plane its thread count (at start and at each reload; new sessions follow it). Returns
+ * the count, or undefined when the addon is not loaded.
+ */
+export function applyNativeThreads(
+  config: Parameters<typeof resolveNativeThreads>[0],
+  load: NativePlaneLoad = loadNativePlane()
+): number | undefined {
+  if (load.plane === undefined) return undefined
+  const threads = resolveNativeThreads(config)
+  load.plane.configure({ threads })
+  return threads
 }

@@ -184,6 +184,9 @@ export class NativeLink implements CheckWaiter {
       resent = this.plane.replaceServer(handle, server)
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code
+      // The plane thread closed the session (the client went away) while this connect ran: its
+      // `close` event is on its way and ends the session with the new server socket.
+      if (code === 'ERR_NATIVE_PLANE_CLOSED') return
       if (code === 'ERR_NATIVE_PLANE_NOT_REPLAYABLE') {
         s.host.unrecoverable(s, NOT_REPLAYABLE.overBound)
         return s.destroy('unrecoverable', err as Error)

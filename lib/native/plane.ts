@@ -24,6 +24,7 @@ interface Binding {
   readonly version: string
   readonly statsLength: number
   readonly poolStatsLength: number
+  readonly maxThreads: number
   setCallback(fn: (id: number, kind: number, a: number, errno: number) => void): void
   attach(clientFd: number, serverFd: number, replayBytes: number, flags: number, head?: Buffer): number
   replaceServer(id: number, fd: number): number
@@ -32,7 +33,7 @@ interface Binding {
   close(id: number, resetClient?: boolean): boolean
   stats(id: number, out: Float64Array): boolean
   poolStats(out: Float64Array): void
-  configure(maxIdlePipes: number, pipeSize: number, copyReads: number): void
+  configure(maxIdlePipes: number, pipeSize: number, copyReads: number, threads: number): void
 }
 
 /** A session inside the native plane. Opaque: a stale handle is refused, never misused. */
@@ -48,7 +49,7 @@ export interface PlaneStats {
   bytesToServer: number
   bytesFromServer: number
   bytesToClient: number
-  /** When bytes last moved, in ms on libuv's loop clock (uv_now); see `idleMs`. */
+  /** When bytes last moved, in ms of CLOCK_MONOTONIC_COARSE; see `idleMs`. */
   lastActivity: number
   /** Milliseconds since bytes last moved, on the same clock. */
   idleMs: number
@@ -92,6 +93,8 @@ export interface PlaneStats {
    * so the session cannot move to another one (opaque's `pinned`). Sticky.
    */
   serverFirst: boolean
+  /** The plane thread that moves this session's bytes (1..threads), or 0: the main loop. */
+  thread: number
 }
 
 export type PlaneEvent =
@@ -129,6 +132,10 @@ export interface PoolStats {
   sessions: number
   /** Replay pipes repacked because many small segments ran out of slots before bytes (a copy). */
   replayCompactions: number
+  /** Plane threads new sessions go to (0: the main thread). */
+  threads: number
+  /** Plane threads running now (a thread the configuration dropped runs until its last session ends). */
+  threadsRunning: number
 }
 
 export interface PlaneConfig {
@@ -142,7 +149,18 @@ export interface PlaneConfig {
    * pipe path use it).
    */
   copyReads?: boolean
+  /**
+   * Plane threads, each with its own epoll loop (HAProxy's `nbthread`). A session starts on the
+   * main thread's loop and moves to the least loaded plane thread once a read brings 16 KiB or more
+   * (bulk). 0: every session on the main loop. Default: the CPUs this process may use
+   * (`os.availableParallelism()`), at most MAX_PLANE_THREADS. Applies to sessions that go bulk
+   * from then on; a thread no longer configured ends with its last session.
+   */
+  threads?: number
 }
+
+/** The most plane threads `configure({ threads })` takes (native/plane.c, MAX_THREADS). */
+export const MAX_PLANE_THREADS = 64
 
 export interface NativePlane {
   readonly version: string
@@ -161,7 +179,9 @@ export interface NativePlane {
   /**
    * Move the session to another server connection (new or pooled): the old server descriptor is
    * closed and the replay pipe is sent to the new one (and kept, for another failover). Returns the
-   * bytes re-sent. Throws ERR_NATIVE_PLANE_NOT_REPLAYABLE when unanswered bytes were not recorded.
+   * bytes re-sent. Throws ERR_NATIVE_PLANE_NOT_REPLAYABLE when unanswered bytes were not recorded,
+   * and ERR_NATIVE_PLANE_CLOSED when the plane closed the session on its own thread and its `close`
+   * event is on its way (pause, resume and shutdownClient are no-ops then).
    */
   replaceServer(handle: PlaneHandle, server: Socket | number): number
   /** No more server bytes; the FIN goes to the client after what is in flight (a held EOF passes on). */
@@ -170,7 +190,8 @@ export interface NativePlane {
   pause(handle: PlaneHandle): void
   resume(handle: PlaneHandle): void
   /**
-   * Close both descriptors now (shutdown, timeouts). No event follows; returns the final stats.
+   * Close both descriptors now (shutdown, timeouts). No event follows; returns the final stats
+   * (also when the plane had just closed it itself, its `close` event not yet delivered).
    * `resetClient`: the client gets an RST instead of a FIN (a server reset that cannot be hidden).
    */
   close(handle: PlaneHandle, resetClient?: boolean): PlaneStats | undefined
@@ -182,7 +203,7 @@ export type NativePlaneLoad = { plane: NativePlane; reason: undefined } | { plan
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const ADDON_PATH = path.join(ROOT, 'build', 'Release', 'baton_plane.node')
-const ABI_VERSION = '1'
+const ABI_VERSION = '2'
 
 // Stats layout: native/plane.c, ST_*.
 const ST = {
@@ -204,6 +225,7 @@ const ST = {
   s2cPending: 15,
   flags: 16,
   idleMs: 17,
+  thread: 18,
 } as const
 const FL = {
   clientEof: 1,
@@ -323,11 +345,13 @@ class Plane implements NativePlane {
       pipeSize: d[6]!,
       sessions: d[7]!,
       replayCompactions: d[8]!,
+      threads: d[9]!,
+      threadsRunning: d[10]!,
     }
   }
 
   configure(config: PlaneConfig): void {
-    const { maxIdlePipes = -1, pipeSize = 0, copyReads } = config
+    const { maxIdlePipes = -1, pipeSize = 0, copyReads, threads } = config
     if (
       maxIdlePipes !== -1 &&
       (!Number.isInteger(maxIdlePipes) || maxIdlePipes < 0 || maxIdlePipes > 1 << 20)
@@ -341,10 +365,23 @@ class Plane implements NativePlane {
         'ERR_INVALID_ARG_VALUE',
         `pipeSize must be an integer from 0 to 1 GiB, got ${pipeSize}`
       )
-    this.binding.configure(maxIdlePipes, pipeSize, copyReads === undefined ? -1 : copyReads ? 1 : 0)
+    if (threads !== undefined && (!Number.isInteger(threads) || threads < 0 || threads > MAX_PLANE_THREADS))
+      throw new NativePlaneError(
+        'ERR_INVALID_ARG_VALUE',
+        `threads must be an integer from 0 to ${MAX_PLANE_THREADS}, got ${threads}`
+      )
+    this.binding.configure(
+      maxIdlePipes,
+      pipeSize,
+      copyReads === undefined ? -1 : copyReads ? 1 : 0,
+      threads ?? -1
+    )
   }
 
-  /** The one callback the addon calls (from a uv callback, never inside one of the calls above). */
+  /**
+   * The one callback the addon calls (on this thread, from a uv callback, never inside one of the
+   * calls above). The stats are read now: what the plane thread saw since the event is in them.
+   */
   private readonly dispatch = (id: number, kind: number, a: number, errno: number): void => {
     const listener = this.listeners.get(id)
     if (listener === undefined) return
@@ -401,6 +438,7 @@ function statsFrom(d: Float64Array): PlaneStats {
     paused: (flags & FL.paused) !== 0,
     closed: (flags & FL.closed) !== 0,
     serverFirst: (flags & FL.serverFirst) !== 0,
+    thread: d[ST.thread]!,
   }
 }
 

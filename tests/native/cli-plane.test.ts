@@ -5,6 +5,7 @@
  */
 import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { parse as parseYaml } from 'yaml'
@@ -152,5 +153,48 @@ t.test('at start: the listening line names the plane; one info line when the add
       onLogs.some((l) => l.msg.startsWith('native data plane not available')),
       'nothing said when it is there'
     )
+  }
+})
+
+t.test('--native-threads: --check prints the resolved count; bad values exit 2', async (t) => {
+  const base = ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:1']
+  const threadsOf = (r: Result): unknown =>
+    (parseYaml(r.stdout.slice(0, r.stdout.lastIndexOf('configuration OK'))) as { nativeThreads: unknown })
+      .nativeThreads
+  const [three, zero, auto, bad, big] = await Promise.all([
+    run([...base, '--native-threads', '3', '--check']),
+    run([...base, '--native-threads', '0', '--check']),
+    run([...base, '--check']),
+    run([...base, '--native-threads', 'lots', '--check']),
+    run([...base, '--native-threads', '65', '--check']),
+  ])
+  t.equal(threadsOf(three), 3, '--native-threads 3')
+  t.equal(threadsOf(zero), 0, '--native-threads 0: the main thread')
+  t.equal(threadsOf(auto), Math.min(64, availableParallelism()), 'auto: one per CPU, printed as a number')
+  for (const r of [bad, big]) {
+    t.equal(r.code, 2)
+    t.match(r.stderr, /^baton: nativeThreads: expected "auto" or an integer from 0 to 64, got ("lots"|65)\n$/)
+  }
+  // A file may carry it; the flag wins, as --workers does.
+  const dir = t.testdir()
+  const file = join(dir, 'baton.json')
+  writeFileSync(
+    file,
+    JSON.stringify({ nativeThreads: 1, listeners: [{ listen: '127.0.0.1:0', backends: ['127.0.0.1:1'] }] })
+  )
+  const [fromFile, flagWins] = await Promise.all([
+    run(['--config', file, '--check']),
+    run(['--config', file, '--native-threads', '2', '--check']),
+  ])
+  t.equal(threadsOf(fromFile), 1, 'from the file')
+  t.equal(threadsOf(flagWins), 2, 'the flag over the file')
+  if (skip === false) {
+    const listening = (out: string): boolean => out.includes('"msg":"listening"')
+    const r = await run([...base, '--native-threads', '2'], {}, listening)
+    const line = r.stdout
+      .split('\n')
+      .flatMap((l) => parseLog<{ msg: string; [k: string]: unknown }>(l) ?? [])
+      .find((l) => l.msg === 'listening')
+    t.equal(line?.nativeThreads, 2, 'the listening line of a native listener names its threads')
   }
 })

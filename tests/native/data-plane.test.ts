@@ -9,7 +9,7 @@ import { renderMain } from '../../lib/admin/page.js'
 import { createBalancer } from '../../lib/balancer.js'
 import { validateConfig } from '../../lib/config/validate.js'
 import { ConfigError } from '../../lib/errors.js'
-import { resolveDataPlane } from '../../lib/native/data-plane.js'
+import { applyNativeThreads, resolveDataPlane, resolveNativeThreads } from '../../lib/native/data-plane.js'
 import { loadNativePlane, probeNativePlane } from '../../lib/native/plane.js'
 import { skip } from './helpers/native-proxy.js'
 
@@ -83,3 +83,27 @@ t.test(
     t.match(page, /<h2>parsed <small>[^<]*<span class="plane" title="data plane">js plane<\/span>/)
   }
 )
+
+t.test('nativeThreads: auto is the CPUs shared out between the workers; the schema bounds it', async (t) => {
+  t.equal(resolveNativeThreads({ nativeThreads: 'auto' }, 8), 8, 'one process: every CPU')
+  t.equal(resolveNativeThreads({ nativeThreads: 'auto', workers: 2 }, 8), 4, 'two workers: half each')
+  t.equal(resolveNativeThreads({ nativeThreads: 'auto', workers: 3 }, 2), 1, 'at least one')
+  t.equal(resolveNativeThreads({ nativeThreads: 'auto', workers: 'auto' }, 8), 1, 'a worker per CPU: one each')
+  t.equal(resolveNativeThreads({ nativeThreads: 'auto' }, 500), 64, 'at most 64')
+  t.equal(resolveNativeThreads({ nativeThreads: 0, workers: 4 }, 8), 0, 'a number is taken as it is')
+  const base = { listeners: [{ listen: '127.0.0.1:7000', backends: ['127.0.0.1:7101'] }] }
+  t.equal(validateConfig(base).nativeThreads, 'auto', 'default auto')
+  t.equal(validateConfig({ ...base, nativeThreads: '3' }).nativeThreads, 3, '"3" reads as 3')
+  for (const bad of [-1, 65, 1.5, 'many']) {
+    const err = t.throws(() => validateConfig({ ...base, nativeThreads: bad })) as ConfigError
+    t.match(err.message, /nativeThreads: expected "auto" or an integer from 0 to 64/, `${bad} refused`)
+  }
+  if (loaded.plane !== undefined) {
+    const plane = loaded.plane
+    const before = plane.poolStats().threads
+    t.teardown(() => plane.configure({ threads: before }))
+    t.equal(applyNativeThreads({ nativeThreads: 1 }, loaded), 1)
+    t.equal(plane.poolStats().threads, 1, 'given to the plane')
+  }
+  t.equal(applyNativeThreads({ nativeThreads: 1 }, missing), undefined, 'nothing without the addon')
+})
