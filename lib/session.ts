@@ -159,7 +159,7 @@ export class Session implements TableEntry {
   server: Socket | undefined = undefined
   serverLocal: string | undefined = undefined
   backend: Backend | undefined = undefined
-  readonly history: Backend[] = []
+  history: Backend[] = []
   state: SessionState = 'connecting'
   outcome: Outcome | undefined = undefined
   error: Error | undefined = undefined
