@@ -177,6 +177,11 @@ export interface NativePlane {
   /** Live counters and state; undefined once the session is gone. Cheap: no allocation but the object. */
   stats(handle: PlaneHandle): PlaneStats | undefined
   /**
+   * The same into `out` (from `emptyStats()`), allocating nothing: false, and `out` unchanged,
+   * once the session is gone. For a caller that looks at every session often (the sweep).
+   */
+  statsInto(handle: PlaneHandle, out: PlaneStats): boolean
+  /**
    * Move the session to another server connection (new or pooled): the old server descriptor is
    * closed and the replay pipe is sent to the new one (and kept, for another failover). Returns the
    * bytes re-sent. Throws ERR_NATIVE_PLANE_NOT_REPLAYABLE when unanswered bytes were not recorded,
@@ -305,6 +310,12 @@ class Plane implements NativePlane {
     return this.binding.stats(handle, this.scratch) ? statsFrom(this.scratch) : undefined
   }
 
+  statsInto(handle: PlaneHandle, out: PlaneStats): boolean {
+    if (!this.binding.stats(handle, this.scratch)) return false
+    fillStats(this.scratch, out)
+    return true
+  }
+
   replaceServer(handle: PlaneHandle, server: Socket | number): number {
     const fd = descriptorOf(server, 'server')
     const resent = this.binding.replaceServer(handle, fd)
@@ -406,40 +417,78 @@ class Plane implements NativePlane {
 }
 
 function statsFrom(d: Float64Array): PlaneStats {
+  return fillStats(d, emptyStats())
+}
+
+/** A PlaneStats of zeros, to be filled by `statsInto` (every field, in the order fillStats sets them). */
+export function emptyStats(): PlaneStats {
+  return {
+    bytesFromClient: 0,
+    bytesToServer: 0,
+    bytesFromServer: 0,
+    bytesToClient: 0,
+    lastActivity: 0,
+    idleMs: 0,
+    replayBytes: 0,
+    unansweredBytes: 0,
+    serverBytesSinceRequest: 0,
+    replayable: false,
+    answered: true,
+    responseStarted: false,
+    turns: 0,
+    failovers: 0,
+    replayedBytes: 0,
+    replayOverflows: 0,
+    pipes: 0,
+    pendingToServer: 0,
+    pendingToClient: 0,
+    clientEof: false,
+    serverEof: false,
+    serverEofHeld: false,
+    finSentToServer: false,
+    finSentToClient: false,
+    serverDown: false,
+    paused: false,
+    closed: false,
+    serverFirst: false,
+    thread: 0,
+  }
+}
+
+function fillStats(d: Float64Array, o: PlaneStats): PlaneStats {
   const flags = d[ST.flags]!
   const unanswered = d[ST.unanswered]!
   const serverSince = d[ST.serverSinceReq]!
-  return {
-    bytesFromClient: d[ST.fromClient]!,
-    bytesToServer: d[ST.toServer]!,
-    bytesFromServer: d[ST.fromServer]!,
-    bytesToClient: d[ST.toClient]!,
-    lastActivity: d[ST.lastActivity]!,
-    idleMs: d[ST.idleMs]!,
-    replayBytes: d[ST.replayBytes]!,
-    unansweredBytes: unanswered,
-    serverBytesSinceRequest: serverSince,
-    replayable: d[ST.replayable] === 1,
-    answered: unanswered === 0,
-    responseStarted: serverSince > 0,
-    turns: d[ST.turns]!,
-    failovers: d[ST.failovers]!,
-    replayedBytes: d[ST.replayed]!,
-    replayOverflows: d[ST.overflows]!,
-    pipes: d[ST.pipes]!,
-    pendingToServer: d[ST.c2sPending]!,
-    pendingToClient: d[ST.s2cPending]!,
-    clientEof: (flags & FL.clientEof) !== 0,
-    serverEof: (flags & FL.serverEof) !== 0,
-    serverEofHeld: (flags & FL.serverEofHeld) !== 0,
-    finSentToServer: (flags & FL.serverFinSent) !== 0,
-    finSentToClient: (flags & FL.clientFinSent) !== 0,
-    serverDown: (flags & FL.serverDown) !== 0,
-    paused: (flags & FL.paused) !== 0,
-    closed: (flags & FL.closed) !== 0,
-    serverFirst: (flags & FL.serverFirst) !== 0,
-    thread: d[ST.thread]!,
-  }
+  o.bytesFromClient = d[ST.fromClient]!
+  o.bytesToServer = d[ST.toServer]!
+  o.bytesFromServer = d[ST.fromServer]!
+  o.bytesToClient = d[ST.toClient]!
+  o.lastActivity = d[ST.lastActivity]!
+  o.idleMs = d[ST.idleMs]!
+  o.replayBytes = d[ST.replayBytes]!
+  o.unansweredBytes = unanswered
+  o.serverBytesSinceRequest = serverSince
+  o.replayable = d[ST.replayable] === 1
+  o.answered = unanswered === 0
+  o.responseStarted = serverSince > 0
+  o.turns = d[ST.turns]!
+  o.failovers = d[ST.failovers]!
+  o.replayedBytes = d[ST.replayed]!
+  o.replayOverflows = d[ST.overflows]!
+  o.pipes = d[ST.pipes]!
+  o.pendingToServer = d[ST.c2sPending]!
+  o.pendingToClient = d[ST.s2cPending]!
+  o.clientEof = (flags & FL.clientEof) !== 0
+  o.serverEof = (flags & FL.serverEof) !== 0
+  o.serverEofHeld = (flags & FL.serverEofHeld) !== 0
+  o.finSentToServer = (flags & FL.serverFinSent) !== 0
+  o.finSentToClient = (flags & FL.clientFinSent) !== 0
+  o.serverDown = (flags & FL.serverDown) !== 0
+  o.paused = (flags & FL.paused) !== 0
+  o.closed = (flags & FL.closed) !== 0
+  o.serverFirst = (flags & FL.serverFirst) !== 0
+  o.thread = d[ST.thread]!
+  return o
 }
 
 function errnoCode(errno: number): string {

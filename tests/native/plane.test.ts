@@ -6,7 +6,7 @@
  */
 import net from 'node:net'
 import t from 'tap'
-import type { PlaneHandle } from '../../lib/native/plane.js'
+import { emptyStats, type PlaneHandle } from '../../lib/native/plane.js'
 import { Client, connectClient, pattern } from '../helpers/clients.js'
 import {
   echoServer,
@@ -381,6 +381,32 @@ t.test('an idle session holds no pipe; lastActivity and idleMs move', { skip }, 
   t.match(s, { pipes: 0, replayBytes: 0, answered: true, turns: 5, replayable: true })
   t.ok(s.lastActivity > 0, 'lastActivity set')
   await until(() => plane.stats(session.handle)!.idleMs > 0, 'idleMs grows while nothing moves')
+})
+
+t.test('statsInto fills one object with what stats returns, and leaves it once the session is gone', { skip }, async (t) => {
+  const echo = await echoServer()
+  t.teardown(() => echo.close())
+  const proxy = await nativeProxy(() => echo.port, { replayBytes: 65536 })
+  t.teardown(() => proxy.close())
+  const client = await connectClient(proxy.port)
+  const session = await proxy.session(0)
+  const plane = thePlane()
+  await client.roundTrip(pattern(1000, 1))
+  await until(() => plane.stats(session.handle)?.bytesToClient === 1000, 'the answer forwarded')
+
+  const out = emptyStats()
+  t.same(Object.keys(out), Object.keys(plane.stats(session.handle)!), 'the same fields, in the same order')
+  t.equal(plane.statsInto(session.handle, out), true)
+  const fresh = plane.stats(session.handle)!
+  t.same({ ...out, lastActivity: 0, idleMs: 0 }, { ...fresh, lastActivity: 0, idleMs: 0 }, 'the same values')
+  t.match(out, { bytesFromClient: 1000, bytesToClient: 1000, turns: 1, answered: true })
+
+  client.destroy()
+  await session.next('close')
+  await until(() => plane.stats(session.handle) === undefined, 'the session freed')
+  const before = { ...out }
+  t.equal(plane.statsInto(session.handle, out), false, 'gone')
+  t.same(out, before, 'left as it was')
 })
 
 t.test('pause stops reading both sides, resume carries on', { skip }, async (t) => {
