@@ -150,9 +150,10 @@ export function cancelCheck(target: Target, waiter: CheckWaiter): void {
  */
 function decide(c: Checks, now: number, ownConnect = -1): void {
   const other = c.lastConnect !== ownConnect ? c.lastConnect : c.prevConnect
-  // When is the next connect due? About `gap` after the last one, and not sooner than the time
-  // since another session's connect: traffic that stopped has a stale gap.
-  if (Math.max(c.gap, now - other) <= GRACE_MS) c.grace = setTimeout(onGrace, GRACE_MS, c)
+  // When is the next connect due? About `gap` after the last one (unknown after a single connect),
+  // and not sooner than the time since another session's connect: traffic that stopped has a stale gap.
+  const since = now - other
+  if ((c.gap === Infinity ? since : Math.max(c.gap, since)) <= GRACE_MS) c.grace = setTimeout(onGrace, GRACE_MS, c)
   else startProbe(c, now)
 }
 

@@ -63,6 +63,12 @@ t.test('a witnessing session connect answers a close without a probe; an older o
   witness(backend, after)
   t.same(await within(w.verdicts, 'verdict'), [true], 'alive, from the later connect')
   t.equal(backend.accepted, 0, 'no probe connect was made')
+  // A probe started by checkBackend would be in the backend's accept queue ahead of this one.
+  const sentinel = net.connect(backend.port, backend.host)
+  t.teardown(() => sentinel.destroy())
+  sentinel.write('x')
+  await within(once(sentinel, 'data'), 'the sentinel echoed (accepted)')
+  t.equal(backend.accepted, 1, 'the sentinel only: no probe connect was made')
 })
 
 t.test('a close whose own connect is the latest probes at once: no other session is connecting', async (t) => {
