@@ -46,7 +46,7 @@ t.test('a minimal config resolves every default', async (t) => {
         balance: 'round-robin',
         allBackups: false,
         maxConnections: 0,
-        backlog: 511,
+        backlog: 4096,
         connectTimeout: 5000,
         clientTimeout: 600_000,
         serverTimeout: 600_000,

@@ -397,7 +397,7 @@ const listenerFields = z.strictObject({
   /** Most sessions at once on this listener. 0 = no limit (the global limit still applies). */
   maxConnections: int(0).default(0),
   /** Kernel accept queue length. */
-  backlog: int(1).default(511),
+  backlog: int(1).default(4096),
   /** Time allowed for a backend's TCP connect before trying another (HAProxy `timeout connect`). */
   connectTimeout: duration().default(5000),
   /** Close a session idle this long while the client owes the next byte. 0 = never. */
