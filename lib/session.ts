@@ -38,7 +38,7 @@ import { isLocalError } from './local.js'
 import { readChunks, redirectChunks, releaseReader } from './splice/reader.js'
 import { Replayer } from './replay/replayer.js'
 import { connectStarted, witness } from './replay/crash-check.js'
-import { NativeLink } from './native/link.js'
+import { NativeLink, ON_PLANE } from './native/link.js'
 import type { NativePlane } from './native/plane.js'
 import type { AcceptContext } from './accept/types.js'
 import { endedInPipeline } from './accept/pipeline.js'
@@ -304,6 +304,21 @@ export class Session implements TableEntry {
     this.orphanedAt = 0
     backend.active++
     const pooled = backend.pool?.take()
+    const np = this.np
+    if (
+      pooled === undefined &&
+      np?.canConnect(backend, this.host.proxyTo?.get(backend) !== undefined) === true
+    ) {
+      // The native plane connects the first server itself: no Node socket for it (link.ts). The
+      // session's server is the shared placeholder until the plane has both descriptors.
+      this.host.table.attach(this, backend, ON_PLANE)
+      this.serverClosed = false
+      this.connectStartedAt = performance.now()
+      connectStarted(backend, this.connectStartedAt)
+      this.connectTimer = setTimeout(onConnectTimeout, this.host.config.connectTimeout, this)
+      np.startConnect(backend)
+      return
+    }
     const server = (pooled ??
       net.connect({
         host: backend.host,
@@ -428,13 +443,23 @@ export class Session implements TableEntry {
       return 'request'
     }
     const last = Math.max(this.lastClient, this.lastServer)
-    if (b.orphan > 0 && this.orphanedAt > 0 && this.server === undefined && now - this.orphanedAt >= b.orphan) {
+    if (
+      b.orphan > 0 &&
+      this.orphanedAt > 0 &&
+      this.server === undefined &&
+      now - this.orphanedAt >= b.orphan
+    ) {
       // The FIN it may be waiting for (see ORPHAN_FIN_MS); the session ends when the client closes.
       this.orphanedAt = 0
       this.client.end()
       return undefined
     }
-    if (b.firstByte > 0 && this.lastServer === 0 && this.client.bytesRead === 0 && now - this.startedAt >= b.firstByte) {
+    if (
+      b.firstByte > 0 &&
+      this.lastServer === 0 &&
+      this.client.bytesRead === 0 &&
+      now - this.startedAt >= b.firstByte
+    ) {
       this.error = new ClientError('ERR_BATON_FIRST_BYTE_TIMEOUT', 'no first byte within firstByteTimeout')
       this.destroy('client-timeout')
       return 'first-byte'
@@ -467,11 +492,13 @@ export class Session implements TableEntry {
     releaseReader(socket)
     // The table's `server` field: the socket forgets its address once its descriptor has moved on.
     if (socket !== this.client)
-      this.serverLocal = socket.localPort !== undefined ? `${socket.localAddress}:${socket.localPort}` : 'unix'
+      this.serverLocal =
+        socket.localPort !== undefined ? `${socket.localAddress}:${socket.localPort}` : 'unix'
   }
 
   /** @internal Let go of a server connection: no more of its events reach this session. */
   detachServer(server: Socket): void {
+    this.np?.cancelConnect()
     delete (server as SessionSocket)[kSession]
     server.destroy()
     releaseReader(server)
@@ -583,7 +610,11 @@ function resetClient(client: Socket): void {
 }
 
 /** The side an outcome belongs to (`done`: whoever ended the conversation first). */
-export function sideOf(outcome: Outcome, err: Error | undefined, firstEnd: 'client' | 'server' | undefined): EndSide {
+export function sideOf(
+  outcome: Outcome,
+  err: Error | undefined,
+  firstEnd: 'client' | 'server' | undefined
+): EndSide {
   switch (outcome) {
     case 'done':
       return firstEnd ?? 'client'
@@ -652,7 +683,6 @@ function onClientDrain(this: SessionSocket): void {
   this[kSession]?.server?.resume()
 }
 
-
 function onServerConnect(this: SessionSocket): void {
   const s = this[kSession]
   if (s !== undefined && s.server === this) s.onConnected(this, false)
@@ -684,7 +714,6 @@ function toPoolWatcher(socket: Socket, chunk: Buffer): boolean {
   return true
 }
 
-
 function onServerEnd(this: SessionSocket): void {
   const s = this[kSession]
   if (s !== undefined && s.server === this) s.onServerEnd(this)
@@ -707,7 +736,6 @@ function onServerDrain(this: SessionSocket): void {
   if (s !== undefined && s.server === this) s.client.resume()
 }
 
-
 function onConnectTimeout(s: Session): void {
   const server = s.server
   if (server === undefined || s.state !== 'connecting') return
@@ -716,5 +744,3 @@ function onConnectTimeout(s: Session): void {
     new BackendError('ERR_BATON_CONNECT_TIMEOUT', `connect to ${s.backend?.address} timed out`)
   )
 }
-
-

@@ -119,13 +119,17 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <node_api.h>
 #include <uv.h>
 
-#define PLANE_VERSION "2"
+#define PLANE_VERSION "3"
 #define SLOT_BITS 16777216.0 /* id = generation * 2^24 + slot */
 #define MAX_SLOTS 16777215u
 #define READS_PER_WAKE 16    /* fill steps per direction per wake-up (fairness between sessions) */
@@ -141,9 +145,16 @@
 
 enum { CLIENT = 0, SERVER = 1, INTERNAL = 2 };
 enum { S_ACTIVE = 0, S_SERVER_DOWN = 1, S_CLOSED = 2 };
-enum { EV_CLIENT_EOF = 1, EV_SERVER_EOF = 2, EV_ERROR = 3, EV_CLOSE = 4 };
+enum { EV_CLIENT_EOF = 1, EV_SERVER_EOF = 2, EV_ERROR = 3, EV_CLOSE = 4, EV_CONNECT = 5 };
 enum { R_DONE = 0, R_CLIENT_ERROR = 1, R_INTERNAL_ERROR = 2, R_CLOSED = 3 };
-enum { F_HOLD_SERVER_EOF = 1 };
+enum { F_HOLD_SERVER_EOF = 1, F_SERVER_OWNED = 2 };
+
+/* A server connect the plane makes itself (connect()): its token is (generation << CONN_FD_BITS) | fd,
+ * unique while the generation does not wrap; in lane 0's epoll its data is (token << 2) | CONN_TAG
+ * (a session's data is a pointer, its low bits the side). */
+#define CONN_FD_BITS 22
+#define CONN_FD_MASK ((1u << CONN_FD_BITS) - 1)
+#define CONN_TAG 2u
 
 /* Stats layout (Float64Array), mirrored in lib/native/plane.ts. */
 enum {
@@ -264,6 +275,7 @@ struct plane_s {
   lane_t *lanes[MAX_THREADS + 1];
   int threads;   /* lanes new sessions go to: 0 → lane 0 (the main loop), n → lanes 1..n */
   uint32_t rr;
+  uint32_t conn_gen; /* connect() tokens */
   /* maxIdlePipes bounds the idle pipes of every lane together: idle_total counts them (atomic) */
   uint32_t max_idle, idle_total;
   /* settings each lane takes (configure) */
@@ -963,11 +975,17 @@ static void grave_free(lane_t *ln) {
  * of this batch is left to name them). The lock is taken per session. Returns 1 when the lane is
  * told to stop.
  */
+static void connect_done(lane_t *ln, uint64_t token);
+
 static int lane_run(lane_t *ln, const struct epoll_event *evs, int n) {
   uint64_t now = mono_ms();
   for (int i = 0; i < n; i++) {
     uint64_t d = evs[i].data.u64;
     if (d == 0) continue; /* the wake-up eventfd: read below */
+    if (d & CONN_TAG) {
+      connect_done(ln, d >> 2);
+      continue;
+    }
     session_t *s = (session_t *)(uintptr_t)(d & ~(uint64_t)1);
     uint32_t ev = evs[i].events;
     uv_mutex_lock(&ln->lock);
@@ -1231,11 +1249,14 @@ static void report_exception(napi_env env) {
 /* One event; the callback may call back in (close, replaceServer, ...). A session JavaScript
  * released (close()) hears nothing more. After `close`, the session is released. */
 static void deliver_one(plane_t *pl, const event_t *e) {
-  session_t *s = lookup(pl, e->id);
-  if (s == NULL) return;
-  /* Of a server replaced since (server_gen is the main thread's own: no lock needed to read it). */
-  if ((e->kind == EV_SERVER_EOF || (e->kind == EV_ERROR && e->a == SERVER)) && e->gen != s->server_gen)
-    return;
+  session_t *s = NULL;
+  if (e->kind != EV_CONNECT) { /* a connect's id is its token, not a session */
+    s = lookup(pl, e->id);
+    if (s == NULL) return;
+    /* Of a server replaced since (server_gen is the main thread's own: no lock needed to read it). */
+    if ((e->kind == EV_SERVER_EOF || (e->kind == EV_ERROR && e->a == SERVER)) && e->gen != s->server_gen)
+      return;
+  }
   napi_env env = pl->env;
   napi_handle_scope scope;
   if (pl->callback != NULL && napi_open_handle_scope(env, &scope) == napi_ok) {
@@ -1253,6 +1274,33 @@ static void deliver_one(plane_t *pl, const event_t *e) {
     napi_close_handle_scope(env, scope);
   }
   if (e->kind == EV_CLOSE && (s = lookup(pl, e->id)) != NULL) release(pl, s);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Server connects made by the plane (docs/native-plane.md, "Connects"): no Node socket for the
+ * server, so none of its set-up, its libuv registration, the dup and the close of the original.
+ * The descriptor waits in lane 0's epoll (EPOLLOUT, one-shot); its completion is an EV_CONNECT
+ * event with SO_ERROR. A failed one is closed here; a good one stays in lane 0's epoll, disarmed,
+ * for attach() to take over (one EPOLL_CTL_MOD) or cancelConnect() to close. */
+
+/* Lane 0, on the main thread. */
+static void connect_done(lane_t *ln, uint64_t token) {
+  int fd = (int)(token & CONN_FD_MASK);
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  if (err != 0) close(fd); /* out of the epoll with it: nothing else holds the file */
+  uv_mutex_lock(&ln->lock);
+  events_t *q = &ln->out;
+  if (grow((void **)&q->v, &q->cap, q->n, sizeof(event_t))) {
+    q->v[q->n].id = (double)token;
+    q->v[q->n].kind = EV_CONNECT;
+    q->v[q->n].a = 0;
+    q->v[q->n].err = err;
+    q->v[q->n].gen = 0;
+    q->n++;
+  }
+  uv_mutex_unlock(&ln->lock);
 }
 
 static void deliver(plane_t *pl) {
@@ -1365,6 +1413,134 @@ static int pipe_cap_for(size_t bytes) {
 }
 
 /* attach(clientFd, serverFd, replayBytes, flags, head?) → id */
+/* An error whose `code` is the errno's name (EMFILE, ECONNREFUSED): what Node's own errors say, so
+ * that JavaScript tells Baton's shortages from a backend's refusal the same way for both. */
+static int throw_errno_named(napi_env env, const char *what, int err) {
+  char msg[160];
+  const char *name = strerrorname_np(err);
+  snprintf(msg, sizeof msg, "%s %s", what, name != NULL ? name : strerror(err));
+  napi_throw_error(env, name != NULL ? name : "ERR_NATIVE_PLANE_SYSCALL", msg);
+  return 0;
+}
+
+/* connect(family 4|6, address, port) → token. The connect has started (or failed at once: thrown,
+ * with the errno's name as the code); its outcome comes as an EV_CONNECT event. */
+static napi_value js_connect(napi_env env, napi_callback_info info) {
+  GET_ARGS(3)
+  double fam_d, port_d;
+  char addr[64];
+  size_t alen = 0;
+  if (argc < 3 || !arg_double(env, argv[0], &fam_d) || !arg_double(env, argv[2], &port_d)) return NULL;
+  if (napi_get_value_string_utf8(env, argv[1], addr, sizeof addr, &alen) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "address must be a string");
+    return NULL;
+  }
+  struct sockaddr_storage sa;
+  socklen_t salen;
+  memset(&sa, 0, sizeof sa);
+  int port = (int)port_d;
+  if (!(port_d >= 0 && port_d <= 65535) || port != port_d) {
+    napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "port must be 0 .. 65535");
+    return NULL;
+  }
+  if (fam_d == 4) {
+    struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+    in->sin_family = AF_INET;
+    in->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, addr, &in->sin_addr) != 1) goto bad;
+    salen = sizeof *in;
+  } else if (fam_d == 6) {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, addr, &in6->sin6_addr) != 1) goto bad;
+    salen = sizeof *in6;
+  } else {
+    goto bad;
+  }
+  if (pl->callback == NULL) {
+    napi_throw_error(env, "ERR_NATIVE_PLANE_NO_CALLBACK", "setCallback() first");
+    return NULL;
+  }
+  lane_t *ln = lane_get(pl, 0);
+  if (ln == NULL) return throw_errno(env, "plane lane", errno), NULL;
+  int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno_named(env, "socket", errno), NULL;
+  if ((unsigned)fd > CONN_FD_MASK) {
+    close(fd);
+    return throw_errno_named(env, "socket", EMFILE), NULL;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (connect(fd, (struct sockaddr *)&sa, salen) != 0 && errno != EINPROGRESS) {
+    int e = errno;
+    close(fd);
+    return throw_errno_named(env, "connect", e), NULL;
+  }
+  pl->conn_gen = (pl->conn_gen + 1) & ((1u << 30) - 1);
+  uint64_t token = ((uint64_t)pl->conn_gen << CONN_FD_BITS) | (uint64_t)fd;
+  struct epoll_event ev;
+  ev.events = EPOLLOUT | EPOLLONESHOT;
+  ev.data.u64 = (token << 2) | CONN_TAG;
+  if (epoll_ctl(ln->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno_named(env, "epoll_ctl", e), NULL;
+  }
+  napi_value out;
+  napi_create_double(env, (double)token, &out);
+  return out;
+bad:
+  napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "expected family 4 or 6 and an IP address of it");
+  return NULL;
+}
+
+static int arg_token_fd(napi_env env, napi_value v) {
+  double t;
+  if (!arg_double(env, v, &t)) return -1;
+  if (!(t >= 0 && t < 4503599627370496.0)) {
+    napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "not a connect token");
+    return -1;
+  }
+  return (int)((uint64_t)t & CONN_FD_MASK);
+}
+
+/* cancelConnect(token): the connect is no longer wanted (timed out, its session ended). Only for a
+ * token whose EV_CONNECT has not reported a failure (that one is closed already) and that no
+ * attach() took. */
+static napi_value js_cancel_connect(napi_env env, napi_callback_info info) {
+  GET_ARGS(1)
+  (void)pl;
+  int fd = arg_token_fd(env, argv[0]);
+  if (fd >= 0) close(fd);
+  return NULL;
+}
+
+/* localName(token) → "address:port" of a connected token (the table's `server` field). */
+static napi_value js_local_name(napi_env env, napi_callback_info info) {
+  GET_ARGS(1)
+  (void)pl;
+  int fd = arg_token_fd(env, argv[0]);
+  if (fd < 0) return NULL;
+  struct sockaddr_storage sa;
+  socklen_t len = sizeof sa;
+  char host[INET6_ADDRSTRLEN] = "", out[INET6_ADDRSTRLEN + 8];
+  int port = 0;
+  if (getsockname(fd, (struct sockaddr *)&sa, &len) == 0) {
+    if (sa.ss_family == AF_INET) {
+      inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, host, sizeof host);
+      port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
+    } else if (sa.ss_family == AF_INET6) {
+      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, host, sizeof host);
+      port = ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+    }
+  }
+  snprintf(out, sizeof out, "%s:%d", host, port);
+  napi_value v;
+  napi_create_string_utf8(env, out, NAPI_AUTO_LENGTH, &v);
+  return v;
+}
+
 static napi_value js_attach(napi_env env, napi_callback_info info) {
   GET_ARGS(5)
   double cfd_d, sfd_d, replay_d, flags_d;
@@ -1382,21 +1558,34 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
       return NULL;
     }
   }
+  /* F_SERVER_OWNED: sfd_d is a connect() token whose connect succeeded: the descriptor is the
+   * plane's already, registered (disarmed) in lane 0's epoll, and this call owns it from here on:
+   * closed on every failure below. */
+  int owned = ((int)flags_d & F_SERVER_OWNED) != 0;
+  int owned_fd = owned && sfd_d >= 0 && sfd_d < 4503599627370496.0 ? (int)((uint64_t)sfd_d & CONN_FD_MASK) : -1;
+  if (owned && owned_fd < 0) {
+    napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "not a connect token");
+    return NULL;
+  }
   if (!(replay_d >= 0 && replay_d <= 1073741824.0)) {
+    if (owned) close(owned_fd);
     napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "replayBytes must be 0 .. 1 GiB");
     return NULL;
   }
   if (pl->callback == NULL) {
+    if (owned) close(owned_fd);
     napi_throw_error(env, "ERR_NATIVE_PLANE_NO_CALLBACK", "setCallback() first");
     return NULL;
   }
   lane_t *ln = lane_for_new(pl);
   if (ln == NULL) {
+    if (owned) close(owned_fd);
     throw_errno(env, "plane thread", errno);
     return NULL;
   }
   session_t *s = calloc(1, sizeof(session_t));
   if (s == NULL) {
+    if (owned) close(owned_fd);
     throw_errno(env, "calloc", ENOMEM);
     return NULL;
   }
@@ -1412,10 +1601,11 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
 
   int cfd = dup_socket(env, cfd_d);
   if (cfd < 0) {
+    if (owned) close(owned_fd);
     free(s);
     return NULL;
   }
-  int sfd = dup_socket(env, sfd_d);
+  int sfd = owned ? owned_fd : dup_socket(env, sfd_d);
   if (sfd < 0) {
     close(cfd);
     free(s);
@@ -1431,6 +1621,9 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   uv_mutex_lock(&ln->lock);
   end_open(s, CLIENT, cfd);
   end_open(s, SERVER, sfd);
+  /* In lane 0's epoll since connect(): the first update() is an EPOLL_CTL_MOD (no mask it computes
+   * has EPOLLONESHOT). Sessions start on lane 0 (lane_for_new). */
+  if (owned) s->end[SERVER].mask = EPOLLOUT | EPOLLONESHOT;
   int ok = 1, e = 0;
   /* Node has just read what the client sent, and the server has not had the request yet: a recv on
    * either now would return EAGAIN. Wait for the first readable event (level-triggered: bytes or a
@@ -1890,6 +2083,9 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"setCallback", NULL, js_set_callback, NULL, NULL, NULL, napi_enumerable, pl},
       {"attach", NULL, js_attach, NULL, NULL, NULL, napi_enumerable, pl},
+      {"connect", NULL, js_connect, NULL, NULL, NULL, napi_enumerable, pl},
+      {"cancelConnect", NULL, js_cancel_connect, NULL, NULL, NULL, napi_enumerable, pl},
+      {"localName", NULL, js_local_name, NULL, NULL, NULL, napi_enumerable, pl},
       {"replaceServer", NULL, js_replace_server, NULL, NULL, NULL, napi_enumerable, pl},
       {"shutdownClient", NULL, js_shutdown_client, NULL, NULL, NULL, napi_enumerable, pl},
       {"pause", NULL, js_pause, NULL, NULL, NULL, napi_enumerable, pl},

@@ -31,14 +31,21 @@
  *   is `replay.maxBytes`, at most /proc/sys/fs/pipe-max-size for an unprivileged process.
  */
 import { readFileSync } from 'node:fs'
-import { Socket } from 'node:net'
+import { isIP, Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Backend } from '../backend.js'
 import { BackendError, ClientError, serverEof, socketError } from '../errors.js'
 import { cancelCheck, checkBackend, type CheckWaiter } from '../replay/crash-check.js'
 import { NOT_REPLAYABLE, whyNotReplay } from '../replay/policy.js'
 import type { ServerFailure, Session, SessionBounds, SweepVerdict } from '../session.js'
-import { emptyStats, type NativePlane, type PlaneEvent, type PlaneHandle, type PlaneStats } from './plane.js'
+import {
+  emptyStats,
+  type NativePlane,
+  type PlaneConnection,
+  type PlaneEvent,
+  type PlaneHandle,
+  type PlaneStats,
+} from './plane.js'
 import { classifyFirstBytes } from '../framing/client-first.js'
 
 /**
@@ -58,6 +65,13 @@ const links = new Map<PlaneHandle, NativeLink>()
 
 function onPlaneEvent(event: PlaneEvent, handle: PlaneHandle): void {
   links.get(handle)?.onEvent(event)
+}
+
+/** Links whose first server connect the plane is making, by connection. */
+const connecting = new Map<PlaneConnection, NativeLink>()
+
+function onPlaneConnect(connection: PlaneConnection, errno: number, code: string): void {
+  connecting.get(connection)?.onConnect(connection, errno, code)
 }
 
 /** Live native sessions of this thread (for tests and the admin page). */
@@ -130,6 +144,11 @@ export class NativeLink implements CheckWaiter {
   private clientFirst = false
   /** The error the plane reported on the client side, for the `close` that follows. */
   private clientError: Error | undefined = undefined
+  /**
+   * The plane's own connect to the session's first server (no Node socket for it; `startConnect`),
+   * from its start until the attach takes it or it is cancelled.
+   */
+  private conn: PlaneConnection | undefined = undefined
 
   constructor(session: Session, plane: NativePlane) {
     this.s = session
@@ -139,6 +158,67 @@ export class NativeLink implements CheckWaiter {
   /** The plane holds the session's descriptors now. */
   get attached(): boolean {
     return this.handle !== undefined
+  }
+
+  /**
+   * The plane can make the session's first server connection itself: an IP address (a unix-domain
+   * backend or a host name takes Node's connect), and nothing to write before the session's bytes
+   * (a PROXY header goes through Node's socket). Later connects (failovers) take Node's connect and
+   * `replaceServer`.
+   */
+  canConnect(backend: Backend, header: boolean): boolean {
+    return (
+      this.handle === undefined &&
+      !this.attachedOnce &&
+      !header &&
+      backend.path === undefined &&
+      isIP(backend.host) !== 0 &&
+      !backend.host.includes('%') // a scoped IPv6 address (fe80::1%eth0) takes Node's connect
+    )
+  }
+
+  /**
+   * Start the plane's connect to `backend` (canConnect said yes). Its outcome comes to the session as
+   * for Node's connect: `onConnected` or `onConnectFailed`, never from inside this call.
+   */
+  startConnect(backend: Backend): void {
+    const family = isIP(backend.host) as 4 | 6
+    try {
+      this.conn = this.plane.connect(family, backend.host, backend.port, onPlaneConnect)
+      connecting.set(this.conn, this)
+    } catch (err) {
+      // Could not even start (descriptors, no route): reported as a failed connect, a turn later.
+      const e = connectError(err as NodeJS.ErrnoException, backend)
+      process.nextTick(() => {
+        if (this.s.state === 'connecting' && this.conn === undefined && this.s.server === ON_PLANE)
+          this.s.onConnectFailed(ON_PLANE, e)
+      })
+    }
+  }
+
+  /** The plane's connect is no longer wanted (timed out, the session ended). */
+  cancelConnect(): void {
+    const conn = this.conn
+    if (conn === undefined) return
+    this.conn = undefined
+    connecting.delete(conn)
+    this.plane.cancelConnect(conn)
+  }
+
+  /** The plane's connect is done: connected (`errno` 0), or failed and closed by the plane. */
+  onConnect(connection: PlaneConnection, errno: number, code: string): void {
+    connecting.delete(connection)
+    if (this.conn !== connection) return
+    const s = this.s
+    if (errno !== 0) {
+      this.conn = undefined
+      return s.onConnectFailed(
+        ON_PLANE,
+        connectError(Object.assign(new Error(code), { code, errno: -errno }), s.backend!)
+      )
+    }
+    if (s.state !== 'connecting') return this.cancelConnect()
+    s.onConnected(ON_PLANE, false)
   }
 
   /** A server connection is up (the first, or one to move to): hand it to the plane. */
@@ -159,16 +239,25 @@ export class NativeLink implements CheckWaiter {
       this.clientFirst = kind !== 'other' && kind !== 'more'
     }
     const client = s.client
+    const conn = this.conn
+    this.conn = undefined
     s.handOver(client)
-    s.handOver(server)
+    if (conn === undefined) s.handOver(server)
+    else s.serverLocal = this.plane.localName(conn)
     let handle: PlaneHandle
     try {
-      handle = this.plane.attach(client, server, onPlaneEvent, {
+      const options = {
         replayBytes: replay ? replayCapacity(config.replay.maxBytes) : 0,
         holdServerEof: replay,
         ...(head !== undefined ? { head } : {}),
-      })
+      }
+      handle =
+        conn === undefined
+          ? this.plane.attach(client, server, onPlaneEvent, options)
+          : this.plane.attachConnected(client, conn, onPlaneEvent, options)
     } catch (err) {
+      // What the plane did not take of its own connection is closed (a no-op for what it did).
+      if (conn !== undefined) this.plane.cancelConnect(conn)
       // Out of descriptors or pipes (dup, pipe2): this process's shortage, not the backend's.
       s.host.localError(s, err as Error)
       s.destroy('local-error', err as Error)
@@ -250,6 +339,7 @@ export class NativeLink implements CheckWaiter {
    */
   finish(): void {
     const s = this.s
+    this.cancelConnect()
     this.close(
       s.outcome !== 'client-error' && (s.error as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET'
     )
@@ -481,10 +571,7 @@ export class NativeLink implements CheckWaiter {
       st.bytesFromServer === 0 &&
       now - s.startedAt >= b.firstByte
     ) {
-      s.error = new ClientError(
-        'ERR_BATON_FIRST_BYTE_TIMEOUT',
-        'no first byte within firstByteTimeout'
-      )
+      s.error = new ClientError('ERR_BATON_FIRST_BYTE_TIMEOUT', 'no first byte within firstByteTimeout')
       s.destroy('client-timeout')
       return 'first-byte'
     }
@@ -514,4 +601,20 @@ export class NativeLink implements CheckWaiter {
     s.destroy(serverOwes ? 'server-timeout' : 'client-timeout')
     return 'idle'
   }
+}
+
+/**
+ * A failed plane connect as Node's connect would report it (`connect ECONNREFUSED 127.0.0.1:7001`,
+ * with `code`, `errno`, `syscall`, `address` and `port`): the session's accounting (a backend's
+ * refusal, or Baton's own shortage such as EMFILE) reads the code, as for a Node socket.
+ */
+function connectError(err: NodeJS.ErrnoException, backend: Backend): NodeJS.ErrnoException {
+  const code = err.code ?? 'EIO'
+  return Object.assign(new Error(`connect ${code} ${backend.host}:${backend.port}`), {
+    code,
+    errno: err.errno,
+    syscall: 'connect',
+    address: backend.host,
+    port: backend.port,
+  })
 }

@@ -27,6 +27,9 @@ interface Binding {
   readonly maxThreads: number
   setCallback(fn: (id: number, kind: number, a: number, errno: number) => void): void
   attach(clientFd: number, serverFd: number, replayBytes: number, flags: number, head?: Buffer): number
+  connect(family: number, address: string, port: number): number
+  cancelConnect(token: number): void
+  localName(token: number): string
   replaceServer(id: number, fd: number): number
   shutdownClient(id: number): void
   pause(id: number, paused: boolean): void
@@ -38,6 +41,12 @@ interface Binding {
 
 /** A session inside the native plane. Opaque: a stale handle is refused, never misused. */
 export type PlaneHandle = number & { readonly __planeHandle: true }
+
+/** A server connect the plane makes itself (`connect()`), until `attachConnected` or `cancelConnect`. */
+export type PlaneConnection = number & { readonly __planeConnection: true }
+
+/** The outcome of a plane connect: `errno` 0 when it connected, else why not (its name in `code`). */
+export type ConnectListener = (connection: PlaneConnection, errno: number, code: string) => void
 
 export type PlaneSide = 'client' | 'server' | 'internal'
 export type PlaneCloseReason = 'done' | 'client-error' | 'internal-error'
@@ -174,6 +183,29 @@ export interface NativePlane {
     onEvent: PlaneListener,
     options?: AttachOptions
   ): PlaneHandle
+  /**
+   * Connect to `address` (an IP address of `family`) and `port` without a Node socket: `onDone` is
+   * called once, on this thread, when the connect succeeded or failed (a failed one is closed by
+   * the plane), unless `cancelConnect` came first. Throws (with the errno's name as `code`) when it
+   * cannot even start: out of descriptors, no route.
+   */
+  connect(family: 4 | 6, address: string, port: number, onDone: ConnectListener): PlaneConnection
+  /** The connect is no longer wanted: closed, and its `onDone` never called. */
+  cancelConnect(connection: PlaneConnection): void
+  /** The local `address:port` of a connected connection (before `attachConnected`). */
+  localName(connection: PlaneConnection): string
+  /**
+   * `attach` with a server connection the plane made (`connect`, which reported success): nothing
+   * is duplicated or closed on the server side. Once the arguments are valid the connection is the
+   * plane's (closed by it when the attach fails); after a throw, `cancelConnect` closes what is
+   * still the caller's and nothing else.
+   */
+  attachConnected(
+    client: Socket | number,
+    server: PlaneConnection,
+    onEvent: PlaneListener,
+    options?: AttachOptions
+  ): PlaneHandle
   /** Live counters and state; undefined once the session is gone. Cheap: no allocation but the object. */
   stats(handle: PlaneHandle): PlaneStats | undefined
   /**
@@ -208,7 +240,7 @@ export type NativePlaneLoad = { plane: NativePlane; reason: undefined } | { plan
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const ADDON_PATH = path.join(ROOT, 'build', 'Release', 'baton_plane.node')
-const ABI_VERSION = '2'
+const ABI_VERSION = '3'
 
 // Stats layout: native/plane.c, ST_*.
 const ST = {
@@ -247,15 +279,20 @@ const EV_CLIENT_EOF = 1
 const EV_SERVER_EOF = 2
 const EV_ERROR = 3
 const EV_CLOSE = 4
+const EV_CONNECT = 5
 const SIDES: readonly PlaneSide[] = ['client', 'server', 'internal']
 const REASONS: readonly PlaneCloseReason[] = ['done', 'client-error', 'internal-error', 'done']
 const F_HOLD_SERVER_EOF = 1
+const F_SERVER_OWNED = 2
 
 export { NativePlaneError }
 
 class Plane implements NativePlane {
   readonly version: string
   private readonly listeners = new Map<number, PlaneListener>()
+  private readonly connects = new Map<number, ConnectListener>()
+  /** Connects that succeeded and are not yet attached or cancelled. */
+  private readonly connected = new Set<number>()
   private readonly scratch: Float64Array
   private readonly poolScratch: Float64Array
 
@@ -272,14 +309,57 @@ class Plane implements NativePlane {
     onEvent: PlaneListener,
     options: AttachOptions = {}
   ): PlaneHandle {
+    return this.attachAny(client, server, false, onEvent, options)
+  }
+
+  attachConnected(
+    client: Socket | number,
+    server: PlaneConnection,
+    onEvent: PlaneListener,
+    options: AttachOptions = {}
+  ): PlaneHandle {
+    return this.attachAny(client, server, true, onEvent, options)
+  }
+
+  connect(family: 4 | 6, address: string, port: number, onDone: ConnectListener): PlaneConnection {
+    const token = this.binding.connect(family, address, port)
+    this.connects.set(token, onDone)
+    return token as PlaneConnection
+  }
+
+  cancelConnect(connection: PlaneConnection): void {
+    // A connect still waiting for its outcome, or one that succeeded and was not attached; never
+    // one that failed (the plane closed it, and its descriptor number may be another's by now).
+    if (this.connects.delete(connection) || this.connected.delete(connection))
+      this.binding.cancelConnect(connection)
+  }
+
+  localName(connection: PlaneConnection): string {
+    return this.binding.localName(connection)
+  }
+
+  private attachAny(
+    client: Socket | number,
+    server: Socket | number,
+    owned: boolean,
+    onEvent: PlaneListener,
+    options: AttachOptions
+  ): PlaneHandle {
     const replayBytes = options.replayBytes ?? 0
     if (!Number.isInteger(replayBytes) || replayBytes < 0 || replayBytes > 1 << 30)
       throw new NativePlaneError(
         'ERR_INVALID_ARG_VALUE',
         `replayBytes must be an integer from 0 to 1 GiB, got ${replayBytes}`
       )
+    if (owned && !this.connected.has(server as number))
+      throw new NativePlaneError(
+        'ERR_INVALID_ARG_VALUE',
+        'not a connection that connected (or attached already)'
+      )
     const clientFd = descriptorOf(client, 'client')
-    const serverFd = descriptorOf(server, 'server')
+    // An owned connection is the plane's from here on: the addon closes it if it fails.
+    if (owned) this.connected.delete(server as number)
+    const serverFd = owned ? (server as number) : descriptorOf(server, 'server')
     let head = options.head
     let buffered: Buffer | null = null
     if (typeof client !== 'number' && client.readableLength > 0) {
@@ -293,7 +373,7 @@ class Plane implements NativePlane {
         clientFd,
         serverFd,
         replayBytes,
-        options.holdServerEof === true ? F_HOLD_SERVER_EOF : 0,
+        (options.holdServerEof === true ? F_HOLD_SERVER_EOF : 0) | (owned ? F_SERVER_OWNED : 0),
         head
       )
     } catch (err) {
@@ -394,6 +474,16 @@ class Plane implements NativePlane {
    * calls above). The stats are read now: what the plane thread saw since the event is in them.
    */
   private readonly dispatch = (id: number, kind: number, a: number, errno: number): void => {
+    if (kind === EV_CONNECT) {
+      const done = this.connects.get(id)
+      if (done === undefined) return
+      // Connected, the connection is the caller's (attachConnected or cancelConnect); failed, the
+      // plane closed it. Either way this listener is done.
+      this.connects.delete(id)
+      // A connected one keeps a mark so that cancelConnect still closes it.
+      if (errno === 0) this.connected.add(id)
+      return done(id as PlaneConnection, errno, errno === 0 ? '' : errnoCode(errno))
+    }
     const listener = this.listeners.get(id)
     if (listener === undefined) return
     const stats = this.binding.stats(id, this.scratch) ? statsFrom(this.scratch) : undefined

@@ -15,6 +15,7 @@ import t from 'tap'
 import { children, CLI, ensureBuilt, parseLog, ROOT } from '../helpers/cli.js'
 import { echoServer, HOST, type TestServer } from '../helpers/servers.js'
 import { oneListener, startBalancer } from '../helpers/balancer.js'
+import { loadNativePlane } from '../../lib/native/plane.js'
 
 t.setTimeout(120_000)
 t.before(() => ensureBuilt((text) => t.comment(text)))
@@ -146,7 +147,8 @@ function sum(m: Map<string, number>, name: string): number {
 
 async function backendsUp(admin: number): Promise<boolean[]> {
   const res = await get(admin, '/api/backends')
-  const body = (await res.json()) as { backends?: { health?: string; up?: boolean }[] } | { health?: string }[]
+  const body = (await res.json()) as
+    { backends?: { health?: string; up?: boolean }[] } | { health?: string }[]
   const list = Array.isArray(body) ? body : (body.backends ?? [])
   return list.map((b) => (b as { health?: string }).health !== 'down' && (b as { up?: boolean }).up !== false)
 }
@@ -220,6 +222,21 @@ t.test('EMFILE on a backend connect: local error, client shed briefly, backend u
     return realConnect(...args)
   }) as typeof net.connect
   t.teardown(() => void ((net as { connect: typeof net.connect }).connect = realConnect))
+  // On the native plane the plane makes the connect itself (docs/native-plane.md, "Connects"): the
+  // same EMFILE from its socket(), as the addon reports it.
+  const plane = loadNativePlane().plane
+  if (balancer.frontends[0]!.plane === 'native' && plane !== undefined) {
+    const realPlaneConnect = plane.connect.bind(plane)
+    const own = plane as { connect: typeof plane.connect }
+    own.connect = (family, address, p, onDone) => {
+      if (failNext > 0 && p === backend.port) {
+        failNext--
+        throw Object.assign(new Error('socket EMFILE'), { code: 'EMFILE' })
+      }
+      return realPlaneConnect(family, address, p, onDone)
+    }
+    t.teardown(() => void delete (own as { connect?: unknown }).connect)
+  }
   const first = await flood(port, 1)
   t.equal(first.closed, 1, 'the client whose connect hit EMFILE is closed')
   const shed = await flood(port, 1)
