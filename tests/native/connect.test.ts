@@ -120,3 +120,26 @@ t.test('connect refuses what is not an IP address of the family', { skip }, asyn
   t.throws(() => plane.connect(6, HOST, 80, () => undefined), { code: 'ERR_INVALID_ARG_VALUE' })
   t.throws(() => plane.connect(4, HOST, 70000, () => undefined), { code: 'ERR_INVALID_ARG_VALUE' })
 })
+
+t.test('a plane connect to an IPv6 address', { skip }, async (t) => {
+  const server = net.createServer((s) => s.destroy())
+  const listening = await new Promise<boolean>((resolve) => {
+    server.once('error', () => resolve(false))
+    server.listen(0, '::1', () => resolve(true))
+  })
+  if (!listening) {
+    t.pass('IPv6', { skip: '::1 is not available here' })
+    return
+  }
+  t.teardown(() => server.close())
+  const port = (server.address() as net.AddressInfo).port
+  let resolve!: (o: Outcome) => void
+  const done = new Promise<Outcome>((r) => (resolve = r))
+  const connection = thePlane().connect(6, '::1', port, (c, errno, code) =>
+    resolve({ connection: c, errno, code })
+  )
+  const outcome = await within(done, 'the connect reported')
+  t.equal(outcome.errno, 0, 'connected to ::1')
+  t.match(thePlane().localName(connection), /^::1:\d+$/, `local name ${thePlane().localName(connection)}`)
+  thePlane().cancelConnect(connection)
+})
