@@ -305,10 +305,11 @@ export class Session implements TableEntry {
     backend.active++
     const pooled = backend.pool?.take()
     const np = this.np
-    if (
-      pooled === undefined &&
-      np?.canConnect(backend, this.host.proxyTo?.get(backend) !== undefined) === true
-    ) {
+    const family =
+      pooled === undefined && np !== undefined
+        ? np.connectFamily(backend, this.host.proxyTo?.get(backend) !== undefined)
+        : 0
+    if (family !== 0) {
       // The native plane connects the first server itself: no Node socket for it (link.ts). The
       // session's server is the shared placeholder until the plane has both descriptors.
       this.host.table.attach(this, backend, ON_PLANE)
@@ -316,7 +317,7 @@ export class Session implements TableEntry {
       this.connectStartedAt = performance.now()
       connectStarted(backend, this.connectStartedAt)
       this.connectTimer = setTimeout(onConnectTimeout, this.host.config.connectTimeout, this)
-      np.startConnect(backend)
+      np!.startConnect(backend, family)
       return
     }
     const server = (pooled ??

@@ -164,25 +164,21 @@ export class NativeLink implements CheckWaiter {
    * The plane can make the session's first server connection itself: an IP address (a unix-domain
    * backend or a host name takes Node's connect), and nothing to write before the session's bytes
    * (a PROXY header goes through Node's socket). Later connects (failovers) take Node's connect and
-   * `replaceServer`.
+   * `replaceServer`. Returns the address family, or 0 when Node connects.
    */
-  canConnect(backend: Backend, header: boolean): boolean {
-    return (
-      this.handle === undefined &&
-      !this.attachedOnce &&
-      !header &&
-      backend.path === undefined &&
-      isIP(backend.host) !== 0 &&
-      !backend.host.includes('%') // a scoped IPv6 address (fe80::1%eth0) takes Node's connect
-    )
+  connectFamily(backend: Backend, header: boolean): 0 | 4 | 6 {
+    if (this.handle !== undefined || this.attachedOnce || header || backend.path !== undefined) return 0
+    // A scoped IPv6 address (fe80::1%eth0) takes Node's connect.
+    if (backend.host.includes('%')) return 0
+    return isIP(backend.host) as 0 | 4 | 6
   }
 
   /**
-   * Start the plane's connect to `backend` (canConnect said yes). Its outcome comes to the session as
-   * for Node's connect: `onConnected` or `onConnectFailed`, never from inside this call.
+   * Start the plane's connect to `backend`, an address of `family` (connectFamily). Its outcome
+   * comes to the session as for Node's connect: `onConnected` or `onConnectFailed`, never from
+   * inside this call.
    */
-  startConnect(backend: Backend): void {
-    const family = isIP(backend.host) as 4 | 6
+  startConnect(backend: Backend, family: 4 | 6): void {
     try {
       this.conn = this.plane.connect(family, backend.host, backend.port, onPlaneConnect)
       connecting.set(this.conn, this)
