@@ -6,27 +6,14 @@ import type { Socket } from 'node:net'
 import t from 'tap'
 import type { Backend } from '../lib/backend.js'
 import { ConnectionTable, snapshotOf, type TableEntry } from '../lib/table.js'
+import { bareEntry } from './helpers/table.js'
 
 function backend(name: string): Backend {
   return { name, counters: { bytesSent: 0, bytesReceived: 0 } } as unknown as Backend
 }
 
 function entry(table: ConnectionTable): TableEntry {
-  return {
-    id: table.newId(),
-    listener: 'l',
-    client: {} as Socket,
-    bytesFromClient: 0,
-    bytesToClient: 0,
-    remote: '127.0.0.1:9',
-    startedAt: Date.now(),
-    server: undefined,
-    backend: undefined,
-    history: [],
-    state: 'connecting',
-    creditedFromClient: 0,
-    creditedToClient: 0,
-  }
+  return bareEntry(table.newId(), 'l')
 }
 
 t.test('history: the first backend, then each switch, never a repeat in a row', async (t) => {

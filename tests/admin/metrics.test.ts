@@ -11,7 +11,7 @@ import type { Backend } from '../../lib/backend.js'
 import { createBalancer } from '../../lib/balancer.js'
 import { recordCheck } from '../../lib/health/checker.js'
 import { LatencyRing } from '../../lib/listener.js'
-import type { TableEntry } from '../../lib/table.js'
+import { bareEntry } from '../helpers/table.js'
 import { withPlane } from '../helpers/plane.js'
 import { oneListener, scope } from '../helpers/balancer.js'
 import { frame, frameServer, listenerOptions } from '../helpers/failover-servers.js'
@@ -133,21 +133,8 @@ t.test('bytes per backend: credited at a switch and at the end, live ones added 
   const balancer = build2()
   const registry = createMetrics(balancer, { process: false })
   const [a, b] = balancer.frontends[0]!.backends as [Backend, Backend]
-  const entry: TableEntry = {
-    id: balancer.table.newId(),
-    listener: 'web',
-    client: {} as Socket,
-    bytesFromClient: 10, // read before any backend was chosen: goes to the first one
-    bytesToClient: 0,
-    remote: '127.0.0.1:9',
-    startedAt: Date.now(),
-    server: undefined,
-    backend: undefined,
-    history: [],
-    state: 'connecting',
-    creditedFromClient: 0,
-    creditedToClient: 0,
-  }
+  // bytesFromClient: read before any backend was chosen: goes to the first one.
+  const entry = bareEntry(balancer.table.newId(), 'web', { bytesFromClient: 10 })
   const bytes = async (): Promise<number[]> => {
     const text = await registry.metrics()
     return ['a', 'b'].flatMap((name) =>
@@ -252,7 +239,10 @@ t.test('baton_unrecoverable_total: a real unrecoverable failure, labelled by its
   }
   const before = await series()
   t.equal(before.size, Object.keys(UNRECOVERABLE).length, 'a series per reason before any failure')
-  t.ok([...before.values()].every((v) => v === 0), 'all at 0')
+  t.ok(
+    [...before.values()].every((v) => v === 0),
+    'all at 0'
+  )
 
   const closed = once<[SessionCloseEvent]>(balancer, 'sessionClose')
   const client = await s.connect(port)
@@ -264,7 +254,11 @@ t.test('baton_unrecoverable_total: a real unrecoverable failure, labelled by its
   const after = await series()
   t.equal(after.get('lp/replay-over-budget'), 1, 'counted under its reason')
   const others = [...after].filter(([k]) => k !== 'lp/replay-over-budget')
-  t.strictSame(others.filter(([, v]) => v !== 0), [], 'no other reason counted')
+  t.strictSame(
+    others.filter(([, v]) => v !== 0),
+    [],
+    'no other reason counted'
+  )
   t.equal(balancer.counters().unrecoverable, 1, 'the unlabelled total (API, status page) agrees')
   t.match(
     await registry.metrics(),
