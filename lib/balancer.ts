@@ -140,7 +140,7 @@ export class Balancer extends EventEmitter implements ListenerOwner {
             address: formatAddress(a),
             balance: l.config.balance,
             dataPlane: l.plane,
-            ...(l.plane === 'native' ? { nativeThreads: threads } : {}),
+            ...(l.plane === 'native' ? { nativeThreads: threads, accept: l.acceptPlane } : {}),
             ...(handed !== undefined ? { inherited: inherited?.passed?.(l.name) ?? true } : {}),
             backends: l.backends.map((b) => `${b.name}${b.weight !== 1 ? ` weight=${b.weight}` : ''}`),
           },

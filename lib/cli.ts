@@ -151,7 +151,10 @@ async function main(argv: readonly string[]): Promise<number> {
     upgrade: {
       argv,
       sockets: () => [
-        ...b.frontends.filter((l) => l.server.listening).map((l) => ({ name: l.name, server: l.server })),
+        ...b.frontends.flatMap((l) => {
+          const server = l.listenSocket
+          return server === undefined ? [] : [{ name: l.name, server }]
+        }),
         ...(admin !== undefined ? [{ name: 'admin', server: admin.server }] : []),
       ],
     },

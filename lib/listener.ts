@@ -4,7 +4,7 @@
  */
 import cluster from 'node:cluster'
 import { chmodSync } from 'node:fs'
-import net, { type Socket } from 'node:net'
+import net, { isIP, type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { formatAddress, peerHost, peerName, removeStaleSocket, UNIX_CLIENT } from './address.js'
 import { Backend, type BackendChange } from './backend.js'
@@ -23,14 +23,15 @@ import { isLocalError, SHED_MS } from './local.js'
 import { resolveDataPlane, type DataPlane } from './native/data-plane.js'
 import { terminationCode } from './access-log.js'
 import { unusableOthers, usableCount } from './health/unusable.js'
-import type { NativePlane } from './native/plane.js'
+import type { NativePlane, PlaneAccepted } from './native/plane.js'
+import { ON_PLANE } from './native/link.js'
 import { Pipeline, Refusals, stagesFor, type AcceptContext, type AcceptState, type PipelineHost } from './accept/index.js'
 import { pipelineOf } from './accept/pipeline.js'
 import { PER_SOURCE_LIMIT } from './accept/limits.js'
 import { proxyVersions, type ProxyVersion } from './accept/proxy/send.js'
 import { SessionQueue } from './accept/queue.js'
 import { LimitError, UNRECOVERABLE, type UnrecoverableReason } from './errors.js'
-import { adoptHandle, type Adoptable } from './fleet/inherit.js'
+import { adoptHandle, bindHandle, type Adoptable, type NativeHandle } from './fleet/inherit.js'
 import { backendName, DNS_DEFAULTS, DnsDiscovery, type DnsConfig } from './discovery/dns.js'
 import type { BackendConfig } from './config/schema.js'
 
@@ -210,6 +211,14 @@ export class Listener implements SessionHost, PipelineHost {
   private discovery: DnsDiscovery | undefined = undefined
   /** The backends DNS found last, kept beside the configured ones across reloads. */
   private discovered: BackendConfig[] = []
+  /**
+   * Where the native plane accepts this listener's clients (`acceptNative`) instead of
+   * `server`: the bound socket (a bare handle, as node:cluster's primary holds) and the plane
+   * watching it. Undefined on Node's accept path, and once accepting stopped.
+   */
+  private acceptor: { handle: NativeHandle; fd: number; plane: NativePlane } | undefined = undefined
+  /** Resolved once accepting stopped and the last session ended (native accept; see whenClosed). */
+  private drained: (() => void)[] = []
 
   constructor(config: ListenerConfig, owner: ListenerOwner, log: Logger) {
     this.config = config
@@ -267,6 +276,7 @@ export class Listener implements SessionHost, PipelineHost {
     // worker: the primary binds for all of them and cleaned up before forking.
     if (inherited === undefined && path !== undefined && !cluster.isWorker && (await removeStaleSocket(path)))
       this.log.info({ path }, 'removed a stale unix socket file (nothing accepted on it)')
+    if (inherited === undefined && this.acceptsNatively()) return this.bindNative()
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         reject(new ListenError(this.name, formatAddress(this.config.listen), err))
@@ -306,10 +316,78 @@ export class Listener implements SessionHost, PipelineHost {
     })
   }
 
+  /**
+   * Whether the native plane accepts this listener's clients (docs/native-plane.md, "Accepts"):
+   * its sessions start on the plane (opaque, native), it binds an IP address of its own (not a
+   * unix-domain path, not a socket passed by systemd, an upgrade or a `--workers` primary), and
+   * nothing reads or writes the client before the plane has it (no accept stage, no PROXY header
+   * to send). `nativeAccept: false` keeps Node's accept.
+   */
+  private acceptsNatively(): boolean {
+    const c = this.config
+    return (
+      this.native !== undefined &&
+      c.nativeAccept &&
+      !cluster.isWorker &&
+      c.listen.path === undefined &&
+      c.listen.host !== undefined &&
+      isIP(c.listen.host) !== 0 &&
+      this.pipeline === undefined &&
+      this.proxyTo === undefined
+    )
+  }
+
+  /** Bind, and let the native plane accept (`acceptNative`). */
+  private bindNative(): void {
+    const plane = this.native!
+    const { host, port } = this.config.listen
+    let handle: NativeHandle
+    try {
+      handle = bindHandle({ host: host!, port: port ?? 0 })
+    } catch (err) {
+      throw new ListenError(this.name, formatAddress(this.config.listen), err as Error)
+    }
+    const fd = handle.fd
+    try {
+      plane.listen(fd, this.config.backlog, (client, errno, code, address, p) =>
+        this.acceptNative(fd, client, errno, code, address, p)
+      )
+    } catch (err) {
+      handle.close()
+      throw new ListenError(this.name, formatAddress(this.config.listen), err as Error)
+    }
+    this.acceptor = { handle, fd, plane }
+    for (const b of this.backends) b.pool?.start()
+    this.startChecks()
+    this.startSweep()
+  }
+
+  /** Accepting now (Node's server listens, or the plane accepts). */
+  get listening(): boolean {
+    return this.acceptor !== undefined || this.server.listening
+  }
+
+  /** The listening socket, to pass on to an upgrade's successor; undefined when not listening. */
+  get listenSocket(): Adoptable | undefined {
+    if (this.acceptor !== undefined) return this.acceptor.handle
+    return this.server.listening ? this.server : undefined
+  }
+
+  /** Who accepts this listener's clients: the native plane, or Node (the status page, `/metrics`). */
+  get acceptPlane(): 'native' | 'node' {
+    return this.acceptor !== undefined ? 'native' : 'node'
+  }
+
   /** The bound address (useful with port 0); a unix-domain listener's has its `path` (host '', port 0). */
   address(): { host: string; port: number; path?: string } {
     const { host = '', port = 0, path } = this.config.listen
     if (path !== undefined) return { host, port, path }
+    if (this.acceptor !== undefined) {
+      const out: Record<string, unknown> = {}
+      if (this.acceptor.handle.getsockname?.(out) === 0 && typeof out.port === 'number')
+        return { host: String(out.address), port: out.port }
+      return { host, port }
+    }
     const a = this.server.address()
     if (a === null || typeof a === 'string') return { host, port }
     return { host: a.address, port: a.port }
@@ -330,12 +408,31 @@ export class Listener implements SessionHost, PipelineHost {
     for (const c of this.checkers.splice(0)) c.stop()
     for (const b of this.backends) b.pool?.stop()
     if (this.server.listening) this.server.close()
+    const a = this.acceptor
+    if (a !== undefined) {
+      this.acceptor = undefined
+      a.plane.unlisten(a.fd)
+      a.handle.close()
+      this.settle()
+    }
   }
 
   /** Resolves once the listening socket and every connection it accepted are closed. */
   whenClosed(): Promise<void> {
-    if (!this.server.listening && this.active === 0) return Promise.resolve()
-    return new Promise((resolve) => this.server.once('close', () => resolve()))
+    if (!this.listening && this.active === 0) return Promise.resolve()
+    if (this.server.listening) return new Promise((resolve) => this.server.once('close', () => resolve()))
+    return new Promise((resolve) => this.drained.push(resolve))
+  }
+
+  /**
+   * A session of a listener whose plane accepted ended, or accepting stopped: once both, what
+   * Node's server 'close' does for the other path (the sweep stops, `whenClosed` resolves).
+   */
+  private settle(): void {
+    if (this.acceptor !== undefined || this.active !== 0 || this.server.listening) return
+    clearInterval(this.sweeper)
+    this.sweeper = undefined
+    for (const done of this.drained.splice(0)) done()
   }
 
   /**
@@ -359,7 +456,7 @@ export class Listener implements SessionHost, PipelineHost {
         JSON.stringify(this.owner.config.dns ?? DNS_DEFAULTS) !== JSON.stringify(this.discovery.settings))
     if ((config.discover ?? []).length === 0) this.discovered = []
     const result = this.applyBackends(config)
-    if (restartDiscovery || (this.discovery === undefined && this.server.listening)) {
+    if (restartDiscovery || (this.discovery === undefined && this.listening)) {
       this.stopDiscovery()
       // The backends found so far stay until the new lookups answer.
       void this.startDiscovery()
@@ -427,7 +524,7 @@ export class Listener implements SessionHost, PipelineHost {
     this.plane = plane.plane
     this.planeReason = plane.reason
     this.native = plane.native
-    if (this.server.listening) {
+    if (this.listening) {
       for (const b of next) b.pool?.start()
       this.startChecks()
       this.startSweep()
@@ -616,29 +713,80 @@ export class Listener implements SessionHost, PipelineHost {
   }
 
   private accept(socket: Socket): void {
+    if (!this.admitNew()) {
+      socket.on('error', ignore)
+      socket.destroy()
+      return
+    }
+    this.start(socket)
+  }
+
+  /** A new client counts as accepted; false when it must be closed at once (shedding, limits). */
+  private admitNew(): boolean {
     this.counters.accepted++
     const max = this.config.maxConnections
     if (this.shedUntil !== 0) {
       if (Date.now() < this.shedUntil) {
         this.counters.localErrors++
-        socket.on('error', ignore)
-        socket.destroy()
-        return
+        return false
       }
       this.shedUntil = 0
     }
     if ((max > 0 && this.active >= max) || !this.owner.admit()) {
       this.counters.rejected++
-      socket.on('error', ignore)
-      socket.destroy()
       this.logRejection()
-      return
+      return false
     }
     this.active++
+    return true
+  }
+
+  /** An admitted client with a Node socket: through the accept stages, or straight to a session. */
+  private start(socket: Socket): void {
     if (this.pipeline !== undefined) return this.pipeline.start(socket)
     const session = new Session(this, socket, undefined)
     this.owner.onSessionOpen(session)
     session.connect()
+  }
+
+  /**
+   * A client the native plane accepted on `fd` (or, with `client` undefined, an accept that
+   * failed: the plane stopped accepting on `fd`, and starts again after SHED_MS, as Node's path
+   * sheds new clients that long). The session starts with no Node socket for its client; where
+   * something must read or write the client first (accept stages, a PROXY header, a listener
+   * reloaded onto the JavaScript plane) the descriptor becomes a Node socket and takes Node's path.
+   */
+  private acceptNative(
+    fd: number,
+    client: PlaneAccepted | undefined,
+    errno: number,
+    code: string,
+    address: string,
+    port: number
+  ): void {
+    const a = this.acceptor
+    if (client === undefined) {
+      const err = Object.assign(new Error(`accept ${code}`), { code, errno: -errno })
+      if (isLocalError(err)) this.localError(undefined, err)
+      else this.log.error({ err }, 'listener error')
+      setTimeout(resumeAccept, SHED_MS, this, fd).unref()
+      return
+    }
+    if (a === undefined || a.fd !== fd) return void this.native?.closeAccepted(client)
+    if (!this.admitNew()) return a.plane.closeAccepted(client)
+    if (this.native === undefined || this.pipeline !== undefined || this.proxyTo !== undefined) {
+      const socket = new net.Socket({ fd: a.plane.takeAccepted(client), readable: true, writable: true, allowHalfOpen: true })
+      return this.start(socket)
+    }
+    const session = new Session(this, ON_PLANE, undefined, { client, remote: `${address}:${port}` })
+    this.owner.onSessionOpen(session)
+    session.connect()
+  }
+
+  /** @internal Accept again on `fd` after a failed accept paused it. */
+  resumeAccept(fd: number): void {
+    const a = this.acceptor
+    if (a !== undefined && a.fd === fd) a.plane.resumeAccept(fd)
   }
 
   private pipelineFor(config: ListenerConfig): Pipeline | undefined {
@@ -695,6 +843,7 @@ export class Listener implements SessionHost, PipelineHost {
   /** @internal PipelineHost: a stage refused the client. */
   refused(ctx: AcceptContext, reason: string): void {
     this.active--
+    this.settle()
     this.counters.refused++
     if (reason === PER_SOURCE_LIMIT) this.counters.rejectedPerSource++
     this.refusals.add(reason, `${ctx.clientAddress}:${ctx.clientPort}`)
@@ -705,6 +854,7 @@ export class Listener implements SessionHost, PipelineHost {
   /** @internal PipelineHost: the client left while the stages ran. */
   abandoned(ctx: AcceptContext): void {
     this.active--
+    this.settle()
     this.counters.clientErrors++
     ctx.socket.on('error', ignore)
     ctx.socket.destroy()
@@ -826,7 +976,7 @@ export class Listener implements SessionHost, PipelineHost {
     if (session.connectedAt === 0) session.connectedAt = Date.now()
     if (backend.recordSuccess()) {
       backend.cameUp()
-      if (this.server.listening) backend.pool?.start()
+      if (this.listening) backend.pool?.start()
       this.log.info(
         { backend: backend.name, via: 'traffic', up: usableCount(this.backends), of: this.backends.length },
         'backend is up again'
@@ -837,6 +987,7 @@ export class Listener implements SessionHost, PipelineHost {
 
   closed(session: Session): void {
     this.active--
+    this.settle()
     if (session.accept !== undefined) pipelineOf(session.accept).closed(session.accept)
     // A slot may have freed on a full backend: the oldest waiting client picks again.
     if (this.waiting !== undefined && this.waiting.length > 0) this.waiting.retry()
@@ -939,6 +1090,10 @@ export class Listener implements SessionHost, PipelineHost {
 }
 
 function ignore(): void {}
+
+function resumeAccept(listener: Listener, fd: number): void {
+  listener.resumeAccept(fd)
+}
 
 /** The keys whose values differ between two configs (`backends` and `listen` aside: matched apart). */
 export function changedKeys(a: object, b: object, skip: readonly string[] = ['backends', 'listen']): string[] {

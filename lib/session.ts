@@ -39,7 +39,7 @@ import { readChunks, redirectChunks, releaseReader } from './splice/reader.js'
 import { Replayer } from './replay/replayer.js'
 import { connectStarted, witness } from './replay/crash-check.js'
 import { NativeLink, ON_PLANE } from './native/link.js'
-import type { NativePlane } from './native/plane.js'
+import type { NativePlane, PlaneAccepted } from './native/plane.js'
 import type { AcceptContext } from './accept/types.js'
 import { endedInPipeline } from './accept/pipeline.js'
 import { proxyHeader, type ProxyVersion } from './accept/proxy/send.js'
@@ -221,12 +221,30 @@ export class Session implements TableEntry {
   creditedFromClient = 0
   creditedToClient = 0
 
-  constructor(host: SessionHost, client: Socket, accept: AcceptContext | undefined) {
+  /**
+   * `client` is the accepted socket; or, where the native plane accepted the client itself
+   * (`accepted`: Listener.acceptNative), ON_PLANE, and the client goes to the plane at the attach
+   * without a Node socket ever existing for it.
+   */
+  constructor(
+    host: SessionHost,
+    client: Socket,
+    accept: AcceptContext | undefined,
+    accepted?: { client: PlaneAccepted; remote: string }
+  ) {
     this.host = host
     this.id = host.table.newId()
     this.listener = host.name
     this.client = client
     this.accept = accept
+    if (accepted !== undefined) {
+      this.remote = accepted.remote
+      this.lastClient = this.startedAt
+      this.np = new NativeLink(this, host.native!, accepted.client)
+      this.rp = undefined
+      host.table.add(this)
+      return
+    }
     const c = client as SessionSocket
     c[kSession] = this
     // Read (and so cached by Node) now: once the socket is closed its peer address is gone, and

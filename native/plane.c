@@ -129,7 +129,7 @@
 #include <node_api.h>
 #include <uv.h>
 
-#define PLANE_VERSION "3"
+#define PLANE_VERSION "4"
 #define SLOT_BITS 16777216.0 /* id = generation * 2^24 + slot */
 #define MAX_SLOTS 16777215u
 #define READS_PER_WAKE 16    /* fill steps per direction per wake-up (fairness between sessions) */
@@ -142,19 +142,29 @@
 #define BATCH 64             /* epoll events per wake-up of a lane */
 #define GRAVE_WAKE 64        /* released sessions that wake a lane to free them (else: its next wake-up) */
 #define LANE_STACK (256 * 1024)
+#define MAX_ACCEPT 64        /* accept() calls per readable event of a listening socket (HAProxy's maxaccept) */
+#define FIRST_MAX 24         /* client bytes that tell a client-first handshake (classify_first) */
 
 enum { CLIENT = 0, SERVER = 1, INTERNAL = 2 };
 enum { S_ACTIVE = 0, S_SERVER_DOWN = 1, S_CLOSED = 2 };
-enum { EV_CLIENT_EOF = 1, EV_SERVER_EOF = 2, EV_ERROR = 3, EV_CLOSE = 4, EV_CONNECT = 5 };
+enum { EV_CLIENT_EOF = 1, EV_SERVER_EOF = 2, EV_ERROR = 3, EV_CLOSE = 4, EV_CONNECT = 5, EV_ACCEPT = 6, EV_CLIENT_GONE = 7 };
 enum { R_DONE = 0, R_CLIENT_ERROR = 1, R_INTERNAL_ERROR = 2, R_CLOSED = 3 };
-enum { F_HOLD_SERVER_EOF = 1, F_SERVER_OWNED = 2 };
+enum { F_HOLD_SERVER_EOF = 1, F_SERVER_OWNED = 2, F_CLIENT_OWNED = 4 };
 
 /* A server connect the plane makes itself (connect()): its token is (generation << CONN_FD_BITS) | fd,
- * unique while the generation does not wrap; in lane 0's epoll its data is (token << 2) | CONN_TAG
+ * unique while the generation does not wrap; in lane 0's epoll its data is (token << 3) | CONN_TAG
  * (a session's data is a pointer, its low bits the side). */
 #define CONN_FD_BITS 22
 #define CONN_FD_MASK ((1u << CONN_FD_BITS) - 1)
 #define CONN_TAG 2u
+/* A listening socket the plane accepts on (listen()): its data is (fd << 3) | LISTEN_TAG. */
+#define LISTEN_TAG 3u
+/* An accepted client not yet attached, watched for a reset (EPOLLONESHOT, no EPOLLIN: EPOLLERR and
+ * EPOLLHUP only): (token << 3) | GONE_TAG. A session's data is its pointer (8-byte aligned) with
+ * the side in bit 0, so its tag is 0 or 1. */
+#define GONE_TAG 4u
+#define TAG_BITS 3
+#define TAG_MASK 7u
 
 /* Stats layout (Float64Array), mirrored in lib/native/plane.ts. */
 enum {
@@ -166,7 +176,7 @@ enum {
 enum {
   FL_CLIENT_EOF = 1, FL_SERVER_EOF = 2, FL_SERVER_FIN_SENT = 4, FL_CLIENT_FIN_SENT = 8,
   FL_SERVER_DOWN = 16, FL_PAUSED = 32, FL_CLOSED = 64, FL_SERVER_EOF_HELD = 128,
-  FL_SERVER_FIRST = 256
+  FL_SERVER_FIRST = 256, FL_CLIENT_FIRST = 512
 };
 enum {
   PS_IDLE, PS_IN_USE, PS_CREATED, PS_DESTROYED, PS_RESIZED, PS_MAX_IDLE, PS_PIPE_SIZE, PS_SESSIONS,
@@ -203,7 +213,16 @@ typedef struct {   /* one direction */
 
 /* `gen`: the session's server_gen when it was queued (a server's event outlived by a replaceServer
  * is dropped at delivery: that server is gone, and JavaScript has moved on). */
-typedef struct { double id; int32_t err; uint32_t gen; uint8_t kind, a; } event_t;
+/* EV_ACCEPT: `id` is the accepted client's token, `gen` the listening descriptor, and the client's
+ * address is in `addr` (4 or 16 bytes, by `fam`) and `port`. */
+typedef struct {
+  double id;
+  int32_t err;
+  uint32_t gen;
+  uint8_t kind, a, fam;
+  uint16_t port;
+  uint8_t addr[16];
+} event_t;
 typedef struct { event_t *v; uint32_t n, cap; } events_t;
 
 /* Every field but `released` is read and written under the lane's lock. */
@@ -219,6 +238,13 @@ struct session_s {
   /* The server spoke before the client's first byte (a greeting): a new server would greet again,
    * so what the client has is not replayable elsewhere (opaque's `pinned`). Sticky. */
   unsigned server_first : 1;
+  /* The client's first bytes open a client-first handshake (TLS ClientHello, HTTP/2 preface,
+   * PostgreSQL startup; classify_first): once the server answers, no other server could go on. */
+  unsigned client_first : 1;
+  /* classify_first has decided (first[] is no longer needed). */
+  unsigned first_done : 1;
+  uint8_t first_n;
+  uint8_t first[FIRST_MAX];
   end_t end[2];                 /* CLIENT, SERVER */
   flow_t c2s, s2c;
   pipe_t replay;
@@ -275,7 +301,8 @@ struct plane_s {
   lane_t *lanes[MAX_THREADS + 1];
   int threads;   /* lanes new sessions go to: 0 → lane 0 (the main loop), n → lanes 1..n */
   uint32_t rr;
-  uint32_t conn_gen; /* connect() tokens */
+  uint32_t conn_gen; /* connect() and accepted clients' tokens */
+  int listens;       /* listening sockets in lane 0's epoll: while any, lane 0's poll refs the loop */
   /* maxIdlePipes bounds the idle pipes of every lane together: idle_total counts them (atomic) */
   uint32_t max_idle, idle_total;
   /* settings each lane takes (configure) */
@@ -612,8 +639,64 @@ static ssize_t tee_all(int from, int to, size_t n) {
   return t < 0 ? 0 : t;
 }
 
-/* Client bytes read: `data` when they were copied (copy mode), NULL when they are in the c2s pipe. */
+/*
+ * What a client's first bytes open, as lib/framing/client-first.ts tells it (the two are tested
+ * against the same cases): a client-first handshake whose state a server keeps (FB_HANDSHAKE),
+ * anything else (FB_OTHER), or not enough bytes yet (FB_MORE).
+ *   tls       16 03 0v len len 01          a handshake record carrying a ClientHello
+ *   h2        PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n   (RFC 9113 §3.4, prior knowledge)
+ *   postgres  int32 length, int32 code      StartupMessage (3.0), SSLRequest, GSSENCRequest
+ */
+enum { FB_MORE = 0, FB_OTHER = 1, FB_HANDSHAKE = 2 };
+
+static uint32_t be32(const uint8_t *b) {
+  return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+static int classify_first(const uint8_t *b, size_t n) {
+  if (n == 0) return FB_MORE;
+  if (b[0] == 0x16) {
+    if (n >= 2 && b[1] != 0x03) return FB_OTHER;
+    if (n >= 3 && b[2] > 0x04) return FB_OTHER;
+    if (n >= 5) {
+      unsigned len = (unsigned)b[3] << 8 | b[4];
+      if (len == 0 || len > 16384) return FB_OTHER;
+    }
+    if (n < 6) return FB_MORE;
+    return b[5] == 0x01 ? FB_HANDSHAKE : FB_OTHER;
+  }
+  if (b[0] == 'P') {
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    size_t m = n < 24 ? n : 24;
+    if (memcmp(b, preface, m) != 0) return FB_OTHER;
+    return m == 24 ? FB_HANDSHAKE : FB_MORE;
+  }
+  if (b[0] == 0x00) {
+    if (n < 8) return FB_MORE;
+    uint32_t len = be32(b), code = be32(b + 4);
+    if ((code == 80877103u || code == 80877104u) && len == 8) return FB_HANDSHAKE;
+    if (code == 0x00030000u && len > 8 && len <= 10000) return FB_HANDSHAKE;
+    return FB_OTHER;
+  }
+  return FB_OTHER;
+}
+
+/* The session's first client bytes, `n` of them at `data`, until classify_first decides. */
+static void first_bytes(session_t *s, const char *data, size_t n) {
+  size_t take = FIRST_MAX - s->first_n;
+  if (take > n) take = n;
+  memcpy(s->first + s->first_n, data, take);
+  s->first_n = (uint8_t)(s->first_n + take);
+  int kind = classify_first(s->first, s->first_n);
+  if (kind == FB_MORE && s->first_n < FIRST_MAX) return;
+  s->first_done = 1;
+  s->client_first = kind == FB_HANDSHAKE;
+}
+
+/* Client bytes read: `data` when they were copied (copy mode), NULL when they are in the c2s pipe
+ * (then the first ones were classified before the read: pump peeks at them). */
 static void on_client_bytes(session_t *s, size_t n, const char *data) {
+  if (!s->first_done && data != NULL) first_bytes(s, data, n);
   s->unanswered += n;
   s->server_since_req = 0;
   if (s->replay_max == 0 || !s->recording) return;
@@ -898,12 +981,22 @@ static int pump(session_t *s, int from) {
       internal_failed(s, e);
       return 0;
     }
+    /* The client's first bytes, not yet classified: looked at in the socket (MSG_PEEK) before the
+     * splice takes them past us. */
+    ssize_t peeked = 0;
+    char peek[FIRST_MAX];
+    if (from == CLIENT && !s->first_done) {
+      peeked = recv(in->fd, peek, FIRST_MAX - s->first_n, MSG_PEEK | MSG_DONTWAIT);
+      if (peeked > 0) first_bytes(s, peek, (size_t)peeked);
+    }
     ssize_t n = splice(in->fd, NULL, f->p.w, NULL, (size_t)f->p.cap, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
     reads++;
     int r = read_result(s, from, in, f, n);
     if (r == READ_AGAIN) continue;
     if (r == READ_STOP) break;
     if (r == READ_GONE) return 0;
+    /* More arrived between the peek and the splice: bytes the classification did not see. */
+    if (from == CLIENT && !s->first_done && n > (peeked > 0 ? peeked : 0)) s->first_done = 1;
     if (n < SPLICE_MIN) f->bulk = 0;
     f->len = (size_t)n;
     on_bytes_in(s, from, (size_t)n, NULL);
@@ -976,14 +1069,21 @@ static void grave_free(lane_t *ln) {
  * told to stop.
  */
 static void connect_done(lane_t *ln, uint64_t token);
+static void accept_ready(lane_t *ln, int lfd);
+static void client_gone(lane_t *ln, uint64_t token);
 
 static int lane_run(lane_t *ln, const struct epoll_event *evs, int n) {
   uint64_t now = mono_ms();
   for (int i = 0; i < n; i++) {
     uint64_t d = evs[i].data.u64;
     if (d == 0) continue; /* the wake-up eventfd: read below */
-    if (d & CONN_TAG) {
-      connect_done(ln, d >> 2);
+    if ((d & TAG_MASK) > 1) {
+      if ((d & TAG_MASK) == LISTEN_TAG)
+        accept_ready(ln, (int)(d >> TAG_BITS));
+      else if ((d & TAG_MASK) == GONE_TAG)
+        client_gone(ln, d >> TAG_BITS);
+      else
+        connect_done(ln, d >> TAG_BITS);
       continue;
     }
     session_t *s = (session_t *)(uintptr_t)(d & ~(uint64_t)1);
@@ -1250,7 +1350,7 @@ static void report_exception(napi_env env) {
  * released (close()) hears nothing more. After `close`, the session is released. */
 static void deliver_one(plane_t *pl, const event_t *e) {
   session_t *s = NULL;
-  if (e->kind != EV_CONNECT) { /* a connect's id is its token, not a session */
+  if (e->kind != EV_CONNECT && e->kind != EV_ACCEPT && e->kind != EV_CLIENT_GONE) { /* a token */
     s = lookup(pl, e->id);
     if (s == NULL) return;
     /* Of a server replaced since (server_gen is the main thread's own: no lock needed to read it). */
@@ -1263,12 +1363,21 @@ static void deliver_one(plane_t *pl, const event_t *e) {
     napi_value fn, recv;
     if (napi_get_reference_value(env, pl->callback, &fn) == napi_ok && fn != NULL &&
         napi_get_global(env, &recv) == napi_ok) {
-      napi_value argv[4], result;
+      napi_value argv[6], result;
+      size_t argc = 4;
       napi_create_double(env, e->id, &argv[0]);
       napi_create_int32(env, e->kind, &argv[1]);
-      napi_create_int32(env, e->a, &argv[2]);
+      napi_create_int32(env, e->kind == EV_ACCEPT ? (int32_t)e->gen : e->a, &argv[2]);
       napi_create_int32(env, e->err, &argv[3]);
-      napi_status st = napi_make_callback(env, pl->async_ctx, recv, fn, 4, argv, &result);
+      if (e->kind == EV_ACCEPT) {
+        /* (token, EV_ACCEPT, listening fd, errno, address, port) */
+        char host[INET6_ADDRSTRLEN] = "";
+        if (e->fam == 4 || e->fam == 6) inet_ntop(e->fam == 4 ? AF_INET : AF_INET6, e->addr, host, sizeof host);
+        napi_create_string_utf8(env, host, NAPI_AUTO_LENGTH, &argv[4]);
+        napi_create_int32(env, e->port, &argv[5]);
+        argc = 6;
+      }
+      napi_status st = napi_make_callback(env, pl->async_ctx, recv, fn, argc, argv, &result);
       if (st == napi_pending_exception) report_exception(env);
     }
     napi_close_handle_scope(env, scope);
@@ -1299,6 +1408,105 @@ static void connect_done(lane_t *ln, uint64_t token) {
     q->v[q->n].err = err;
     q->v[q->n].gen = 0;
     q->n++;
+  }
+  uv_mutex_unlock(&ln->lock);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Accepting (docs/native-plane.md, "Accepts"): a listening socket JavaScript bound is watched in
+ * lane 0's epoll (listen()); each readable event accepts up to MAX_ACCEPT clients with accept4,
+ * which gives the client's address without a getpeername. Each client is one EV_ACCEPT event with
+ * a token like a connect's; its descriptor is in no epoll until attach() takes it (F_CLIENT_OWNED),
+ * and JavaScript may instead close it or take it for a Node socket. Out of descriptors (or any
+ * other accept failure), the listening socket leaves the epoll's interest set and one EV_ACCEPT
+ * with the errno says so: new clients wait in the kernel's queue until resumeAccept(), as HAProxy
+ * pauses a listener rather than accept and drop clients it cannot serve. */
+
+/* Lane 0, on the main thread, under its lock. */
+static void queue_accept(lane_t *ln, int lfd, uint64_t token, int err, const struct sockaddr_storage *sa) {
+  events_t *q = &ln->out;
+  if (!grow((void **)&q->v, &q->cap, q->n, sizeof(event_t))) {
+    if (token != 0) close((int)(token & CONN_FD_MASK)); /* ENOMEM: the client is closed */
+    return;
+  }
+  event_t *e = &q->v[q->n++];
+  memset(e, 0, sizeof *e);
+  e->id = (double)token;
+  e->kind = EV_ACCEPT;
+  e->err = err;
+  e->gen = (uint32_t)lfd;
+  if (sa != NULL && sa->ss_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    e->fam = 4;
+    memcpy(e->addr, &in->sin_addr, 4);
+    e->port = ntohs(in->sin_port);
+  } else if (sa != NULL && sa->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+    e->fam = 6;
+    memcpy(e->addr, &in6->sin6_addr, 16);
+    e->port = ntohs(in6->sin6_port);
+  }
+}
+
+/* Lane 0, on the main thread: the listening socket `lfd` is readable. */
+static void accept_ready(lane_t *ln, int lfd) {
+  plane_t *pl = ln->pl;
+  uv_mutex_lock(&ln->lock);
+  for (int i = 0; i < MAX_ACCEPT; i++) {
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    int fd = accept4(lfd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int err = fd < 0 ? errno : 0;
+    if (fd >= 0 && (unsigned)fd > CONN_FD_MASK) {
+      close(fd);
+      fd = -1;
+      err = EMFILE;
+    }
+    if (fd < 0) {
+      /* A client that reset while queued, or a signal: the next one. The queue is empty: done. */
+      if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+      if (err == EAGAIN) break;
+      struct epoll_event ev;
+      ev.events = 0;
+      ev.data.u64 = ((uint64_t)lfd << TAG_BITS) | LISTEN_TAG;
+      epoll_ctl(ln->epfd, EPOLL_CTL_MOD, lfd, &ev);
+      queue_accept(ln, lfd, 0, err, NULL);
+      break;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    pl->conn_gen = (pl->conn_gen + 1) & ((1u << 30) - 1);
+    uint64_t token = ((uint64_t)pl->conn_gen << CONN_FD_BITS) | (uint64_t)fd;
+    /* Until the attach: a client that resets while its server is being connected is reported
+     * (client_gone), as Node's socket would report it; a FIN alone is not (a half-closed client may
+     * still want its answer). The attach's first update is then an EPOLL_CTL_MOD. */
+    struct epoll_event ev;
+    ev.events = EPOLLONESHOT;
+    ev.data.u64 = (token << TAG_BITS) | GONE_TAG;
+    if (epoll_ctl(ln->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      close(fd);
+      continue;
+    }
+    queue_accept(ln, lfd, token, 0, &sa);
+  }
+  uv_mutex_unlock(&ln->lock);
+}
+
+/* Lane 0, on the main thread: an accepted client not yet attached reset or failed. Its descriptor
+ * stays JavaScript's (closeAccepted). */
+static void client_gone(lane_t *ln, uint64_t token) {
+  int fd = (int)(token & CONN_FD_MASK);
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) err = ECONNRESET;
+  uv_mutex_lock(&ln->lock);
+  events_t *q = &ln->out;
+  if (grow((void **)&q->v, &q->cap, q->n, sizeof(event_t))) {
+    event_t *e = &q->v[q->n++];
+    memset(e, 0, sizeof *e);
+    e->id = (double)token;
+    e->kind = EV_CLIENT_GONE;
+    e->err = err;
   }
   uv_mutex_unlock(&ln->lock);
 }
@@ -1481,7 +1689,7 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
   uint64_t token = ((uint64_t)pl->conn_gen << CONN_FD_BITS) | (uint64_t)fd;
   struct epoll_event ev;
   ev.events = EPOLLOUT | EPOLLONESHOT;
-  ev.data.u64 = (token << 2) | CONN_TAG;
+  ev.data.u64 = (token << TAG_BITS) | CONN_TAG;
   if (epoll_ctl(ln->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
     int e = errno;
     close(fd);
@@ -1541,6 +1749,82 @@ static napi_value js_local_name(napi_env env, napi_callback_info info) {
   return v;
 }
 
+static int arg_fd(napi_env env, napi_value v) {
+  double d;
+  if (!arg_double(env, v, &d)) return -1;
+  if (!(d >= 0 && d <= (double)CONN_FD_MASK) || d != (double)(int)d) {
+    napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "fd must be a descriptor number");
+    return -1;
+  }
+  return (int)d;
+}
+
+static int listen_watch(lane_t *ln, int fd, int op, uint32_t events) {
+  struct epoll_event ev;
+  ev.events = events;
+  ev.data.u64 = ((uint64_t)fd << TAG_BITS) | LISTEN_TAG;
+  return epoll_ctl(ln->epfd, op, fd, &ev);
+}
+
+/* listen(fd, backlog): accept on `fd`, a bound socket the caller keeps (and closes after unlisten);
+ * listen(2) is called with `backlog` (0: the socket listens already). */
+static napi_value js_listen(napi_env env, napi_callback_info info) {
+  GET_ARGS(2)
+  double backlog;
+  if (argc < 2) return NULL;
+  int fd = arg_fd(env, argv[0]);
+  if (fd < 0 || !arg_double(env, argv[1], &backlog)) return NULL;
+  if (pl->callback == NULL) {
+    napi_throw_error(env, "ERR_NATIVE_PLANE_NO_CALLBACK", "setCallback() first");
+    return NULL;
+  }
+  lane_t *ln = lane_get(pl, 0);
+  if (ln == NULL) return throw_errno(env, "plane lane", errno), NULL;
+  if (backlog > 0 && listen(fd, backlog > 65535 ? 65535 : (int)backlog) != 0)
+    return throw_errno_named(env, "listen", errno), NULL;
+  int on = 1;
+  if (ioctl(fd, FIONBIO, &on) != 0) return throw_errno_named(env, "ioctl FIONBIO", errno), NULL;
+  if (listen_watch(ln, fd, EPOLL_CTL_ADD, EPOLLIN) != 0) return throw_errno_named(env, "epoll_ctl", errno), NULL;
+  /* A listening socket keeps the process alive, as Node's own listening server does. */
+  if (pl->listens++ == 0) uv_ref((uv_handle_t *)ln->poll);
+  return NULL;
+}
+
+/* unlisten(fd): stop accepting on `fd` (the caller closes it). Accepts already queued are still
+ * delivered. */
+static napi_value js_unlisten(napi_env env, napi_callback_info info) {
+  GET_ARGS(1)
+  if (argc < 1) return NULL;
+  int fd = arg_fd(env, argv[0]);
+  lane_t *ln = pl->lanes[0];
+  if (fd < 0 || ln == NULL) return NULL;
+  if (epoll_ctl(ln->epfd, EPOLL_CTL_DEL, fd, NULL) == 0 && pl->listens > 0 && --pl->listens == 0)
+    uv_unref((uv_handle_t *)ln->poll);
+  return NULL;
+}
+
+/* forgetAccepted(token): an accepted client leaves lane 0's epoll (its descriptor becomes a Node
+ * socket's, which registers it in libuv's own). */
+static napi_value js_forget_accepted(napi_env env, napi_callback_info info) {
+  GET_ARGS(1)
+  if (argc < 1) return NULL;
+  int fd = arg_token_fd(env, argv[0]);
+  lane_t *ln = pl->lanes[0];
+  if (fd >= 0 && ln != NULL) epoll_ctl(ln->epfd, EPOLL_CTL_DEL, fd, NULL);
+  return NULL;
+}
+
+/* resumeAccept(fd): accept again after a failed accept paused it. */
+static napi_value js_resume_accept(napi_env env, napi_callback_info info) {
+  GET_ARGS(1)
+  if (argc < 1) return NULL;
+  int fd = arg_fd(env, argv[0]);
+  lane_t *ln = pl->lanes[0];
+  if (fd < 0 || ln == NULL) return NULL;
+  if (listen_watch(ln, fd, EPOLL_CTL_MOD, EPOLLIN) != 0) throw_errno_named(env, "epoll_ctl", errno);
+  return NULL;
+}
+
 static napi_value js_attach(napi_env env, napi_callback_info info) {
   GET_ARGS(5)
   double cfd_d, sfd_d, replay_d, flags_d;
@@ -1563,29 +1847,40 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
    * closed on every failure below. */
   int owned = ((int)flags_d & F_SERVER_OWNED) != 0;
   int owned_fd = owned && sfd_d >= 0 && sfd_d < 4503599627370496.0 ? (int)((uint64_t)sfd_d & CONN_FD_MASK) : -1;
-  if (owned && owned_fd < 0) {
-    napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "not a connect token");
+  /* F_CLIENT_OWNED: cfd_d is a client the plane accepted (listen()): its descriptor is the plane's
+   * already (in no epoll), and this call owns it as it owns a connected server. */
+  int cowned = ((int)flags_d & F_CLIENT_OWNED) != 0;
+  int cowned_fd = cowned && cfd_d >= 0 && cfd_d < 4503599627370496.0 ? (int)((uint64_t)cfd_d & CONN_FD_MASK) : -1;
+#define DROP_OWNED()                 \
+  do {                               \
+    if (owned) close(owned_fd);      \
+    if (cowned) close(cowned_fd);    \
+  } while (0)
+  if ((owned && owned_fd < 0) || (cowned && cowned_fd < 0)) {
+    if (owned && owned_fd >= 0) close(owned_fd);
+    if (cowned && cowned_fd >= 0) close(cowned_fd);
+    napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "not a connect or accept token");
     return NULL;
   }
   if (!(replay_d >= 0 && replay_d <= 1073741824.0)) {
-    if (owned) close(owned_fd);
+    DROP_OWNED();
     napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "replayBytes must be 0 .. 1 GiB");
     return NULL;
   }
   if (pl->callback == NULL) {
-    if (owned) close(owned_fd);
+    DROP_OWNED();
     napi_throw_error(env, "ERR_NATIVE_PLANE_NO_CALLBACK", "setCallback() first");
     return NULL;
   }
   lane_t *ln = lane_for_new(pl);
   if (ln == NULL) {
-    if (owned) close(owned_fd);
+    DROP_OWNED();
     throw_errno(env, "plane thread", errno);
     return NULL;
   }
   session_t *s = calloc(1, sizeof(session_t));
   if (s == NULL) {
-    if (owned) close(owned_fd);
+    DROP_OWNED();
     throw_errno(env, "calloc", ENOMEM);
     return NULL;
   }
@@ -1599,12 +1894,13 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   s->pass_fin = !s->hold_server_eof;
   s->last_activity = mono_ms();
 
-  int cfd = dup_socket(env, cfd_d);
+  int cfd = cowned ? cowned_fd : dup_socket(env, cfd_d);
   if (cfd < 0) {
     if (owned) close(owned_fd);
     free(s);
     return NULL;
   }
+#undef DROP_OWNED
   int sfd = owned ? owned_fd : dup_socket(env, sfd_d);
   if (sfd < 0) {
     close(cfd);
@@ -1624,6 +1920,8 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   /* In lane 0's epoll since connect(): the first update() is an EPOLL_CTL_MOD (no mask it computes
    * has EPOLLONESHOT). Sessions start on lane 0 (lane_for_new). */
   if (owned) s->end[SERVER].mask = EPOLLOUT | EPOLLONESHOT;
+  /* An accepted client is in lane 0's epoll too, watched for a reset since accept_ready. */
+  if (cowned) s->end[CLIENT].mask = EPOLLONESHOT;
   int ok = 1, e = 0;
   /* Node has just read what the client sent, and the server has not had the request yet: a recv on
    * either now would return EAGAIN. Wait for the first readable event (level-triggered: bytes or a
@@ -1656,6 +1954,7 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
       } else {
         s->c2s.len = head_len;
         s->c2s.in += head_len;
+        if (!s->first_done) first_bytes(s, (const char *)head, head_len);
         on_client_bytes(s, head_len, NULL);
       }
     }
@@ -1854,6 +2153,7 @@ static void fill_stats(const session_t *s, double *d) {
   if (s->state == S_CLOSED) fl |= FL_CLOSED;
   if (s->s2c.in_done && !s->pass_fin) fl |= FL_SERVER_EOF_HELD;
   if (s->server_first) fl |= FL_SERVER_FIRST;
+  if (s->client_first) fl |= FL_CLIENT_FIRST;
   d[ST_FLAGS] = fl;
   uint64_t now = mono_ms();
   d[ST_IDLE_MS] = now > s->last_activity ? (double)(now - s->last_activity) : 0;
@@ -2086,6 +2386,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"connect", NULL, js_connect, NULL, NULL, NULL, napi_enumerable, pl},
       {"cancelConnect", NULL, js_cancel_connect, NULL, NULL, NULL, napi_enumerable, pl},
       {"localName", NULL, js_local_name, NULL, NULL, NULL, napi_enumerable, pl},
+      {"listen", NULL, js_listen, NULL, NULL, NULL, napi_enumerable, pl},
+      {"unlisten", NULL, js_unlisten, NULL, NULL, NULL, napi_enumerable, pl},
+      {"resumeAccept", NULL, js_resume_accept, NULL, NULL, NULL, napi_enumerable, pl},
+      {"forgetAccepted", NULL, js_forget_accepted, NULL, NULL, NULL, napi_enumerable, pl},
       {"replaceServer", NULL, js_replace_server, NULL, NULL, NULL, napi_enumerable, pl},
       {"shutdownClient", NULL, js_shutdown_client, NULL, NULL, NULL, napi_enumerable, pl},
       {"pause", NULL, js_pause, NULL, NULL, NULL, napi_enumerable, pl},

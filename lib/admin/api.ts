@@ -195,7 +195,7 @@ export function setAdmin(listener: Listener, backend: Backend, state: AdminState
   const was = backend.admin
   backend.admin = state
   if (state === 'maint') backend.pool?.stop()
-  else if (state === 'ready' && listener.server.listening) backend.pool?.start()
+  else if (state === 'ready' && listener.listening) backend.pool?.start()
   return was
 }
 

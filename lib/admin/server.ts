@@ -149,7 +149,7 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
     // readiness also that it takes new clients (503 while it stops or hands over to a successor).
     '/healthz': (_req, res) => send(res, 200, 'ok\n', 'text/plain; charset=utf-8'),
     '/readyz': (_req, res) => {
-      const ready = options.ready?.() ?? balancer.frontends.some((l) => l.server.listening)
+      const ready = options.ready?.() ?? balancer.frontends.some((l) => l.listening)
       send(res, ready ? 200 : 503, ready ? 'ready\n' : 'not ready\n', 'text/plain; charset=utf-8')
     },
   }

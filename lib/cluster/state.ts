@@ -56,7 +56,7 @@ export function applyState(balancer: Balancer, states: readonly BackendState[], 
         b.checkedUp = s.up
         if (s.up) {
           b.cameUp()
-          if (l.server.listening && b.admin !== 'maint') b.pool?.start()
+          if (l.listening && b.admin !== 'maint') b.pool?.start()
         } else {
           b.pool?.stop()
           if (l.onDown === 'migrate') l.migrateFrom(b)

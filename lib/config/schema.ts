@@ -502,6 +502,12 @@ const listenerFields = z.strictObject({
   // Default `auto` since the failover bench (one of three nginx SIGKILLed under wrk) gave 0 client
   // errors in 60 runs on the native plane (bench/native-failover.sh native 30, twice); `js` opts out.
   dataPlane: z.enum(DATA_PLANES).default('auto'),
+  /**
+   * On the native plane, the plane accepts new clients itself (no Node socket for them) where it
+   * can: an IP listen address bound by this process, no accept stage, no `sendProxy`
+   * (docs/native-plane.md, "Accepts"). false: Node accepts, as on the JavaScript plane.
+   */
+  nativeAccept: z.boolean().default(true),
   /** TLS passthrough with routing by SNI and ALPN to backend groups (see tlsSchema). */
   tls: tlsSchema.optional(),
   /**

@@ -41,12 +41,12 @@ import type { ServerFailure, Session, SessionBounds, SweepVerdict } from '../ses
 import {
   emptyStats,
   type NativePlane,
+  type PlaneAccepted,
   type PlaneConnection,
   type PlaneEvent,
   type PlaneHandle,
   type PlaneStats,
 } from './plane.js'
-import { classifyFirstBytes } from '../framing/client-first.js'
 
 /**
  * What a session's `client` and `server` point at once their descriptors belong to the plane: one
@@ -72,6 +72,13 @@ const connecting = new Map<PlaneConnection, NativeLink>()
 
 function onPlaneConnect(connection: PlaneConnection, errno: number, code: string): void {
   connecting.get(connection)?.onConnect(connection, errno, code)
+}
+
+/** Links whose client the plane accepted, until the attach takes it (a reset while connecting). */
+const accepting = new Map<PlaneAccepted, NativeLink>()
+
+function onAcceptedGone(client: PlaneAccepted, errno: number, code: string): void {
+  accepting.get(client)?.clientGone(client, errno, code)
 }
 
 /** Live native sessions of this thread (for tests and the admin page). */
@@ -135,13 +142,6 @@ export class NativeLink implements CheckWaiter {
   private clientBytesAtMove = -1
   /** When the last move between turns happened (Date.now(); 0: none pending), for ORPHAN_FIN_MS. */
   private movedAt = 0
-  /**
-   * The client's first bytes (held while connecting, as an accept stage such as TLS routing always
-   * holds them) opened a client-first handshake (framing/client-first.ts): once the server has
-   * said anything the session is pinned, as the plane's serverFirst pins a greeting. Bytes that
-   * arrive after the attach are the plane's alone, so a handshake sent then is not seen here.
-   */
-  private clientFirst = false
   /** The error the plane reported on the client side, for the `close` that follows. */
   private clientError: Error | undefined = undefined
   /**
@@ -149,10 +149,26 @@ export class NativeLink implements CheckWaiter {
    * from its start until the attach takes it or it is cancelled.
    */
   private conn: PlaneConnection | undefined = undefined
+  /**
+   * The client, where the plane accepted it (Listener.acceptNative): no Node socket for it either.
+   * Held until the attach takes it, or closed when the session ends before.
+   */
+  private client: PlaneAccepted | undefined
 
-  constructor(session: Session, plane: NativePlane) {
+  constructor(session: Session, plane: NativePlane, client?: PlaneAccepted) {
     this.s = session
     this.plane = plane
+    this.client = client
+    if (client !== undefined) {
+      accepting.set(client, this)
+      plane.watchAccepted(client, onAcceptedGone)
+    }
+  }
+
+  /** The accepted client reset before the attach: the session ends, as on a Node socket's error. */
+  clientGone(client: PlaneAccepted, errno: number, code: string): void {
+    if (this.client !== client) return
+    this.s.destroy('client-error', Object.assign(new Error(`read ${code}`), { code, errno: -errno }))
   }
 
   /** The plane holds the session's descriptors now. */
@@ -230,14 +246,13 @@ export class NativeLink implements CheckWaiter {
     const held = s.held
     s.held = undefined
     const head = held === undefined ? undefined : held.length === 1 ? held[0] : Buffer.concat(held)
-    if (head !== undefined) {
-      const kind = classifyFirstBytes(head)
-      this.clientFirst = kind !== 'other' && kind !== 'more'
-    }
-    const client = s.client
+    // An accepted client passes to the attach, which owns it from the call on (closed if it fails).
+    const client = this.client ?? s.client
+    if (this.client !== undefined) accepting.delete(this.client)
+    this.client = undefined
     const conn = this.conn
     this.conn = undefined
-    s.handOver(client)
+    if (typeof client !== 'number') s.handOver(client)
     if (conn === undefined) s.handOver(server)
     else s.serverLocal = this.plane.localName(conn)
     let handle: PlaneHandle
@@ -336,6 +351,11 @@ export class NativeLink implements CheckWaiter {
   finish(): void {
     const s = this.s
     this.cancelConnect()
+    if (this.client !== undefined) {
+      accepting.delete(this.client)
+      this.plane.closeAccepted(this.client)
+      this.client = undefined
+    }
     this.close(
       s.outcome !== 'client-error' && (s.error as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET'
     )
@@ -414,7 +434,7 @@ export class NativeLink implements CheckWaiter {
 
   /** A greeting server, or an answered client-first handshake: no other server could continue. */
   private pinned(st: PlaneStats): boolean {
-    return st.serverFirst || (this.clientFirst && st.bytesFromServer > 0)
+    return st.serverFirst || (st.clientFirst && st.bytesFromServer > 0)
   }
 
   private passFin(): void {

@@ -25,11 +25,17 @@ interface Binding {
   readonly statsLength: number
   readonly poolStatsLength: number
   readonly maxThreads: number
-  setCallback(fn: (id: number, kind: number, a: number, errno: number) => void): void
+  setCallback(
+    fn: (id: number, kind: number, a: number, errno: number, address?: string, port?: number) => void
+  ): void
   attach(clientFd: number, serverFd: number, replayBytes: number, flags: number, head?: Buffer): number
   connect(family: number, address: string, port: number): number
   cancelConnect(token: number): void
   localName(token: number): string
+  listen(fd: number, backlog: number): void
+  unlisten(fd: number): void
+  resumeAccept(fd: number): void
+  forgetAccepted(token: number): void
   replaceServer(id: number, fd: number): number
   shutdownClient(id: number): void
   pause(id: number, paused: boolean): void
@@ -44,6 +50,28 @@ export type PlaneHandle = number & { readonly __planeHandle: true }
 
 /** A server connect the plane makes itself (`connect()`), until `attachConnected` or `cancelConnect`. */
 export type PlaneConnection = number & { readonly __planeConnection: true }
+
+/**
+ * A client the plane accepted (`listen`), until `attach`/`attachConnected` take it, `closeAccepted`
+ * closes it or `takeAccepted` gives its descriptor to the caller.
+ */
+export type PlaneAccepted = number & { readonly __planeAccepted: true }
+
+/**
+ * A client accepted on a listening socket of `listen` (its address from accept4, no getpeername),
+ * or, with `client` undefined, an accept that failed (`errno`, its name in `code`): the listening
+ * socket is paused until `resumeAccept`, its new clients waiting in the kernel's queue.
+ */
+export type AcceptListener = (
+  client: PlaneAccepted | undefined,
+  errno: number,
+  code: string,
+  address: string,
+  port: number
+) => void
+
+/** An accepted client not yet attached reset or failed (`watchAccepted`). */
+export type GoneListener = (client: PlaneAccepted, errno: number, code: string) => void
 
 /** The outcome of a plane connect: `errno` 0 when it connected, else why not (its name in `code`). */
 export type ConnectListener = (connection: PlaneConnection, errno: number, code: string) => void
@@ -102,6 +130,12 @@ export interface PlaneStats {
    * so the session cannot move to another one (opaque's `pinned`). Sticky.
    */
   serverFirst: boolean
+  /**
+   * The client's first bytes opened a client-first handshake (a TLS ClientHello, the HTTP/2
+   * preface, a PostgreSQL startup; lib/framing/client-first.ts): once the server has answered, the
+   * session cannot move to another one. Sticky.
+   */
+  clientFirst: boolean
   /** The plane thread that moves this session's bytes (1..threads), or 0: the main loop. */
   thread: number
 }
@@ -175,10 +209,12 @@ export interface NativePlane {
   readonly version: string
   /**
    * Hand two connected sockets (or raw descriptors, which stay the caller's to close) to the plane.
-   * Sockets are destroyed after their descriptors are duplicated. `onEvent` runs on this thread.
+   * Sockets are destroyed after their descriptors are duplicated. A client the plane accepted
+   * (`PlaneAccepted`) is the plane's from the call on, closed by it if the attach fails. `onEvent`
+   * runs on this thread.
    */
   attach(
-    client: Socket | number,
+    client: Socket | number | PlaneAccepted,
     server: Socket | number,
     onEvent: PlaneListener,
     options?: AttachOptions
@@ -201,11 +237,31 @@ export interface NativePlane {
    * still the caller's and nothing else.
    */
   attachConnected(
-    client: Socket | number,
+    client: Socket | number | PlaneAccepted,
     server: PlaneConnection,
     onEvent: PlaneListener,
     options?: AttachOptions
   ): PlaneHandle
+  /**
+   * Accept on `fd`, a bound TCP socket the caller keeps (and closes after `unlisten`), instead of
+   * Node: each client is one `onAccept` call, on this thread. `backlog` > 0 calls listen(2) with
+   * it; 0 takes a socket that listens already. Throws (the errno's name as `code`) when it cannot.
+   */
+  listen(fd: number, backlog: number, onAccept: AcceptListener): void
+  /** Stop accepting on `fd`; clients accepted and not yet delivered are closed. */
+  unlisten(fd: number): void
+  /** Accept again on `fd` after an accept failed (`onAccept` with no client). */
+  resumeAccept(fd: number): void
+  /**
+   * Be told, once, when an accepted client resets or fails before it is attached (a FIN alone is
+   * not reported: a half-closed client may still want its answer). Its descriptor stays the
+   * caller's: `closeAccepted` it.
+   */
+  watchAccepted(client: PlaneAccepted, onGone: GoneListener): void
+  /** Close an accepted client (refused, or its session ended before the attach). */
+  closeAccepted(client: PlaneAccepted): void
+  /** The accepted client's descriptor, the caller's from now on (for `new net.Socket({ fd })`). */
+  takeAccepted(client: PlaneAccepted): number
   /** Live counters and state; undefined once the session is gone. Cheap: no allocation but the object. */
   stats(handle: PlaneHandle): PlaneStats | undefined
   /**
@@ -240,7 +296,7 @@ export type NativePlaneLoad = { plane: NativePlane; reason: undefined } | { plan
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const ADDON_PATH = path.join(ROOT, 'build', 'Release', 'baton_plane.node')
-const ABI_VERSION = '3'
+const ABI_VERSION = '4'
 
 // Stats layout: native/plane.c, ST_*.
 const ST = {
@@ -274,16 +330,22 @@ const FL = {
   closed: 64,
   serverEofHeld: 128,
   serverFirst: 256,
+  clientFirst: 512,
 } as const
 const EV_CLIENT_EOF = 1
 const EV_SERVER_EOF = 2
 const EV_ERROR = 3
 const EV_CLOSE = 4
 const EV_CONNECT = 5
+const EV_ACCEPT = 6
+const EV_CLIENT_GONE = 7
+/** A connect's or an accepted client's token: (generation << 22) | descriptor (native/plane.c). */
+const TOKEN_FD = 2 ** 22
 const SIDES: readonly PlaneSide[] = ['client', 'server', 'internal']
 const REASONS: readonly PlaneCloseReason[] = ['done', 'client-error', 'internal-error', 'done']
 const F_HOLD_SERVER_EOF = 1
 const F_SERVER_OWNED = 2
+const F_CLIENT_OWNED = 4
 
 export { NativePlaneError }
 
@@ -293,6 +355,10 @@ class Plane implements NativePlane {
   private readonly connects = new Map<number, ConnectListener>()
   /** Connects that succeeded and are not yet attached or cancelled. */
   private readonly connected = new Set<number>()
+  /** Listening descriptors the plane accepts on, with their listener. */
+  private readonly acceptors = new Map<number, AcceptListener>()
+  /** Accepted clients not yet attached, closed or taken, with who watches them (watchAccepted). */
+  private readonly accepted = new Map<number, GoneListener | undefined>()
   private readonly scratch: Float64Array
   private readonly poolScratch: Float64Array
 
@@ -304,7 +370,7 @@ class Plane implements NativePlane {
   }
 
   attach(
-    client: Socket | number,
+    client: Socket | number | PlaneAccepted,
     server: Socket | number,
     onEvent: PlaneListener,
     options: AttachOptions = {}
@@ -313,7 +379,7 @@ class Plane implements NativePlane {
   }
 
   attachConnected(
-    client: Socket | number,
+    client: Socket | number | PlaneAccepted,
     server: PlaneConnection,
     onEvent: PlaneListener,
     options: AttachOptions = {}
@@ -338,8 +404,41 @@ class Plane implements NativePlane {
     return this.binding.localName(connection)
   }
 
+  listen(fd: number, backlog: number, onAccept: AcceptListener): void {
+    if (this.acceptors.has(fd))
+      throw new NativePlaneError('ERR_INVALID_ARG_VALUE', `the plane accepts on descriptor ${fd} already`)
+    if (!Number.isInteger(backlog) || backlog < 0)
+      throw new NativePlaneError('ERR_INVALID_ARG_VALUE', `backlog must be a non-negative integer, got ${backlog}`)
+    this.binding.listen(fd, backlog)
+    this.acceptors.set(fd, onAccept)
+  }
+
+  unlisten(fd: number): void {
+    if (!this.acceptors.delete(fd)) return
+    this.binding.unlisten(fd)
+  }
+
+  resumeAccept(fd: number): void {
+    if (this.acceptors.has(fd)) this.binding.resumeAccept(fd)
+  }
+
+  closeAccepted(client: PlaneAccepted): void {
+    if (this.accepted.delete(client)) this.binding.cancelConnect(client)
+  }
+
+  takeAccepted(client: PlaneAccepted): number {
+    if (!this.accepted.delete(client))
+      throw new NativePlaneError('ERR_INVALID_ARG_VALUE', 'not an accepted client (taken, attached or closed)')
+    this.binding.forgetAccepted(client)
+    return client % TOKEN_FD
+  }
+
+  watchAccepted(client: PlaneAccepted, onGone: GoneListener): void {
+    if (this.accepted.has(client)) this.accepted.set(client, onGone)
+  }
+
   private attachAny(
-    client: Socket | number,
+    client: Socket | number | PlaneAccepted,
     server: Socket | number,
     owned: boolean,
     onEvent: PlaneListener,
@@ -356,7 +455,10 @@ class Plane implements NativePlane {
         'ERR_INVALID_ARG_VALUE',
         'not a connection that connected (or attached already)'
       )
-    const clientFd = descriptorOf(client, 'client')
+    // An accepted client is the plane's own: nothing to duplicate, and the addon closes it if the
+    // attach fails.
+    const clientOwned = typeof client === 'number' && this.accepted.delete(client)
+    const clientFd = clientOwned ? (client as number) : descriptorOf(client, 'client')
     // An owned connection is the plane's from here on: the addon closes it if it fails.
     if (owned) this.connected.delete(server as number)
     const serverFd = owned ? (server as number) : descriptorOf(server, 'server')
@@ -373,7 +475,9 @@ class Plane implements NativePlane {
         clientFd,
         serverFd,
         replayBytes,
-        (options.holdServerEof === true ? F_HOLD_SERVER_EOF : 0) | (owned ? F_SERVER_OWNED : 0),
+        (options.holdServerEof === true ? F_HOLD_SERVER_EOF : 0) |
+          (owned ? F_SERVER_OWNED : 0) |
+          (clientOwned ? F_CLIENT_OWNED : 0),
         head
       )
     } catch (err) {
@@ -473,7 +577,28 @@ class Plane implements NativePlane {
    * The one callback the addon calls (on this thread, from a uv callback, never inside one of the
    * calls above). The stats are read now: what the plane thread saw since the event is in them.
    */
-  private readonly dispatch = (id: number, kind: number, a: number, errno: number): void => {
+  private readonly dispatch = (
+    id: number,
+    kind: number,
+    a: number,
+    errno: number,
+    address?: string,
+    port?: number
+  ): void => {
+    if (kind === EV_ACCEPT) {
+      const onAccept = this.acceptors.get(a)
+      if (errno !== 0) return onAccept?.(undefined, errno, errnoCode(errno), '', 0)
+      // Accepted before an unlisten: nobody wants the client.
+      if (onAccept === undefined) return this.binding.cancelConnect(id)
+      this.accepted.set(id, undefined)
+      return onAccept(id as PlaneAccepted, 0, '', address ?? '', port ?? 0)
+    }
+    if (kind === EV_CLIENT_GONE) {
+      const onGone = this.accepted.get(id)
+      if (onGone === undefined) return
+      this.accepted.set(id, undefined) // once
+      return onGone(id as PlaneAccepted, errno, errnoCode(errno))
+    }
     if (kind === EV_CONNECT) {
       const done = this.connects.get(id)
       if (done === undefined) return
@@ -541,6 +666,7 @@ export function emptyStats(): PlaneStats {
     paused: false,
     closed: false,
     serverFirst: false,
+    clientFirst: false,
     thread: 0,
   }
 }
@@ -577,6 +703,7 @@ function fillStats(d: Float64Array, o: PlaneStats): PlaneStats {
   o.paused = (flags & FL.paused) !== 0
   o.closed = (flags & FL.closed) !== 0
   o.serverFirst = (flags & FL.serverFirst) !== 0
+  o.clientFirst = (flags & FL.clientFirst) !== 0
   o.thread = d[ST.thread]!
   return o
 }

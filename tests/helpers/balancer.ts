@@ -122,7 +122,7 @@ export async function closeHard(balancer: Balancer, waitMs = 3000): Promise<bool
     e.client.destroy()
     ;(e.server as Socket | undefined)?.destroy()
   }
-  for (const l of balancer.frontends) l.server.close()
+  for (const l of balancer.frontends) l.stopAccepting()
   await settlesWithin(closing, waitMs)
   return false
 }
