@@ -1,8 +1,9 @@
 /*
  * native/plane.c — Baton's native splice data plane (an optional N-API addon, plain C).
  *
- * Node accepts, picks a backend and connects. Once both sockets are connected, JavaScript hands the
- * two descriptors to this addon: it dup()s them (F_DUPFD_CLOEXEC, O_NONBLOCK) and JavaScript destroys
+ * JavaScript picks a backend and decides; the plane may accept the client (listen(), EV_ACCEPT) and
+ * connect the server (connect(), EV_CONNECT) itself. Otherwise Node accepts or connects, and once
+ * both sockets are connected, JavaScript hands the two descriptors to this addon: it dup()s them (F_DUPFD_CLOEXEC, O_NONBLOCK) and JavaScript destroys
  * its own net.Socket objects. Closing the original descriptor sends nothing on the wire: the socket
  * lives on through the duplicate (tests/native/plane.test.ts checks that no FIN goes out). From then
  * on bytes move kernel to kernel with splice(2), and JavaScript hears only about things that happen.

@@ -78,6 +78,7 @@ t.test('a minimal config resolves every default', async (t) => {
         slowStart: 0,
         passive: { failures: 3, cooldown: 10_000, maxCooldown: 300_000, maxEjectPercent: 50 },
         dataPlane: 'auto',
+        nativeAccept: true,
       },
     ],
     maxConnections: 0,
