@@ -1525,7 +1525,14 @@ static void deliver(plane_t *pl) {
     }
     uv_mutex_unlock(&ln->lock);
     if (q.n == 0) continue;
-    for (uint32_t k = 0; k < q.n && !pl->shutting_down; k++) deliver_one(pl, &q.v[k]);
+    /* New clients last: a server's FIN in this batch then reaches the crash check before the new
+     * sessions' connects start, so those connects can witness it (replay/crash-check.ts: only a
+     * connect that started after a close answers for it). Accepts belong to no session: moving
+     * them changes no session's order of events. */
+    for (uint32_t k = 0; k < q.n && !pl->shutting_down; k++)
+      if (q.v[k].kind != EV_ACCEPT) deliver_one(pl, &q.v[k]);
+    for (uint32_t k = 0; k < q.n && !pl->shutting_down; k++)
+      if (q.v[k].kind == EV_ACCEPT) deliver_one(pl, &q.v[k]);
     q.n = 0;
     if (pl->spare.v == NULL)
       pl->spare = q;
@@ -1980,6 +1987,12 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
     return NULL;
   }
   ln->live++;
+  /* A client the plane accepted has most likely sent its request by now (nothing read it): move
+   * it at once, as the lane would on its next wake-up, rather than wait for that wake-up. */
+  if (cowned && s->state != S_CLOSED) {
+    s->end[CLIENT].rd_ready = 1;
+    api_pump(pl, s);
+  }
   uv_mutex_unlock(&ln->lock);
   if (pl->live == 1) uv_ref((uv_handle_t *)pl->async);
   napi_value out;

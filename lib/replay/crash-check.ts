@@ -24,7 +24,11 @@
  * alive (a reset or close meanwhile: dead). A witness counts at once: it only ever answers under
  * churn, where waiting would cost every close its latency; the one case that then behaves as a plain
  * proxy is a backend whose listener outlives its connections by a moment while new sessions still
- * reach it (the FIN between turns goes on to the client).
+ * reach it (the FIN between turns goes on to the client). Under the same churn (session connects to
+ * the backend every GRACE_MS or more often, on average) a probe counts at once too: it stands for
+ * the witness that did not come because every session was waiting on a check (clients in a closed
+ * loop that all closed together reconnect only once answered: holding each probe CONFIRM_MS would
+ * keep them in that lockstep at one probe and 3 ms per close).
  *
  * Waiters are answered in the order their closes came (`since` ascends along `waiting`), never
  * synchronously from `checkBackend`.
@@ -52,6 +56,8 @@ interface Target {
   readonly port: number
   /** A unix-domain backend's socket path (host and port then unused). */
   readonly path?: string | undefined
+  /** Sessions on the backend now, connecting ones included (Backend.active), where known. */
+  readonly active?: number
 }
 
 interface Waiting {
@@ -72,6 +78,8 @@ interface Checks {
   gap: number
   probe: Socket | undefined
   probeStartedAt: number
+  /** The probe in flight was started under churn: accepted, it counts at once (see above). */
+  probeAtOnce: boolean
   grace: NodeJS.Timeout | undefined
 }
 
@@ -91,6 +99,7 @@ function checksOf(target: Target): Checks {
       gap: Infinity,
       probe: undefined,
       probeStartedAt: 0,
+      probeAtOnce: false,
       grace: undefined,
     }
     all.set(target, c)
@@ -123,8 +132,24 @@ export function checkBackend(target: Target, timeoutMs: number, waiter: CheckWai
   const c = checksOf(target)
   const now = performance.now()
   c.waiting.push({ waiter, since: now, timeoutMs })
+  if (c.grace !== undefined && allWaiting(c)) {
+    // Nobody left to connect: the grace would only delay the probe.
+    clearTimeout(c.grace)
+    c.grace = undefined
+  }
   if (c.probe !== undefined || c.grace !== undefined) return // the next verdict will come to it
   decide(c, now, ownConnect)
+}
+
+/**
+ * Every session on the backend waits for a verdict: none of them is connecting or talking, so no
+ * witness can come from them, and clients in a closed loop (each reconnects once its session has
+ * ended) will not connect before an answer. Waiting for a witness would only delay the probe; this
+ * is how closes that came together (the sessions of a burst) stay fast.
+ */
+function allWaiting(c: Checks): boolean {
+  const active = c.target.active
+  return active !== undefined && c.waiting.length >= active
 }
 
 /** The waiter no longer wants the verdict (its session ended). */
@@ -153,7 +178,8 @@ function decide(c: Checks, now: number, ownConnect = -1): void {
   // When is the next connect due? About `gap` after the last one (unknown after a single connect),
   // and not sooner than the time since another session's connect: traffic that stopped has a stale gap.
   const since = now - other
-  if ((c.gap === Infinity ? since : Math.max(c.gap, since)) <= GRACE_MS) c.grace = setTimeout(onGrace, GRACE_MS, c)
+  if ((c.gap === Infinity ? since : Math.max(c.gap, since)) <= GRACE_MS && !allWaiting(c))
+    c.grace = setTimeout(onGrace, GRACE_MS, c)
   else startProbe(c, now)
 }
 
@@ -167,6 +193,7 @@ function startProbe(c: Checks, now: number): void {
   socket[kChecks] = c
   c.probe = socket
   c.probeStartedAt = now
+  c.probeAtOnce = c.gap <= GRACE_MS
   socket.setTimeout(c.waiting[0]!.timeoutMs)
   socket.once('connect', onConnected)
   socket.once('timeout', onDead)
@@ -208,6 +235,7 @@ function settle(socket: ProbeSocket, alive: boolean): void {
 
 /** Accepted: held CONFIRM_MS; a reset or close meanwhile (a dying listener's queue) settles it dead. */
 function onConnected(this: ProbeSocket): void {
+  if (this[kChecks]?.probeAtOnce === true) return settle(this, true)
   setTimeout(onConfirmed, CONFIRM_MS, this)
 }
 

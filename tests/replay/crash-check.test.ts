@@ -147,3 +147,47 @@ t.test('a close while a probe is in flight waits for a check that started after 
   await until(() => backend.accepted === 2, 'the second probe accepted')
   t.equal(backend.accepted, 2, 'a fresh probe for the later close')
 })
+
+t.test('every session on the backend waiting: the probe goes out at once, without the grace', async (t) => {
+  const backend = await echoServer('b')
+  t.teardown(() => backend.close())
+  // Under churn (two session connects a moment apart) a close would wait GRACE_MS for a witness,
+  // but with `active` sessions all waiting on a check none of them can connect: clients in a closed
+  // loop that closed together reconnect only once answered.
+  const target = { host: backend.host, port: backend.port, active: 2 }
+  connectStarted(target, performance.now())
+  connectStarted(target, performance.now() + 0.001)
+  const w = waiters(2)
+  checkBackend(target, 1000, w.list[0]!)
+  checkBackend(target, 1000, w.list[1]!)
+  t.same(await within(w.verdicts, 'verdicts'), [true, true], 'alive, both')
+  await until(() => backend.accepted === 1, 'the probe reached the backend')
+  t.equal(backend.accepted, 1, 'one probe connect, made although connects were due')
+})
+
+t.test('under churn an accepted probe counts at once; without churn it must stay up CONFIRM_MS', async (t) => {
+  // A listener that accepts and resets a millisecond later: a dying process group's listener
+  // completing a connect just before the kernel closes it. Held CONFIRM_MS, the probe sees the
+  // reset: dead. (The probe's 'connect' is an event of the same loop turn as the accept, so it
+  // always comes before the reset.)
+  const resetting = net.createServer((s) => {
+    s.on('error', () => {})
+    setTimeout(() => s.resetAndDestroy(), 1)
+  })
+  await new Promise<void>((r) => resetting.listen(0, '127.0.0.1', r))
+  t.teardown(() => resetting.close())
+  const port = (resetting.address() as net.AddressInfo).port
+  const quiet = { host: '127.0.0.1', port }
+  const lone = waiters(1)
+  checkBackend(quiet, 1000, lone.list[0]!)
+  t.same(await within(lone.verdicts, 'verdict'), [false], 'no churn: the reset within CONFIRM_MS reads dead')
+  // The same listener under churn (connects a moment apart, as a witness would be trusted): the
+  // probe stands for the witness that did not come, and counts once accepted (the documented case
+  // that behaves as a plain proxy).
+  const busy = { host: '127.0.0.1', port, active: 1 }
+  connectStarted(busy, performance.now())
+  connectStarted(busy, performance.now() + 0.001)
+  const churn = waiters(1)
+  checkBackend(busy, 1000, churn.list[0]!)
+  t.same(await within(churn.verdicts, 'verdict'), [true], 'under churn: alive once accepted')
+})
