@@ -42,7 +42,7 @@ interface Binding {
   close(id: number, resetClient?: boolean): boolean
   stats(id: number, out: Float64Array): boolean
   poolStats(out: Float64Array): void
-  configure(maxIdlePipes: number, pipeSize: number, copyReads: number, threads: number): void
+  configure(maxIdlePipes: number, pipeSize: number, copyReads: number, threads: number, connectNow: number): void
 }
 
 /** A session inside the native plane. Opaque: a stale handle is refused, never misused. */
@@ -200,6 +200,12 @@ export interface PlaneConfig {
    * from then on; a thread no longer configured ends with its last session.
    */
   threads?: number
+  /**
+   * A connect done inside `connect()` (loopback runs the handshake inside the call) is reported on
+   * the next tick instead of through the epoll (default true). false: always through the epoll
+   * (tests of that path).
+   */
+  connectNow?: boolean
 }
 
 /** The most plane threads `configure({ threads })` takes (native/plane.c, MAX_THREADS). */
@@ -341,6 +347,8 @@ const EV_ACCEPT = 6
 const EV_CLIENT_GONE = 7
 /** A connect's or an accepted client's token: (generation << 22) | descriptor (native/plane.c). */
 const TOKEN_FD = 2 ** 22
+/** A connect token with this bit was done inside the call (loopback): no EV_CONNECT follows. */
+const CONN_NOW = 2 ** 52
 const SIDES: readonly PlaneSide[] = ['client', 'server', 'internal']
 const REASONS: readonly PlaneCloseReason[] = ['done', 'client-error', 'internal-error', 'done']
 const F_HOLD_SERVER_EOF = 1
@@ -389,6 +397,15 @@ class Plane implements NativePlane {
 
   connect(family: 4 | 6, address: string, port: number, onDone: ConnectListener): PlaneConnection {
     const token = this.binding.connect(family, address, port)
+    if (token >= CONN_NOW) {
+      // Connected inside the call: told on the next tick (never from inside the call), unless
+      // cancelled first.
+      this.connected.add(token)
+      process.nextTick(() => {
+        if (this.connected.has(token)) onDone(token as PlaneConnection, 0, '')
+      })
+      return token as PlaneConnection
+    }
     this.connects.set(token, onDone)
     return token as PlaneConnection
   }
@@ -546,7 +563,7 @@ class Plane implements NativePlane {
   }
 
   configure(config: PlaneConfig): void {
-    const { maxIdlePipes = -1, pipeSize = 0, copyReads, threads } = config
+    const { maxIdlePipes = -1, pipeSize = 0, copyReads, threads, connectNow } = config
     if (
       maxIdlePipes !== -1 &&
       (!Number.isInteger(maxIdlePipes) || maxIdlePipes < 0 || maxIdlePipes > 1 << 20)
@@ -569,7 +586,8 @@ class Plane implements NativePlane {
       maxIdlePipes,
       pipeSize,
       copyReads === undefined ? -1 : copyReads ? 1 : 0,
-      threads ?? -1
+      threads ?? -1,
+      connectNow === undefined ? -1 : connectNow ? 1 : 0
     )
   }
 

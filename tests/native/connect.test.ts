@@ -38,43 +38,48 @@ async function closedPort(): Promise<number> {
   return port
 }
 
-t.test(
-  'a plane connect that succeeds carries a session both ways, no Node socket for the server',
-  { skip },
-  async (t) => {
-    const plane = thePlane()
-    const echo = await echoServer('echo')
-    t.teardown(() => echo.close())
-    // The session's client: accepted by a server of the test, paused, handed to the plane.
-    let accepted!: net.Socket
-    const front = net.createServer({ pauseOnConnect: true }, (s) => (accepted = s))
-    await new Promise<void>((r) => front.listen(0, HOST, r))
-    t.teardown(() => front.close())
-    const client = await connectClient((front.address() as net.AddressInfo).port)
-    t.teardown(() => client.destroy())
-    await until(() => accepted !== undefined, 'the front accepted')
+// connectNow: a loopback connect is done inside connect() and reported on the next tick; false
+// takes the epoll's EPOLLOUT instead (the path of a connect that takes a round trip).
+for (const connectNow of [true, false])
+  t.test(
+    `a plane connect that succeeds carries a session both ways, no Node socket for the server (connectNow ${connectNow})`,
+    { skip },
+    async (t) => {
+      const plane = thePlane()
+      plane.configure({ connectNow })
+      t.teardown(() => plane.configure({ connectNow: true }))
+      const echo = await echoServer('echo')
+      t.teardown(() => echo.close())
+      // The session's client: accepted by a server of the test, paused, handed to the plane.
+      let accepted!: net.Socket
+      const front = net.createServer({ pauseOnConnect: true }, (s) => (accepted = s))
+      await new Promise<void>((r) => front.listen(0, HOST, r))
+      t.teardown(() => front.close())
+      const client = await connectClient((front.address() as net.AddressInfo).port)
+      t.teardown(() => client.destroy())
+      await until(() => accepted !== undefined, 'the front accepted')
 
-    const { connection, done } = planeConnect(echo.port)
-    const outcome = await within(done, 'the connect reported')
-    t.equal(outcome.errno, 0, 'connected')
-    t.equal(outcome.connection, connection, 'the outcome names the connection')
-    t.match(plane.localName(connection), /^127\.0\.0\.1:\d+$/, `local name ${plane.localName(connection)}`)
-    const events: PlaneEvent[] = []
-    const handle = plane.attachConnected(accepted, connection, (e) => events.push(e))
-    t.teardown(() => plane.close(handle))
-    t.ok(handle > 0, 'attached')
-    const reply = await client.roundTrip(Buffer.from('through a plane connect'))
-    t.equal(reply.toString(), 'through a plane connect', 'a round trip')
-    t.equal(echo.connections, 1, 'one backend connection')
-    t.throws(
-      () => plane.attachConnected(accepted, connection, () => undefined),
-      { code: 'ERR_INVALID_ARG_VALUE' },
-      'a connection attaches once'
-    )
-    client.socket.end()
-    await until(() => events.some((e) => e.type === 'close'), 'the session closes after the FINs')
-  }
-)
+      const { connection, done } = planeConnect(echo.port)
+      const outcome = await within(done, 'the connect reported')
+      t.equal(outcome.errno, 0, 'connected')
+      t.equal(outcome.connection, connection, 'the outcome names the connection')
+      t.match(plane.localName(connection), /^127\.0\.0\.1:\d+$/, `local name ${plane.localName(connection)}`)
+      const events: PlaneEvent[] = []
+      const handle = plane.attachConnected(accepted, connection, (e) => events.push(e))
+      t.teardown(() => plane.close(handle))
+      t.ok(handle > 0, 'attached')
+      const reply = await client.roundTrip(Buffer.from('through a plane connect'))
+      t.equal(reply.toString(), 'through a plane connect', 'a round trip')
+      t.equal(echo.connections, 1, 'one backend connection')
+      t.throws(
+        () => plane.attachConnected(accepted, connection, () => undefined),
+        { code: 'ERR_INVALID_ARG_VALUE' },
+        'a connection attaches once'
+      )
+      client.socket.end()
+      await until(() => events.some((e) => e.type === 'close'), 'the session closes after the FINs')
+    }
+  )
 
 t.test('a refused plane connect reports ECONNREFUSED and leaves no descriptor', { skip }, async (t) => {
   const port = await closedPort()
