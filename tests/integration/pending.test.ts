@@ -27,13 +27,21 @@ function records(n: number): Buffer[] {
   })
 }
 
-/** The session as it was when its first connect failed (still connecting). */
+/**
+ * The session as it was when its first connect failed (still connecting): taken in the event's
+ * listener, before the retry starts (a retry to a loopback backend can be up by the next tick).
+ */
 function atFirstFailure(balancer: Balancer): Promise<SessionSnapshot> {
-  return once<[BackendFailureEvent]>(balancer, 'backendFailure').then(() => {
-    const [snap] = balancer.sessions()
-    if (snap === undefined) throw new Error('no session at the first connect failure')
-    return snap
-  })
+  return within(
+    new Promise<SessionSnapshot>((resolve, reject) => {
+      balancer.once('backendFailure', (_e: BackendFailureEvent) => {
+        const [snap] = balancer.sessions()
+        if (snap === undefined) reject(new Error('no session at the first connect failure'))
+        else resolve(snap)
+      })
+    }),
+    'the first connect failure'
+  )
 }
 
 t.test('bytes sent before the server connection is up arrive in order', async (t) => {
