@@ -1644,14 +1644,16 @@ static int throw_errno_named(napi_env env, const char *what, int err) {
   return 0;
 }
 
-/* connect(family 4|6, address, port) → token. The connect has started (or failed at once: thrown,
- * with the errno's name as the code); its outcome comes as an EV_CONNECT event. */
+/* connect(family 4|6, address, port, now?) → token. The connect has started (or failed at once:
+ * thrown, with the errno's name as the code); its outcome comes as an EV_CONNECT event, or, with
+ * `now` and a connect done inside the call, the token says so (CONN_NOW). */
 static napi_value js_connect(napi_env env, napi_callback_info info) {
-  GET_ARGS(3)
-  double fam_d, port_d;
+  GET_ARGS(4)
+  double fam_d, port_d, now_d = 0;
   char addr[64];
   size_t alen = 0;
   if (argc < 3 || !arg_double(env, argv[0], &fam_d) || !arg_double(env, argv[2], &port_d)) return NULL;
+  if (argc >= 4 && !arg_double(env, argv[3], &now_d)) return NULL;
   if (napi_get_value_string_utf8(env, argv[1], addr, sizeof addr, &alen) != napi_ok) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "address must be a string");
     return NULL;
@@ -1706,7 +1708,7 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
   struct pollfd pfd = {.fd = fd, .events = POLLOUT, .revents = 0};
   int soerr = 0;
   socklen_t soerr_len = sizeof soerr;
-  if (pl->connect_now && poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLERR | POLLHUP)) == 0 &&
+  if (now_d > 0 && pl->connect_now && poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLERR | POLLHUP)) == 0 &&
       getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &soerr_len) == 0 && soerr == 0) {
     napi_value now;
     napi_create_double(env, (double)(token | CONN_NOW), &now);

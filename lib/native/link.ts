@@ -196,7 +196,10 @@ export class NativeLink implements CheckWaiter {
    */
   startConnect(backend: Backend, family: 4 | 6): void {
     try {
-      this.conn = this.plane.connect(family, backend.host, backend.port, onPlaneConnect)
+      // A client the plane accepted waits for nothing but this connect: told of it at once.
+      this.conn = this.plane.connect(family, backend.host, backend.port, onPlaneConnect, {
+        now: this.client !== undefined,
+      })
       connecting.set(this.conn, this)
     } catch (err) {
       // Could not even start (descriptors, no route): reported as a failed connect, a turn later.

@@ -29,7 +29,7 @@ interface Binding {
     fn: (id: number, kind: number, a: number, errno: number, address?: string, port?: number) => void
   ): void
   attach(clientFd: number, serverFd: number, replayBytes: number, flags: number, head?: Buffer): number
-  connect(family: number, address: string, port: number): number
+  connect(family: number, address: string, port: number, now: number): number
   cancelConnect(token: number): void
   localName(token: number): string
   listen(fd: number, backlog: number): void
@@ -229,9 +229,18 @@ export interface NativePlane {
    * Connect to `address` (an IP address of `family`) and `port` without a Node socket: `onDone` is
    * called once, on this thread, when the connect succeeded or failed (a failed one is closed by
    * the plane), unless `cancelConnect` came first. Throws (with the errno's name as `code`) when it
-   * cannot even start: out of descriptors, no route.
+   * cannot even start: out of descriptors, no route. `now`: a connect done inside the call
+   * (loopback) is reported on the next tick rather than through the epoll a loop turn later;
+   * for a caller that has nothing to wait for (a Node socket that has yet to read the client's
+   * first bytes is better served by that turn).
    */
-  connect(family: 4 | 6, address: string, port: number, onDone: ConnectListener): PlaneConnection
+  connect(
+    family: 4 | 6,
+    address: string,
+    port: number,
+    onDone: ConnectListener,
+    options?: { now?: boolean }
+  ): PlaneConnection
   /** The connect is no longer wanted: closed, and its `onDone` never called. */
   cancelConnect(connection: PlaneConnection): void
   /** The local `address:port` of a connected connection (before `attachConnected`). */
@@ -395,8 +404,14 @@ class Plane implements NativePlane {
     return this.attachAny(client, server, true, onEvent, options)
   }
 
-  connect(family: 4 | 6, address: string, port: number, onDone: ConnectListener): PlaneConnection {
-    const token = this.binding.connect(family, address, port)
+  connect(
+    family: 4 | 6,
+    address: string,
+    port: number,
+    onDone: ConnectListener,
+    options: { now?: boolean } = {}
+  ): PlaneConnection {
+    const token = this.binding.connect(family, address, port, options.now === true ? 1 : 0)
     if (token >= CONN_NOW) {
       // Connected inside the call: told on the next tick (never from inside the call), unless
       // cancelled first.

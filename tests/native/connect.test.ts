@@ -20,11 +20,15 @@ interface Outcome {
 }
 
 /** Start a plane connect to `port`; resolves with its outcome. */
-function planeConnect(port: number): { connection: PlaneConnection; done: Promise<Outcome> } {
+function planeConnect(port: number, now = false): { connection: PlaneConnection; done: Promise<Outcome> } {
   let resolve!: (o: Outcome) => void
   const done = new Promise<Outcome>((r) => (resolve = r))
-  const connection = thePlane().connect(4, HOST, port, (c, errno, code) =>
-    resolve({ connection: c, errno, code })
+  const connection = thePlane().connect(
+    4,
+    HOST,
+    port,
+    (c, errno, code) => resolve({ connection: c, errno, code }),
+    { now }
   )
   return { connection, done }
 }
@@ -59,7 +63,7 @@ for (const connectNow of [true, false])
       t.teardown(() => client.destroy())
       await until(() => accepted !== undefined, 'the front accepted')
 
-      const { connection, done } = planeConnect(echo.port)
+      const { connection, done } = planeConnect(echo.port, connectNow)
       const outcome = await within(done, 'the connect reported')
       t.equal(outcome.errno, 0, 'connected')
       t.equal(outcome.connection, connection, 'the outcome names the connection')
