@@ -63,7 +63,11 @@ t.test('bytes sent before the server connection is up arrive in order', async (t
   const held = await snapshot
   t.equal(held.state, 'connecting', 'at the first connect timeout the session was still connecting')
   if (balancer.frontends[0]!.acceptPlane === 'native')
-    t.equal(held.bytesFromClient, 0, 'accepted by the plane: nothing read before the attach, the bytes wait in the kernel')
+    t.equal(
+      held.bytesFromClient,
+      0,
+      'accepted by the plane: nothing read before the attach, the bytes wait in the kernel'
+    )
   else t.equal(held.bytesFromClient, expected.length, 'and Baton had already read every client byte')
   const got = await echoed
   t.equal(got.length, expected.length, 'every byte came back')

@@ -69,33 +69,37 @@ async function planeConnect(port: number): Promise<PlaneConnection> {
   )
 }
 
-t.test('a client the plane accepted carries a session both ways, no Node socket on either side', { skip }, async (t) => {
-  const plane = thePlane()
-  const echo = await echoServer('echo')
-  t.teardown(() => echo.close())
-  const front = planeListener()
-  t.teardown(() => front.close())
-  const client = await connectClient(front.port)
-  t.teardown(() => client.destroy())
-  await until(() => front.accepted.length === 1, 'the plane accepted')
-  const a = front.accepted[0]!
-  t.equal(a.address, '127.0.0.1', 'the address from accept4')
-  t.equal(a.port, client.socket.localPort, "the client's own port")
+t.test(
+  'a client the plane accepted carries a session both ways, no Node socket on either side',
+  { skip },
+  async (t) => {
+    const plane = thePlane()
+    const echo = await echoServer('echo')
+    t.teardown(() => echo.close())
+    const front = planeListener()
+    t.teardown(() => front.close())
+    const client = await connectClient(front.port)
+    t.teardown(() => client.destroy())
+    await until(() => front.accepted.length === 1, 'the plane accepted')
+    const a = front.accepted[0]!
+    t.equal(a.address, '127.0.0.1', 'the address from accept4')
+    t.equal(a.port, client.socket.localPort, "the client's own port")
 
-  const connection = await planeConnect(echo.port)
-  const events: PlaneEvent[] = []
-  const handle = plane.attachConnected(a.client, connection, (e) => events.push(e))
-  t.teardown(() => plane.close(handle))
-  const reply = await client.roundTrip(Buffer.from('accepted and connected by the plane'))
-  t.equal(reply.toString(), 'accepted and connected by the plane', 'a round trip')
-  t.throws(
-    () => plane.takeAccepted(a.client),
-    { code: 'ERR_INVALID_ARG_VALUE' },
-    'the attach took the client: it is no longer there to take'
-  )
-  client.socket.end()
-  await until(() => events.some((e) => e.type === 'close'), 'the session closes after the FINs')
-})
+    const connection = await planeConnect(echo.port)
+    const events: PlaneEvent[] = []
+    const handle = plane.attachConnected(a.client, connection, (e) => events.push(e))
+    t.teardown(() => plane.close(handle))
+    const reply = await client.roundTrip(Buffer.from('accepted and connected by the plane'))
+    t.equal(reply.toString(), 'accepted and connected by the plane', 'a round trip')
+    t.throws(
+      () => plane.takeAccepted(a.client),
+      { code: 'ERR_INVALID_ARG_VALUE' },
+      'the attach took the client: it is no longer there to take'
+    )
+    client.socket.end()
+    await until(() => events.some((e) => e.type === 'close'), 'the session closes after the FINs')
+  }
+)
 
 t.test('an accepted client is closed by closeAccepted, or taken as a Node socket', { skip }, async (t) => {
   const plane = thePlane()
@@ -123,63 +127,85 @@ t.test('an accepted client is closed by closeAccepted, or taken as a Node socket
   t.equal(socket.remotePort, taken.socket.localPort, 'the Node socket knows its peer')
   const reply = await taken.roundTrip(Buffer.from('a Node socket after all'))
   t.equal(reply.toString(), 'a Node socket after all', 'a round trip through the Node socket')
-  t.throws(() => plane.takeAccepted(front.accepted[1]!.client), { code: 'ERR_INVALID_ARG_VALUE' }, 'taken once')
+  t.throws(
+    () => plane.takeAccepted(front.accepted[1]!.client),
+    { code: 'ERR_INVALID_ARG_VALUE' },
+    'taken once'
+  )
 })
 
-t.test('an accepted client that resets before its attach is reported once; a FIN alone is not', { skip }, async (t) => {
-  const plane = thePlane()
-  const front = planeListener()
-  t.teardown(() => front.close())
-  const gone: string[] = []
-  const halfClosed = await connectClient(front.port, { allowHalfOpen: true })
-  t.teardown(() => halfClosed.destroy())
-  const resetting = await connectClient(front.port)
-  await until(() => front.accepted.length === 2, 'both accepted')
-  for (const a of front.accepted) plane.watchAccepted(a.client, (c, _errno, code) => gone.push(`${c === a.client ? a.port : '?'} ${code}`))
-  halfClosed.socket.end()
-  resetting.socket.resetAndDestroy()
-  await until(() => gone.length === 1, 'the reset reported')
-  t.same(gone, [`${front.accepted[1]!.port} ECONNRESET`], 'the reset client, ECONNRESET')
-  // The half-closed client is still there to attach: a session carries its answer back.
-  const echo = await echoServer('echo')
-  t.teardown(() => echo.close())
-  const events: PlaneEvent[] = []
-  const handle = plane.attachConnected(front.accepted[0]!.client, await planeConnect(echo.port), (e) => events.push(e))
-  t.teardown(() => plane.close(handle))
-  await until(() => events.some((e) => e.type === 'client-eof' && e.stats.finSentToServer), 'the FIN went on to the server')
-  t.equal(gone.length, 1, 'the FIN was not reported as gone')
-  for (const a of front.accepted.slice(1)) plane.closeAccepted(a.client)
-})
+t.test(
+  'an accepted client that resets before its attach is reported once; a FIN alone is not',
+  { skip },
+  async (t) => {
+    const plane = thePlane()
+    const front = planeListener()
+    t.teardown(() => front.close())
+    const gone: string[] = []
+    const halfClosed = await connectClient(front.port, { allowHalfOpen: true })
+    t.teardown(() => halfClosed.destroy())
+    const resetting = await connectClient(front.port)
+    await until(() => front.accepted.length === 2, 'both accepted')
+    for (const a of front.accepted)
+      plane.watchAccepted(a.client, (c, _errno, code) =>
+        gone.push(`${c === a.client ? a.port : '?'} ${code}`)
+      )
+    halfClosed.socket.end()
+    resetting.socket.resetAndDestroy()
+    await until(() => gone.length === 1, 'the reset reported')
+    t.same(gone, [`${front.accepted[1]!.port} ECONNRESET`], 'the reset client, ECONNRESET')
+    // The half-closed client is still there to attach: a session carries its answer back.
+    const echo = await echoServer('echo')
+    t.teardown(() => echo.close())
+    const events: PlaneEvent[] = []
+    const handle = plane.attachConnected(front.accepted[0]!.client, await planeConnect(echo.port), (e) =>
+      events.push(e)
+    )
+    t.teardown(() => plane.close(handle))
+    await until(
+      () => events.some((e) => e.type === 'client-eof' && e.stats.finSentToServer),
+      'the FIN went on to the server'
+    )
+    t.equal(gone.length, 1, 'the FIN was not reported as gone')
+    for (const a of front.accepted.slice(1)) plane.closeAccepted(a.client)
+  }
+)
 
-t.test('unlisten: nothing more is accepted, and the listening socket stays the caller\'s', { skip }, async (t) => {
-  const plane = thePlane()
-  const front = planeListener()
-  t.teardown(() => front.close())
-  const first = await connectClient(front.port)
-  t.teardown(() => first.destroy())
-  await until(() => front.accepted.length === 1, 'accepted while listening')
-  plane.closeAccepted(front.accepted[0]!.client)
-  plane.unlisten(front.fd)
-  // Still bound and listening in the kernel (the caller closes it): a connect completes in the
-  // queue, and nobody accepts it.
-  const queued = await connectClient(front.port)
-  t.teardown(() => queued.destroy())
-  await queued.connected()
-  // Another socket's accept goes through the same epoll wake-ups: once it is in, an accept on the
-  // unlistened socket would have been too.
-  const other = planeListener()
-  t.teardown(() => other.close())
-  const probe = await connectClient(other.port)
-  t.teardown(() => probe.destroy())
-  await until(() => other.accepted.length === 1, 'the other socket accepted')
-  plane.closeAccepted(other.accepted[0]!.client)
-  t.equal(front.accepted.length, 1, 'no accept after unlisten')
-  front.close()
-  await within(queued.closed, 'the queued client is reset when the caller closes the socket')
-  const refused = net.connect({ host: HOST, port: front.port })
-  const code = await new Promise<string>((r) => refused.once('error', (e: NodeJS.ErrnoException) => r(e.code ?? '')))
-  t.equal(code, 'ECONNREFUSED', 'closed by the caller: refused')
-})
+t.test(
+  "unlisten: nothing more is accepted, and the listening socket stays the caller's",
+  { skip },
+  async (t) => {
+    const plane = thePlane()
+    const front = planeListener()
+    t.teardown(() => front.close())
+    const first = await connectClient(front.port)
+    t.teardown(() => first.destroy())
+    await until(() => front.accepted.length === 1, 'accepted while listening')
+    plane.closeAccepted(front.accepted[0]!.client)
+    plane.unlisten(front.fd)
+    // Still bound and listening in the kernel (the caller closes it): a connect completes in the
+    // queue, and nobody accepts it.
+    const queued = await connectClient(front.port)
+    t.teardown(() => queued.destroy())
+    await queued.connected()
+    // Another socket's accept goes through the same epoll wake-ups: once it is in, an accept on the
+    // unlistened socket would have been too.
+    const other = planeListener()
+    t.teardown(() => other.close())
+    const probe = await connectClient(other.port)
+    t.teardown(() => probe.destroy())
+    await until(() => other.accepted.length === 1, 'the other socket accepted')
+    plane.closeAccepted(other.accepted[0]!.client)
+    t.equal(front.accepted.length, 1, 'no accept after unlisten')
+    front.close()
+    await within(queued.closed, 'the queued client is reset when the caller closes the socket')
+    const refused = net.connect({ host: HOST, port: front.port })
+    const code = await new Promise<string>((r) =>
+      refused.once('error', (e: NodeJS.ErrnoException) => r(e.code ?? ''))
+    )
+    t.equal(code, 'ECONNREFUSED', 'closed by the caller: refused')
+  }
+)
 
 t.test('the plane tells a client-first handshake from the bytes it reads itself', { skip }, async (t) => {
   const plane = thePlane()
@@ -190,7 +216,12 @@ t.test('the plane tells a client-first handshake from the bytes it reads itself'
   const cases: [string, Buffer, boolean, boolean][] = [
     ['a TLS ClientHello, copied reads', hello, true, true],
     ['a TLS ClientHello, spliced reads', hello, false, true],
-    ['the HTTP/2 preface in two pieces, copied reads', Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), true, true],
+    [
+      'the HTTP/2 preface in two pieces, copied reads',
+      Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
+      true,
+      true,
+    ],
     ['a plain request, copied reads', Buffer.from('GET / HTTP/1.1\r\n\r\n'), true, false],
     ['a plain request, spliced reads', Buffer.from('GET / HTTP/1.1\r\n\r\n'), false, false],
   ]
@@ -220,32 +251,51 @@ t.test('the plane tells a client-first handshake from the bytes it reads itself'
   plane.configure({ copyReads: true })
 })
 
-t.test('out of descriptors, the plane stops accepting until resumeAccept; queued clients are then served', { skip }, async (t) => {
-  ensureBuilt((text) => t.comment(text))
-  // A child process under a low descriptor limit fills its table, lets clients connect, and
-  // reports what the plane said.
-  const child = spawn('bash', ['-c', 'ulimit -n 128 && exec "$0" "$@"', process.execPath, '--input-type=module', '-e', CHILD], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  t.teardown(() => child.kill('SIGKILL'))
-  let out = ''
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
-  const lines = (): string[] => out.split('\n').filter((l) => l.length > 0)
-  await until(() => lines().some((l) => l.startsWith('port ')), 'the child listens', 20_000)
-  const port = Number(lines().find((l) => l.startsWith('port '))!.slice(5))
-  const clients = await Promise.all([0, 1, 2].map(() => connectClient(port)))
-  t.teardown(() => clients.forEach((c) => c.destroy()))
-  await until(() => lines().some((l) => l.startsWith('failed ')), 'the plane reported the failed accept')
-  t.ok(lines().includes('failed EMFILE'), 'the failure is EMFILE')
-  // The child frees its descriptors and resumes: the three clients waited in the queue.
-  await until(() => lines().filter((l) => l.startsWith('accepted ')).length === 3, 'all three accepted after resume')
-  for (const c of clients) {
-    const reply = await c.roundTrip(Buffer.from('served after all'))
-    t.equal(reply.toString(), 'served after all', 'a queued client is served')
+t.test(
+  'out of descriptors, the plane stops accepting until resumeAccept; queued clients are then served',
+  { skip },
+  async (t) => {
+    ensureBuilt((text) => t.comment(text))
+    // A child process under a low descriptor limit fills its table, lets clients connect, and
+    // reports what the plane said.
+    const child = spawn(
+      'bash',
+      ['-c', 'ulimit -n 128 && exec "$0" "$@"', process.execPath, '--input-type=module', '-e', CHILD],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }
+    )
+    t.teardown(() => child.kill('SIGKILL'))
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    const lines = (): string[] => out.split('\n').filter((l) => l.length > 0)
+    await until(() => lines().some((l) => l.startsWith('port ')), 'the child listens', 20_000)
+    const port = Number(
+      lines()
+        .find((l) => l.startsWith('port '))!
+        .slice(5)
+    )
+    const clients = await Promise.all([0, 1, 2].map(() => connectClient(port)))
+    t.teardown(() => clients.forEach((c) => c.destroy()))
+    await until(() => lines().some((l) => l.startsWith('failed ')), 'the plane reported the failed accept')
+    t.ok(lines().includes('failed EMFILE'), 'the failure is EMFILE')
+    // The child frees its descriptors and resumes: the three clients waited in the queue.
+    await until(
+      () => lines().filter((l) => l.startsWith('accepted ')).length === 3,
+      'all three accepted after resume'
+    )
+    for (const c of clients) {
+      const reply = await c.roundTrip(Buffer.from('served after all'))
+      t.equal(reply.toString(), 'served after all', 'a queued client is served')
+    }
+    t.equal(
+      lines().filter((l) => l.startsWith('failed ')).length,
+      1,
+      'one failure reported: the socket stayed paused'
+    )
   }
-  t.equal(lines().filter((l) => l.startsWith('failed ')).length, 1, 'one failure reported: the socket stayed paused')
-})
+)
 
 /** The child of the test above (the built dist/, as the CLI tests use). */
 const CHILD = `

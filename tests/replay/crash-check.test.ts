@@ -71,24 +71,27 @@ t.test('a witnessing session connect answers a close without a probe; an older o
   t.equal(backend.accepted, 1, 'the sentinel only: no probe connect was made')
 })
 
-t.test('a close whose own connect is the latest probes at once: no other session is connecting', async (t) => {
-  const backend = await echoServer('b')
-  t.teardown(() => backend.close())
-  // A lone client in a serial loop: the closing connection's own connect is the backend's latest,
-  // so no witness is due and waiting GRACE_MS for one would only add latency to every close.
-  const own = performance.now()
-  connectStarted(backend, own)
-  const w = waiters(1)
-  checkBackend(backend, 1000, w.list[0]!, own)
-  // A witness arriving now still answers (it started after the close)…
-  const after = performance.now() + 0.001
-  connectStarted(backend, after)
-  witness(backend, after)
-  t.same(await within(w.verdicts, 'verdict'), [true], 'alive')
-  // …but the probe had already been started, synchronously, by checkBackend: the backend sees it.
-  await until(() => backend.accepted === 1, 'the probe reached the backend')
-  t.equal(backend.accepted, 1, 'one probe connect, started without the grace')
-})
+t.test(
+  'a close whose own connect is the latest probes at once: no other session is connecting',
+  async (t) => {
+    const backend = await echoServer('b')
+    t.teardown(() => backend.close())
+    // A lone client in a serial loop: the closing connection's own connect is the backend's latest,
+    // so no witness is due and waiting GRACE_MS for one would only add latency to every close.
+    const own = performance.now()
+    connectStarted(backend, own)
+    const w = waiters(1)
+    checkBackend(backend, 1000, w.list[0]!, own)
+    // A witness arriving now still answers (it started after the close)…
+    const after = performance.now() + 0.001
+    connectStarted(backend, after)
+    witness(backend, after)
+    t.same(await within(w.verdicts, 'verdict'), [true], 'alive')
+    // …but the probe had already been started, synchronously, by checkBackend: the backend sees it.
+    await until(() => backend.accepted === 1, 'the probe reached the backend')
+    t.equal(backend.accepted, 1, 'one probe connect, started without the grace')
+  }
+)
 
 t.test('under churn a close whose own connect is the latest still waits for the witness due', async (t) => {
   const backend = await echoServer('b')
@@ -165,29 +168,36 @@ t.test('every session on the backend waiting: the probe goes out at once, withou
   t.equal(backend.accepted, 1, 'one probe connect, made although connects were due')
 })
 
-t.test('under churn an accepted probe counts at once; without churn it must stay up CONFIRM_MS', async (t) => {
-  // A listener that accepts and resets a millisecond later: a dying process group's listener
-  // completing a connect just before the kernel closes it. Held CONFIRM_MS, the probe sees the
-  // reset: dead. (The probe's 'connect' is an event of the same loop turn as the accept, so it
-  // always comes before the reset.)
-  const resetting = net.createServer((s) => {
-    s.on('error', () => {})
-    setTimeout(() => s.resetAndDestroy(), 1)
-  })
-  await new Promise<void>((r) => resetting.listen(0, '127.0.0.1', r))
-  t.teardown(() => resetting.close())
-  const port = (resetting.address() as net.AddressInfo).port
-  const quiet = { host: '127.0.0.1', port }
-  const lone = waiters(1)
-  checkBackend(quiet, 1000, lone.list[0]!)
-  t.same(await within(lone.verdicts, 'verdict'), [false], 'no churn: the reset within CONFIRM_MS reads dead')
-  // The same listener under churn (connects a moment apart, as a witness would be trusted): the
-  // probe stands for the witness that did not come, and counts once accepted (the documented case
-  // that behaves as a plain proxy).
-  const busy = { host: '127.0.0.1', port, active: 1 }
-  connectStarted(busy, performance.now())
-  connectStarted(busy, performance.now() + 0.001)
-  const churn = waiters(1)
-  checkBackend(busy, 1000, churn.list[0]!)
-  t.same(await within(churn.verdicts, 'verdict'), [true], 'under churn: alive once accepted')
-})
+t.test(
+  'under churn an accepted probe counts at once; without churn it must stay up CONFIRM_MS',
+  async (t) => {
+    // A listener that accepts and resets a millisecond later: a dying process group's listener
+    // completing a connect just before the kernel closes it. Held CONFIRM_MS, the probe sees the
+    // reset: dead. (The probe's 'connect' is an event of the same loop turn as the accept, so it
+    // always comes before the reset.)
+    const resetting = net.createServer((s) => {
+      s.on('error', () => {})
+      setTimeout(() => s.resetAndDestroy(), 1)
+    })
+    await new Promise<void>((r) => resetting.listen(0, '127.0.0.1', r))
+    t.teardown(() => resetting.close())
+    const port = (resetting.address() as net.AddressInfo).port
+    const quiet = { host: '127.0.0.1', port }
+    const lone = waiters(1)
+    checkBackend(quiet, 1000, lone.list[0]!)
+    t.same(
+      await within(lone.verdicts, 'verdict'),
+      [false],
+      'no churn: the reset within CONFIRM_MS reads dead'
+    )
+    // The same listener under churn (connects a moment apart, as a witness would be trusted): the
+    // probe stands for the witness that did not come, and counts once accepted (the documented case
+    // that behaves as a plain proxy).
+    const busy = { host: '127.0.0.1', port, active: 1 }
+    connectStarted(busy, performance.now())
+    connectStarted(busy, performance.now() + 0.001)
+    const churn = waiters(1)
+    checkBackend(busy, 1000, churn.list[0]!)
+    t.same(await within(churn.verdicts, 'verdict'), [true], 'under churn: alive once accepted')
+  }
+)
