@@ -13,7 +13,7 @@ import { skip } from './helpers/native-proxy.js'
 function listenerConfig(
   port: number,
   extra: Record<string, unknown> = {},
-  backends: { host: string; port: number }[]
+  backends: ReturnType<typeof backendsOf>
 ) {
   return {
     log: { level: 'silent' as const },

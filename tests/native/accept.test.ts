@@ -270,7 +270,7 @@ t.test(
     let out = ''
     child.stdout.on('data', (d: Buffer) => (out += d.toString()))
     const lines = (): string[] => out.split('\n').filter((l) => l.length > 0)
-    await until(() => lines().some((l) => l.startsWith('port ')), 'the child listens', 20_000)
+    await until(() => lines().some((l) => l.startsWith('port ')), 'the child listens', { timeoutMs: 20_000 })
     const port = Number(
       lines()
         .find((l) => l.startsWith('port '))!
