@@ -276,7 +276,7 @@ export class Listener implements SessionHost, PipelineHost {
     // worker: the primary binds for all of them and cleaned up before forking.
     if (inherited === undefined && path !== undefined && !cluster.isWorker && (await removeStaleSocket(path)))
       this.log.info({ path }, 'removed a stale unix socket file (nothing accepted on it)')
-    if (inherited === undefined && this.acceptsNatively()) return this.bindNative()
+    if (this.acceptsNatively(inherited)) return this.bindNative(inherited as NativeHandle | undefined)
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         reject(new ListenError(this.name, formatAddress(this.config.listen), err))
@@ -318,32 +318,28 @@ export class Listener implements SessionHost, PipelineHost {
 
   /**
    * Whether the native plane accepts this listener's clients (docs/native-plane.md, "Accepts"):
-   * its sessions start on the plane (opaque, native), it binds an IP address of its own (not a
-   * unix-domain path, not a socket passed by systemd, an upgrade or a `--workers` primary), and
-   * nothing reads or writes the client before the plane has it (no accept stage, no PROXY header
-   * to send). `nativeAccept: false` keeps Node's accept.
+   * its sessions start on the plane (opaque, native); its socket is a TCP one it binds to an IP
+   * address itself, or a bare TCP handle passed to it (a `--workers` primary's, systemd's, an
+   * upgrade's: every worker then accepts on the same socket, as node:cluster's SCHED_NONE does);
+   * and nothing reads or writes the client before the plane has it (no accept stage, no PROXY
+   * header to send). A unix-domain listener and a passed `net.Server` keep Node's accept, as does
+   * `nativeAccept: false`.
    */
-  private acceptsNatively(): boolean {
+  private acceptsNatively(inherited: Adoptable | undefined): boolean {
     const c = this.config
-    return (
-      this.native !== undefined &&
-      c.nativeAccept &&
-      !cluster.isWorker &&
-      c.listen.path === undefined &&
-      c.listen.host !== undefined &&
-      isIP(c.listen.host) !== 0 &&
-      this.pipeline === undefined &&
-      this.proxyTo === undefined
-    )
+    if (this.native === undefined || !c.nativeAccept || c.listen.path !== undefined) return false
+    if (this.pipeline !== undefined || this.proxyTo !== undefined) return false
+    if (inherited !== undefined) return !(inherited instanceof net.Server) && isTcpHandle(inherited)
+    return !cluster.isWorker && c.listen.host !== undefined && isIP(c.listen.host) !== 0
   }
 
-  /** Bind, and let the native plane accept (`acceptNative`). */
-  private bindNative(): void {
+  /** Bind (or take `passed`), and let the native plane accept (`acceptNative`). */
+  private bindNative(passed: NativeHandle | undefined): void {
     const plane = this.native!
     const { host, port } = this.config.listen
     let handle: NativeHandle
     try {
-      handle = bindHandle({ host: host!, port: port ?? 0 })
+      handle = passed ?? bindHandle({ host: host!, port: port ?? 0 })
     } catch (err) {
       throw new ListenError(this.name, formatAddress(this.config.listen), err as Error)
     }
@@ -1090,6 +1086,12 @@ export class Listener implements SessionHost, PipelineHost {
 }
 
 function ignore(): void {}
+
+/** A bare handle on a TCP socket (its address has a port; a unix-domain one has none). */
+function isTcpHandle(h: NativeHandle): boolean {
+  const out: Record<string, unknown> = {}
+  return typeof h.getsockname === 'function' && h.getsockname(out) === 0 && typeof out.port === 'number'
+}
 
 function resumeAccept(listener: Listener, fd: number): void {
   listener.resumeAccept(fd)

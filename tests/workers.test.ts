@@ -386,6 +386,11 @@ async function startCluster(t: Test, config: Record<string, unknown>, dir: strin
   const ports = new Set(listening.map((l) => Number(/:(\d+)$/.exec(String(l.address))![1])))
   t.equal(ports.size, 1, 'both workers listen on the same port')
   t.same(new Set(listening.map((l) => l.worker)), new Set([1, 2]), 'workers 1 and 2 listen')
+  // On the native plane each worker's plane accepts on the socket the primary passed it (these
+  // listeners have no accept stage).
+  for (const l of listening)
+    if (l.dataPlane === 'native')
+      t.equal(l.accept, 'native', `worker ${String(l.worker)}: its plane accepts on the passed socket`)
   t.equal(started[0]!.pid, child.pid, '"workers started" comes from the primary')
   const admin = await logs.waitFor((l) => l.msg === 'admin server listening', 'admin listening')
   const exit = async (timeoutMs = LONG_MS): Promise<Exit> => {
