@@ -504,8 +504,9 @@ const listenerFields = z.strictObject({
   dataPlane: z.enum(DATA_PLANES).default('auto'),
   /**
    * On the native plane, the plane accepts new clients itself (no Node socket for them) where it
-   * can: an IP listen address bound by this process, no accept stage, no `sendProxy`
-   * (docs/native-plane.md, "Accepts"). false: Node accepts, as on the JavaScript plane.
+   * can: a TCP listener (an IP address bound by this process, or a bare TCP socket passed to it),
+   * no accept stage, no `sendProxy` (docs/native-plane.md, "Accepts"). false: Node accepts, as on
+   * the JavaScript plane.
    */
   nativeAccept: z.boolean().default(true),
   /** TLS passthrough with routing by SNI and ALPN to backend groups (see tlsSchema). */
