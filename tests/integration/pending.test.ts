@@ -8,11 +8,11 @@
  */
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
-import type { BackendFailureEvent, Balancer } from '../../lib/balancer.js'
+import type { Balancer } from '../../lib/balancer.js'
 import type { SessionSnapshot } from '../../lib/table.js'
 import { oneListener, scope } from '../helpers/balancer.js'
 import { blackholeServer, echoServer, refusedPort, sha256 } from '../helpers/servers.js'
-import { BULK_MS, once, within } from '../helpers/wait.js'
+import { BULK_MS, within } from '../helpers/wait.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -34,7 +34,7 @@ function records(n: number): Buffer[] {
 function atFirstFailure(balancer: Balancer): Promise<SessionSnapshot> {
   return within(
     new Promise<SessionSnapshot>((resolve, reject) => {
-      balancer.once('backendFailure', (_e: BackendFailureEvent) => {
+      balancer.once('backendFailure', () => {
         const [snap] = balancer.sessions()
         if (snap === undefined) reject(new Error('no session at the first connect failure'))
         else resolve(snap)

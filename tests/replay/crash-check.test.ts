@@ -71,27 +71,24 @@ t.test('a witnessing session connect answers a close without a probe; an older o
   t.equal(backend.accepted, 1, 'the sentinel only: no probe connect was made')
 })
 
-t.test(
-  'a close whose own connect is the latest probes at once: no other session is connecting',
-  async (t) => {
-    const backend = await echoServer('b')
-    t.teardown(() => backend.close())
-    // A lone client in a serial loop: the closing connection's own connect is the backend's latest,
-    // so no witness is due and waiting GRACE_MS for one would only add latency to every close.
-    const own = performance.now()
-    connectStarted(backend, own)
-    const w = waiters(1)
-    checkBackend(backend, 1000, w.list[0]!, own)
-    // A witness arriving now still answers (it started after the close)…
-    const after = performance.now() + 0.001
-    connectStarted(backend, after)
-    witness(backend, after)
-    t.same(await within(w.verdicts, 'verdict'), [true], 'alive')
-    // …but the probe had already been started, synchronously, by checkBackend: the backend sees it.
-    await until(() => backend.accepted === 1, 'the probe reached the backend')
-    t.equal(backend.accepted, 1, 'one probe connect, started without the grace')
-  }
-)
+t.test('a close whose own connect is the latest probes at once: no other session is connecting', async (t) => {
+  const backend = await echoServer('b')
+  t.teardown(() => backend.close())
+  // A lone client in a serial loop: the closing connection's own connect is the backend's latest,
+  // so no witness is due and waiting GRACE_MS for one would only add latency to every close.
+  const own = performance.now()
+  connectStarted(backend, own)
+  const w = waiters(1)
+  checkBackend(backend, 1000, w.list[0]!, own)
+  // A witness arriving now still answers (it started after the close)…
+  const after = performance.now() + 0.001
+  connectStarted(backend, after)
+  witness(backend, after)
+  t.same(await within(w.verdicts, 'verdict'), [true], 'alive')
+  // …but the probe had already been started, synchronously, by checkBackend: the backend sees it.
+  await until(() => backend.accepted === 1, 'the probe reached the backend')
+  t.equal(backend.accepted, 1, 'one probe connect, started without the grace')
+})
 
 t.test('under churn a close whose own connect is the latest still waits for the witness due', async (t) => {
   const backend = await echoServer('b')
