@@ -1398,6 +1398,19 @@ static void deliver_one(plane_t *pl, const event_t *e) {
  * event with SO_ERROR. A failed one is closed here; a good one stays in lane 0's epoll, disarmed,
  * for attach() to take over (one EPOLL_CTL_MOD) or cancelConnect() to close. */
 
+/* Under the lane's lock: a zeroed event about a token (a connect, an accepted client) at the end of
+ * the lane's queue, or NULL (ENOMEM). */
+static event_t *token_event(lane_t *ln, int kind, uint64_t token, int err) {
+  events_t *q = &ln->out;
+  if (!grow((void **)&q->v, &q->cap, q->n, sizeof(event_t))) return NULL;
+  event_t *e = &q->v[q->n++];
+  memset(e, 0, sizeof *e);
+  e->id = (double)token;
+  e->kind = (uint8_t)kind;
+  e->err = err;
+  return e;
+}
+
 /* Lane 0, on the main thread. */
 static void connect_done(lane_t *ln, uint64_t token) {
   int fd = (int)(token & CONN_FD_MASK);
@@ -1406,15 +1419,7 @@ static void connect_done(lane_t *ln, uint64_t token) {
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
   if (err != 0) close(fd); /* out of the epoll with it: nothing else holds the file */
   uv_mutex_lock(&ln->lock);
-  events_t *q = &ln->out;
-  if (grow((void **)&q->v, &q->cap, q->n, sizeof(event_t))) {
-    q->v[q->n].id = (double)token;
-    q->v[q->n].kind = EV_CONNECT;
-    q->v[q->n].a = 0;
-    q->v[q->n].err = err;
-    q->v[q->n].gen = 0;
-    q->n++;
-  }
+  token_event(ln, EV_CONNECT, token, err);
   uv_mutex_unlock(&ln->lock);
 }
 
@@ -1430,16 +1435,11 @@ static void connect_done(lane_t *ln, uint64_t token) {
 
 /* Lane 0, on the main thread, under its lock. */
 static void queue_accept(lane_t *ln, int lfd, uint64_t token, int err, const struct sockaddr_storage *sa) {
-  events_t *q = &ln->out;
-  if (!grow((void **)&q->v, &q->cap, q->n, sizeof(event_t))) {
+  event_t *e = token_event(ln, EV_ACCEPT, token, err);
+  if (e == NULL) {
     if (token != 0) close((int)(token & CONN_FD_MASK)); /* ENOMEM: the client is closed */
     return;
   }
-  event_t *e = &q->v[q->n++];
-  memset(e, 0, sizeof *e);
-  e->id = (double)token;
-  e->kind = EV_ACCEPT;
-  e->err = err;
   e->gen = (uint32_t)lfd;
   if (sa != NULL && sa->ss_family == AF_INET) {
     const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
@@ -1452,6 +1452,14 @@ static void queue_accept(lane_t *ln, int lfd, uint64_t token, int err, const str
     memcpy(e->addr, &in6->sin6_addr, 16);
     e->port = ntohs(in6->sin6_port);
   }
+}
+
+/* A listening socket in lane 0's epoll: add it, change its interest (0: paused), or take it out. */
+static int listen_watch(lane_t *ln, int fd, int op, uint32_t events) {
+  struct epoll_event ev;
+  ev.events = events;
+  ev.data.u64 = ((uint64_t)fd << TAG_BITS) | LISTEN_TAG;
+  return epoll_ctl(ln->epfd, op, fd, &ev);
 }
 
 /* Lane 0, on the main thread: the listening socket `lfd` is readable. */
@@ -1472,10 +1480,7 @@ static void accept_ready(lane_t *ln, int lfd) {
       /* A client that reset while queued, or a signal: the next one. The queue is empty: done. */
       if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
       if (err == EAGAIN) break;
-      struct epoll_event ev;
-      ev.events = 0;
-      ev.data.u64 = ((uint64_t)lfd << TAG_BITS) | LISTEN_TAG;
-      epoll_ctl(ln->epfd, EPOLL_CTL_MOD, lfd, &ev);
+      listen_watch(ln, lfd, EPOLL_CTL_MOD, 0);
       queue_accept(ln, lfd, 0, err, NULL);
       break;
     }
@@ -1506,14 +1511,7 @@ static void client_gone(lane_t *ln, uint64_t token) {
   socklen_t len = sizeof err;
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) err = ECONNRESET;
   uv_mutex_lock(&ln->lock);
-  events_t *q = &ln->out;
-  if (grow((void **)&q->v, &q->cap, q->n, sizeof(event_t))) {
-    event_t *e = &q->v[q->n++];
-    memset(e, 0, sizeof *e);
-    e->id = (double)token;
-    e->kind = EV_CLIENT_GONE;
-    e->err = err;
-  }
+  token_event(ln, EV_CLIENT_GONE, token, err);
   uv_mutex_unlock(&ln->lock);
 }
 
@@ -1786,13 +1784,6 @@ static int arg_fd(napi_env env, napi_value v) {
   return (int)d;
 }
 
-static int listen_watch(lane_t *ln, int fd, int op, uint32_t events) {
-  struct epoll_event ev;
-  ev.events = events;
-  ev.data.u64 = ((uint64_t)fd << TAG_BITS) | LISTEN_TAG;
-  return epoll_ctl(ln->epfd, op, fd, &ev);
-}
-
 /* listen(fd, backlog): accept on `fd`, a bound socket the caller keeps (and closes after unlisten);
  * listen(2) is called with `backlog` (0: the socket listens already). */
 static napi_value js_listen(napi_env env, napi_callback_info info) {
@@ -1825,7 +1816,7 @@ static napi_value js_unlisten(napi_env env, napi_callback_info info) {
   int fd = arg_fd(env, argv[0]);
   lane_t *ln = pl->lanes[0];
   if (fd < 0 || ln == NULL) return NULL;
-  if (epoll_ctl(ln->epfd, EPOLL_CTL_DEL, fd, NULL) == 0 && pl->listens > 0 && --pl->listens == 0)
+  if (listen_watch(ln, fd, EPOLL_CTL_DEL, 0) == 0 && pl->listens > 0 && --pl->listens == 0)
     uv_unref((uv_handle_t *)ln->poll);
   return NULL;
 }
