@@ -270,8 +270,10 @@ export class NativeLink implements CheckWaiter {
           ? this.plane.attach(client, server, onPlaneEvent, options)
           : this.plane.attachConnected(client, conn, onPlaneEvent, options)
     } catch (err) {
-      // What the plane did not take of its own connection is closed (a no-op for what it did).
+      // What the plane did not take of its own connection and accepted client is closed (a no-op
+      // for what it did take).
       if (conn !== undefined) this.plane.cancelConnect(conn)
+      if (typeof client === 'number') this.plane.closeAccepted(client as PlaneAccepted)
       // Out of descriptors or pipes (dup, pipe2): this process's shortage, not the backend's.
       s.host.localError(s, err as Error)
       s.destroy('local-error', err as Error)

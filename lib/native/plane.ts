@@ -487,13 +487,15 @@ class Plane implements NativePlane {
         'ERR_INVALID_ARG_VALUE',
         'not a connection that connected (or attached already)'
       )
+    // The checks that can still throw come before anything is taken: after a throw, what the
+    // caller gave is still the caller's (cancelConnect, closeAccepted).
+    const serverFd = owned ? (server as number) : descriptorOf(server, 'server')
     // An accepted client is the plane's own: nothing to duplicate, and the addon closes it if the
     // attach fails.
     const clientOwned = typeof client === 'number' && this.accepted.delete(client)
     const clientFd = clientOwned ? (client as number) : descriptorOf(client, 'client')
     // An owned connection is the plane's from here on: the addon closes it if it fails.
     if (owned) this.connected.delete(server as number)
-    const serverFd = owned ? (server as number) : descriptorOf(server, 'server')
     let head = options.head
     let buffered: Buffer | null = null
     if (typeof client !== 'number' && client.readableLength > 0) {

@@ -207,6 +207,30 @@ t.test(
   }
 )
 
+t.test(
+  "an attach that throws on the server side leaves the accepted client the caller's",
+  { skip },
+  async (t) => {
+    const plane = thePlane()
+    const front = planeListener()
+    t.teardown(() => front.close())
+    const client = await connectClient(front.port)
+    t.teardown(() => client.destroy())
+    await until(() => front.accepted.length === 1, 'the plane accepted')
+    const a = front.accepted[0]!
+    // A server socket with no descriptor: the attach refuses it before taking anything.
+    t.throws(() => plane.attach(a.client, new net.Socket(), () => undefined), {
+      code: 'ERR_NATIVE_PLANE_SOCKET',
+    })
+    const fd = plane.takeAccepted(a.client)
+    const socket = new net.Socket({ fd, readable: true, writable: true })
+    t.teardown(() => socket.destroy())
+    socket.on('data', (d) => socket.write(d))
+    const reply = await client.roundTrip(Buffer.from("still the caller's"))
+    t.equal(reply.toString(), "still the caller's", 'the client is still there to take, and works')
+  }
+)
+
 t.test('the plane tells a client-first handshake from the bytes it reads itself', { skip }, async (t) => {
   const plane = thePlane()
   const hang = await hangServer()
