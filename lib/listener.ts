@@ -292,14 +292,9 @@ export class Listener implements SessionHost, PipelineHost {
             return reject(new ListenError(this.name, formatAddress(this.config.listen), err as Error))
           }
         }
-        this.server.on('error', (err) => {
-          // accept() out of descriptors: libuv closes the client for us; shed, and say so once a second.
-          if (isLocalError(err)) this.localError(undefined, err)
-          else this.log.error({ err }, 'listener error')
-        })
-        for (const b of this.backends) b.pool?.start()
-        this.startChecks()
-        this.startSweep()
+        // accept() out of descriptors: libuv closes the client for us.
+        this.server.on('error', (err) => this.acceptFailed(err))
+        this.serve()
         this.server.once('close', () => {
           clearInterval(this.sweeper)
           this.sweeper = undefined
@@ -346,16 +341,27 @@ export class Listener implements SessionHost, PipelineHost {
     const fd = handle.fd
     try {
       plane.listen(fd, this.config.backlog, (client, errno, code, address, p) =>
-        this.acceptNative(fd, client, errno, code, address, p)
+        this.acceptNative(plane, fd, client, errno, code, address, p)
       )
     } catch (err) {
       handle.close()
       throw new ListenError(this.name, formatAddress(this.config.listen), err as Error)
     }
     this.acceptor = { handle, fd, plane }
+    this.serve()
+  }
+
+  /** Listening: the warm pools, the health checks and the sweep start (again, after a reload). */
+  private serve(): void {
     for (const b of this.backends) b.pool?.start()
     this.startChecks()
     this.startSweep()
+  }
+
+  /** An accept failed (Node's or the plane's): a shortage of this process sheds and says so once a second. */
+  private acceptFailed(err: Error): void {
+    if (isLocalError(err)) this.localError(undefined, err)
+    else this.log.error({ err }, 'listener error')
   }
 
   /** Accepting now (Node's server listens, or the plane accepts). */
@@ -520,11 +526,7 @@ export class Listener implements SessionHost, PipelineHost {
     this.plane = plane.plane
     this.planeReason = plane.reason
     this.native = plane.native
-    if (this.listening) {
-      for (const b of next) b.pool?.start()
-      this.startChecks()
-      this.startSweep()
-    }
+    if (this.listening) this.serve()
     return { added, removed: [...old.keys()], changed }
   }
 
@@ -753,6 +755,7 @@ export class Listener implements SessionHost, PipelineHost {
    * reloaded onto the JavaScript plane) the descriptor becomes a Node socket and takes Node's path.
    */
   private acceptNative(
+    plane: NativePlane,
     fd: number,
     client: PlaneAccepted | undefined,
     errno: number,
@@ -760,18 +763,14 @@ export class Listener implements SessionHost, PipelineHost {
     address: string,
     port: number
   ): void {
-    const a = this.acceptor
     if (client === undefined) {
-      const err = Object.assign(new Error(`accept ${code}`), { code, errno: -errno })
-      if (isLocalError(err)) this.localError(undefined, err)
-      else this.log.error({ err }, 'listener error')
+      this.acceptFailed(Object.assign(new Error(`accept ${code}`), { code, errno: -errno }))
       setTimeout(resumeAccept, SHED_MS, this, fd).unref()
       return
     }
-    if (a === undefined || a.fd !== fd) return void this.native?.closeAccepted(client)
-    if (!this.admitNew()) return a.plane.closeAccepted(client)
+    if (this.acceptor?.fd !== fd || !this.admitNew()) return plane.closeAccepted(client)
     if (this.native === undefined || this.pipeline !== undefined || this.proxyTo !== undefined) {
-      const socket = new net.Socket({ fd: a.plane.takeAccepted(client), readable: true, writable: true, allowHalfOpen: true })
+      const socket = new net.Socket({ fd: plane.takeAccepted(client), readable: true, writable: true, allowHalfOpen: true })
       return this.start(socket)
     }
     const session = new Session(this, ON_PLANE, undefined, { client, remote: `${address}:${port}` })
