@@ -165,6 +165,15 @@ export class NativeLink implements CheckWaiter {
     }
   }
 
+  /** The accepted client, if the link still holds it, no longer watched: the caller's to attach or close. */
+  private takeClient(): PlaneAccepted | undefined {
+    const client = this.client
+    if (client === undefined) return undefined
+    this.client = undefined
+    accepting.delete(client)
+    return client
+  }
+
   /** The accepted client reset before the attach: the session ends, as on a Node socket's error. */
   clientGone(client: PlaneAccepted, errno: number, code: string): void {
     if (this.client !== client) return
@@ -250,9 +259,7 @@ export class NativeLink implements CheckWaiter {
     s.held = undefined
     const head = held === undefined ? undefined : held.length === 1 ? held[0] : Buffer.concat(held)
     // An accepted client passes to the attach, which owns it from the call on (closed if it fails).
-    const client = this.client ?? s.client
-    if (this.client !== undefined) accepting.delete(this.client)
-    this.client = undefined
+    const client = this.takeClient() ?? s.client
     const conn = this.conn
     this.conn = undefined
     if (typeof client !== 'number') s.handOver(client)
@@ -356,11 +363,8 @@ export class NativeLink implements CheckWaiter {
   finish(): void {
     const s = this.s
     this.cancelConnect()
-    if (this.client !== undefined) {
-      accepting.delete(this.client)
-      this.plane.closeAccepted(this.client)
-      this.client = undefined
-    }
+    const client = this.takeClient()
+    if (client !== undefined) this.plane.closeAccepted(client)
     this.close(
       s.outcome !== 'client-error' && (s.error as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET'
     )
