@@ -646,9 +646,9 @@ static ssize_t tee_all(int from, int to, size_t n) {
 }
 
 /*
- * What a client's first bytes open, as lib/framing/client-first.ts tells it (the two are tested
- * against the same cases): a client-first handshake whose state a server keeps (FB_HANDSHAKE),
- * anything else (FB_OTHER), or not enough bytes yet (FB_MORE).
+ * What a client's first bytes open, by the rules of lib/framing/client-first.ts (each protocol is
+ * checked on the plane by tests/native/accept.test.ts): a client-first handshake whose state a
+ * server keeps (FB_HANDSHAKE), anything else (FB_OTHER), or not enough bytes yet (FB_MORE).
  *   tls       16 03 0v len len 01          a handshake record carrying a ClientHello
  *   h2        PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n   (RFC 9113 §3.4, prior knowledge)
  *   postgres  int32 length, int32 code      StartupMessage (3.0), SSLRequest, GSSENCRequest

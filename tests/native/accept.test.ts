@@ -246,6 +246,14 @@ t.test('the plane tells a client-first handshake from the bytes it reads itself'
       true,
       true,
     ],
+    // PostgreSQL: an SSLRequest (length 8, code 80877103), and a 3.0 StartupMessage.
+    ['a PostgreSQL SSLRequest, copied reads', Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]), true, true],
+    [
+      'a PostgreSQL StartupMessage, spliced reads',
+      Buffer.concat([Buffer.from([0, 0, 0, 18, 0, 3, 0, 0]), Buffer.from('user\0bob\0\0', 'latin1')]),
+      false,
+      true,
+    ],
     ['a plain request, copied reads', Buffer.from('GET / HTTP/1.1\r\n\r\n'), true, false],
     ['a plain request, spliced reads', Buffer.from('GET / HTTP/1.1\r\n\r\n'), false, false],
   ]
