@@ -5,7 +5,7 @@
  * as an ordinary socket, so the stage applies. Skipped when the addon is not built.
  */
 import t from 'tap'
-import { backendsOf, scope } from '../helpers/balancer.js'
+import { backendsOf, scope, type Teardown } from '../helpers/balancer.js'
 import { echoServer, HOST } from '../helpers/servers.js'
 import { until, within } from '../helpers/wait.js'
 import { skip } from './helpers/native-proxy.js'
@@ -23,13 +23,20 @@ function listenerConfig(
   }
 }
 
+/** An echo backend behind a native listener named `front` on a port of its own (`extra` added). */
+async function front(t: Teardown, extra: Record<string, unknown> = {}) {
+  const s = scope(t)
+  const echo = await s.server(echoServer())
+  const backends = backendsOf([echo])
+  const { balancer, port } = await s.balancer(listenerConfig(0, extra, backends))
+  return { s, backends, balancer, port }
+}
+
 t.test(
   'the plane accepts: the session has the client address, and a round trip works',
   { skip },
   async (t) => {
-    const s = scope(t)
-    const echo = await s.server(echoServer())
-    const { balancer, port } = await s.balancer(listenerConfig(0, {}, backendsOf([echo])))
+    const { s, balancer, port } = await front(t)
     t.equal(balancer.frontends[0]!.acceptPlane, 'native', 'the plane accepts')
     const c = s.client(port)
     const reply = await c.roundTrip(Buffer.from('accepted by the plane'))
@@ -41,9 +48,7 @@ t.test(
 )
 
 t.test("nativeAccept: false keeps Node's accept on the native plane", { skip }, async (t) => {
-  const s = scope(t)
-  const echo = await s.server(echoServer())
-  const { balancer, port } = await s.balancer(listenerConfig(0, { nativeAccept: false }, backendsOf([echo])))
+  const { s, balancer, port } = await front(t, { nativeAccept: false })
   t.equal(balancer.frontends[0]!.acceptPlane, 'node', 'Node accepts')
   t.equal(balancer.frontends[0]!.plane, 'native', 'the sessions still run on the plane')
   const c = s.client(port)
@@ -55,9 +60,7 @@ t.test(
   'a reload that adds an accept stage: new clients go to Node as sockets and the stage applies',
   { skip },
   async (t) => {
-    const s = scope(t)
-    const echo = await s.server(echoServer())
-    const { balancer, port } = await s.balancer(listenerConfig(0, {}, backendsOf([echo])))
+    const { s, backends, balancer, port } = await front(t)
     t.equal(balancer.frontends[0]!.acceptPlane, 'native', 'the plane accepts')
     const before = s.client(port)
     t.equal(
@@ -66,7 +69,7 @@ t.test(
       'a session before the reload'
     )
 
-    await balancer.reload(listenerConfig(port, { maxConnectionsPerSource: 2 }, backendsOf([echo])))
+    await balancer.reload(listenerConfig(port, { maxConnectionsPerSource: 2 }, backends))
     t.equal(balancer.frontends[0]!.acceptPlane, 'native', 'the listening socket stays with the plane')
     const second = s.client(port)
     t.equal(
