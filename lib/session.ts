@@ -39,7 +39,7 @@ import { readChunks, redirectChunks, releaseReader } from './splice/reader.js'
 import { Replayer } from './replay/replayer.js'
 import { connectStarted, witness } from './replay/crash-check.js'
 import { NativeLink, ON_PLANE } from './native/link.js'
-import type { NativePlane, PlaneAccepted } from './native/plane.js'
+import type { Detached, NativePlane, PlaneAccepted, PlaneStats } from './native/plane.js'
 import type { AcceptContext } from './accept/types.js'
 import { endedInPipeline } from './accept/pipeline.js'
 import { proxyHeader, type ProxyVersion } from './accept/proxy/send.js'
@@ -180,9 +180,12 @@ export class Session implements TableEntry {
    * The replay machinery (lib/replay/replayer.ts), only where the listener has a framer. The
    * members below marked @internal are the core's state that it reads and moves.
    */
-  readonly rp: Replayer | undefined
-  /** The native plane's side of the session, where the listener runs on it (lib/native/link.ts). */
-  readonly np: NativeLink | undefined
+  rp: Replayer | undefined
+  /**
+   * The native plane's side of the session, where the listener runs on it (lib/native/link.ts);
+   * undefined again once a framed session left the plane (`leavePlane`).
+   */
+  np: NativeLink | undefined
   /** @internal */
   readonly host: SessionHost
   /** @internal Client bytes not (yet) in the replay buffer that arrived while no server was attached. */
@@ -220,6 +223,9 @@ export class Session implements TableEntry {
   /** Client byte counts already credited to a backend (lib/table.ts creditBackend). */
   creditedFromClient = 0
   creditedToClient = 0
+  /** Bytes the plane moved before a framed session left it (`leavePlane`); the sockets count the rest. */
+  private planeFromClient = 0
+  private planeToClient = 0
 
   /**
    * `client` is the accepted socket; or, where the native plane accepted the client itself
@@ -246,7 +252,6 @@ export class Session implements TableEntry {
       return
     }
     const c = client as SessionSocket
-    c[kSession] = this
     // Read (and so cached by Node) now: once the socket is closed its peer address is gone, and
     // the close log line and events still need it.
     this.remote =
@@ -259,11 +264,7 @@ export class Session implements TableEntry {
     // server is up client bytes are only held, then handed over first.
     this.np = host.native !== undefined ? new NativeLink(this, host.native) : undefined
     this.rp = host.framer !== undefined && this.np === undefined ? new Replayer(this, host) : undefined
-    readChunks(client, this.rp === undefined ? onClientChunk : onClientChunkFramed)
-    client.on('end', onClientEnd)
-    client.on('error', onClientError)
-    client.on('close', onClientClose)
-    client.on('drain', onClientDrain)
+    watchClient(this, c)
     host.table.add(this)
     if (accept !== undefined) this.takeHead(accept)
   }
@@ -292,12 +293,12 @@ export class Session implements TableEntry {
 
   /** Bytes read from the client (the native plane counts them once it has the session). */
   get bytesFromClient(): number {
-    return this.np?.bytesFromClient ?? this.client.bytesRead
+    return this.np?.bytesFromClient ?? this.client.bytesRead + this.planeFromClient
   }
 
   /** Bytes written to the client. */
   get bytesToClient(): number {
-    return this.np?.bytesToClient ?? this.client.bytesWritten
+    return this.np?.bytesToClient ?? this.client.bytesWritten + this.planeToClient
   }
 
   /** A failover is in progress: a connect that fails for good cannot be hidden. */
@@ -346,12 +347,7 @@ export class Session implements TableEntry {
         allowHalfOpen: true,
         noDelay: true,
       })) as SessionSocket
-    server[kSession] = this
-    readChunks(server, onServerChunk)
-    server.on('end', onServerEnd)
-    server.on('error', onServerError)
-    server.on('close', onServerClose)
-    server.on('drain', onServerDrain)
+    watchServer(this, server)
     this.host.table.attach(this, backend, server)
     this.serverClosed = false
     if (pooled !== undefined) {
@@ -476,7 +472,7 @@ export class Session implements TableEntry {
     if (
       b.firstByte > 0 &&
       this.lastServer === 0 &&
-      this.client.bytesRead === 0 &&
+      this.bytesFromClient === 0 &&
       now - this.startedAt >= b.firstByte
     ) {
       this.error = new ClientError('ERR_BATON_FIRST_BYTE_TIMEOUT', 'no first byte within firstByteTimeout')
@@ -497,7 +493,61 @@ export class Session implements TableEntry {
 
   /** Move to another backend at the next clean boundary, where the framer knows boundaries. */
   migrate(): void {
+    // A framed session on the plane: JavaScript takes it over and moves it.
+    this.np?.takeOver()
     this.rp?.migrate()
+  }
+
+  /**
+   * @internal A framed session leaves the native plane (NativeLink.takeOver) and goes on as a
+   * JavaScript session. A new replayer is fed what the plane already moved, each side's bytes
+   * since the last clean point, with its writes going nowhere: it then stands where it would had it
+   * parsed every byte itself. Then the real sockets, and what the plane read and did not send, for
+   * real (through the framer: a partial head is held as the gate holds it). A server error the
+   * plane saw comes last, as the failure it is.
+   */
+  leavePlane(d: Detached, st: PlaneStats | undefined, serverError: Error | undefined): void {
+    this.np = undefined
+    this.planeFromClient = st?.bytesFromClient ?? 0
+    this.planeToClient = st?.bytesToClient ?? 0
+    const client = fdSocket(d.clientFd)
+    const server = d.serverFd >= 0 ? fdSocket(d.serverFd) : undefined
+    if (client === undefined || server === undefined || this.state !== 'open') {
+      client?.destroy()
+      server?.destroy()
+      return this.destroy('local-error', new Error('a framed session left the plane without its sockets'))
+    }
+    const now = Date.now()
+    this.lastClient = now
+    // Who owes the next byte (sweep): the server, while a request waits for its answer.
+    this.lastServer = st?.answered === false ? now - 1 : now
+    const rp = new Replayer(this, this.host)
+    this.rp = rp
+    const c = sentSplit(d.clientHistory, d.clientUnsent)
+    const sv = sentSplit(d.serverHistory, d.serverUnsent)
+    this.client = NOWHERE
+    this.server = NOWHERE
+    if (c.done !== undefined) rp.fromClient(c.done)
+    if (sv.done !== undefined && this.state === 'open') rp.fromServer(NOWHERE, sv.done)
+    if (this.state !== 'open') {
+      // The framer refused what the plane had followed (never expected): nothing more to save.
+      client.destroy()
+      server.destroy()
+      return
+    }
+    this.client = client
+    this.server = server
+    watchClient(this, client)
+    watchServer(this, server)
+    if (c.raw !== undefined) server.write(c.raw)
+    if (sv.raw !== undefined) client.write(sv.raw)
+    if (c.real !== undefined) rp.fromClient(c.real)
+    if (sv.real !== undefined && this.state === 'open' && this.server === server) {
+      rp.fromServer(server, sv.real)
+      if (rp.gated) rp.flushGate()
+    }
+    if (serverError !== undefined && this.state === 'open' && this.server === server)
+      this.onServerFailed(server, 'error', serverError)
   }
 
   /**
@@ -650,6 +700,85 @@ export function sideOf(
       return 'server'
   }
 }
+
+/** The session hears the client socket's bytes and events from now on. */
+function watchClient(s: Session, client: Socket): void {
+  ;(client as SessionSocket)[kSession] = s
+  readChunks(client, s.rp === undefined ? onClientChunk : onClientChunkFramed)
+  client.on('end', onClientEnd)
+  client.on('error', onClientError)
+  client.on('close', onClientClose)
+  client.on('drain', onClientDrain)
+}
+
+/** The session hears the server socket's bytes and events from now on. */
+function watchServer(s: Session, server: Socket): void {
+  ;(server as SessionSocket)[kSession] = s
+  readChunks(server, onServerChunk)
+  server.on('end', onServerEnd)
+  server.on('error', onServerError)
+  server.on('close', onServerClose)
+  server.on('drain', onServerDrain)
+}
+
+/** A connected TCP descriptor the plane gave back, as a Node socket; undefined for none. */
+function fdSocket(fd: number): Socket | undefined {
+  if (fd < 0) return undefined
+  const socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true })
+  socket.setNoDelay(true)
+  return socket
+}
+
+/**
+ * A side's bytes as the plane left them (`history` since the last clean point, `unsent` its
+ * tail, or more when the unsent bytes reach back past that point): `done`, what went on already
+ * (the replayer follows it with writes going nowhere); `raw`, what was read before the clean point
+ * and not written (written as it is: it belongs to an exchange already over); `real`, the rest,
+ * through the replayer for real.
+ */
+export function sentSplit(
+  history: Buffer | undefined,
+  unsent: Buffer | undefined
+): { done?: Buffer; raw?: Buffer; real?: Buffer } {
+  const h = history?.length ?? 0
+  const u = unsent?.length ?? 0
+  const realLen = Math.min(h, u)
+  const out: { done?: Buffer; raw?: Buffer; real?: Buffer } = {}
+  if (h > realLen) out.done = history!.subarray(0, h - realLen)
+  if (u > h) out.raw = unsent!.subarray(0, u - h)
+  if (realLen > 0) out.real = history!.subarray(h - realLen)
+  return out
+}
+
+/**
+ * Where a replayer catching up on what the plane already moved (`leavePlane`) writes: nowhere.
+ * The replayer calls these and nothing else of its sockets while it does.
+ */
+class Nowhere {
+  readonly writableLength = 0
+  write(): boolean {
+    return true
+  }
+  cork(): void {}
+  uncork(): void {}
+  pause(): this {
+    return this
+  }
+  resume(): this {
+    return this
+  }
+  end(): this {
+    return this
+  }
+  destroy(): this {
+    return this
+  }
+  destroySoon(): void {}
+  resetAndDestroy(): this {
+    return this
+  }
+}
+const NOWHERE = new Nowhere() as unknown as Socket
 
 // Module-level handlers: `this` is the socket, the session is found through kSession.
 

@@ -131,7 +131,7 @@
 #include <node_api.h>
 #include <uv.h>
 
-#define PLANE_VERSION "4"
+#define PLANE_VERSION "5"
 #define SLOT_BITS 16777216.0 /* id = generation * 2^24 + slot */
 #define MAX_SLOTS 16777215u
 #define READS_PER_WAKE 16    /* fill steps per direction per wake-up (fairness between sessions) */
@@ -146,12 +146,16 @@
 #define LANE_STACK (256 * 1024)
 #define MAX_ACCEPT 64        /* accept() calls per readable event of a listening socket (HAProxy's maxaccept) */
 #define FIRST_MAX 24         /* client bytes that tell a client-first handshake (classify_first) */
+#define HIST_MAX 65536       /* a framed session's bytes since its last clean point, per side; past it: hand-off */
+#define H1_MAX_PENDING 63    /* http1 requests in flight the plane follows; more: hand-off */
 
 enum { CLIENT = 0, SERVER = 1, INTERNAL = 2 };
 enum { S_ACTIVE = 0, S_SERVER_DOWN = 1, S_CLOSED = 2 };
-enum { EV_CLIENT_EOF = 1, EV_SERVER_EOF = 2, EV_ERROR = 3, EV_CLOSE = 4, EV_CONNECT = 5, EV_ACCEPT = 6, EV_CLIENT_GONE = 7 };
+enum { EV_CLIENT_EOF = 1, EV_SERVER_EOF = 2, EV_ERROR = 3, EV_CLOSE = 4, EV_CONNECT = 5, EV_ACCEPT = 6, EV_CLIENT_GONE = 7, EV_HANDOFF = 8 };
+/* Why a framed session goes to JavaScript (EV_HANDOFF's `a`). */
+enum { H_UNFOLLOWED = 1, H_SERVER_EOF = 2, H_SERVER_ERROR = 3, H_CLIENT_EOF = 4, H_HISTORY = 5 };
 enum { R_DONE = 0, R_CLIENT_ERROR = 1, R_INTERNAL_ERROR = 2, R_CLOSED = 3 };
-enum { F_HOLD_SERVER_EOF = 1, F_SERVER_OWNED = 2, F_CLIENT_OWNED = 4 };
+enum { F_HOLD_SERVER_EOF = 1, F_SERVER_OWNED = 2, F_CLIENT_OWNED = 4, F_HTTP1 = 8 };
 
 /* A server connect the plane makes itself (connect()): its token is (generation << CONN_FD_BITS) | fd,
  * unique while the generation does not wrap; in lane 0's epoll its data is (token << 3) | CONN_TAG
@@ -181,7 +185,7 @@ enum {
 enum {
   FL_CLIENT_EOF = 1, FL_SERVER_EOF = 2, FL_SERVER_FIN_SENT = 4, FL_CLIENT_FIN_SENT = 8,
   FL_SERVER_DOWN = 16, FL_PAUSED = 32, FL_CLOSED = 64, FL_SERVER_EOF_HELD = 128,
-  FL_SERVER_FIRST = 256, FL_CLIENT_FIRST = 512
+  FL_SERVER_FIRST = 256, FL_CLIENT_FIRST = 512, FL_HANDING = 1024
 };
 enum {
   PS_IDLE, PS_IN_USE, PS_CREATED, PS_DESTROYED, PS_RESIZED, PS_MAX_IDLE, PS_PIPE_SIZE, PS_SESSIONS,
@@ -230,6 +234,22 @@ typedef struct {
 } event_t;
 typedef struct { event_t *v; uint32_t n, cap; } events_t;
 
+/* Bytes kept in memory (a framed session's history). */
+typedef struct { char *b; size_t len, cap; } hist_t;
+
+/* http1 as the plane follows it (h1_client, h1_server): the boundaries only, in the strict subset
+ * described at h1_request_head; anything else hands the session to JavaScript. */
+typedef struct {
+  uint8_t req;        /* R_START, R_BODY */
+  uint8_t res;        /* P_* */
+  uint8_t npend;      /* requests whose head was read and whose response has not ended */
+  uint8_t digits;     /* hex digits of the chunk-size line so far */
+  uint64_t head_bits; /* bit i: the i-th oldest pending request is a HEAD (its response has no body) */
+  uint64_t req_left;  /* Content-Length body bytes still to come */
+  uint64_t res_left;  /* response body or chunk data bytes still to come; the chunk size being read */
+  uint32_t max_head;  /* http1.maxHeadBytes */
+} h1_t;
+
 /* Every field but `released` is read and written under the lane's lock. */
 struct session_s {
   lane_t *ln;
@@ -262,6 +282,14 @@ struct session_s {
   uint64_t unanswered, server_since_req, turns, failovers, replayed, overflows;
   uint64_t last_activity;
   uint32_t server_gen; /* replaceServer calls; written on the main thread (under the lock) only */
+  /* A framed session (F_HTTP1): the plane follows request and response boundaries (h1_t) and keeps
+   * each side's bytes since the last clean point (hist), so that JavaScript can take the session
+   * over at any moment and be where it would have been had it parsed every byte itself. */
+  unsigned framed : 1;
+  /* The plane stopped moving the session's bytes: EV_HANDOFF is queued, detach() follows. */
+  unsigned handing : 1;
+  h1_t h1;
+  hist_t hist[2]; /* CLIENT's, SERVER's */
 };
 
 /* A plane thread (index 1..MAX_THREADS), or lane 0, which the main loop drives. */
@@ -699,6 +727,338 @@ static void first_bytes(session_t *s, const char *data, size_t n) {
   s->client_first = kind == FB_HANDSHAKE;
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * Framed sessions: http1 on the plane (docs/native-plane.md, "http1 on the plane")
+ *
+ * The plane moves an http1 session's bytes as it moves opaque ones (copied: a framed session
+ * never splices) and follows where each request and response ends, in a strict subset of HTTP/1.1
+ * that the JavaScript framer (lib/framing/http1.ts) accepts alike. It decides nothing: whatever it
+ * does not follow, and every server EOF or error and client EOF, stops the session and hands it to
+ * JavaScript (EV_HANDOFF, then detach()), with each side's bytes since the last clean point (no
+ * request in flight, no response open). JavaScript feeds those bytes to a new http1 framer and
+ * replayer and carries on with Node sockets, exactly where it would be had it parsed them itself:
+ * every failover, resume and bound stays JavaScript's.
+ *
+ * Followed: a request head wholly in one read, `method SP target SP HTTP/1.1`, header fields
+ * `token ":" OWS text OWS` with CRLF endings, at most one Content-Length (digits), and no
+ * Transfer-Encoding, Upgrade or Expect, Connection only `keep-alive`, not CONNECT; its body by
+ * Content-Length. A response head wholly in one read, `HTTP/1.1 ddd SP reason`, status 200-599,
+ * the same field rules, Transfer-Encoding only `chunked`, not both; its body none (HEAD, 204, 304),
+ * by Content-Length, or chunked with bare size lines and no trailer fields. A response to a request
+ * not wholly read yet, or with no request before it, is not followed. Bytes the plane does not
+ * follow are not sent on: JavaScript's framer gets them first (a partial head stays unsent, as its
+ * gate would hold it).
+ */
+enum { R_START = 0, R_BODY = 1 };
+enum { P_START = 0, P_BODY, P_SIZE, P_SIZE_LF, P_DATA, P_DATA_CR, P_DATA_LF, P_TRAILER, P_TRAILER_LF };
+
+static const uint8_t TCHAR[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1,
+    ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1,
+    ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
+    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+static int is_text(uint8_t c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
+
+static int hexval(uint8_t c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* `b[0, n)` is the lower-case ASCII `lower`, ignoring case. */
+static int same_ci(const uint8_t *b, size_t n, const char *lower) {
+  size_t m = strlen(lower);
+  if (n != m) return 0;
+  for (size_t k = 0; k < n; k++)
+    if ((b[k] | 0x20) != (uint8_t)lower[k]) return 0;
+  return 1;
+}
+
+/* What the header fields of a head (after its start line, up to and with the final CRLF) say. */
+typedef struct {
+  int has_length, chunked;
+  uint64_t length;
+} fields_t;
+
+/*
+ * The header fields from `h[i]` to the end of a head of `len` bytes (which ends with CRLF CRLF).
+ * 1 when every field is in the followed subset; 0 otherwise. `request`: Transfer-Encoding, Upgrade
+ * and Expect are not followed.
+ */
+static int h1_fields(const uint8_t *h, size_t i, size_t len, int request, fields_t *f) {
+  memset(f, 0, sizeof *f);
+  for (;;) {
+    if (h[i] == '\r') return h[i + 1] == '\n' && i + 2 == len;
+    size_t n0 = i;
+    while (TCHAR[h[i]]) i++;
+    size_t nlen = i - n0;
+    if (nlen == 0 || h[i] != ':') return 0;
+    i++;
+    while (h[i] == ' ' || h[i] == '\t') i++;
+    size_t v0 = i;
+    while (h[i] != '\r') {
+      if (!is_text(h[i])) return 0;
+      i++;
+    }
+    if (h[i + 1] != '\n') return 0;
+    size_t v1 = i;
+    while (v1 > v0 && (h[v1 - 1] == ' ' || h[v1 - 1] == '\t')) v1--;
+    i += 2;
+    const uint8_t *name = h + n0, *v = h + v0;
+    size_t vlen = v1 - v0;
+    if (same_ci(name, nlen, "content-length")) {
+      if (f->has_length || vlen == 0 || vlen > 15) return 0;
+      uint64_t x = 0;
+      for (size_t k = 0; k < vlen; k++) {
+        if (v[k] < '0' || v[k] > '9') return 0;
+        x = x * 10 + (uint64_t)(v[k] - '0');
+      }
+      f->has_length = 1;
+      f->length = x;
+    } else if (same_ci(name, nlen, "transfer-encoding")) {
+      if (request || f->chunked || !same_ci(v, vlen, "chunked")) return 0;
+      f->chunked = 1;
+    } else if (same_ci(name, nlen, "connection")) {
+      if (!same_ci(v, vlen, "keep-alive")) return 0;
+    } else if (request && (same_ci(name, nlen, "upgrade") || same_ci(name, nlen, "expect"))) {
+      return 0;
+    }
+  }
+}
+
+/* A request head `h[0, len)` (ending with CRLF CRLF): followed (1, and queued) or not (0). */
+static int h1_request_head(h1_t *p, const uint8_t *h, size_t len) {
+  if (len > p->max_head || p->npend >= H1_MAX_PENDING) return 0;
+  size_t i = 0;
+  while (TCHAR[h[i]]) i++;
+  size_t mlen = i;
+  if (mlen == 0 || h[i] != ' ') return 0;
+  if (mlen == 7 && memcmp(h, "CONNECT", 7) == 0) return 0;
+  int head = mlen == 4 && memcmp(h, "HEAD", 4) == 0;
+  size_t t0 = ++i;
+  while (h[i] > 0x20 && h[i] < 0x7f) i++;
+  if (i == t0 || h[i] != ' ') return 0;
+  i++;
+  if (len - i < 10 || memcmp(h + i, "HTTP/1.1\r\n", 10) != 0) return 0;
+  fields_t f;
+  if (!h1_fields(h, i + 10, len, 1, &f)) return 0;
+  p->head_bits |= (uint64_t)head << p->npend;
+  p->npend++;
+  if (f.has_length && f.length > 0) {
+    p->req = R_BODY;
+    p->req_left = f.length;
+  }
+  return 1;
+}
+
+/* Client bytes `d[0, n)`: how many of them the plane follows (n, or where it stops following). */
+static size_t h1_client(h1_t *p, const uint8_t *d, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    if (p->req == R_BODY) {
+      uint64_t take = n - i < p->req_left ? n - i : p->req_left;
+      i += (size_t)take;
+      p->req_left -= take;
+      if (p->req_left == 0) p->req = R_START;
+      continue;
+    }
+    /* A head, wholly in this read (an empty line before a request line is not followed either). */
+    const uint8_t *end = memmem(d + i, n - i, "\r\n\r\n", 4);
+    if (end == NULL || d[i] == '\r' || d[i] == '\n') return i;
+    size_t len = (size_t)(end - (d + i)) + 4;
+    if (!h1_request_head(p, d + i, len)) return i;
+    i += len;
+  }
+  return n;
+}
+
+/* The oldest pending request's response has ended. */
+static void h1_answered(h1_t *p) {
+  p->npend--;
+  p->head_bits >>= 1;
+  p->res = P_START;
+}
+
+/* A response head `h[0, len)`: followed (1, and its body's framing set) or not (0). */
+static int h1_response_head(h1_t *p, const uint8_t *h, size_t len) {
+  if (len > p->max_head || len < 17 || memcmp(h, "HTTP/1.1 ", 9) != 0) return 0;
+  if (h[9] < '2' || h[9] > '5' || h[10] < '0' || h[10] > '9' || h[11] < '0' || h[11] > '9' || h[12] != ' ')
+    return 0;
+  int status = (h[9] - '0') * 100 + (h[10] - '0') * 10 + (h[11] - '0');
+  size_t i = 13;
+  while (h[i] != '\r') {
+    if (!is_text(h[i])) return 0;
+    i++;
+  }
+  if (h[i + 1] != '\n') return 0;
+  fields_t f;
+  if (!h1_fields(h, i + 2, len, 0, &f) || (f.has_length && f.chunked)) return 0;
+  if ((p->head_bits & 1) || status == 204 || status == 304) {
+    h1_answered(p);
+  } else if (f.chunked) {
+    p->res = P_SIZE;
+    p->res_left = 0;
+    p->digits = 0;
+  } else if (f.has_length) {
+    if (f.length == 0) h1_answered(p);
+    else {
+      p->res = P_BODY;
+      p->res_left = f.length;
+    }
+  } else {
+    return 0; /* the server's close would end it: JavaScript passes that FIN on */
+  }
+  return 1;
+}
+
+/*
+ * Server bytes `d[0, n)`: how many the plane follows; `*clean` is set to the offset just past the
+ * last response that left the session at a clean point (no request in flight or part-read), or
+ * left alone.
+ */
+static size_t h1_server(h1_t *p, const uint8_t *d, size_t n, size_t *clean) {
+  size_t i = 0;
+  while (i < n) {
+    uint8_t c = d[i];
+    switch (p->res) {
+      case P_START: {
+        /* Nothing asked, or the request is not wholly read yet (an early response). */
+        if (p->npend == 0 || (p->npend == 1 && p->req != R_START)) return i;
+        const uint8_t *end = memmem(d + i, n - i, "\r\n\r\n", 4);
+        if (end == NULL) return i;
+        size_t len = (size_t)(end - (d + i)) + 4;
+        if (!h1_response_head(p, d + i, len)) return i;
+        i += len;
+        break;
+      }
+      case P_BODY: {
+        uint64_t take = n - i < p->res_left ? n - i : p->res_left;
+        i += (size_t)take;
+        p->res_left -= take;
+        if (p->res_left == 0) h1_answered(p);
+        break;
+      }
+      case P_SIZE: {
+        int v = hexval(c);
+        if (v >= 0 && p->digits < 12) {
+          p->res_left = p->res_left * 16 + (uint64_t)v;
+          p->digits++;
+        } else if (c == '\r' && p->digits > 0) {
+          p->res = P_SIZE_LF;
+        } else {
+          return i;
+        }
+        i++;
+        break;
+      }
+      case P_SIZE_LF:
+        if (c != '\n') return i;
+        p->res = p->res_left == 0 ? P_TRAILER : P_DATA;
+        i++;
+        break;
+      case P_DATA: {
+        uint64_t take = n - i < p->res_left ? n - i : p->res_left;
+        i += (size_t)take;
+        p->res_left -= take;
+        if (p->res_left == 0) p->res = P_DATA_CR;
+        break;
+      }
+      case P_DATA_CR:
+        if (c != '\r') return i;
+        p->res = P_DATA_LF;
+        i++;
+        break;
+      case P_DATA_LF:
+        if (c != '\n') return i;
+        p->res = P_SIZE;
+        p->res_left = 0;
+        p->digits = 0;
+        i++;
+        break;
+      case P_TRAILER:
+        if (c != '\r') return i; /* trailer fields: JavaScript's */
+        p->res = P_TRAILER_LF;
+        i++;
+        break;
+      case P_TRAILER_LF:
+        if (c != '\n') return i;
+        h1_answered(p);
+        i++;
+        break;
+    }
+    if (p->res == P_START && p->npend == 0 && p->req == R_START) *clean = i;
+  }
+  return n;
+}
+
+static int hist_add(hist_t *h, const char *d, size_t n) {
+  if (h->len + n > h->cap) {
+    size_t cap = h->cap ? h->cap : 1024;
+    while (cap < h->len + n) cap *= 2;
+    char *grown = realloc(h->b, cap);
+    if (grown == NULL) return 0;
+    h->b = grown;
+    h->cap = cap;
+  }
+  memcpy(h->b + h->len, d, n);
+  h->len += n;
+  return 1;
+}
+
+static void hist_free(hist_t *h) {
+  free(h->b);
+  h->b = NULL;
+  h->len = h->cap = 0;
+}
+
+/* Stop moving a framed session's bytes: JavaScript takes it over (EV_HANDOFF, then detach()). */
+static void hand_off(session_t *s, int why, int err) {
+  if (s->handing) return;
+  s->handing = 1;
+  queue_event(s, EV_HANDOFF, why, err);
+}
+
+/*
+ * A framed session read `n` bytes from `from` (copied, at `d`): followed and kept in the history.
+ * Returns how many of them may go on now; fewer than `n` only when the session is handing off (the
+ * rest are JavaScript's to parse and send).
+ */
+static size_t framed_in(session_t *s, int from, const char *d, size_t n) {
+  hist_t *h = &s->hist[from];
+  size_t clean = (size_t)-1;
+  size_t ok;
+  if (h->len + n > HIST_MAX) {
+    ok = 0;
+  } else if (from == CLIENT) {
+    ok = h1_client(&s->h1, (const uint8_t *)d, n);
+  } else {
+    ok = h1_server(&s->h1, (const uint8_t *)d, n, &clean);
+  }
+  if (clean != (size_t)-1) {
+    /* Everything before the clean point is answered: neither side's history needs it. */
+    s->hist[CLIENT].len = 0;
+    h->len = 0;
+    d += clean;
+    n -= clean;
+    ok -= clean;
+  }
+  if (!hist_add(h, d, n)) {
+    hand_off(s, H_HISTORY, ENOMEM);
+    return 0;
+  }
+  s->unanswered = s->h1.npend;
+  if (ok < n) hand_off(s, h->len > HIST_MAX ? H_HISTORY : H_UNFOLLOWED, 0);
+  return ok + (clean != (size_t)-1 ? clean : 0);
+}
+
 /* Client bytes read: `data` when they were copied (copy mode), NULL when they are in the c2s pipe
  * (then the first ones were classified before the read: pump peeks at them). */
 static void on_client_bytes(session_t *s, size_t n, const char *data) {
@@ -785,6 +1145,8 @@ static void release_all(session_t *s) {
   free_record(s);
   free_buf(&s->c2s);
   free_buf(&s->s2c);
+  hist_free(&s->hist[CLIENT]);
+  hist_free(&s->hist[SERVER]);
   s->c2s.len = s->s2c.len = 0;
 }
 
@@ -812,13 +1174,17 @@ static void internal_failed(session_t *s, int err) {
 static int may_read(session_t *s, int side) {
   const flow_t *f = side == CLIENT ? &s->c2s : &s->s2c;
   const end_t *e = &s->end[side];
-  return s->state == S_ACTIVE && !s->paused && !f->in_done && PENDING(f) == 0 && e->fd >= 0 &&
+  return s->state == S_ACTIVE && !s->paused && !s->handing && !f->in_done && PENDING(f) == 0 && e->fd >= 0 &&
          s->end[!side].fd >= 0;
 }
 
 /* A write error on the out side: the server's fails the server connection (0), the client's ends
  * the session (-1). */
 static int out_failed(session_t *s, int to, int err) {
+  if (to == SERVER && s->framed) {
+    hand_off(s, H_SERVER_ERROR, err);
+    return 0;
+  }
   if (to == SERVER) {
     server_failed(s, err);
     return 0;
@@ -845,6 +1211,11 @@ enum { READ_BYTES, READ_AGAIN, READ_STOP, READ_GONE };
  * more to read now (EAGAIN, EOF, a failed server connection), or the session is gone. */
 static int read_result(session_t *s, int from, end_t *in, flow_t *f, ssize_t n) {
   if (n > 0) return READ_BYTES;
+  if (n == 0 && s->framed) {
+    /* JavaScript decides (hide the FIN, replay, pass it on); its socket reads the EOF again. */
+    hand_off(s, from == CLIENT ? H_CLIENT_EOF : H_SERVER_EOF, 0);
+    return READ_STOP;
+  }
   if (n == 0) {
     on_eof(s, from, f);
     return READ_STOP;
@@ -854,6 +1225,10 @@ static int read_result(session_t *s, int from, end_t *in, flow_t *f, ssize_t n) 
     return READ_STOP;
   }
   if (errno == EINTR) return READ_AGAIN;
+  if (from == SERVER && s->framed) {
+    hand_off(s, H_SERVER_ERROR, errno);
+    return READ_STOP;
+  }
   if (from == SERVER) {
     server_failed(s, errno);
     return READ_STOP;
@@ -865,8 +1240,9 @@ static int read_result(session_t *s, int from, end_t *in, flow_t *f, ssize_t n) 
 static void on_bytes_in(session_t *s, int from, size_t n, const char *data) {
   flow_t *f = from == CLIENT ? &s->c2s : &s->s2c;
   f->in += (uint64_t)n;
-  if (n >= COPY_READ) s->bulky = 1;
   s->last_activity = s->ln->now;
+  if (s->framed) return; /* framed_in follows them (pump), on lane 0 */
+  if (n >= COPY_READ) s->bulky = 1;
   if (from == CLIENT)
     on_client_bytes(s, n, data);
   else
@@ -889,6 +1265,7 @@ static int pump(session_t *s, int from) {
   end_t *in = &s->end[from], *out = &s->end[to];
   lane_t *ln = s->ln;
   int reads = 0;
+  if (s->handing) return 1; /* what is read and not sent is JavaScript's now (detach) */
   for (;;) {
     if (f->blen > 0) {
       if (out->fd < 0 || !out->wr_ready) break;
@@ -931,7 +1308,7 @@ static int pump(session_t *s, int from) {
       continue;
     }
     if (reads == READS_PER_WAKE || !in->rd_ready || !may_read(s, from)) break;
-    if (!f->bulk && ln->copy_reads) {
+    if ((!f->bulk && ln->copy_reads) || s->framed) {
       if (ln->scratch == NULL && (ln->scratch = malloc(SCRATCH)) == NULL) {
         internal_failed(s, ENOMEM);
         return 0;
@@ -943,16 +1320,18 @@ static int pump(session_t *s, int from) {
       if (r == READ_STOP) break;
       if (r == READ_GONE) return 0;
       if (n == COPY_READ)
-        f->bulk = 1;
+        f->bulk = !s->framed;
       else
         in->rd_ready = 0; /* a short read drained the socket: wait for the next readable event rather
                              than pay a recv that returns EAGAIN (level-triggered, so nothing is missed) */
       on_bytes_in(s, from, (size_t)n, ln->scratch);
+      /* A framed session sends what the plane follows; the rest waits for JavaScript. */
+      size_t go = s->framed ? framed_in(s, from, ln->scratch, (size_t)n) : (size_t)n;
       /* The scratch buffer is the plane's: what the out side does not take now is kept. */
       size_t sent = 0;
       int failed = 0;
-      while (sent < (size_t)n && out->wr_ready) {
-        ssize_t w = send(out->fd, ln->scratch + sent, (size_t)n - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+      while (sent < go && out->wr_ready) {
+        ssize_t w = send(out->fd, ln->scratch + sent, go - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (w < 0) {
           if (errno == EINTR) continue;
           if (errno == EAGAIN) {
@@ -979,6 +1358,7 @@ static int pump(session_t *s, int from) {
         if (out_failed(s, to, failed) < 0) return 0;
         break;
       }
+      if (s->handing) return 1;
       continue;
     }
     if (f->p.r < 0 && !pipe_get(ln, &f->p, 0, 0)) {
@@ -1023,7 +1403,7 @@ static void update(session_t *s) {
     const flow_t *into = side == CLIENT ? &s->s2c : &s->c2s;
     int mask = 0;
     if (may_read(s, side)) mask |= EPOLLIN;
-    if (PENDING(into) > 0) mask |= EPOLLOUT;
+    if (PENDING(into) > 0 && !s->handing) mask |= EPOLLOUT;
     if (!end_watch(s, side, mask)) {
       internal_failed(s, errno);
       return;
@@ -1036,6 +1416,9 @@ static void update(session_t *s) {
     pipe_put(s->ln, &s->replay);
     if (s->rec != NULL) free_record(s);
   }
+  /* An idle framed session holds no history either. */
+  if (s->hist[CLIENT].len == 0 && s->hist[CLIENT].b != NULL) hist_free(&s->hist[CLIENT]);
+  if (s->hist[SERVER].len == 0 && s->hist[SERVER].b != NULL) hist_free(&s->hist[SERVER]);
 }
 
 /* Under the lane's lock, on the lane. */
@@ -1844,7 +2227,7 @@ static napi_value js_resume_accept(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_attach(napi_env env, napi_callback_info info) {
-  GET_ARGS(5)
+  GET_ARGS(6)
   double cfd_d, sfd_d, replay_d, flags_d;
   if (argc < 4 || !arg_double(env, argv[0], &cfd_d) || !arg_double(env, argv[1], &sfd_d) ||
       !arg_double(env, argv[2], &replay_d) || !arg_double(env, argv[3], &flags_d))
@@ -1911,6 +2294,18 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   s->hold_server_eof = ((int)flags_d & F_HOLD_SERVER_EOF) != 0;
   s->pass_fin = !s->hold_server_eof;
   s->last_activity = mono_ms();
+  if ((int)flags_d & F_HTTP1) {
+    /* Followed by h1_client/h1_server; JavaScript keeps the record and decides (EV_HANDOFF). */
+    double max_head = 65536;
+    if (argc >= 6) napi_get_value_double(env, argv[5], &max_head);
+    s->framed = 1;
+    s->h1.max_head = max_head >= 64 && max_head <= 16777216.0 ? (uint32_t)max_head : 65536;
+    s->replay_max = s->replay_cap = 0;
+    s->recording = 0;
+    s->hold_server_eof = 0;
+    s->pass_fin = 1;
+    s->first_done = 1;
+  }
 
   int cfd = cowned ? cowned_fd : dup_socket(env, cfd_d);
   if (cfd < 0) {
@@ -1945,7 +2340,7 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
    * either now would return EAGAIN. Wait for the first readable event (level-triggered: bytes or a
    * FIN already there are reported at once). */
   s->end[CLIENT].rd_ready = s->end[SERVER].rd_ready = 0;
-  if (head_len > 0 && ln->copy_reads) {
+  if (head_len > 0 && (ln->copy_reads || s->framed)) {
     /* Bytes Node read before the hand-off (the request held while connecting, an accept stage's
      * peek): sent from memory on the first wake-up and recorded like a copy read (one send, no pipe). */
     if ((s->c2s.buf = malloc(head_len)) == NULL) {
@@ -1955,7 +2350,10 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
       memcpy(s->c2s.buf, head, head_len);
       s->c2s.blen = head_len;
       s->c2s.in += head_len;
-      on_client_bytes(s, head_len, s->c2s.buf);
+      if (s->framed)
+        framed_in(s, CLIENT, s->c2s.buf, head_len); /* handing off: pump sends nothing of it */
+      else
+        on_client_bytes(s, head_len, s->c2s.buf);
     }
   } else if (head_len > 0) {
     /* Bytes Node read before the hand-off (an accept stage's peek): into the c2s pipe with write(),
@@ -2149,6 +2547,56 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static int set_buffer(napi_env env, napi_value arr, uint32_t k, const char *data, size_t n) {
+  napi_value v;
+  if (n == 0) napi_get_undefined(env, &v);
+  else if (napi_create_buffer_copy(env, n, data, NULL, &v) != napi_ok) return 0;
+  return napi_set_element(env, arr, k, v) == napi_ok;
+}
+
+/*
+ * detach(id) → [clientFd, serverFd, clientHistory, clientUnsent, serverHistory, serverUnsent]:
+ * a framed session leaves the plane for JavaScript (after its EV_HANDOFF, or when JavaScript needs
+ * it: a bound, a move). The descriptors are the caller's (-1: none); each side's history is the
+ * bytes read since the last clean point, and its unsent bytes those read and not yet written on
+ * (the history's tail, or, past a clean point, more). Buffers are undefined when empty. The
+ * session is released: no event follows.
+ */
+static napi_value js_detach(napi_env env, napi_callback_info info) {
+  GET_ARGS(1)
+  session_t *s = arg_session(env, pl, argv[0]);
+  if (s == NULL) return NULL;
+  lane_t *ln = s->ln;
+  uv_mutex_lock(&ln->lock);
+  if (s->state == S_CLOSED || !s->framed) {
+    uv_mutex_unlock(&ln->lock);
+    napi_throw_error(env, "ERR_NATIVE_PLANE_CLOSED", "not a framed session that is open: nothing to detach");
+    return NULL;
+  }
+  s->handing = 1;
+  napi_value out, v;
+  int ok = napi_create_array_with_length(env, 6, &out) == napi_ok;
+  for (int side = CLIENT; side <= SERVER; side++) {
+    end_t *e = &s->end[side];
+    end_watch(s, side, 0);
+    napi_create_int32(env, e->fd, &v);
+    if (ok) ok = napi_set_element(env, out, (uint32_t)side, v) == napi_ok;
+    if (!ok && e->fd >= 0) close(e->fd);
+    e->fd = -1;
+    e->mask = 0;
+  }
+  if (ok)
+    ok = set_buffer(env, out, 2, s->hist[CLIENT].b, s->hist[CLIENT].len) &&
+         set_buffer(env, out, 3, s->c2s.buf + s->c2s.boff, s->c2s.blen) &&
+         set_buffer(env, out, 4, s->hist[SERVER].b, s->hist[SERVER].len) &&
+         set_buffer(env, out, 5, s->s2c.buf + s->s2c.boff, s->s2c.blen);
+  s->state = S_CLOSED;
+  release_all(s);
+  uv_mutex_unlock(&ln->lock);
+  release(pl, s);
+  return ok ? out : NULL;
+}
+
 /* Under the lane's lock. */
 static void fill_stats(const session_t *s, double *d) {
   d[ST_FROM_CLIENT] = (double)s->c2s.in;
@@ -2178,6 +2626,7 @@ static void fill_stats(const session_t *s, double *d) {
   if (s->s2c.in_done && !s->pass_fin) fl |= FL_SERVER_EOF_HELD;
   if (s->server_first) fl |= FL_SERVER_FIRST;
   if (s->client_first) fl |= FL_CLIENT_FIRST;
+  if (s->handing) fl |= FL_HANDING;
   d[ST_FLAGS] = fl;
   uint64_t now = mono_ms();
   d[ST_IDLE_MS] = now > s->last_activity ? (double)(now - s->last_activity) : 0;
@@ -2421,6 +2870,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"shutdownClient", NULL, js_shutdown_client, NULL, NULL, NULL, napi_enumerable, pl},
       {"pause", NULL, js_pause, NULL, NULL, NULL, napi_enumerable, pl},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, pl},
+      {"detach", NULL, js_detach, NULL, NULL, NULL, napi_enumerable, pl},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, pl},
       {"poolStats", NULL, js_pool_stats, NULL, NULL, NULL, napi_enumerable, pl},
       {"configure", NULL, js_configure, NULL, NULL, NULL, napi_enumerable, pl},

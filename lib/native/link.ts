@@ -37,12 +37,14 @@ import type { Backend } from '../backend.js'
 import { BackendError, ClientError, serverEof, socketError } from '../errors.js'
 import { cancelCheck, checkBackend, type CheckWaiter } from '../replay/crash-check.js'
 import { NOT_REPLAYABLE, whyNotReplay } from '../replay/policy.js'
+import { protocolOf } from '../protocols/index.js'
 import type { ServerFailure, Session, SessionBounds, SweepVerdict } from '../session.js'
 import {
   emptyStats,
   type NativePlane,
   type PlaneAccepted,
   type PlaneConnection,
+  type Detached,
   type PlaneEvent,
   type PlaneHandle,
   type PlaneStats,
@@ -120,6 +122,8 @@ export class NativeLink implements CheckWaiter {
   private handle: PlaneHandle | undefined = undefined
   /** Attached at least once: bytes now come from the plane. */
   private attachedOnce = false
+  /** The plane follows the protocol's boundaries (http1) and hands the session over (`takeOver`). */
+  private framed = false
   /** The final stats, once the plane's session ended (live ones are read when asked, not kept). */
   private last: PlaneStats | undefined = undefined
   /** `bytesFromServer` when the current server connection was attached. */
@@ -266,10 +270,12 @@ export class NativeLink implements CheckWaiter {
     if (conn === undefined) s.handOver(server)
     else s.serverLocal = this.plane.localName(conn)
     let handle: PlaneHandle
+    const framing = protocolOf(config.protocol).nativeFraming
     try {
       const options = {
-        replayBytes: replay ? replayCapacity(config.replay.maxBytes) : 0,
+        replayBytes: replay && framing === undefined ? replayCapacity(config.replay.maxBytes) : 0,
         holdServerEof: replay,
+        ...(framing !== undefined ? framing : {}),
         ...(head !== undefined ? { head } : {}),
       }
       handle =
@@ -288,6 +294,7 @@ export class NativeLink implements CheckWaiter {
     }
     this.handle = handle
     this.attachedOnce = true
+    this.framed = framing !== undefined
     this.serverBase = 0
     links.set(handle, this)
     s.client = ON_PLANE
@@ -386,10 +393,44 @@ export class NativeLink implements CheckWaiter {
     this.plane.resume(this.handle)
   }
 
+  /**
+   * A framed session leaves the plane for JavaScript (after the plane's `handoff`, or for a bound or
+   * a move): Session.leavePlane takes the descriptors and the bytes since the last clean point. A
+   * no-op for a session that is not framed or not on the plane.
+   */
+  takeOver(serverError?: Error): void {
+    const handle = this.handle
+    if (handle === undefined || !this.framed) return
+    const s = this.s
+    const st = this.plane.stats(handle)
+    this.handle = undefined
+    links.delete(handle)
+    this.last = st
+    let d: Detached
+    try {
+      d = this.plane.detach(handle)
+    } catch (err) {
+      s.host.localError(s, err as Error)
+      return s.destroy('local-error', err as Error)
+    }
+    s.leavePlane(d, st, serverError)
+  }
+
   /** @internal One event of this session's plane (module-level listener above). */
   onEvent(e: PlaneEvent): void {
     const s = this.s
     switch (e.type) {
+      case 'handoff': {
+        if (e.reason === 'history' && e.errno !== 0) {
+          // Out of memory for the history: what JavaScript would need to go on is not all there.
+          const err = socketError(e.code, `history ${e.code}`)
+          s.host.localError(s, err)
+          return s.destroy('local-error', err)
+        }
+        return this.takeOver(
+          e.reason === 'server-error' ? socketError(e.code, `server ${e.code}`) : undefined
+        )
+      }
       case 'client-eof':
         // The plane passes it to the server once what came before has gone.
         s.clientEnded = true
@@ -611,6 +652,12 @@ export class NativeLink implements CheckWaiter {
     if (b.halfClosed > 0 && (st.clientEof || st.finSentToClient) && idle >= b.halfClosed) {
       s.destroy(st.clientEof ? 'server-timeout' : 'client-timeout')
       return 'half-closed'
+    }
+    if (b.response > 0 && serverOwes && !st.serverDown && idle >= b.response && this.framed) {
+      // JavaScript's replayer has the requests in flight: it times them out (and re-sends them).
+      this.takeOver()
+      s.rp?.responseTimedOut()
+      return undefined
     }
     if (b.response > 0 && serverOwes && !st.serverDown && idle >= b.response) {
       const ms = s.host.config.responseTimeout

@@ -28,7 +28,15 @@ interface Binding {
   setCallback(
     fn: (id: number, kind: number, a: number, errno: number, address?: string, port?: number) => void
   ): void
-  attach(clientFd: number, serverFd: number, replayBytes: number, flags: number, head?: Buffer): number
+  attach(
+    clientFd: number,
+    serverFd: number,
+    replayBytes: number,
+    flags: number,
+    head?: Buffer,
+    maxHeadBytes?: number
+  ): number
+  detach(id: number): [number, number, Buffer?, Buffer?, Buffer?, Buffer?]
   connect(family: number, address: string, port: number, now: number): number
   cancelConnect(token: number): void
   localName(token: number): string
@@ -136,6 +144,8 @@ export interface PlaneStats {
    * session cannot move to another one. Sticky.
    */
   clientFirst: boolean
+  /** A framed session stopped moving bytes for JavaScript to take it over (`handoff`). */
+  handing: boolean
   /** The plane thread that moves this session's bytes (1..threads), or 0: the main loop. */
   thread: number
 }
@@ -145,6 +155,28 @@ export type PlaneEvent =
   | { type: 'server-eof'; held: boolean; stats: PlaneStats }
   | { type: 'error'; side: PlaneSide; errno: number; code: string; stats: PlaneStats }
   | { type: 'close'; reason: PlaneCloseReason; stats: PlaneStats }
+  /**
+   * A framed session (`http1`) stopped moving bytes: JavaScript takes it over with `detach` now.
+   * `errno`: a server error (`server-error`), or ENOMEM (`history`).
+   */
+  | { type: 'handoff'; reason: HandoffReason; errno: number; code: string; stats: PlaneStats }
+
+/** Why a framed session went to JavaScript (native/plane.c, H_*). */
+export type HandoffReason = 'unfollowed' | 'server-eof' | 'server-error' | 'client-eof' | 'history'
+
+/**
+ * A framed session taken off the plane (`detach`): its descriptors (-1: none) and, per side, the
+ * bytes read since the last clean point (`history`) and those read and not yet written on
+ * (`unsent`: the history's tail, or more when they reach back past the clean point).
+ */
+export interface Detached {
+  clientFd: number
+  serverFd: number
+  clientHistory: Buffer | undefined
+  clientUnsent: Buffer | undefined
+  serverHistory: Buffer | undefined
+  serverUnsent: Buffer | undefined
+}
 
 /**
  * Called with the event and the session's handle, so one module-level function can serve every
@@ -157,6 +189,12 @@ export interface AttachOptions {
   replayBytes?: number
   /** Hold a server FIN for the caller instead of passing it to the client (default false). */
   holdServerEof?: boolean
+  /**
+   * Follow http1 boundaries (docs/native-plane.md, "http1 on the plane"): no replay pipe, and
+   * whatever the plane does not follow, or any EOF or server error, is handed to JavaScript
+   * (`handoff` event, then `detach`). `maxHeadBytes`: a longer head is not followed.
+   */
+  http1?: { maxHeadBytes: number }
   /** Client bytes Node already read (an accept stage's peek): sent first, and recorded. */
   head?: Buffer
 }
@@ -303,6 +341,11 @@ export interface NativePlane {
    * `resetClient`: the client gets an RST instead of a FIN (a server reset that cannot be hidden).
    */
   close(handle: PlaneHandle, resetClient?: boolean): PlaneStats | undefined
+  /**
+   * Take a framed session off the plane (after its `handoff` event, or at JavaScript's own time):
+   * no event follows, and the descriptors are the caller's.
+   */
+  detach(handle: PlaneHandle): Detached
   poolStats(): PoolStats
   configure(config: PlaneConfig): void
 }
@@ -311,7 +354,7 @@ export type NativePlaneLoad = { plane: NativePlane; reason: undefined } | { plan
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const ADDON_PATH = path.join(ROOT, 'build', 'Release', 'baton_plane.node')
-const ABI_VERSION = '4'
+const ABI_VERSION = '5'
 
 // Stats layout: native/plane.c, ST_*.
 const ST = {
@@ -346,6 +389,7 @@ const FL = {
   serverEofHeld: 128,
   serverFirst: 256,
   clientFirst: 512,
+  handing: 1024,
 } as const
 const EV_CLIENT_EOF = 1
 const EV_SERVER_EOF = 2
@@ -354,6 +398,15 @@ const EV_CLOSE = 4
 const EV_CONNECT = 5
 const EV_ACCEPT = 6
 const EV_CLIENT_GONE = 7
+const EV_HANDOFF = 8
+const HANDOFF_REASONS: readonly HandoffReason[] = [
+  'unfollowed',
+  'unfollowed',
+  'server-eof',
+  'server-error',
+  'client-eof',
+  'history',
+]
 /** A connect's or an accepted client's token: (generation << 22) | descriptor (native/plane.c). */
 const TOKEN_FD = 2 ** 22
 /** A connect token with this bit was done inside the call (loopback): no EV_CONNECT follows. */
@@ -363,6 +416,7 @@ const REASONS: readonly PlaneCloseReason[] = ['done', 'client-error', 'internal-
 const F_HOLD_SERVER_EOF = 1
 const F_SERVER_OWNED = 2
 const F_CLIENT_OWNED = 4
+const F_HTTP1 = 8
 
 export { NativePlaneError }
 
@@ -511,8 +565,10 @@ class Plane implements NativePlane {
         replayBytes,
         (options.holdServerEof === true ? F_HOLD_SERVER_EOF : 0) |
           (owned ? F_SERVER_OWNED : 0) |
-          (clientOwned ? F_CLIENT_OWNED : 0),
-        head
+          (clientOwned ? F_CLIENT_OWNED : 0) |
+          (options.http1 !== undefined ? F_HTTP1 : 0),
+        head,
+        options.http1?.maxHeadBytes
       )
     } catch (err) {
       if (buffered !== null && typeof client !== 'number') client.unshift(buffered) // left as it was
@@ -559,6 +615,13 @@ class Plane implements NativePlane {
     if (!this.binding.close(handle, resetClient) || last === undefined) return undefined
     last.closed = true
     return last
+  }
+
+  detach(handle: PlaneHandle): Detached {
+    this.listeners.delete(handle)
+    const [clientFd, serverFd, clientHistory, clientUnsent, serverHistory, serverUnsent] =
+      this.binding.detach(handle)
+    return { clientFd, serverFd, clientHistory, clientUnsent, serverHistory, serverUnsent }
   }
 
   poolStats(): PoolStats {
@@ -662,6 +725,17 @@ class Plane implements NativePlane {
         )
       case EV_CLOSE:
         return listener({ type: 'close', reason: REASONS[a] ?? 'done', stats }, h)
+      case EV_HANDOFF:
+        return listener(
+          {
+            type: 'handoff',
+            reason: HANDOFF_REASONS[a] ?? 'unfollowed',
+            errno,
+            code: errno === 0 ? '' : errnoCode(errno),
+            stats,
+          },
+          h
+        )
     }
   }
 }
@@ -702,6 +776,7 @@ export function emptyStats(): PlaneStats {
     closed: false,
     serverFirst: false,
     clientFirst: false,
+    handing: false,
     thread: 0,
   }
 }
@@ -739,6 +814,7 @@ function fillStats(d: Float64Array, o: PlaneStats): PlaneStats {
   o.closed = (flags & FL.closed) !== 0
   o.serverFirst = (flags & FL.serverFirst) !== 0
   o.clientFirst = (flags & FL.clientFirst) !== 0
+  o.handing = (flags & FL.handing) !== 0
   o.thread = d[ST.thread]!
   return o
 }

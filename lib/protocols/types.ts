@@ -53,6 +53,11 @@ export interface ProtocolModule {
     readonly onDown: 'migrate' | 'keep'
     readonly onDrain: 'migrate' | 'finish'
   }
-  /** The native splice plane can carry it (it moves bytes and parses none). */
+  /** The native splice plane can carry it (it moves bytes and parses none, or follows them: below). */
   readonly native: boolean
+  /**
+   * The plane follows this protocol's boundaries itself and hands a session to JavaScript whenever
+   * it cannot (docs/native-plane.md, "http1 on the plane"): the options its attach takes.
+   */
+  readonly nativeFraming?: { readonly http1: { readonly maxHeadBytes: number } }
 }

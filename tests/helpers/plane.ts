@@ -1,8 +1,9 @@
 /**
- * The data plane the tests run opaque listeners on, from one parameter: `BATON_TEST_PLANE=js`
+ * The data plane the tests run opaque and http1 listeners on, from one parameter: `BATON_TEST_PLANE=js`
  * (the default) or `native` (`npm run test:native-plane`). Listener configs built through the
  * helpers (`startBalancer`, `scope().balancer`, `withPlane`) get `dataPlane` set to it wherever the
- * test did not choose one itself; listeners of the parsing protocols stay on js whatever it says.
+ * test did not choose one itself, on opaque and http1 listeners (the protocols the plane carries);
+ * listeners of the other parsing protocols stay on js whatever it says.
  *
  * On `native` without the addon, importing this module skips the whole file with the loader's
  * reason (a TAP `1..0 # SKIP`), so the native run passes cleanly where nothing could be built.
@@ -31,6 +32,9 @@ if (TEST_PLANE === 'native') {
 
 type Listenerish = { protocol?: unknown; dataPlane?: unknown }
 
+/** The protocols the native plane carries (opaque) or follows (http1; lib/protocols/types.ts). */
+const ON_EITHER = new Set(['opaque', 'http1'])
+
 /** `config` with `dataPlane: TEST_PLANE` on each opaque listener that does not set one. */
 export function withPlane<C extends { listeners?: readonly unknown[] }>(config: C): C {
   if (config.listeners === undefined) return config
@@ -38,7 +42,8 @@ export function withPlane<C extends { listeners?: readonly unknown[] }>(config: 
     ...config,
     listeners: config.listeners.map((l) => {
       const x = l as Listenerish
-      if (x.dataPlane !== undefined || (x.protocol !== undefined && x.protocol !== 'opaque')) return l
+      if (x.dataPlane !== undefined || (x.protocol !== undefined && !ON_EITHER.has(String(x.protocol))))
+        return l
       return { ...x, dataPlane: TEST_PLANE }
     }),
   }

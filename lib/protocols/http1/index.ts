@@ -2,7 +2,7 @@
  * `http1`: HTTP/1.0 and 1.1 (lib/framing/http1.ts), resumed by `http1Resume` (./resume.ts, around
  * lib/framing/http1-resume.ts): a cut GET is re-sent with a `Range` for the rest where it can be.
  */
-import { http1 } from '../../framing/http1.js'
+import { DEFAULT_MAX_HEAD_BYTES, http1 } from '../../framing/http1.js'
 import type { ProtocolModule } from '../types.js'
 import { http1Resume } from './resume.js'
 
@@ -12,5 +12,7 @@ export const http1Protocol = {
   framer: () => http1(),
   resume: http1Resume,
   defaults: { requests: true, onDown: 'migrate', onDrain: 'migrate' },
-  native: false,
+  // The plane follows plain keep-alive exchanges; the rest, and every failure, is JavaScript's.
+  native: true,
+  nativeFraming: { http1: { maxHeadBytes: DEFAULT_MAX_HEAD_BYTES } },
 } as const satisfies ProtocolModule
