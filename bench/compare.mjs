@@ -145,6 +145,15 @@ const BALANCERS = [
   },
   { key: 'baton-w2', label: 'Baton --workers 2', kind: 'baton', workers: 2 },
   {
+    // Issue 11's two-core target for keep-alive HTTP is http1 with both cores, as HAProxy has.
+    key: 'baton-http1-w2',
+    label: 'Baton http1 --workers 2',
+    kind: 'baton',
+    protocol: 'http1',
+    workers: 2,
+    only: ['http'],
+  },
+  {
     // The JavaScript plane beside the plane --plane picks (skipped with --plane js): the same run
     // says what the native plane changes.
     key: 'baton-js',

@@ -522,6 +522,7 @@ export class Session implements TableEntry {
     // Who owes the next byte (sweep): the server, while a request waits for its answer.
     this.lastServer = st?.answered === false ? now - 1 : now
     const rp = new Replayer(this, this.host)
+    rp.adopted()
     this.rp = rp
     const c = sentSplit(d.clientHistory, d.clientUnsent)
     const sv = sentSplit(d.serverHistory, d.serverUnsent)

@@ -155,7 +155,7 @@ enum { EV_CLIENT_EOF = 1, EV_SERVER_EOF = 2, EV_ERROR = 3, EV_CLOSE = 4, EV_CONN
 /* Why a framed session goes to JavaScript (EV_HANDOFF's `a`). */
 enum { H_UNFOLLOWED = 1, H_SERVER_EOF = 2, H_SERVER_ERROR = 3, H_CLIENT_EOF = 4, H_HISTORY = 5 };
 enum { R_DONE = 0, R_CLIENT_ERROR = 1, R_INTERNAL_ERROR = 2, R_CLOSED = 3 };
-enum { F_HOLD_SERVER_EOF = 1, F_SERVER_OWNED = 2, F_CLIENT_OWNED = 4, F_HTTP1 = 8 };
+enum { F_HOLD_SERVER_EOF = 1, F_SERVER_OWNED = 2, F_CLIENT_OWNED = 4, F_HTTP1 = 8, F_RESP = 16 };
 
 /* A server connect the plane makes itself (connect()): its token is (generation << CONN_FD_BITS) | fd,
  * unique while the generation does not wrap; in lane 0's epoll its data is (token << 3) | CONN_TAG
@@ -250,6 +250,19 @@ typedef struct {
   uint32_t max_head;  /* http1.maxHeadBytes */
 } h1_t;
 
+/* resp as the plane follows it (resp_client, resp_server). */
+typedef struct {
+  uint8_t q, a;       /* Q_*, A_* */
+  uint8_t digits, neg, kind, nlen;
+  uint8_t in_array;   /* the reply is an array (a nested one is not followed) */
+  uint32_t npend;     /* commands read whole and not answered */
+  uint32_t elems, elem;
+  uint64_t num, left;
+  uint64_t values;    /* values of the reply still to come */
+  uint64_t max_bulk;
+  char name[16];
+} resp_t;
+
 /* Every field but `released` is read and written under the lane's lock. */
 struct session_s {
   lane_t *ln;
@@ -286,9 +299,11 @@ struct session_s {
    * each side's bytes since the last clean point (hist), so that JavaScript can take the session
    * over at any moment and be where it would have been had it parsed every byte itself. */
   unsigned framed : 1;
+  unsigned resp : 1; /* framed as resp (F_RESP), else http1 */
   /* The plane stopped moving the session's bytes: EV_HANDOFF is queued, detach() follows. */
   unsigned handing : 1;
   h1_t h1;
+  resp_t rs;
   hist_t hist[2]; /* CLIENT's, SERVER's */
 };
 
@@ -999,6 +1014,214 @@ static size_t h1_server(h1_t *p, const uint8_t *d, size_t n, size_t *clean) {
   return n;
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * Framed sessions: resp on the plane (docs/native-plane.md, "resp on the plane")
+ *
+ * As for http1: the plane follows where each Redis command and reply ends, in a strict subset the
+ * JavaScript framer (lib/framing/resp/) accepts alike, and hands the session to JavaScript for
+ * anything else. Followed: commands as multibulk arrays (`*N` N >= 1, then N `$len` bulk strings)
+ * whose name is not one that sets session state, pins the session, stops the pairing of replies,
+ * blocks or needs its arguments looked at (resp_special; JavaScript's prologue and pins would miss
+ * it past the next clean point); RESP2 replies (`+ - :` lines, `$` bulk or null, `*` arrays of
+ * those, not nested), one per command, in order. An inline command, RESP3, a reply with no command
+ * before it (a push) are not followed.
+ */
+enum { Q_START = 0, Q_COUNT, Q_COUNT_LF, Q_BULK, Q_BLEN, Q_BLEN_LF, Q_DATA, Q_DATA_CR, Q_DATA_LF };
+enum { A_START = 0, A_TYPE, A_LINE, A_LINE_LF, A_LEN, A_LEN_LF, A_DATA, A_DATA_CR, A_DATA_LF };
+#define RESP_NAME_MAX 16
+
+/* Commands the plane does not follow: session state (AUTH, SELECT…), transactions and pins,
+ * subscriptions and the like (replies stop pairing), blocking ones, CLIENT (state, tracking, reply
+ * modes), and those that end the connection. */
+static const char *const RESP_SPECIAL[] = {
+    "AUTH", "HELLO", "SELECT", "READONLY", "READWRITE", "RESET", "CLIENT", "MULTI", "EXEC",
+    "DISCARD", "WATCH", "UNWATCH", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE",
+    "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR", "SYNC", "PSYNC", "BLPOP", "BRPOP", "BLMOVE",
+    "BRPOPLPUSH", "BZPOPMIN", "BZPOPMAX", "BLMPOP", "BZMPOP", "WAIT", "WAITAOF", "XREAD",
+    "XREADGROUP", "QUIT", "SHUTDOWN", "REPLICAOF", "SLAVEOF", "DEBUG",
+};
+
+static int resp_special(const char *name, size_t n) {
+  char up[RESP_NAME_MAX];
+  for (size_t k = 0; k < n; k++) up[k] = (char)(name[k] >= 'a' && name[k] <= 'z' ? name[k] - 32 : name[k]);
+  for (size_t k = 0; k < sizeof RESP_SPECIAL / sizeof RESP_SPECIAL[0]; k++)
+    if (strlen(RESP_SPECIAL[k]) == n && memcmp(RESP_SPECIAL[k], up, n) == 0) return 1;
+  return 0;
+}
+
+/* Client bytes `d[0, n)`: how many of them the plane follows. */
+static size_t resp_client(resp_t *p, const uint8_t *d, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    uint8_t c = d[i];
+    switch (p->q) {
+      case Q_START:
+        if (c != '*') return i; /* an inline command */
+        p->q = Q_COUNT;
+        p->num = 0;
+        p->digits = 0;
+        break;
+      case Q_COUNT:
+        if (c >= '0' && c <= '9' && p->digits < 7) {
+          p->num = p->num * 10 + (uint64_t)(c - '0');
+          p->digits++;
+          break;
+        }
+        if (c != '\r' || p->num == 0) return i; /* `*0`, `*-1`: no reply comes */
+        p->q = Q_COUNT_LF;
+        break;
+      case Q_COUNT_LF:
+        if (c != '\n') return i;
+        p->elems = (uint32_t)p->num;
+        p->elem = 0;
+        p->q = Q_BULK;
+        break;
+      case Q_BULK:
+        if (c != '$') return i;
+        p->q = Q_BLEN;
+        p->num = 0;
+        p->digits = 0;
+        break;
+      case Q_BLEN:
+        if (c >= '0' && c <= '9' && p->digits < 15) {
+          p->num = p->num * 10 + (uint64_t)(c - '0');
+          p->digits++;
+          break;
+        }
+        if (c != '\r' || p->digits == 0 || p->num > p->max_bulk) return i;
+        if (p->elem == 0 && (p->num == 0 || p->num > RESP_NAME_MAX)) return i; /* no name we follow */
+        p->q = Q_BLEN_LF;
+        break;
+      case Q_BLEN_LF:
+        if (c != '\n') return i;
+        p->left = p->num;
+        p->nlen = 0;
+        p->q = p->left > 0 ? Q_DATA : Q_DATA_CR;
+        break;
+      case Q_DATA: {
+        uint64_t take = n - i < p->left ? n - i : p->left;
+        if (p->elem == 0) {
+          memcpy(p->name + p->nlen, d + i, (size_t)take);
+          p->nlen = (uint8_t)(p->nlen + take);
+        }
+        i += (size_t)take;
+        p->left -= take;
+        if (p->left == 0) p->q = Q_DATA_CR;
+        continue;
+      }
+      case Q_DATA_CR:
+        if (c != '\r') return i;
+        p->q = Q_DATA_LF;
+        break;
+      case Q_DATA_LF:
+        if (c != '\n') return i;
+        if (p->elem == 0 && resp_special(p->name, p->nlen)) return i;
+        if (++p->elem == p->elems) {
+          p->npend++;
+          p->q = Q_START;
+        } else {
+          p->q = Q_BULK;
+        }
+        break;
+    }
+    i++;
+  }
+  return n;
+}
+
+/* One value of the reply being read is whole. */
+static void resp_value(resp_t *p) {
+  if (--p->values > 0) {
+    p->a = A_TYPE;
+    return;
+  }
+  p->npend--;
+  p->a = A_START;
+}
+
+/* Server bytes `d[0, n)`: how many the plane follows; `*clean` as for h1_server. */
+static size_t resp_server(resp_t *p, const uint8_t *d, size_t n, size_t *clean) {
+  size_t i = 0;
+  while (i < n) {
+    uint8_t c = d[i];
+    switch (p->a) {
+      case A_START:
+        if (p->npend == 0) return i; /* a push, or a reply to nothing we followed */
+        p->values = 1;
+        p->in_array = 0;
+        p->a = A_TYPE;
+        continue;
+      case A_TYPE:
+        if (c == '+' || c == '-' || c == ':') {
+          p->a = A_LINE;
+        } else if (c == '$' || (c == '*' && !p->in_array)) {
+          p->kind = c;
+          p->num = 0;
+          p->digits = 0;
+          p->neg = 0;
+          p->a = A_LEN;
+        } else {
+          return i; /* RESP3, or a nested array */
+        }
+        break;
+      case A_LINE:
+        if (c == '\r') p->a = A_LINE_LF;
+        else if (c == '\n') return i;
+        break;
+      case A_LINE_LF:
+        if (c == '\n') resp_value(p);
+        else if (c != '\r') p->a = A_LINE; /* a CR inside the line */
+        break;
+      case A_LEN:
+        if (c == '-' && p->digits == 0 && !p->neg) {
+          p->neg = 1;
+          break;
+        }
+        if (c >= '0' && c <= '9' && p->digits < 15) {
+          p->num = p->num * 10 + (uint64_t)(c - '0');
+          p->digits++;
+          break;
+        }
+        if (c != '\r' || p->digits == 0 || (p->neg && p->num != 1) || p->num > p->max_bulk ||
+            (p->kind == '*' && p->num > 65536))
+          return i;
+        p->a = A_LEN_LF;
+        break;
+      case A_LEN_LF:
+        if (c != '\n') return i;
+        if (p->neg) {
+          resp_value(p); /* null */
+        } else if (p->kind == '$') {
+          p->left = p->num;
+          p->a = p->left > 0 ? A_DATA : A_DATA_CR;
+        } else {
+          p->in_array = 1;
+          p->values += p->num;
+          resp_value(p);
+        }
+        break;
+      case A_DATA: {
+        uint64_t take = n - i < p->left ? n - i : p->left;
+        i += (size_t)take;
+        p->left -= take;
+        if (p->left == 0) p->a = A_DATA_CR;
+        continue;
+      }
+      case A_DATA_CR:
+        if (c != '\r') return i;
+        p->a = A_DATA_LF;
+        break;
+      case A_DATA_LF:
+        if (c != '\n') return i;
+        resp_value(p);
+        break;
+    }
+    i++;
+    if (p->a == A_START && p->npend == 0 && p->q == Q_START) *clean = i;
+  }
+  return n;
+}
+
 static int hist_add(hist_t *h, const char *d, size_t n) {
   if (h->len + n > h->cap) {
     size_t cap = h->cap ? h->cap : 1024;
@@ -1037,6 +1260,9 @@ static size_t framed_in(session_t *s, int from, const char *d, size_t n) {
   size_t ok;
   if (h->len + n > HIST_MAX) {
     ok = 0;
+  } else if (s->resp) {
+    ok = from == CLIENT ? resp_client(&s->rs, (const uint8_t *)d, n)
+                        : resp_server(&s->rs, (const uint8_t *)d, n, &clean);
   } else if (from == CLIENT) {
     ok = h1_client(&s->h1, (const uint8_t *)d, n);
   } else {
@@ -1054,7 +1280,7 @@ static size_t framed_in(session_t *s, int from, const char *d, size_t n) {
     hand_off(s, H_HISTORY, ENOMEM);
     return 0;
   }
-  s->unanswered = s->h1.npend;
+  s->unanswered = s->resp ? s->rs.npend : s->h1.npend;
   if (ok < n) hand_off(s, h->len > HIST_MAX ? H_HISTORY : H_UNFOLLOWED, 0);
   return ok + (clean != (size_t)-1 ? clean : 0);
 }
@@ -2294,12 +2520,15 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
   s->hold_server_eof = ((int)flags_d & F_HOLD_SERVER_EOF) != 0;
   s->pass_fin = !s->hold_server_eof;
   s->last_activity = mono_ms();
-  if ((int)flags_d & F_HTTP1) {
-    /* Followed by h1_client/h1_server; JavaScript keeps the record and decides (EV_HANDOFF). */
-    double max_head = 65536;
-    if (argc >= 6) napi_get_value_double(env, argv[5], &max_head);
+  if ((int)flags_d & (F_HTTP1 | F_RESP)) {
+    /* Followed by h1_* or resp_*; JavaScript keeps the record and decides (EV_HANDOFF). The 6th
+     * argument: http1's maxHeadBytes, resp's maxBulkBytes. */
+    double limit = 0;
+    if (argc >= 6) napi_get_value_double(env, argv[5], &limit);
     s->framed = 1;
-    s->h1.max_head = max_head >= 64 && max_head <= 16777216.0 ? (uint32_t)max_head : 65536;
+    s->resp = ((int)flags_d & F_RESP) != 0;
+    s->h1.max_head = limit >= 64 && limit <= 16777216.0 ? (uint32_t)limit : 65536;
+    s->rs.max_bulk = limit >= 1 && limit <= 4294967296.0 ? (uint64_t)limit : 512u * 1024 * 1024;
     s->replay_max = s->replay_cap = 0;
     s->recording = 0;
     s->hold_server_eof = 0;
@@ -2395,6 +2624,9 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
     return NULL;
   }
   ln->live++;
+  /* A framed session's head it does not follow queued a hand-off: delivered on the next loop
+   * turn, as a call's own pump's events are (nothing else would wake the delivery). */
+  if (ln->out.n > 0 && !ln->threaded) uv_idle_start(pl->idle, on_idle);
   /* A client the plane accepted has most likely sent its request by now (nothing read it): move
    * it at once, as the lane would on its next wake-up, rather than wait for that wake-up. */
   if (cowned && s->state != S_CLOSED) {

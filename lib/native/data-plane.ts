@@ -6,11 +6,12 @@
  * - `native`: the native splice plane; the config is refused (schema.ts) when the protocol parses
  *   bytes or the addon is not there, so by the time a listener is built it is available.
  * - `auto`: native where the addon loaded, the protocol's module can be carried natively (`native`
- *   in lib/protocols/types.ts: opaque) and the platform is Linux (the
- *   loader says no elsewhere); js otherwise. The default.
+ *   in lib/protocols/types.ts: opaque, and http1 and resp, which the plane follows and hands to
+ *   JavaScript whenever it cannot) and the platform is Linux (the loader says no elsewhere); js otherwise. The
+ *   default.
  *
- * Framers that parse bytes (http1, resp, length-prefixed) need the bytes in user space and always
- * run on the JavaScript plane; so does a verified resume of a partial response.
+ * The other framers that parse bytes (memcached, length-prefixed) need the bytes in user
+ * space and always run on the JavaScript plane.
  */
 import { availableParallelism } from 'node:os'
 import type { Logger } from 'pino'
@@ -66,7 +67,7 @@ export function resolveDataPlane(
  */
 export function nativeRefusal(config: { readonly protocol: string } & ProxyOut): string | undefined {
   if (!carriesNatively(config.protocol))
-    return `the native plane moves opaque bytes only; protocol ${config.protocol} parses them and runs on the JavaScript plane (dataPlane: auto or js)`
+    return `the native plane carries opaque, http1 and resp only; protocol ${config.protocol} parses its bytes and runs on the JavaScript plane (dataPlane: auto or js)`
   if (sendsProxy(config))
     return 'sendProxy writes a PROXY header on every server connection, which the native plane does not do yet: use dataPlane auto or js'
   const load = loadNativePlane()

@@ -16,6 +16,9 @@
  *   error (client)    recorded; the `close` that follows ends the session (client-error)
  *   error (internal)  Baton's own (no pipe: EMFILE): local-error, never the backend's fault
  *   close             the session ends (done, client-error, local-error)
+ *   handoff           an http1 session the plane no longer follows (anything outside plain
+ *                     keep-alive, any FIN or server error): `takeOver` detaches it and
+ *                     Session.leavePlane carries on with Node sockets and a replayer
  *
  * One module-level listener serves every session, finding its link by handle (no closure per
  * session keeps the destroyed sockets alive). Bytes for the table and metrics are read from the

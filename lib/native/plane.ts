@@ -156,7 +156,7 @@ export type PlaneEvent =
   | { type: 'error'; side: PlaneSide; errno: number; code: string; stats: PlaneStats }
   | { type: 'close'; reason: PlaneCloseReason; stats: PlaneStats }
   /**
-   * A framed session (`http1`) stopped moving bytes: JavaScript takes it over with `detach` now.
+   * A framed session (`http1`, `resp`) stopped moving bytes: JavaScript takes it over with `detach` now.
    * `errno`: a server error (`server-error`), or ENOMEM (`history`).
    */
   | { type: 'handoff'; reason: HandoffReason; errno: number; code: string; stats: PlaneStats }
@@ -195,6 +195,8 @@ export interface AttachOptions {
    * (`handoff` event, then `detach`). `maxHeadBytes`: a longer head is not followed.
    */
   http1?: { maxHeadBytes: number }
+  /** The same for resp (docs/native-plane.md, "resp on the plane"); a longer bulk string is not followed. */
+  resp?: { maxBulkBytes: number }
   /** Client bytes Node already read (an accept stage's peek): sent first, and recorded. */
   head?: Buffer
 }
@@ -417,6 +419,7 @@ const F_HOLD_SERVER_EOF = 1
 const F_SERVER_OWNED = 2
 const F_CLIENT_OWNED = 4
 const F_HTTP1 = 8
+const F_RESP = 16
 
 export { NativePlaneError }
 
@@ -566,9 +569,10 @@ class Plane implements NativePlane {
         (options.holdServerEof === true ? F_HOLD_SERVER_EOF : 0) |
           (owned ? F_SERVER_OWNED : 0) |
           (clientOwned ? F_CLIENT_OWNED : 0) |
-          (options.http1 !== undefined ? F_HTTP1 : 0),
+          (options.http1 !== undefined ? F_HTTP1 : 0) |
+          (options.resp !== undefined ? F_RESP : 0),
         head,
-        options.http1?.maxHeadBytes
+        options.http1?.maxHeadBytes ?? options.resp?.maxBulkBytes
       )
     } catch (err) {
       if (buffered !== null && typeof client !== 'number') client.unshift(buffered) // left as it was

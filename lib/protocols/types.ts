@@ -59,5 +59,7 @@ export interface ProtocolModule {
    * The plane follows this protocol's boundaries itself and hands a session to JavaScript whenever
    * it cannot (docs/native-plane.md, "http1 on the plane"): the options its attach takes.
    */
-  readonly nativeFraming?: { readonly http1: { readonly maxHeadBytes: number } }
+  readonly nativeFraming?:
+    | { readonly http1: { readonly maxHeadBytes: number } }
+    | { readonly resp: { readonly maxBulkBytes: number } }
 }

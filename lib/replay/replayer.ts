@@ -141,6 +141,14 @@ export class Replayer implements FramerSink, CheckWaiter {
     return flowing
   }
 
+  /**
+   * The session's server connection was attached before this replayer existed (a framed session
+   * that left the native plane): a later connection gets the prologue, as after `attached`.
+   */
+  adopted(): void {
+    this.connectedOnce = true
+  }
+
   /** The client left: may its server connection serve someone else (pool.reuse)? */
   reusable(): boolean {
     const framer = this.framer

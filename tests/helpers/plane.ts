@@ -1,8 +1,8 @@
 /**
- * The data plane the tests run opaque and http1 listeners on, from one parameter: `BATON_TEST_PLANE=js`
+ * The data plane the tests run opaque, http1 and resp listeners on, from one parameter: `BATON_TEST_PLANE=js`
  * (the default) or `native` (`npm run test:native-plane`). Listener configs built through the
  * helpers (`startBalancer`, `scope().balancer`, `withPlane`) get `dataPlane` set to it wherever the
- * test did not choose one itself, on opaque and http1 listeners (the protocols the plane carries);
+ * test did not choose one itself, on opaque, http1 and resp listeners (the protocols the plane carries);
  * listeners of the other parsing protocols stay on js whatever it says.
  *
  * On `native` without the addon, importing this module skips the whole file with the loader's
@@ -32,8 +32,8 @@ if (TEST_PLANE === 'native') {
 
 type Listenerish = { protocol?: unknown; dataPlane?: unknown }
 
-/** The protocols the native plane carries (opaque) or follows (http1; lib/protocols/types.ts). */
-const ON_EITHER = new Set(['opaque', 'http1'])
+/** The protocols the native plane carries (opaque) or follows (http1, resp; lib/protocols/types.ts). */
+const ON_EITHER = new Set(['opaque', 'http1', 'resp'])
 
 /** `config` with `dataPlane: TEST_PLANE` on each opaque listener that does not set one. */
 export function withPlane<C extends { listeners?: readonly unknown[] }>(config: C): C {

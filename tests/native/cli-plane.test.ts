@@ -67,7 +67,7 @@ t.test('--check prints the resolved plane of each listener', async (t) => {
     JSON.stringify({
       listeners: [
         { name: 'a', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], dataPlane: 'auto' },
-        { name: 'b', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], protocol: 'http1' },
+        { name: 'b', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], protocol: 'memcached' },
         { name: 'c', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], dataPlane: 'js' },
       ],
     })

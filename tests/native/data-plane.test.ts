@@ -23,8 +23,16 @@ t.test('resolution: auto, js and native against the addon and the protocol', asy
     native: undefined,
     reason: undefined,
   })
-  for (const protocol of ['http1', 'resp', 'length-prefixed']) {
+  for (const protocol of ['length-prefixed', 'memcached']) {
     t.equal(resolveDataPlane({ dataPlane: 'auto', protocol }, loaded).plane, 'js', `${protocol}: js`)
+  }
+  // http1 and resp are followed by the plane (it hands a session to JavaScript whenever it cannot).
+  for (const protocol of ['http1', 'resp']) {
+    t.equal(
+      resolveDataPlane({ dataPlane: 'auto', protocol }, loaded).plane,
+      loaded.plane !== undefined ? 'native' : 'js',
+      `${protocol}: native where the addon loaded`
+    )
   }
   const without = resolveDataPlane({ dataPlane: 'auto', protocol: 'opaque' }, missing)
   t.equal(without.plane, 'js', 'auto without the addon: js')
@@ -40,12 +48,12 @@ t.test('the config check: native for a parsing protocol is refused, saying why',
   const err = t.throws(() =>
     validateConfig({
       listeners: [
-        { listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], protocol: 'resp', dataPlane: 'native' },
+        { listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], protocol: 'memcached', dataPlane: 'native' },
       ],
     })
   ) as ConfigError
   t.type(err, ConfigError)
-  t.match(err.issues, [/^listeners\[0\]\.dataPlane: the native plane moves opaque bytes only; protocol resp/])
+  t.match(err.issues, [/^listeners\[0\]\.dataPlane: the native plane carries opaque, http1 and resp only; protocol memcached/])
   const typo = t.throws(() =>
     validateConfig({
       listeners: [{ listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], dataPlane: 'fast' }],
@@ -61,7 +69,7 @@ t.test(
     const balancer = createBalancer({
       listeners: [
         { name: 'fast', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], dataPlane: 'native' },
-        { name: 'parsed', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], protocol: 'http1' },
+        { name: 'parsed', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], protocol: 'memcached' },
         { name: 'forced', listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], dataPlane: 'js' },
       ],
       log: { level: 'silent' },

@@ -104,7 +104,8 @@ class RawClient {
 }
 
 const GET = 'GET /x HTTP/1.1\r\nHost: test\r\n\r\n'
-const CHUNKED_POST = 'POST /up HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n'
+const CHUNKED_POST =
+  'POST /up HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n'
 
 t.test('plain keep-alive exchanges stay on the plane', async (t) => {
   const sc = scope(t)
@@ -204,4 +205,27 @@ t.test("a server's keep-alive FIN between requests is hidden", async (t) => {
   await until(() => nativeSessions() === 0, 'the FIN takes the session to JavaScript')
   t.equal((await client.exchange(GET)).body, 'hello a', 'the next GET opens a new server connection')
   t.notOk(client.ended, 'the client got no FIN')
+})
+
+t.test('a first request the plane does not follow, read by Node while connecting, is served', async (t) => {
+  // Node accepts (nativeAccept: false), so the request read while the server connects reaches the
+  // plane as the attach's head: its hand-off must be delivered with nothing else moving.
+  const sc = scope(t)
+  const a = await backend('a')
+  t.teardown(() => a.close())
+  const { port } = await sc.balancer({
+    listeners: [
+      {
+        listen: `${HOST}:0`,
+        protocol: 'http1',
+        dataPlane: 'native',
+        nativeAccept: false,
+        backends: [`${HOST}:${a.port}`],
+      },
+    ],
+  })
+  const client = new RawClient(port)
+  t.teardown(() => client.socket.destroy())
+  t.equal((await client.exchange(CHUNKED_POST)).body, 'got 6', 'the chunked upload is answered')
+  t.equal((await client.exchange(GET)).body, 'hello from a', 'and the next GET')
 })

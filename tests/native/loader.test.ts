@@ -30,7 +30,7 @@ t.test('the loader loads the built addon once', { skip: loadNativePlane().reason
   t.ok(first.plane, first.reason ?? 'loaded')
   t.equal(loadNativePlane(), first, 'the same answer every time')
   t.equal(probeNativePlane().plane, first.plane, 'one Plane per binding (a second would steal its callback)')
-  t.equal(first.plane?.version, '4')
+  t.equal(first.plane?.version, '5')
 })
 
 /** A scratch copy of what the install script needs; it builds into <dir>/build. */

@@ -6,6 +6,7 @@ import { resp } from '../../framing/resp.js'
 import { redisCheck } from '../../health/checks.js'
 import { byteResume } from '../../replay/byte-resume.js'
 import type { ProtocolModule } from '../types.js'
+import { DEFAULTS } from '../../framing/resp/wire.js'
 
 export const respProtocol = {
   name: 'resp',
@@ -14,5 +15,7 @@ export const respProtocol = {
   resume: byteResume,
   healthCheck: { name: 'redis', check: redisCheck },
   defaults: { requests: true, onDown: 'migrate', onDrain: 'migrate' },
-  native: false,
+  // The plane follows plain commands and RESP2 replies; the rest, and every failure, is JavaScript's.
+  native: true,
+  nativeFraming: { resp: { maxBulkBytes: DEFAULTS.maxBulkBytes } },
 } as const satisfies ProtocolModule

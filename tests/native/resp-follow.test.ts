@@ -1,0 +1,722 @@
+/**
+ * Framed sessions on the native plane (`attach(..., { resp })`; native/plane.c, "Framed sessions:
+ * resp on the plane"), on four real loopback sockets: a client pair and a server pair, the plane
+ * between their near ends, the test writing and reading at the far ends. Followed, with no hand-off
+ * and the stats answered after each exchange: every RESP2 reply type (simple string, error,
+ * integer, bulk, null bulk, flat arrays, the empty and the null array), pipelining (sixteen
+ * commands and replies in one write each, then in other splits, replies a byte at a time), a
+ * command whose bulk strings are split across writes, lower-case names. Handed off
+ * (`unfollowed`), the plane having sent only the valid prefix it followed (up to the LF that ends a
+ * special command's name) and `detach` giving the rest back as unsent: SELECT, MULTI, SUBSCRIBE,
+ * BLPOP, CLIENT, AUTH, an inline command, `*0`; RESP3 replies, a nested array, a reply with no
+ * command in flight, the second of two pipelined replies. History restarts at each clean point.
+ * Every server FIN, server reset and client FIN hands off; a reply past the 64 KiB history bound
+ * hands off (`history`) with what reached the client, what was not sent and what is still unread
+ * adding up; `maxBulkBytes` bounds a bulk string both ways. After each detach the descriptors are
+ * the test's: what the far end got is proven whole by a marker written through them. Skipped when
+ * the addon is not built.
+ */
+import fs from 'node:fs'
+import net, { type Socket } from 'node:net'
+import t, { type Test } from 'tap'
+import type { Detached, NativePlane, PlaneEvent, PlaneHandle } from '../../lib/native/plane.js'
+import { HOST } from '../helpers/servers.js'
+import { once, until, within } from '../helpers/wait.js'
+import { ProxiedSession, skip, thePlane } from './helpers/native-proxy.js'
+
+type Handoff = Extract<PlaneEvent, { type: 'handoff' }>
+
+/** The plane's default bound (native/plane.c, js_attach): no bulk string in these tests comes near it. */
+const DEFAULT_MAX_BULK = 512 * 1024 * 1024
+
+/** A command as a RESP multibulk array of bulk strings. */
+function cmd(...args: string[]): string {
+  return `*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(a, 'latin1')}\r\n${a}\r\n`).join('')
+}
+
+const GET = cmd('GET', 'a')
+const X = '$1\r\nx\r\n'
+/** Written through a detached descriptor: what the far end got before it is all the plane sent. */
+const MARK = '<detached>'
+
+/** A far end: everything it reads, in order, and how its connection ended. */
+class Far {
+  private readonly chunks: Buffer[] = []
+  length = 0
+  ended = false
+  error: string | undefined
+
+  constructor(
+    readonly socket: Socket,
+    readonly name: string
+  ) {
+    socket.setNoDelay(true)
+    socket.on('data', (c: Buffer) => {
+      this.chunks.push(c)
+      this.length += c.length
+    })
+    socket.on('end', () => (this.ended = true))
+    socket.on('error', (err: NodeJS.ErrnoException) => (this.error = err.code ?? err.message))
+    socket.resume()
+  }
+
+  /** Every byte read so far, as latin1 text (each byte one character). */
+  text(from = 0): string {
+    return Buffer.concat(this.chunks).subarray(from).toString('latin1')
+  }
+
+  /** Every byte read so far. */
+  bytes(): Buffer {
+    return Buffer.concat(this.chunks)
+  }
+
+  /** Resolves once `n` bytes in all have been read (bounded). */
+  async got(n: number, what: string): Promise<void> {
+    await until(() => this.length >= n, `${this.name} got ${what} (${n} bytes; has ${this.length})`)
+  }
+}
+
+/** Two connected sockets on 127.0.0.1: the one accepted (paused: Node reads nothing) and the one that connected. */
+async function pair(): Promise<{ accepted: Socket; connected: Socket }> {
+  const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true })
+  server.listen({ host: HOST, port: 0 })
+  await within(once(server, 'listening'), 'pair listening')
+  const port = (server.address() as net.AddressInfo).port
+  const accepting = once<[Socket]>(server, 'connection')
+  const connected = net.connect({ host: HOST, port, allowHalfOpen: true })
+  connected.on('error', () => undefined)
+  await within(once(connected, 'connect'), 'pair connect')
+  const [accepted] = await within(accepting, 'pair accept')
+  accepted.on('error', () => undefined)
+  server.close()
+  return { accepted, connected }
+}
+
+interface Framed {
+  plane: NativePlane
+  handle: PlaneHandle
+  session: ProxiedSession
+  /** The client's far end (the test's client) and the server's far end (the test's backend). */
+  client: Far
+  server: Far
+  /** The session's next `handoff` event (bounded). */
+  handoff(): Promise<Handoff>
+  /** `plane.detach`; the descriptors are closed when the test ends unless adopted. */
+  detach(): Detached
+  /** A detached descriptor as a Node socket (destroyed when the test ends). */
+  adopt(fd: number): Socket
+}
+
+/**
+ * A framed session: a client pair (the client connects to a front, the plane gets the accepted
+ * end) and a server pair (the plane gets the connecting end, the backend's accepted end is the
+ * test's), attached with `resp`. Closed (or its detached descriptors closed) when the test ends.
+ */
+async function framed(t: Test, maxBulkBytes = DEFAULT_MAX_BULK): Promise<Framed> {
+  const plane = thePlane()
+  const front = await pair()
+  const back = await pair()
+  const session = new ProxiedSession()
+  const handle = plane.attach(front.accepted, back.connected, session.record, { resp: { maxBulkBytes } })
+  session.handle = handle
+  const client = new Far(front.connected, 'the client')
+  const server = new Far(back.accepted, 'the server')
+  let detached = false
+  const owned = new Set<number>()
+  t.teardown(() => {
+    if (!detached) plane.close(handle)
+    for (const fd of owned) fs.closeSync(fd)
+    client.socket.destroy()
+    server.socket.destroy()
+  })
+  return {
+    plane,
+    handle,
+    session,
+    client,
+    server,
+    handoff: () => session.next('handoff'),
+    detach() {
+      detached = true
+      const d = plane.detach(handle)
+      for (const fd of [d.clientFd, d.serverFd]) if (fd >= 0) owned.add(fd)
+      return d
+    },
+    adopt(fd: number) {
+      if (!owned.delete(fd)) throw new Error(`descriptor ${fd} is not a detached one still held`)
+      const socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true })
+      socket.on('error', () => undefined)
+      t.teardown(() => socket.destroy())
+      return socket
+    },
+  }
+}
+
+function parts(p: string | string[]): string[] {
+  return typeof p === 'string' ? [p] : p
+}
+
+/** `text` cut into pieces of `size` bytes (the last one shorter). */
+function pieces(text: string, size: number): string[] {
+  const out: string[] = []
+  for (let i = 0; i < text.length; i += size) out.push(text.slice(i, i + size))
+  return out
+}
+
+/**
+ * `parts` written by `from`, one write each, each read by `to` before the next is written (so each
+ * is its own read on the plane): `to` then holds them, exactly, from where it was.
+ */
+async function pass(t: Test, from: Far, to: Far, p: string[], what: string): Promise<void> {
+  const start = to.length
+  let want = start
+  for (const [i, part] of p.entries()) {
+    want += Buffer.byteLength(part, 'latin1')
+    from.socket.write(Buffer.from(part, 'latin1'))
+    await to.got(want, `${what}, part ${i + 1} of ${p.length}`)
+  }
+  t.equal(to.text(start), p.join(''), `${to.name} got ${what}, exactly`)
+}
+
+/**
+ * One exchange the plane follows: the command reaches the server whole, the reply the client, and
+ * the session is at a clean point again: nothing pending, not handing off.
+ */
+async function exchange(
+  t: Test,
+  s: Framed,
+  command: string | string[],
+  reply: string | string[],
+  what: string
+): Promise<void> {
+  await pass(t, s.client, s.server, parts(command), `${what}: the command`)
+  await pass(t, s.server, s.client, parts(reply), `${what}: the reply`)
+  t.match(
+    s.plane.stats(s.handle),
+    { answered: true, unansweredBytes: 0, handing: false, closed: false },
+    `${what}: answered, nothing pending, still on the plane`
+  )
+}
+
+/** No event at all so far (a hand-off would have stopped the exchanges that came after it). */
+function noHandoff(t: Test, s: Framed): void {
+  t.same(s.session.types(), [], 'no hand-off, no event')
+  t.equal(s.plane.stats(s.handle)?.handing, false, 'still moving bytes itself')
+}
+
+/** `text` as a Buffer (latin1), to compare with detach's. */
+function b(text: string): Buffer {
+  return Buffer.from(text, 'latin1')
+}
+
+/** A buffer detach gave, as latin1 text (undefined stays undefined: detach gives no empty Buffer). */
+function txt(buf: Buffer | undefined): string | undefined {
+  return buf === undefined ? undefined : buf.toString('latin1')
+}
+
+/**
+ * Through a detached descriptor, `MARK`: the far end then holds `before` and the mark, exactly —
+ * the plane sent nothing more than `before` (bytes it sent would have come ahead of the mark).
+ */
+async function markThrough(t: Test, socket: Socket, far: Far, before: string, what: string): Promise<void> {
+  socket.write(MARK)
+  await far.got(Buffer.byteLength(before, 'latin1') + MARK.length, `${what} and the mark`)
+  t.equal(far.text(), before + MARK, `${far.name} got ${what}, then only the mark`)
+}
+
+/**
+ * What a far end received since `from` (its count before the unfollowed bytes, the mark excluded)
+ * followed by what detach says was not sent on: exactly `since`, the bytes written since the clean
+ * point.
+ */
+function addsUp(
+  t: Test,
+  far: Far,
+  from: number,
+  unsent: Buffer | undefined,
+  since: string,
+  what: string
+): void {
+  const received = far.text(from).slice(0, -MARK.length)
+  t.equal(
+    received + (txt(unsent) ?? ''),
+    since,
+    `${what}: received by ${far.name} + unsent = the bytes since the clean point`
+  )
+}
+
+t.test('every RESP2 reply type passes both ways byte-exact, answered after each', { skip }, async (t) => {
+  const s = await framed(t)
+  await pass(t, s.client, s.server, [GET], 'GET a')
+  t.match(
+    s.plane.stats(s.handle),
+    { answered: false, unansweredBytes: 1 },
+    'GET in flight: one pending command'
+  )
+  await pass(t, s.server, s.client, [X], 'a bulk reply')
+  t.match(
+    s.plane.stats(s.handle),
+    {
+      answered: true,
+      unansweredBytes: 0,
+      handing: false,
+      bytesFromClient: GET.length,
+      bytesToServer: GET.length,
+      bytesFromServer: X.length,
+      bytesToClient: X.length,
+    },
+    'after GET: answered, and the byte counts'
+  )
+  await exchange(t, s, cmd('SET', 'a', '1'), '+OK\r\n', 'SET: a simple string')
+  await exchange(t, s, cmd('INCR', 'n'), ':5\r\n', 'INCR: an integer')
+  await exchange(t, s, cmd('GET', 'missing'), '$-1\r\n', 'GET: a null bulk')
+  await exchange(t, s, cmd('LPUSH', 'a', 'v'), '-ERR wrong\r\n', 'an error')
+  await exchange(
+    t,
+    s,
+    cmd('MGET', 'a', 'b'),
+    '*2\r\n$1\r\na\r\n$-1\r\n',
+    'MGET: an array of a bulk and a null'
+  )
+  await exchange(t, s, cmd('LRANGE', 'l', '0', '-1'), '*0\r\n', 'LRANGE: an empty array')
+  await exchange(t, s, cmd('LRANGE', 'l', '0', '-1'), '*-1\r\n', 'a null array')
+  await exchange(t, s, cmd('SET', 'e', ''), '+OK\r\n', 'SET of an empty value ($0)')
+  await exchange(t, s, cmd('GET', 'e'), '$0\r\n\r\n', 'GET: an empty bulk')
+  await exchange(
+    t,
+    s,
+    cmd('HGETALL', 'h'),
+    '*4\r\n+f\r\n:1\r\n-E x\r\n$2\r\nab\r\n',
+    'an array of every flat type'
+  )
+  await exchange(t, s, GET, X, 'a further exchange')
+  noHandoff(t, s)
+})
+
+t.test('pipelined: sixteen SETs in one write, sixteen +OK in one, then other splits', { skip }, async (t) => {
+  const s = await framed(t)
+  const sets = Array.from({ length: 16 }, (_, i) => cmd('SET', `key:${i}`, `value-${i}`)).join('')
+  const oks = '+OK\r\n'.repeat(16)
+
+  await pass(t, s.client, s.server, [sets], 'sixteen SETs in one write')
+  t.match(s.plane.stats(s.handle), { answered: false, unansweredBytes: 16 }, 'sixteen pending commands')
+  await pass(t, s.server, s.client, [oks], 'sixteen +OK in one write')
+  t.match(s.plane.stats(s.handle), { answered: true, unansweredBytes: 0, handing: false }, 'all answered')
+
+  // Commands cut every 13 bytes (across counts, lengths and data); the first three replies a byte
+  // at a time, the rest in one write.
+  await pass(t, s.client, s.server, pieces(sets, 13), 'sixteen SETs in 13-byte writes')
+  t.match(s.plane.stats(s.handle), { unansweredBytes: 16 }, 'sixteen pending commands again')
+  await pass(t, s.server, s.client, pieces('+OK\r\n'.repeat(3), 1), 'three replies a byte at a time')
+  t.match(s.plane.stats(s.handle), { answered: false, unansweredBytes: 13 }, 'thirteen still pending')
+  await pass(t, s.server, s.client, ['+OK\r\n'.repeat(13)], 'the other thirteen in one write')
+  t.match(s.plane.stats(s.handle), { answered: true, unansweredBytes: 0, handing: false }, 'all answered')
+
+  // Replies of mixed types cut every 7 bytes, across reply boundaries.
+  const gets = Array.from({ length: 16 }, (_, i) => cmd('GET', `key:${i}`)).join('')
+  const kinds = (i: number): string =>
+    ['$-1\r\n', `$${`value-${i}`.length}\r\nvalue-${i}\r\n`, `:${i}\r\n`, '*1\r\n$1\r\nv\r\n'][i % 4] ?? ''
+  const replies = Array.from({ length: 16 }, (_, i) => kinds(i)).join('')
+  await exchange(t, s, [gets], pieces(replies, 7), 'sixteen GETs, their replies in 7-byte writes')
+  await exchange(t, s, GET, X, 'a further exchange')
+  noHandoff(t, s)
+})
+
+t.test('a command whose bulk strings are split across client writes passes', { skip }, async (t) => {
+  const s = await framed(t)
+  await exchange(
+    t,
+    s,
+    ['*3\r\n$3\r\n', 'SE', 'T\r\n$1\r\nk\r\n$5\r\nhel', 'lo\r\n'],
+    '+OK\r\n',
+    'SET: the name and the value split'
+  )
+  await exchange(
+    t,
+    s,
+    ['*', '2\r', '\n$', '3', '\r\n', 'G', 'ET\r', '\n', '$1\r\nk\r', '\n'],
+    '$5\r\nhello\r\n',
+    'GET cut at every kind of boundary'
+  )
+  await exchange(t, s, pieces(cmd('SET', 'k', 'abcdefghijklmnop'), 1), '+OK\r\n', 'SET a byte at a time')
+  await exchange(t, s, GET, ['$1', '\r', '\nx', '\r', '\n'], 'a bulk reply split at every boundary')
+  await exchange(t, s, GET, X, 'a further exchange')
+  noHandoff(t, s)
+})
+
+t.test('lower-case command names pass', { skip }, async (t) => {
+  const s = await framed(t)
+  await exchange(t, s, cmd('get', 'a'), X, 'get')
+  await exchange(t, s, cmd('set', 'a', 'b'), '+OK\r\n', 'set')
+  await exchange(t, s, cmd('IncrBy', 'n', '2'), ':7\r\n', 'IncrBy')
+  await exchange(t, s, GET, X, 'a further exchange')
+  noHandoff(t, s)
+})
+
+/**
+ * Commands the plane does not follow, each alone on a new session, and what of each it sends
+ * first: the valid prefix it followed (for a special command, up to the LF that ends its name).
+ */
+const UNFOLLOWED_COMMANDS: Array<{ name: string; command: string; sent: string }> = [
+  { name: 'SELECT 2', command: cmd('SELECT', '2'), sent: '*2\r\n$6\r\nSELECT\r' },
+  { name: 'MULTI', command: cmd('MULTI'), sent: '*1\r\n$5\r\nMULTI\r' },
+  { name: 'SUBSCRIBE ch', command: cmd('SUBSCRIBE', 'ch'), sent: '*2\r\n$9\r\nSUBSCRIBE\r' },
+  { name: 'BLPOP k 0', command: cmd('BLPOP', 'k', '0'), sent: '*3\r\n$5\r\nBLPOP\r' },
+  { name: 'CLIENT SETNAME x', command: cmd('CLIENT', 'SETNAME', 'x'), sent: '*3\r\n$6\r\nCLIENT\r' },
+  { name: 'AUTH pw', command: cmd('AUTH', 'pw'), sent: '*2\r\n$4\r\nAUTH\r' },
+  { name: 'select (lower case)', command: cmd('select', '1'), sent: '*2\r\n$6\r\nselect\r' },
+  { name: 'an inline command', command: 'PING\r\n', sent: '' },
+  { name: '*0', command: '*0\r\n', sent: '*0' },
+]
+
+t.test(
+  'unfollowed commands hand off; the server gets only the prefix the plane followed',
+  { skip },
+  async (t) => {
+    for (const { name, command, sent } of UNFOLLOWED_COMMANDS) {
+      await t.test(name, async (t) => {
+        t.ok(command.startsWith(sent), 'the expected prefix is one of the command')
+        const s = await framed(t)
+        s.client.socket.write(b(command))
+        const e = await s.handoff()
+        t.match(e, { reason: 'unfollowed', errno: 0, code: '' }, 'handoff: unfollowed')
+        t.match(
+          e.stats,
+          { handing: true, bytesFromClient: command.length, bytesToServer: sent.length },
+          'read whole, only the followed prefix sent'
+        )
+        const d = s.detach()
+        t.ok(d.clientFd >= 0 && d.serverFd >= 0, 'both descriptors')
+        t.equal(txt(d.clientHistory), command, 'client history: the command')
+        t.equal(txt(d.clientUnsent), command.slice(sent.length), 'client unsent: the command past the prefix')
+        t.same([d.serverHistory, d.serverUnsent], [undefined, undefined], 'nothing from the server')
+        await markThrough(t, s.adopt(d.serverFd), s.server, sent, sent === '' ? 'nothing' : 'the prefix')
+        addsUp(t, s.server, 0, d.clientUnsent, command, 'the command')
+        t.same(s.session.types(), ['handoff'], 'the handoff and nothing else')
+      })
+    }
+  }
+)
+
+/** Replies (to a GET) the plane does not follow, how they are written, and what of them it sends first. */
+const UNFOLLOWED_REPLIES: Array<{ name: string; writes: string[]; sent: string }> = [
+  { name: 'a RESP3 map', writes: ['%1\r\n+a\r\n:1\r\n'], sent: '' },
+  { name: 'a RESP3 null', writes: ['_\r\n'], sent: '' },
+  { name: 'a nested array', writes: ['*1\r\n*1\r\n:1\r\n'], sent: '*1\r\n' },
+  {
+    name: 'a nested array, the outer header alone first',
+    writes: ['*1\r\n', '*1\r\n:1\r\n'],
+    sent: '*1\r\n',
+  },
+  { name: 'a RESP3 element inside an array', writes: ['*2\r\n:1\r\n#t\r\n'], sent: '*2\r\n:1\r\n' },
+  { name: 'a bare LF ending a line', writes: ['+OK\n'], sent: '+OK' },
+]
+
+t.test('unfollowed replies hand off; the client gets only what the plane followed', { skip }, async (t) => {
+  for (const { name, writes, sent } of UNFOLLOWED_REPLIES) {
+    await t.test(name, async (t) => {
+      const reply = writes.join('')
+      t.ok(reply.startsWith(sent), 'the expected prefix is one of the reply')
+      const s = await framed(t)
+      await pass(t, s.client, s.server, [GET], 'the command')
+      // Each write but the last is followed whole: the client has it before the next.
+      let want = 0
+      for (const w of writes.slice(0, -1)) {
+        want += w.length
+        s.server.socket.write(b(w))
+        await s.client.got(want, 'a followed write')
+      }
+      s.server.socket.write(b(writes.at(-1) ?? ''))
+      const e = await s.handoff()
+      t.match(e, { reason: 'unfollowed', errno: 0, code: '' }, 'handoff: unfollowed')
+      t.match(
+        e.stats,
+        { bytesFromServer: reply.length, bytesToClient: sent.length },
+        'the reply read, only the followed part sent'
+      )
+      const d = s.detach()
+      t.ok(d.clientFd >= 0 && d.serverFd >= 0, 'both descriptors')
+      t.equal(txt(d.serverHistory), reply, 'server history: the reply')
+      t.equal(txt(d.serverUnsent), reply.slice(sent.length), 'server unsent: the part not sent')
+      t.equal(txt(d.clientHistory), GET, 'client history: the command it answers (not at a clean point)')
+      t.equal(d.clientUnsent, undefined, 'the command was sent whole')
+      await markThrough(t, s.adopt(d.clientFd), s.client, sent, sent === '' ? 'nothing' : 'the followed part')
+      addsUp(t, s.client, 0, d.serverUnsent, reply, 'the reply')
+      t.same(s.session.types(), ['handoff'], 'the handoff and nothing else')
+    })
+  }
+
+  await t.test('the second of two pipelined replies: history reaches back to the first', async (t) => {
+    const s = await framed(t)
+    const second = cmd('GET', 'b')
+    await pass(t, s.client, s.server, [GET + second], 'two commands')
+    const reply = X + '%0\r\n'
+    s.server.socket.write(b(reply))
+    const e = await s.handoff()
+    t.match(e, { reason: 'unfollowed', errno: 0 }, 'handoff: unfollowed')
+    const d = s.detach()
+    t.equal(txt(d.serverHistory), reply, 'server history: both replies (one command still in flight)')
+    t.equal(txt(d.serverUnsent), '%0\r\n', 'server unsent: the second reply')
+    t.equal(txt(d.clientHistory), GET + second, 'client history: both commands')
+    t.equal(d.clientUnsent, undefined, 'both were sent')
+    await markThrough(t, s.adopt(d.clientFd), s.client, X, 'the first reply')
+    addsUp(t, s.client, 0, d.serverUnsent, reply, 'both replies')
+  })
+})
+
+t.test('a reply with no command in flight hands off before any of it is sent', { skip }, async (t) => {
+  await t.test('first on a new session', async (t) => {
+    const s = await framed(t)
+    s.server.socket.write(b('+OK\r\n'))
+    const e = await s.handoff()
+    t.match(e, { reason: 'unfollowed', errno: 0, code: '' }, 'handoff: unfollowed')
+    t.match(e.stats, { bytesFromServer: 5, bytesToClient: 0 }, 'read, not sent')
+    const d = s.detach()
+    t.equal(txt(d.serverHistory), '+OK\r\n', 'server history: the unasked reply')
+    t.equal(txt(d.serverUnsent), '+OK\r\n', 'server unsent: all of it')
+    t.same([d.clientHistory, d.clientUnsent], [undefined, undefined], 'nothing from the client')
+    await markThrough(t, s.adopt(d.clientFd), s.client, '', 'nothing')
+    addsUp(t, s.client, 0, d.serverUnsent, '+OK\r\n', 'the unasked reply')
+  })
+
+  await t.test('after a followed exchange', async (t) => {
+    const s = await framed(t)
+    await exchange(t, s, GET, X, 'a followed exchange')
+    const push = '*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n'
+    s.server.socket.write(b(push))
+    const e = await s.handoff()
+    t.match(e, { reason: 'unfollowed', errno: 0 }, 'handoff: unfollowed')
+    const d = s.detach()
+    t.equal(
+      txt(d.serverHistory),
+      push,
+      'server history: the push alone (the exchange ended at a clean point)'
+    )
+    t.equal(txt(d.serverUnsent), push, 'server unsent: all of it')
+    t.same([d.clientHistory, d.clientUnsent], [undefined, undefined], 'no client history: at a clean point')
+    await markThrough(t, s.adopt(d.clientFd), s.client, X, 'the first reply only')
+    addsUp(t, s.client, X.length, d.serverUnsent, push, 'the push')
+  })
+})
+
+t.test('history restarts at a clean point', { skip }, async (t) => {
+  await t.test('a SELECT after a GET exchange: the history is the SELECT only', async (t) => {
+    const s = await framed(t)
+    await exchange(t, s, GET, X, 'a followed exchange')
+    const select = cmd('SELECT', '1')
+    const sent = '*2\r\n$6\r\nSELECT\r'
+    s.client.socket.write(b(select))
+    const e = await s.handoff()
+    t.match(e, { reason: 'unfollowed', errno: 0 }, 'handoff: unfollowed')
+    const d = s.detach()
+    t.equal(txt(d.clientHistory), select, 'client history: the SELECT only')
+    t.equal(txt(d.clientUnsent), select.slice(sent.length), 'client unsent: the SELECT past its name')
+    t.same(
+      [d.serverHistory, d.serverUnsent],
+      [undefined, undefined],
+      'no server history: the reply ended at a clean point'
+    )
+    await markThrough(t, s.adopt(d.serverFd), s.server, GET + sent, 'the GET and the prefix of the SELECT')
+    addsUp(t, s.server, GET.length, d.clientUnsent, select, 'the SELECT')
+  })
+
+  await t.test('a clean point inside a server read: the history starts after it', async (t) => {
+    const s = await framed(t)
+    await pass(t, s.client, s.server, [GET], 'the command')
+    s.server.socket.write(b(X + '+OK\r\n'))
+    const e = await s.handoff()
+    t.match(e, { reason: 'unfollowed', errno: 0 }, 'handoff: unfollowed')
+    t.match(
+      e.stats,
+      { bytesFromServer: X.length + 5, bytesToClient: X.length },
+      'the reply sent, the rest not'
+    )
+    const d = s.detach()
+    t.equal(txt(d.serverHistory), '+OK\r\n', 'server history: only what followed the clean point')
+    t.equal(txt(d.serverUnsent), '+OK\r\n', 'server unsent: the same')
+    t.same(
+      [d.clientHistory, d.clientUnsent],
+      [undefined, undefined],
+      'no client history: the GET was answered'
+    )
+    await markThrough(t, s.adopt(d.clientFd), s.client, X, 'the reply only')
+  })
+})
+
+t.test('every EOF and server error hands off', { skip }, async (t) => {
+  await t.test('a server FIN between exchanges: server-eof', async (t) => {
+    const s = await framed(t)
+    await exchange(t, s, GET, X, 'a followed exchange')
+    s.server.socket.end()
+    const e = await s.handoff()
+    t.match(e, { reason: 'server-eof', errno: 0, code: '' }, 'handoff: server-eof')
+    const d = s.detach()
+    t.ok(d.clientFd >= 0, `client descriptor ${d.clientFd}`)
+    t.ok(d.serverFd >= 0, `server descriptor ${d.serverFd}`)
+    t.same(
+      [d.clientHistory, d.clientUnsent, d.serverHistory, d.serverUnsent],
+      [undefined, undefined, undefined, undefined],
+      'no history, nothing unsent: a clean point'
+    )
+    t.notOk(s.client.ended, 'the FIN was not passed to the client')
+    // The FIN is still there for the new owner of the server descriptor to read.
+    const server = new Far(s.adopt(d.serverFd), 'the adopted server descriptor')
+    await until(() => server.ended, 'the adopted server descriptor reads the FIN')
+    t.equal(server.length, 0, 'and no bytes before it')
+  })
+
+  await t.test('a server FIN with a command in flight: server-eof, the command in history', async (t) => {
+    const s = await framed(t)
+    await exchange(t, s, GET, X, 'a followed exchange')
+    const incr = cmd('INCR', 'n')
+    await pass(t, s.client, s.server, [incr], 'a second command')
+    s.server.socket.end()
+    const e = await s.handoff()
+    t.match(e, { reason: 'server-eof', errno: 0, code: '' }, 'handoff: server-eof')
+    t.match(e.stats, { answered: false, unansweredBytes: 1 }, 'one command unanswered')
+    const d = s.detach()
+    t.ok(d.clientFd >= 0 && d.serverFd >= 0, 'both descriptors')
+    t.equal(txt(d.clientHistory), incr, 'client history: the command in flight (to re-send)')
+    t.equal(d.clientUnsent, undefined, 'it had been sent')
+    t.same([d.serverHistory, d.serverUnsent], [undefined, undefined], 'nothing from the server')
+  })
+
+  await t.test('a server reset with a command in flight: server-error ECONNRESET', async (t) => {
+    const s = await framed(t)
+    await pass(t, s.client, s.server, [GET], 'the command')
+    s.server.socket.resetAndDestroy()
+    const e = await s.handoff()
+    t.match(e, { reason: 'server-error', code: 'ECONNRESET' }, 'handoff: server-error')
+    t.not(e.errno, 0, `errno ${e.errno}`)
+    const d = s.detach()
+    t.ok(d.clientFd >= 0, `client descriptor ${d.clientFd}`)
+    t.ok(d.serverFd >= 0, `server descriptor ${d.serverFd}`)
+    t.equal(txt(d.clientHistory), GET, 'client history: the command in flight (to re-send)')
+    t.equal(d.clientUnsent, undefined, 'it had been sent')
+    t.same([d.serverHistory, d.serverUnsent], [undefined, undefined], 'nothing from the server')
+    await markThrough(t, s.adopt(d.clientFd), s.client, '', 'nothing')
+  })
+
+  await t.test('a client FIN with a command in flight: client-eof', async (t) => {
+    const s = await framed(t)
+    await exchange(t, s, GET, X, 'a followed exchange')
+    await pass(t, s.client, s.server, [GET], 'a second command')
+    s.client.socket.end()
+    const e = await s.handoff()
+    t.match(e, { reason: 'client-eof', errno: 0, code: '' }, 'handoff: client-eof')
+    const d = s.detach()
+    t.ok(d.clientFd >= 0, `client descriptor ${d.clientFd}`)
+    t.ok(d.serverFd >= 0, `server descriptor ${d.serverFd}`)
+    t.equal(txt(d.clientHistory), GET, 'client history: the second command only')
+    t.equal(d.clientUnsent, undefined, 'it had been sent')
+    t.notOk(s.server.ended, 'the FIN was not passed to the server')
+    // The half-closed client still gets its answer through the detached descriptors.
+    const client = s.adopt(d.clientFd)
+    client.write(X)
+    await s.client.got(X.length * 2, 'the answer after its FIN')
+    t.equal(s.client.text(), X + X, 'both replies, the second through the adopted descriptor')
+  })
+
+  await t.test('a client FIN on an idle session: client-eof, the descriptors closed', async (t) => {
+    const s = await framed(t)
+    s.client.socket.end()
+    const e = await s.handoff()
+    t.match(e, { reason: 'client-eof', errno: 0, code: '' }, 'handoff: client-eof')
+    const d = s.detach()
+    t.ok(d.clientFd >= 0 && d.serverFd >= 0, 'both descriptors')
+    t.same(
+      [d.clientHistory, d.clientUnsent, d.serverHistory, d.serverUnsent],
+      [undefined, undefined, undefined, undefined],
+      'no history, nothing unsent'
+    )
+    // Closing them is the caller's: the far ends see their connections end.
+    s.adopt(d.clientFd).destroy()
+    s.adopt(d.serverFd).destroy()
+    await until(() => s.client.ended && s.server.ended, 'both far ends see their connection end')
+    t.pass('both far ends closed')
+  })
+})
+
+t.test('a reply past the history bound hands off (history) and adds up', { skip }, async (t) => {
+  const s = await framed(t)
+  await pass(t, s.client, s.server, [GET], 'the command')
+  const size = 100_000
+  const body = Buffer.alloc(size)
+  for (let i = 0; i < size; i++) body[i] = 97 + (i % 26)
+  const reply = Buffer.concat([b(`$${size}\r\n`), body, b('\r\n')])
+  s.server.socket.write(reply)
+  const e = await s.handoff()
+  t.match(e, { reason: 'history', errno: 0, code: '' }, 'handoff: history, not out of memory')
+  const d = s.detach()
+  const history = d.serverHistory ?? Buffer.alloc(0)
+  const unsent = d.serverUnsent ?? Buffer.alloc(0)
+  t.ok(history.length > 65536, `server history past 64 KiB (${history.length} bytes)`)
+  t.ok(history.length < reply.length, 'not the whole reply: the plane stopped reading')
+  t.equal(e.stats.bytesFromServer, history.length, 'the history is all the plane read')
+  t.ok(history.equals(reply.subarray(0, history.length)), 'server history: the reply from its start')
+  t.ok(unsent.length > 0, `something unsent (${unsent.length} bytes)`)
+  t.ok(unsent.equals(history.subarray(history.length - unsent.length)), "server unsent: the history's tail")
+  t.equal(txt(d.clientHistory), GET, 'client history: the command')
+  t.equal(d.clientUnsent, undefined, 'the command was sent whole')
+  const sent = history.length - unsent.length
+  t.ok(sent <= 65536, `what was sent (${sent} bytes) is within the bound`)
+  t.equal(e.stats.bytesToClient, sent, 'the stats count what was sent')
+  // What reached the client: exactly the part sent, then the mark.
+  s.adopt(d.clientFd).write(MARK)
+  await s.client.got(sent + MARK.length, 'the part sent and the mark')
+  t.equal(s.client.length, sent + MARK.length, `the client got ${sent} bytes of the reply, then the mark`)
+  t.ok(s.client.bytes().equals(Buffer.concat([reply.subarray(0, sent), b(MARK)])), 'exactly the sent part')
+  // What the plane did not read is still in the server descriptor.
+  const rest = new Far(s.adopt(d.serverFd), 'the adopted server descriptor')
+  await rest.got(reply.length - history.length, 'the rest of the reply')
+  t.equal(
+    s.client.length - MARK.length + unsent.length + rest.length,
+    reply.length,
+    'client bytes + unsent + unread = the whole reply'
+  )
+  t.ok(
+    Buffer.concat([s.client.bytes().subarray(0, sent), unsent, rest.bytes()]).equals(reply),
+    'and in order they are the reply'
+  )
+})
+
+t.test('maxBulkBytes bounds a bulk string', { skip }, async (t) => {
+  await t.test('in a command', async (t) => {
+    const s = await framed(t, 10)
+    await exchange(t, s, cmd('SET', 'k', '0123456789'), '+OK\r\n', 'a 10-byte value')
+    const long = cmd('SET', 'k', 'x'.repeat(20))
+    const sent = '*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$20'
+    t.ok(long.startsWith(sent), 'the expected prefix is one of the command')
+    s.client.socket.write(b(long))
+    const e = await s.handoff()
+    t.match(e, { reason: 'unfollowed', errno: 0 }, 'handoff: unfollowed')
+    const d = s.detach()
+    t.equal(txt(d.clientHistory), long, 'client history: the long SET')
+    t.equal(txt(d.clientUnsent), long.slice(sent.length), 'client unsent: from the CR after $20 on')
+    await markThrough(
+      t,
+      s.adopt(d.serverFd),
+      s.server,
+      cmd('SET', 'k', '0123456789') + sent,
+      'the short SET and the prefix'
+    )
+    addsUp(t, s.server, cmd('SET', 'k', '0123456789').length, d.clientUnsent, long, 'the long SET')
+  })
+
+  await t.test('in a reply', async (t) => {
+    const s = await framed(t, 10)
+    await exchange(t, s, GET, '$10\r\n0123456789\r\n', 'a 10-byte reply')
+    await pass(t, s.client, s.server, [GET], 'the command')
+    const long = `$20\r\n${'y'.repeat(20)}\r\n`
+    s.server.socket.write(b(long))
+    const e = await s.handoff()
+    t.match(e, { reason: 'unfollowed', errno: 0 }, 'handoff: unfollowed')
+    const d = s.detach()
+    t.equal(txt(d.serverHistory), long, 'server history: the long reply')
+    t.equal(txt(d.serverUnsent), long.slice(3), 'server unsent: from the CR after $20 on')
+    t.equal(txt(d.clientHistory), GET, 'client history: the command')
+    const before = '$10\r\n0123456789\r\n'
+    await markThrough(t, s.adopt(d.clientFd), s.client, before + '$20', 'the short reply and the prefix')
+    addsUp(t, s.client, before.length, d.serverUnsent, long, 'the long reply')
+  })
+})
