@@ -179,7 +179,8 @@ enum { F_HOLD_SERVER_EOF = 1, F_SERVER_OWNED = 2, F_CLIENT_OWNED = 4, F_HTTP1 = 
 enum {
   ST_FROM_CLIENT, ST_TO_SERVER, ST_FROM_SERVER, ST_TO_CLIENT, ST_LAST_ACTIVITY, ST_REPLAY_BYTES,
   ST_UNANSWERED, ST_SERVER_SINCE_REQ, ST_REPLAYABLE, ST_TURNS, ST_FAILOVERS, ST_REPLAYED,
-  ST_OVERFLOWS, ST_PIPES, ST_C2S_PENDING, ST_S2C_PENDING, ST_FLAGS, ST_IDLE_MS, ST_THREAD, ST_LENGTH
+  ST_OVERFLOWS, ST_PIPES, ST_C2S_PENDING, ST_S2C_PENDING, ST_FLAGS, ST_IDLE_MS, ST_THREAD, ST_PARTIAL_MS,
+  ST_LENGTH
 };
 /* ST_FLAGS bits */
 enum {
@@ -260,6 +261,7 @@ typedef struct {
   uint64_t num, left;
   uint64_t values;    /* values of the reply still to come */
   uint64_t max_bulk;
+  uint64_t since;     /* ms (CLOCK_MONOTONIC_COARSE) the command part-read now began; 0: none */
   char name[16];
 } resp_t;
 
@@ -1260,9 +1262,14 @@ static size_t framed_in(session_t *s, int from, const char *d, size_t n) {
   size_t ok;
   if (h->len + n > HIST_MAX) {
     ok = 0;
+  } else if (s->resp && from == CLIENT) {
+    /* `requestTimeout` runs from the first byte of the command still part-read (as replayer.ts). */
+    uint32_t before = s->rs.npend;
+    ok = resp_client(&s->rs, (const uint8_t *)d, n);
+    if (s->rs.q == Q_START) s->rs.since = 0;
+    else if (s->rs.since == 0 || s->rs.npend > before) s->rs.since = s->ln->now;
   } else if (s->resp) {
-    ok = from == CLIENT ? resp_client(&s->rs, (const uint8_t *)d, n)
-                        : resp_server(&s->rs, (const uint8_t *)d, n, &clean);
+    ok = resp_server(&s->rs, (const uint8_t *)d, n, &clean);
   } else if (from == CLIENT) {
     ok = h1_client(&s->h1, (const uint8_t *)d, n);
   } else {
@@ -2579,8 +2586,10 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
       memcpy(s->c2s.buf, head, head_len);
       s->c2s.blen = head_len;
       s->c2s.in += head_len;
-      if (s->framed)
+      if (s->framed) {
+        ln->now = s->last_activity;
         framed_in(s, CLIENT, s->c2s.buf, head_len); /* handing off: pump sends nothing of it */
+      }
       else
         on_client_bytes(s, head_len, s->c2s.buf);
     }
@@ -2863,6 +2872,7 @@ static void fill_stats(const session_t *s, double *d) {
   uint64_t now = mono_ms();
   d[ST_IDLE_MS] = now > s->last_activity ? (double)(now - s->last_activity) : 0;
   d[ST_THREAD] = s->ln->index;
+  d[ST_PARTIAL_MS] = s->resp && s->rs.since > 0 && now > s->rs.since ? (double)(now - s->rs.since) : 0;
 }
 
 static double *arg_f64(napi_env env, napi_value v, size_t need) {

@@ -645,6 +645,12 @@ export class NativeLink implements CheckWaiter {
       return 'first-byte'
     }
     if (this.checking || s.state !== 'open') return undefined // a verdict or a connect is on its way
+    if (this.framed && b.request > 0 && st.partialMs >= b.request) {
+      // A command part-read past `requestTimeout` (resp): JavaScript's replayer closes the client.
+      this.takeOver()
+      s.rp?.requestTimedOut()
+      return 'request'
+    }
     if (b.orphan > 0 && this.movedAt > 0 && now - this.movedAt >= b.orphan) {
       // Moved between turns and the client has asked nothing since: it may be waiting for the
       // FIN of a server that closed on purpose just before it died (see ORPHAN_FIN_MS).

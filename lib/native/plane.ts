@@ -146,6 +146,8 @@ export interface PlaneStats {
   clientFirst: boolean
   /** A framed session stopped moving bytes for JavaScript to take it over (`handoff`). */
   handing: boolean
+  /** resp: how long the command the client is part-way through has been coming (ms; 0: none). */
+  partialMs: number
   /** The plane thread that moves this session's bytes (1..threads), or 0: the main loop. */
   thread: number
 }
@@ -379,6 +381,7 @@ const ST = {
   flags: 16,
   idleMs: 17,
   thread: 18,
+  partialMs: 19,
 } as const
 const FL = {
   clientEof: 1,
@@ -781,6 +784,7 @@ export function emptyStats(): PlaneStats {
     serverFirst: false,
     clientFirst: false,
     handing: false,
+    partialMs: 0,
     thread: 0,
   }
 }
@@ -819,6 +823,7 @@ function fillStats(d: Float64Array, o: PlaneStats): PlaneStats {
   o.serverFirst = (flags & FL.serverFirst) !== 0
   o.clientFirst = (flags & FL.clientFirst) !== 0
   o.handing = (flags & FL.handing) !== 0
+  o.partialMs = d[ST.partialMs]!
   o.thread = d[ST.thread]!
   return o
 }
