@@ -494,9 +494,9 @@ const listenerFields = z.strictObject({
   onDrain: z.enum(['migrate', 'finish']).optional(),
   /**
    * Which data plane moves this listener's bytes (lib/native/data-plane.ts): `native` is the splice(2)
-   * addon (opaque only; JavaScript leaves the byte path once both sockets are up), `js` the
-   * JavaScript plane, `auto` native where the addon loaded, the protocol is opaque and the platform
-   * is Linux. `native` where it cannot be had is an error that says why. `BATON_NATIVE=0` turns the
+   * addon (opaque, and http1 and resp, which it follows and hands to JavaScript whenever it cannot;
+   * JavaScript leaves the byte path once both sockets are up), `js` the JavaScript plane, `auto`
+   * native where the addon loaded, the protocol is one of those and the platform is Linux. `native` where it cannot be had is an error that says why. `BATON_NATIVE=0` turns the
    * addon off for the whole process.
    */
   // Default `auto` since the failover bench (one of three nginx SIGKILLed under wrk) gave 0 client
