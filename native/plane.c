@@ -2838,6 +2838,63 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   return ok ? out : NULL;
 }
 
+/*
+ * followProbe(resp, limit, sides, chunks) → followed: the boundary follower alone, for tests that
+ * hold it against the JavaScript framers (tests/native/follow-agreement.test.ts). A fresh http1
+ * (resp false) or resp state is fed the chunks in order, chunks[k] read from sides[k] (0 client, 1
+ * server); followed[k] is how many bytes of chunks[k] it followed, and feeding stops at the first
+ * chunk not followed whole (the rest are -1). No session, no socket.
+ */
+static napi_value js_follow_probe(napi_env env, napi_callback_info info) {
+  GET_ARGS(4)
+  (void)pl;
+  if (argc < 4) return NULL;
+  bool is_resp = false;
+  double limit = 0;
+  napi_get_value_bool(env, argv[0], &is_resp);
+  if (!arg_double(env, argv[1], &limit)) return NULL;
+  uint32_t n = 0, m = 0;
+  if (napi_get_array_length(env, argv[2], &n) != napi_ok || napi_get_array_length(env, argv[3], &m) != napi_ok || n != m) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "sides and chunks: arrays of one length");
+    return NULL;
+  }
+  h1_t h1;
+  resp_t rs;
+  memset(&h1, 0, sizeof h1);
+  memset(&rs, 0, sizeof rs);
+  h1.max_head = limit >= 64 && limit <= 16777216.0 ? (uint32_t)limit : 65536;
+  rs.max_bulk = limit >= 1 && limit <= 4294967296.0 ? (uint64_t)limit : 512u * 1024 * 1024;
+  napi_value out;
+  napi_create_array_with_length(env, n, &out);
+  int stopped = 0;
+  for (uint32_t k = 0; k < n; k++) {
+    napi_value side_v, chunk_v, r;
+    int32_t side = 0;
+    void *data = NULL;
+    size_t len = 0;
+    napi_get_element(env, argv[2], k, &side_v);
+    napi_get_element(env, argv[3], k, &chunk_v);
+    napi_get_value_int32(env, side_v, &side);
+    if (napi_get_buffer_info(env, chunk_v, &data, &len) != napi_ok) {
+      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "chunks must be Buffers");
+      return NULL;
+    }
+    double followed = -1;
+    if (!stopped) {
+      size_t clean = (size_t)-1, ok;
+      if (is_resp)
+        ok = side == CLIENT ? resp_client(&rs, data, len) : resp_server(&rs, data, len, &clean);
+      else
+        ok = side == CLIENT ? h1_client(&h1, data, len) : h1_server(&h1, data, len, &clean);
+      followed = (double)ok;
+      if (ok < len) stopped = 1;
+    }
+    napi_create_double(env, followed, &r);
+    napi_set_element(env, out, k, r);
+  }
+  return out;
+}
+
 /* Under the lane's lock. */
 static void fill_stats(const session_t *s, double *d) {
   d[ST_FROM_CLIENT] = (double)s->c2s.in;
@@ -3113,6 +3170,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"pause", NULL, js_pause, NULL, NULL, NULL, napi_enumerable, pl},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, pl},
       {"detach", NULL, js_detach, NULL, NULL, NULL, napi_enumerable, pl},
+      {"followProbe", NULL, js_follow_probe, NULL, NULL, NULL, napi_enumerable, pl},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, pl},
       {"poolStats", NULL, js_pool_stats, NULL, NULL, NULL, napi_enumerable, pl},
       {"configure", NULL, js_configure, NULL, NULL, NULL, napi_enumerable, pl},

@@ -37,6 +37,7 @@ interface Binding {
     maxHeadBytes?: number
   ): number
   detach(id: number): [number, number, Buffer?, Buffer?, Buffer?, Buffer?]
+  followProbe(resp: boolean, limit: number, sides: number[], chunks: Buffer[]): number[]
   connect(family: number, address: string, port: number, now: number): number
   cancelConnect(token: number): void
   localName(token: number): string
@@ -50,7 +51,13 @@ interface Binding {
   close(id: number, resetClient?: boolean): boolean
   stats(id: number, out: Float64Array): boolean
   poolStats(out: Float64Array): void
-  configure(maxIdlePipes: number, pipeSize: number, copyReads: number, threads: number, connectNow: number): void
+  configure(
+    maxIdlePipes: number,
+    pipeSize: number,
+    copyReads: number,
+    threads: number,
+    connectNow: number
+  ): void
 }
 
 /** A session inside the native plane. Opaque: a stale handle is refused, never misused. */
@@ -350,6 +357,16 @@ export interface NativePlane {
    * no event follows, and the descriptors are the caller's.
    */
   detach(handle: PlaneHandle): Detached
+  /**
+   * For tests: the http1 or resp boundary follower alone, on fresh state, fed `chunks` (each read
+   * from its side); returns how many bytes of each it followed (-1 after the first it did not follow
+   * whole). `limit`: maxHeadBytes or maxBulkBytes.
+   */
+  followProbe(
+    protocol: 'http1' | 'resp',
+    limit: number,
+    chunks: readonly { side: 'client' | 'server'; bytes: Buffer }[]
+  ): number[]
   poolStats(): PoolStats
   configure(config: PlaneConfig): void
 }
@@ -500,7 +517,10 @@ class Plane implements NativePlane {
     if (this.acceptors.has(fd))
       throw new NativePlaneError('ERR_INVALID_ARG_VALUE', `the plane accepts on descriptor ${fd} already`)
     if (!Number.isInteger(backlog) || backlog < 0)
-      throw new NativePlaneError('ERR_INVALID_ARG_VALUE', `backlog must be a non-negative integer, got ${backlog}`)
+      throw new NativePlaneError(
+        'ERR_INVALID_ARG_VALUE',
+        `backlog must be a non-negative integer, got ${backlog}`
+      )
     this.binding.listen(fd, backlog)
     this.acceptors.set(fd, onAccept)
   }
@@ -520,7 +540,10 @@ class Plane implements NativePlane {
 
   takeAccepted(client: PlaneAccepted): number {
     if (!this.accepted.delete(client))
-      throw new NativePlaneError('ERR_INVALID_ARG_VALUE', 'not an accepted client (taken, attached or closed)')
+      throw new NativePlaneError(
+        'ERR_INVALID_ARG_VALUE',
+        'not an accepted client (taken, attached or closed)'
+      )
     this.binding.forgetAccepted(client)
     return client % TOKEN_FD
   }
@@ -622,6 +645,19 @@ class Plane implements NativePlane {
     if (!this.binding.close(handle, resetClient) || last === undefined) return undefined
     last.closed = true
     return last
+  }
+
+  followProbe(
+    protocol: 'http1' | 'resp',
+    limit: number,
+    chunks: readonly { side: 'client' | 'server'; bytes: Buffer }[]
+  ): number[] {
+    return this.binding.followProbe(
+      protocol === 'resp',
+      limit,
+      chunks.map((c) => (c.side === 'client' ? 0 : 1)),
+      chunks.map((c) => c.bytes)
+    )
   }
 
   detach(handle: PlaneHandle): Detached {
