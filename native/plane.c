@@ -254,11 +254,14 @@ typedef struct {
 /* resp as the plane follows it (resp_client, resp_server). */
 typedef struct {
   uint8_t q, a;       /* Q_*, A_* */
-  uint8_t digits, neg, kind, nlen;
+  /* Each direction has its own: a client read may end inside a length while a reply is read. */
+  uint8_t qdigits, adigits, neg, kind, nlen;
   uint8_t in_array;   /* the reply is an array (a nested one is not followed) */
   uint32_t npend;     /* commands read whole and not answered */
   uint32_t elems, elem;
-  uint64_t num, left;
+  uint64_t qnum, qleft; /* the command: a length being read, bulk bytes still to come */
+  uint64_t anum, aleft; /* the reply: the same */
+  uint32_t line;        /* bytes of the reply line so far */
   uint64_t values;    /* values of the reply still to come */
   uint64_t max_bulk;
   uint64_t since;     /* ms (CLOCK_MONOTONIC_COARSE) the command part-read now began; 0: none */
@@ -1060,55 +1063,58 @@ static size_t resp_client(resp_t *p, const uint8_t *d, size_t n) {
       case Q_START:
         if (c != '*') return i; /* an inline command */
         p->q = Q_COUNT;
-        p->num = 0;
-        p->digits = 0;
+        p->qnum = 0;
+        p->qdigits = 0;
         break;
       case Q_COUNT:
-        if (c >= '0' && c <= '9' && p->digits < 7) {
-          p->num = p->num * 10 + (uint64_t)(c - '0');
-          p->digits++;
+        if (c >= '0' && c <= '9' && p->qdigits < 7) {
+          p->qnum = p->qnum * 10 + (uint64_t)(c - '0');
+          p->qdigits++;
           break;
         }
-        if (c != '\r' || p->num == 0) return i; /* `*0`, `*-1`: no reply comes */
+        if (c != '\r' || p->qnum == 0) return i; /* `*0`, `*-1`: no reply comes */
         p->q = Q_COUNT_LF;
         break;
       case Q_COUNT_LF:
         if (c != '\n') return i;
-        p->elems = (uint32_t)p->num;
+        p->elems = (uint32_t)p->qnum;
         p->elem = 0;
         p->q = Q_BULK;
         break;
       case Q_BULK:
         if (c != '$') return i;
         p->q = Q_BLEN;
-        p->num = 0;
-        p->digits = 0;
+        p->qnum = 0;
+        p->qdigits = 0;
         break;
       case Q_BLEN:
-        if (c >= '0' && c <= '9' && p->digits < 15) {
-          p->num = p->num * 10 + (uint64_t)(c - '0');
-          p->digits++;
+        if (c >= '0' && c <= '9' && p->qdigits < 15) {
+          /* Past the bound at the digit that passes it, as the JavaScript scanner says. */
+          if (p->qnum * 10 + (uint64_t)(c - '0') > p->max_bulk) return i;
+          p->qnum = p->qnum * 10 + (uint64_t)(c - '0');
+          p->qdigits++;
           break;
         }
-        if (c != '\r' || p->digits == 0 || p->num > p->max_bulk) return i;
-        if (p->elem == 0 && (p->num == 0 || p->num > RESP_NAME_MAX)) return i; /* no name we follow */
+        if (c != '\r' || p->qdigits == 0) return i;
+        if (p->elem == 0 && (p->qnum == 0 || p->qnum > RESP_NAME_MAX)) return i; /* no name we follow */
         p->q = Q_BLEN_LF;
         break;
       case Q_BLEN_LF:
         if (c != '\n') return i;
-        p->left = p->num;
+        p->qleft = p->qnum;
         p->nlen = 0;
-        p->q = p->left > 0 ? Q_DATA : Q_DATA_CR;
+        p->q = p->qleft > 0 ? Q_DATA : Q_DATA_CR;
         break;
       case Q_DATA: {
-        uint64_t take = n - i < p->left ? n - i : p->left;
+        uint64_t take = n - i < p->qleft ? n - i : p->qleft;
         if (p->elem == 0) {
+          if (p->nlen + take > sizeof p->name) return i; /* never: the length was checked */
           memcpy(p->name + p->nlen, d + i, (size_t)take);
           p->nlen = (uint8_t)(p->nlen + take);
         }
         i += (size_t)take;
-        p->left -= take;
-        if (p->left == 0) p->q = Q_DATA_CR;
+        p->qleft -= take;
+        if (p->qleft == 0) p->q = Q_DATA_CR;
         continue;
       }
       case Q_DATA_CR:
@@ -1156,10 +1162,11 @@ static size_t resp_server(resp_t *p, const uint8_t *d, size_t n, size_t *clean) 
       case A_TYPE:
         if (c == '+' || c == '-' || c == ':') {
           p->a = A_LINE;
+          p->line = 0;
         } else if (c == '$' || (c == '*' && !p->in_array)) {
           p->kind = c;
-          p->num = 0;
-          p->digits = 0;
+          p->anum = 0;
+          p->adigits = 0;
           p->neg = 0;
           p->a = A_LEN;
         } else {
@@ -1167,26 +1174,31 @@ static size_t resp_server(resp_t *p, const uint8_t *d, size_t n, size_t *clean) 
         }
         break;
       case A_LINE:
+        /* Well inside the JavaScript scanner's maxInlineBytes (64 KiB, its default). */
+        if (++p->line > 60000) return i;
         if (c == '\r') p->a = A_LINE_LF;
         else if (c == '\n') return i;
         break;
       case A_LINE_LF:
+        if (++p->line > 60000) return i;
         if (c == '\n') resp_value(p);
         else if (c != '\r') p->a = A_LINE; /* a CR inside the line */
         break;
       case A_LEN:
-        if (c == '-' && p->digits == 0 && !p->neg) {
+        if (c == '-' && p->adigits == 0 && !p->neg) {
           p->neg = 1;
           break;
         }
-        if (c >= '0' && c <= '9' && p->digits < 15) {
-          p->num = p->num * 10 + (uint64_t)(c - '0');
-          p->digits++;
+        if (c >= '0' && c <= '9' && p->adigits < 15) {
+          /* Each bound at the digit that passes it, as the JavaScript scanner says: only -1 is
+           * negative, a bulk string at most maxBulkBytes, an array (here) at most 65,536. */
+          uint64_t next = p->anum * 10 + (uint64_t)(c - '0');
+          if (p->neg ? next != 1 : next > (p->kind == '*' ? 65536 : p->max_bulk)) return i;
+          p->anum = next;
+          p->adigits++;
           break;
         }
-        if (c != '\r' || p->digits == 0 || (p->neg && p->num != 1) || p->num > p->max_bulk ||
-            (p->kind == '*' && p->num > 65536))
-          return i;
+        if (c != '\r' || p->adigits == 0) return i;
         p->a = A_LEN_LF;
         break;
       case A_LEN_LF:
@@ -1194,19 +1206,19 @@ static size_t resp_server(resp_t *p, const uint8_t *d, size_t n, size_t *clean) 
         if (p->neg) {
           resp_value(p); /* null */
         } else if (p->kind == '$') {
-          p->left = p->num;
-          p->a = p->left > 0 ? A_DATA : A_DATA_CR;
+          p->aleft = p->anum;
+          p->a = p->aleft > 0 ? A_DATA : A_DATA_CR;
         } else {
           p->in_array = 1;
-          p->values += p->num;
+          p->values += p->anum;
           resp_value(p);
         }
         break;
       case A_DATA: {
-        uint64_t take = n - i < p->left ? n - i : p->left;
+        uint64_t take = n - i < p->aleft ? n - i : p->aleft;
         i += (size_t)take;
-        p->left -= take;
-        if (p->left == 0) p->a = A_DATA_CR;
+        p->aleft -= take;
+        if (p->aleft == 0) p->a = A_DATA_CR;
         continue;
       }
       case A_DATA_CR:
