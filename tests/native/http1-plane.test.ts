@@ -11,6 +11,7 @@ import net from 'node:net'
 import t from 'tap'
 import type { SessionCloseEvent } from '../../lib/index.js'
 import { nativeSessions } from '../../lib/native/link.js'
+import { sentSplit } from '../../lib/session.js'
 import { scope } from '../helpers/balancer.js'
 import { HOST } from '../helpers/servers.js'
 import { once, until, within } from '../helpers/wait.js'
@@ -228,4 +229,20 @@ t.test('a first request the plane does not follow, read by Node while connecting
   t.teardown(() => client.socket.destroy())
   t.equal((await client.exchange(CHUNKED_POST)).body, 'got 6', 'the chunked upload is answered')
   t.equal((await client.exchange(GET)).body, 'hello from a', 'and the next GET')
+})
+
+t.test('sentSplit: what the replayer follows, writes as it is, or feeds for real', async (t) => {
+  const b = (s: string): Buffer => Buffer.from(s)
+  const text = (x: Buffer | undefined): string | undefined => x?.toString()
+  const split = (h?: string, u?: string): Record<string, string | undefined> => {
+    const r = sentSplit(h === undefined ? undefined : b(h), u === undefined ? undefined : b(u))
+    return { done: text(r.done), raw: text(r.raw), real: text(r.real) }
+  }
+  t.same(split('abcdef', undefined), { done: 'abcdef', raw: undefined, real: undefined }, 'all sent')
+  t.same(split('abcdef', 'def'), { done: 'abc', raw: undefined, real: 'def' }, 'an unsent tail')
+  t.same(split('abc', 'abc'), { done: undefined, raw: undefined, real: 'abc' }, 'nothing sent')
+  // Unsent bytes that reach back past the clean point: a response over, not yet taken by the client.
+  t.same(split('de', 'xyzde'), { done: undefined, raw: 'xyz', real: 'de' }, 'past the clean point')
+  t.same(split(undefined, 'xyz'), { done: undefined, raw: 'xyz', real: undefined }, 'no history')
+  t.same(split(undefined, undefined), { done: undefined, raw: undefined, real: undefined }, 'nothing')
 })
