@@ -83,6 +83,11 @@ export interface ListenerCounters {
   framingErrors: number
   /** Sessions moved off a backend that went down or drains, at a clean boundary, unseen by the client. */
   migrations: number
+  /**
+   * Framed sessions (http1, resp) the native plane handed to JavaScript: anything it does not
+   * follow, every FIN or server error, a bound or a move (docs/native-plane.md, "http1 on the plane").
+   */
+  planeHandoffs: number
   /** Bytes of sessions that have ended (live sessions are added at read time). */
   bytesFromClient: number
   bytesToClient: number
@@ -121,6 +126,7 @@ export function zeroCounters(): ListenerCounters {
     unrecoverable: 0,
     framingErrors: 0,
     migrations: 0,
+    planeHandoffs: 0,
     bytesFromClient: 0,
     bytesToClient: 0,
     dnsLookups: 0,
@@ -965,6 +971,11 @@ export class Listener implements SessionHost, PipelineHost {
   migrated(session: Session, from: Backend): void {
     this.counters.migrations++
     this.log.info({ session: session.id, from: from.name }, 'session leaves its backend at a clean boundary')
+  }
+
+  leftPlane(session: Session, reason: string): void {
+    this.counters.planeHandoffs++
+    this.log.debug({ session: session.id, reason }, 'session leaves the native plane for JavaScript')
   }
 
   connected(session: Session, backend: Backend): void {

@@ -131,6 +131,8 @@ export interface SessionHost {
   resumed(session: Session, ok: boolean): void
   /** The session left `from` at a clean boundary (the backend went down or drains). */
   migrated(session: Session, from: Backend): void
+  /** A framed session left the native plane for JavaScript (`reason`: the plane's, or the bound's). */
+  leftPlane(session: Session, reason: string): void
   closed(session: Session): void
 }
 
@@ -494,7 +496,7 @@ export class Session implements TableEntry {
   /** Move to another backend at the next clean boundary, where the framer knows boundaries. */
   migrate(): void {
     // A framed session on the plane: JavaScript takes it over and moves it.
-    this.np?.takeOver()
+    this.np?.takeOver('move')
     this.rp?.migrate()
   }
 

@@ -94,6 +94,11 @@ const LISTENER_COUNTERS: readonly [name: string, help: string, key: keyof Listen
     'Sessions moved off a backend that went down or drains, at a clean boundary.',
     'migrations',
   ],
+  [
+    'plane_handoffs_total',
+    'Framed sessions (http1, resp) the native plane handed to JavaScript: what it does not follow, a FIN or server error, a bound or a move.',
+    'planeHandoffs',
+  ],
   ['dns_lookups_total', 'DNS lookups of the listener\'s discover entries.', 'dnsLookups'],
   ['dns_failures_total', 'DNS lookups that failed; the last good answer was kept.', 'dnsFailures'],
 ]

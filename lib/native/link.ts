@@ -401,10 +401,11 @@ export class NativeLink implements CheckWaiter {
    * a move): Session.leavePlane takes the descriptors and the bytes since the last clean point. A
    * no-op for a session that is not framed or not on the plane.
    */
-  takeOver(serverError?: Error): void {
+  takeOver(reason: string, serverError?: Error): void {
     const handle = this.handle
     if (handle === undefined || !this.framed) return
     const s = this.s
+    s.host.leftPlane(s, reason)
     const st = this.plane.stats(handle)
     this.handle = undefined
     links.delete(handle)
@@ -431,6 +432,7 @@ export class NativeLink implements CheckWaiter {
           return s.destroy('local-error', err)
         }
         return this.takeOver(
+          e.reason,
           e.reason === 'server-error' ? socketError(e.code, `server ${e.code}`) : undefined
         )
       }
@@ -647,7 +649,7 @@ export class NativeLink implements CheckWaiter {
     if (this.checking || s.state !== 'open') return undefined // a verdict or a connect is on its way
     if (this.framed && b.request > 0 && st.partialMs >= b.request) {
       // A command part-read past `requestTimeout` (resp): JavaScript's replayer closes the client.
-      this.takeOver()
+      this.takeOver('request-timeout')
       s.rp?.requestTimedOut()
       return 'request'
     }
@@ -664,7 +666,7 @@ export class NativeLink implements CheckWaiter {
     }
     if (b.response > 0 && serverOwes && !st.serverDown && idle >= b.response && this.framed) {
       // JavaScript's replayer has the requests in flight: it times them out (and re-sends them).
-      this.takeOver()
+      this.takeOver('response-timeout')
       s.rp?.responseTimedOut()
       return undefined
     }

@@ -124,6 +124,7 @@ t.test('plain keep-alive exchanges stay on the plane', async (t) => {
     t.equal(r.body, 'hello from a', `exchange ${i + 1} answered`)
   }
   t.equal(nativeSessions(), 1, 'the session is still on the plane after three exchanges')
+  t.equal(balancer.frontends[0]!.counters.planeHandoffs, 0, 'no hand-off counted')
   const closed = once<[SessionCloseEvent]>(balancer, 'sessionClose')
   client.socket.end()
   const [e] = await within(closed, 'the session closes')
@@ -146,6 +147,7 @@ t.test('a chunked upload takes the session to JavaScript, where it goes on', asy
   t.equal(nativeSessions(), 1, 'on the plane')
   t.equal((await client.exchange(CHUNKED_POST)).body, 'got 6', 'the chunked upload is answered')
   t.equal(nativeSessions(), 0, 'the session left the plane')
+  t.equal(balancer.frontends[0]!.counters.planeHandoffs, 1, 'one hand-off counted')
   t.equal((await client.exchange(GET)).body, 'hello from a', 'the next GET is served by JavaScript')
   t.equal(a.requests(), 3, 'the backend saw each request once')
   const closed = once<[SessionCloseEvent]>(balancer, 'sessionClose')
