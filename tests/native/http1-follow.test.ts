@@ -14,192 +14,28 @@
  * detach the descriptors are the test's: what the far end got is proven whole by a marker written
  * through them. Skipped when the addon is not built.
  */
-import fs from 'node:fs'
-import net, { type Socket } from 'node:net'
 import t, { type Test } from 'tap'
-import type { Detached, NativePlane, PlaneEvent, PlaneHandle } from '../../lib/native/plane.js'
-import { HOST } from '../helpers/servers.js'
-import { once, until, within } from '../helpers/wait.js'
-import { ProxiedSession, skip, thePlane } from './helpers/native-proxy.js'
-
-type Handoff = Extract<PlaneEvent, { type: 'handoff' }>
+import { until } from '../helpers/wait.js'
+import {
+  Far,
+  MARK,
+  b,
+  exchange,
+  framedSession,
+  markThrough,
+  noHandoff,
+  pass,
+  txt,
+  type Framed,
+} from './helpers/framed.js'
+import { skip } from './helpers/native-proxy.js'
 
 const GET = 'GET / HTTP/1.1\r\nHost: a\r\n\r\n'
 const OK = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello'
-/** Written through a detached descriptor: what the far end got before it is all the plane sent. */
-const MARK = '<detached>'
 
-/** A far end: everything it reads, in order, and how its connection ended. */
-class Far {
-  private readonly chunks: Buffer[] = []
-  length = 0
-  ended = false
-  error: string | undefined
-
-  constructor(
-    readonly socket: Socket,
-    readonly name: string
-  ) {
-    socket.setNoDelay(true)
-    socket.on('data', (c: Buffer) => {
-      this.chunks.push(c)
-      this.length += c.length
-    })
-    socket.on('end', () => (this.ended = true))
-    socket.on('error', (err: NodeJS.ErrnoException) => (this.error = err.code ?? err.message))
-    socket.resume()
-  }
-
-  /** Every byte read so far, as latin1 text (each byte one character). */
-  text(from = 0): string {
-    return Buffer.concat(this.chunks).subarray(from).toString('latin1')
-  }
-
-  /** Resolves once `n` bytes in all have been read (bounded). */
-  async got(n: number, what: string): Promise<void> {
-    await until(() => this.length >= n, `${this.name} got ${what} (${n} bytes; has ${this.length})`)
-  }
-}
-
-/** Two connected sockets on 127.0.0.1: the one accepted (paused: Node reads nothing) and the one that connected. */
-async function pair(): Promise<{ accepted: Socket; connected: Socket }> {
-  const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true })
-  server.listen({ host: HOST, port: 0 })
-  await within(once(server, 'listening'), 'pair listening')
-  const port = (server.address() as net.AddressInfo).port
-  const accepting = once<[Socket]>(server, 'connection')
-  const connected = net.connect({ host: HOST, port, allowHalfOpen: true })
-  connected.on('error', () => undefined)
-  await within(once(connected, 'connect'), 'pair connect')
-  const [accepted] = await within(accepting, 'pair accept')
-  accepted.on('error', () => undefined)
-  server.close()
-  return { accepted, connected }
-}
-
-interface Framed {
-  plane: NativePlane
-  handle: PlaneHandle
-  session: ProxiedSession
-  /** The client's far end (the test's client) and the server's far end (the test's backend). */
-  client: Far
-  server: Far
-  /** The session's next `handoff` event (bounded). */
-  handoff(): Promise<Handoff>
-  /** `plane.detach`; the descriptors are closed when the test ends unless adopted. */
-  detach(): Detached
-  /** A detached descriptor as a Node socket (destroyed when the test ends). */
-  adopt(fd: number): Socket
-}
-
-/**
- * A framed session: a client pair (the client connects to a front, the plane gets the accepted
- * end) and a server pair (the plane gets the connecting end, the backend's accepted end is the
- * test's), attached with `http1`. Closed (or its detached descriptors closed) when the test ends.
- */
-async function framed(t: Test, maxHeadBytes = 65536): Promise<Framed> {
-  const plane = thePlane()
-  const front = await pair()
-  const back = await pair()
-  const session = new ProxiedSession()
-  const handle = plane.attach(front.accepted, back.connected, session.record, { http1: { maxHeadBytes } })
-  session.handle = handle
-  const client = new Far(front.connected, 'the client')
-  const server = new Far(back.accepted, 'the server')
-  let detached = false
-  const owned = new Set<number>()
-  t.teardown(() => {
-    if (!detached) plane.close(handle)
-    for (const fd of owned) fs.closeSync(fd)
-    client.socket.destroy()
-    server.socket.destroy()
-  })
-  return {
-    plane,
-    handle,
-    session,
-    client,
-    server,
-    handoff: () => session.next('handoff'),
-    detach() {
-      detached = true
-      const d = plane.detach(handle)
-      for (const fd of [d.clientFd, d.serverFd]) if (fd >= 0) owned.add(fd)
-      return d
-    },
-    adopt(fd: number) {
-      if (!owned.delete(fd)) throw new Error(`descriptor ${fd} is not a detached one still held`)
-      const socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true })
-      socket.on('error', () => undefined)
-      t.teardown(() => socket.destroy())
-      return socket
-    },
-  }
-}
-
-function parts(p: string | string[]): string[] {
-  return typeof p === 'string' ? [p] : p
-}
-
-/**
- * `parts` written by `from`, one write each, each read by `to` before the next is written (so each
- * is its own read on the plane): `to` then holds them, exactly, from where it was.
- */
-async function pass(t: Test, from: Far, to: Far, p: string[], what: string): Promise<void> {
-  const start = to.length
-  let want = start
-  for (const [i, part] of p.entries()) {
-    want += Buffer.byteLength(part, 'latin1')
-    from.socket.write(Buffer.from(part, 'latin1'))
-    await to.got(want, `${what}, part ${i + 1} of ${p.length}`)
-  }
-  t.equal(to.text(start), p.join(''), `${to.name} got ${what}, exactly`)
-}
-
-/**
- * One exchange the plane follows: the request reaches the server whole, the response the client,
- * and the session is at a clean point again: nothing pending, not handing off.
- */
-async function exchange(
-  t: Test,
-  s: Framed,
-  request: string | string[],
-  response: string | string[],
-  what: string
-): Promise<void> {
-  await pass(t, s.client, s.server, parts(request), `${what}: the request`)
-  await pass(t, s.server, s.client, parts(response), `${what}: the response`)
-  t.match(
-    s.plane.stats(s.handle),
-    { answered: true, unansweredBytes: 0, handing: false, closed: false },
-    `${what}: answered, nothing pending, still on the plane`
-  )
-}
-
-/** No event at all so far (a hand-off would have stopped the exchanges that came after it). */
-function noHandoff(t: Test, s: Framed): void {
-  t.same(s.session.types(), [], 'no hand-off, no event')
-  t.equal(s.plane.stats(s.handle)?.handing, false, 'still moving bytes itself')
-}
-
-/** `text` as a Buffer (latin1), to compare with detach's. */
-function b(text: string): Buffer {
-  return Buffer.from(text, 'latin1')
-}
-
-/** A buffer detach gave, as latin1 text (undefined stays undefined: detach gives no empty Buffer). */
-function txt(buf: Buffer | undefined): string | undefined {
-  return buf === undefined ? undefined : buf.toString('latin1')
-}
-
-/**
- * Through a detached descriptor, `MARK`: the far end then holds `before` and the mark, exactly —
- * the plane sent nothing more than `before` (bytes it sent would have come ahead of the mark).
- */
-async function markThrough(t: Test, socket: Socket, far: Far, before: string, what: string): Promise<void> {
-  socket.write(MARK)
-  await far.got(Buffer.byteLength(before, 'latin1') + MARK.length, `${what} and the mark`)
-  t.equal(far.text(), before + MARK, `${far.name} got ${what}, then only the mark`)
+/** A framed session attached with `http1` (helpers/framed.ts). */
+function framed(t: Test, maxHeadBytes = 65536): Promise<Framed> {
+  return framedSession(t, { http1: { maxHeadBytes } })
 }
 
 t.test('plain keep-alive exchanges stay on the plane: exact bytes, stats answered', { skip }, async (t) => {
