@@ -1039,18 +1039,17 @@ enum { A_START = 0, A_TYPE, A_LINE, A_LINE_LF, A_LEN, A_LEN_LF, A_DATA, A_DATA_C
  * subscriptions and the like (replies stop pairing), blocking ones, CLIENT (state, tracking, reply
  * modes), and those that end the connection. */
 static const char *const RESP_SPECIAL[] = {
-    "AUTH", "HELLO", "SELECT", "READONLY", "READWRITE", "RESET", "CLIENT", "MULTI", "EXEC",
-    "DISCARD", "WATCH", "UNWATCH", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE",
-    "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR", "SYNC", "PSYNC", "BLPOP", "BRPOP", "BLMOVE",
-    "BRPOPLPUSH", "BZPOPMIN", "BZPOPMAX", "BLMPOP", "BZMPOP", "WAIT", "WAITAOF", "XREAD",
-    "XREADGROUP", "QUIT", "SHUTDOWN", "REPLICAOF", "SLAVEOF", "DEBUG",
+    "auth", "hello", "select", "readonly", "readwrite", "reset", "client", "multi", "exec",
+    "discard", "watch", "unwatch", "subscribe", "psubscribe", "ssubscribe", "unsubscribe",
+    "punsubscribe", "sunsubscribe", "monitor", "sync", "psync", "blpop", "brpop", "blmove",
+    "brpoplpush", "bzpopmin", "bzpopmax", "blmpop", "bzmpop", "wait", "waitaof", "xread",
+    "xreadgroup", "quit", "shutdown", "replicaof", "slaveof", "debug",
 };
 
+/* Names compare as header names do (same_ci: ASCII case-insensitive, against lower case). */
 static int resp_special(const char *name, size_t n) {
-  char up[RESP_NAME_MAX];
-  for (size_t k = 0; k < n; k++) up[k] = (char)(name[k] >= 'a' && name[k] <= 'z' ? name[k] - 32 : name[k]);
   for (size_t k = 0; k < sizeof RESP_SPECIAL / sizeof RESP_SPECIAL[0]; k++)
-    if (strlen(RESP_SPECIAL[k]) == n && memcmp(RESP_SPECIAL[k], up, n) == 0) return 1;
+    if (same_ci((const uint8_t *)name, n, RESP_SPECIAL[k])) return 1;
   return 0;
 }
 
@@ -1236,6 +1235,19 @@ static size_t resp_server(resp_t *p, const uint8_t *d, size_t n, size_t *clean) 
   return n;
 }
 
+/* A framed session's follower bound: http1's maxHeadBytes, or resp's maxBulkBytes (0 or out of
+ * range: the default). */
+static void follow_limit(session_t *s, double limit) {
+  s->h1.max_head = limit >= 64 && limit <= 16777216.0 ? (uint32_t)limit : 65536;
+  s->rs.max_bulk = limit >= 1 && limit <= 4294967296.0 ? (uint64_t)limit : 512u * 1024 * 1024;
+}
+
+/* `n` bytes read from `side`, to the session's follower (http1 or resp): how many it follows. */
+static size_t follow(session_t *s, int side, const uint8_t *d, size_t n, size_t *clean) {
+  if (s->resp) return side == CLIENT ? resp_client(&s->rs, d, n) : resp_server(&s->rs, d, n, clean);
+  return side == CLIENT ? h1_client(&s->h1, d, n) : h1_server(&s->h1, d, n, clean);
+}
+
 static int hist_add(hist_t *h, const char *d, size_t n) {
   if (h->len + n > h->cap) {
     size_t cap = h->cap ? h->cap : 1024;
@@ -1274,18 +1286,14 @@ static size_t framed_in(session_t *s, int from, const char *d, size_t n) {
   size_t ok;
   if (h->len + n > HIST_MAX) {
     ok = 0;
-  } else if (s->resp && from == CLIENT) {
-    /* `requestTimeout` runs from the first byte of the command still part-read (as replayer.ts). */
-    uint32_t before = s->rs.npend;
-    ok = resp_client(&s->rs, (const uint8_t *)d, n);
-    if (s->rs.q == Q_START) s->rs.since = 0;
-    else if (s->rs.since == 0 || s->rs.npend > before) s->rs.since = s->ln->now;
-  } else if (s->resp) {
-    ok = resp_server(&s->rs, (const uint8_t *)d, n, &clean);
-  } else if (from == CLIENT) {
-    ok = h1_client(&s->h1, (const uint8_t *)d, n);
   } else {
-    ok = h1_server(&s->h1, (const uint8_t *)d, n, &clean);
+    uint32_t before = s->rs.npend;
+    ok = follow(s, from, (const uint8_t *)d, n, &clean);
+    if (s->resp && from == CLIENT) {
+      /* `requestTimeout` runs from the first byte of the command still part-read (as replayer.ts). */
+      if (s->rs.q == Q_START) s->rs.since = 0;
+      else if (s->rs.since == 0 || s->rs.npend > before) s->rs.since = s->ln->now;
+    }
   }
   if (clean != (size_t)-1) {
     /* Everything before the clean point is answered: neither side's history needs it. */
@@ -2546,8 +2554,7 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
     if (argc >= 6) napi_get_value_double(env, argv[5], &limit);
     s->framed = 1;
     s->resp = ((int)flags_d & F_RESP) != 0;
-    s->h1.max_head = limit >= 64 && limit <= 16777216.0 ? (uint32_t)limit : 65536;
-    s->rs.max_bulk = limit >= 1 && limit <= 4294967296.0 ? (uint64_t)limit : 512u * 1024 * 1024;
+    follow_limit(s, limit);
     s->replay_max = s->replay_cap = 0;
     s->recording = 0;
     s->hold_server_eof = 0;
@@ -2601,9 +2608,9 @@ static napi_value js_attach(napi_env env, napi_callback_info info) {
       if (s->framed) {
         ln->now = s->last_activity;
         framed_in(s, CLIENT, s->c2s.buf, head_len); /* handing off: pump sends nothing of it */
-      }
-      else
+      } else {
         on_client_bytes(s, head_len, s->c2s.buf);
+      }
     }
   } else if (head_len > 0) {
     /* Bytes Node read before the hand-off (an accept stage's peek): into the c2s pipe with write(),
@@ -2870,12 +2877,14 @@ static napi_value js_follow_probe(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "sides and chunks: arrays of one length");
     return NULL;
   }
-  h1_t h1;
-  resp_t rs;
-  memset(&h1, 0, sizeof h1);
-  memset(&rs, 0, sizeof rs);
-  h1.max_head = limit >= 64 && limit <= 16777216.0 ? (uint32_t)limit : 65536;
-  rs.max_bulk = limit >= 1 && limit <= 4294967296.0 ? (uint64_t)limit : 512u * 1024 * 1024;
+  /* A session that is only its followers' state: no descriptors, no lane, never pumped. */
+  session_t *s = calloc(1, sizeof(session_t));
+  if (s == NULL) {
+    throw_errno(env, "calloc", ENOMEM);
+    return NULL;
+  }
+  s->resp = is_resp;
+  follow_limit(s, limit);
   napi_value out;
   napi_create_array_with_length(env, n, &out);
   int stopped = 0;
@@ -2888,22 +2897,21 @@ static napi_value js_follow_probe(napi_env env, napi_callback_info info) {
     napi_get_element(env, argv[3], k, &chunk_v);
     napi_get_value_int32(env, side_v, &side);
     if (napi_get_buffer_info(env, chunk_v, &data, &len) != napi_ok) {
+      free(s);
       napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "chunks must be Buffers");
       return NULL;
     }
     double followed = -1;
     if (!stopped) {
-      size_t clean = (size_t)-1, ok;
-      if (is_resp)
-        ok = side == CLIENT ? resp_client(&rs, data, len) : resp_server(&rs, data, len, &clean);
-      else
-        ok = side == CLIENT ? h1_client(&h1, data, len) : h1_server(&h1, data, len, &clean);
+      size_t clean = (size_t)-1;
+      size_t ok = follow(s, side == CLIENT ? CLIENT : SERVER, data, len, &clean);
       followed = (double)ok;
       if (ok < len) stopped = 1;
     }
     napi_create_double(env, followed, &r);
     napi_set_element(env, out, k, r);
   }
+  free(s);
   return out;
 }
 
