@@ -44,7 +44,15 @@ import { http1 } from '../../lib/framing/http1.js'
 import { resp } from '../../lib/framing/resp.js'
 import type { Framer, FramerExtras, FramerFactory } from '../../lib/framing/types.js'
 import { between, mulberry32 } from '../framing/helpers/frames.js'
-import { chunked, request, response, type Headers } from '../framing/helpers/http1.js'
+import {
+  CLIENT_CASES,
+  SERVER_CASES,
+  chunked,
+  headed,
+  request,
+  response,
+  type Headers,
+} from '../framing/helpers/http1.js'
 import { cmd, randomPush, randomReply, reply } from '../framing/helpers/resp.js'
 import { skip, thePlane } from './helpers/native-proxy.js'
 
@@ -359,11 +367,11 @@ function positions(
 
 const GET = request('GET', '/', [['Host', 'a']])
 const OK = response(200, [['Content-Length', '2']], 'hi', 'OK')
-const headed = (headers: Headers, body = ''): Buffer => request('POST', '/', headers, body)
 const h = latin1
 
-/** The framer tests' client-side strictness cases (tests/framing/http1.test.ts), and more. */
+/** The framer tests' client-side strictness cases (tests/framing/helpers/http1.ts), and more. */
 const HTTP1_BAD_REQUESTS: [string, Buffer][] = [
+  ...CLIENT_CASES,
   [
     'both Content-Length and Transfer-Encoding',
     headed(
@@ -406,64 +414,27 @@ const HTTP1_BAD_REQUESTS: [string, Buffer][] = [
   ],
   ['differing Content-Length in a list', headed([['Content-Length', '3, 4']], 'abcd')],
   ['a list of identical Content-Length values (accepted)', headed([['Content-Length', '3 , 3,3']], 'abc')],
-  ['non-numeric Content-Length', headed([['Content-Length', 'abc']])],
-  ['negative Content-Length', headed([['Content-Length', '-1']])],
   ['signed Content-Length', headed([['Content-Length', '+1']], 'a')],
-  ['empty Content-Length', headed([['Content-Length', '']])],
   ['Content-Length with a space inside', headed([['Content-Length', '1 2']], 'a'.repeat(12))],
   ['Content-Length in hex', headed([['Content-Length', '0x10']], 'a'.repeat(16))],
   ['Content-Length of 15 digits (accepted)', headed([['Content-Length', '000000000000003']], 'abc')],
-  ['Content-Length of 16 digits', headed([['Content-Length', '1234567890123456']])],
   ['Content-Length with OWS (accepted)', h('POST / HTTP/1.1\r\nContent-Length:\t 3 \t\r\n\r\nabc')],
   ['Content-Length with a NUL', h('POST / HTTP/1.1\r\nContent-Length: 3\x00\r\n\r\nabc')],
   [
     'Transfer-Encoding: chunked (request)',
     headed([['Transfer-Encoding', 'chunked']], '3\r\nabc\r\n0\r\n\r\n'),
   ],
-  ['Transfer-Encoding: chunked, gzip', headed([['Transfer-Encoding', 'chunked, gzip']])],
-  ['Transfer-Encoding: identity', headed([['Transfer-Encoding', 'identity']])],
-  ['Transfer-Encoding: chunked twice', headed([['Transfer-Encoding', 'chunked, chunked']])],
-  [
-    'Transfer-Encoding in two fields',
-    headed([
-      ['Transfer-Encoding', 'chunked'],
-      ['Transfer-Encoding', 'gzip'],
-    ]),
-  ],
-  [
-    'Transfer-Encoding in HTTP/1.0',
-    request('POST', '/', [['Transfer-Encoding', 'chunked']], '0\r\n\r\n', 'HTTP/1.0'),
-  ],
-  ['non-hex chunk size', headed([['Transfer-Encoding', 'chunked']], 'zz\r\n')],
-  ['chunk size of 17 hex digits', headed([['Transfer-Encoding', 'chunked']], '00000000000000001\r\n')],
-  ['bad chunk terminator', headed([['Transfer-Encoding', 'chunked']], '3\r\nabcX\r\n')],
-  ['bare LF in the request line', h('GET / HTTP/1.1\nHost: a\r\n\r\n')],
-  ['bare LF in a header line', h('GET / HTTP/1.1\r\nHost: a\n\r\n')],
   ['bare LF ending the head', h('GET / HTTP/1.1\r\nHost: a\r\n\n\r\n\r\n')],
   ['bare LF inside a header line', h('GET / HTTP/1.1\r\nA: b\nC: d\r\n\r\n')],
-  ['bare CR in a header value', h('GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n')],
   ['CR CR LF ending a header line', h('GET / HTTP/1.1\r\nHost: a\r\r\n\r\n')],
   ['bare CR in the request line', h('GET /\r HTTP/1.1\r\n\r\n')],
-  ['whitespace between a header name and the colon', h('GET / HTTP/1.1\r\nHost : a\r\n\r\n')],
   ['tab between a header name and the colon', h('POST / HTTP/1.1\r\nContent-Length\t: 1\r\n\r\nx')],
   ['space before the colon of Content-Length', h('POST / HTTP/1.1\r\nContent-Length : 1\r\n\r\nx')],
-  ['obs-fold', h('GET / HTTP/1.1\r\nX-A: a\r\n  folded\r\n\r\n')],
   ['obs-fold of Content-Length', h('POST / HTTP/1.1\r\nX: a\r\n Content-Length: 1\r\n\r\nx')],
-  ['whitespace before the first header', h('GET / HTTP/1.1\r\n Host: a\r\n\r\n')],
-  ['invalid header name character', h('GET / HTTP/1.1\r\nX(a): b\r\n\r\n')],
-  ['empty header name', h('GET / HTTP/1.1\r\n: b\r\n\r\n')],
-  ['header line without a colon', h('GET / HTTP/1.1\r\nHost\r\n\r\n')],
-  ['control character in a header value', h('GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n')],
   ['DEL in a header value', h('GET / HTTP/1.1\r\nX: a\x7fb\r\n\r\n')],
   ['obs-text in a header value (accepted)', h('GET / HTTP/1.1\r\nX: caf\xe9\r\n\r\n')],
-  ['request line without a version', h('GET /\r\n\r\n')],
-  ['request line with two spaces', h('GET  / HTTP/1.1\r\n\r\n')],
   ['request line with two spaces before the version', h('GET /  HTTP/1.1\r\n\r\n')],
-  ['request line with HTTP/2.0', h('GET / HTTP/2.0\r\n\r\n')],
   ['request line with HTTP/1.10', h('GET / HTTP/1.10\r\n\r\n')],
-  ['request line with a lower-case version', h('GET / http/1.1\r\n\r\n')],
-  ['request line with a bad method', h('G(T / HTTP/1.1\r\n\r\n')],
-  ['request line with trailing space', h('GET / HTTP/1.1 \r\n\r\n')],
   ['request line with a tab', h('GET\t/ HTTP/1.1\r\n\r\n')],
   ['request line of garbage', h('\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n')],
   ['a NUL in the target', h('GET /\x00 HTTP/1.1\r\n\r\n')],
@@ -499,8 +470,9 @@ const HTTP1_BAD_REQUESTS: [string, Buffer][] = [
   ['Content-Length: 0 (followed)', headed([['Content-Length', '0']])],
 ]
 
-/** The framer tests' server-side cases, and more. */
+/** The framer tests' server-side cases (tests/framing/helpers/http1.ts), and more. */
 const HTTP1_BAD_RESPONSES: [string, Buffer][] = [
+  ...SERVER_CASES.map(([name, data]): [string, Buffer] => [name, data]),
   [
     'both Content-Length and Transfer-Encoding',
     response(
@@ -561,7 +533,6 @@ const HTTP1_BAD_RESPONSES: [string, Buffer][] = [
   ],
   ['gzip, chunked (accepted)', response(200, [['Transfer-Encoding', 'gzip, chunked']], '0\r\n\r\n')],
   ['chunked, gzip (close-delimited)', response(200, [['Transfer-Encoding', 'chunked, gzip']], 'abc')],
-  ['non-hex chunk size', response(200, [['Transfer-Encoding', 'chunked']], 'g\r\n')],
   ['chunk size 0x1', response(200, [['Transfer-Encoding', 'chunked']], '0x1\r\na\r\n0\r\n\r\n')],
   ['negative chunk size', response(200, [['Transfer-Encoding', 'chunked']], '-1\r\na\r\n0\r\n\r\n')],
   [
@@ -585,20 +556,16 @@ const HTTP1_BAD_RESPONSES: [string, Buffer][] = [
     'upper-case hex chunk size (accepted)',
     response(200, [['Transfer-Encoding', 'chunked']], `A\r\n${'a'.repeat(10)}\r\n0\r\n\r\n`),
   ],
-  ['bad chunk terminator', response(200, [['Transfer-Encoding', 'chunked']], '1\r\nab')],
   ['chunk data ended by LF', response(200, [['Transfer-Encoding', 'chunked']], '1\r\na\n0\r\n\r\n')],
   ['a trailer field (accepted)', response(200, [['Transfer-Encoding', 'chunked']], '0\r\nT: v\r\n\r\n')],
   ['a bad trailer field', response(200, [['Transfer-Encoding', 'chunked']], '0\r\nT : v\r\n\r\n')],
   ['last chunk ended by LF', response(200, [['Transfer-Encoding', 'chunked']], '0\r\n\n')],
-  ['bare LF', h('HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n')],
   ['bare LF in a header line', h('HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n')],
   ['bare CR', h('HTTP/1.1 200 OK\r\nA: b\rc\r\nContent-Length: 0\r\n\r\n')],
-  ['whitespace before the colon', h('HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n')],
   ['tab before the colon', h('HTTP/1.1 200 OK\r\nA\t: b\r\nContent-Length: 0\r\n\r\n')],
   ['obs-fold', h('HTTP/1.1 200 OK\r\nA: b\r\n\tc\r\nContent-Length: 0\r\n\r\n')],
   ['invalid name', h('HTTP/1.1 200 OK\r\nA@: b\r\nContent-Length: 0\r\n\r\n')],
   ['a NUL in a value', h('HTTP/1.1 200 OK\r\nA: \x00\r\nContent-Length: 0\r\n\r\n')],
-  ['status line without a code', h('HTTP/1.1 OK\r\n\r\n')],
   ['status code of two digits', h('HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n')],
   ['status code of four digits', h('HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n')],
   ['status code below 100', h('HTTP/1.1 099 OK\r\nContent-Length: 0\r\n\r\n')],
