@@ -8,11 +8,11 @@
  */
 import http from 'node:http'
 import net from 'node:net'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { SessionCloseEvent } from '../../lib/index.js'
 import { nativeSessions } from '../../lib/native/link.js'
 import { sentSplit } from '../../lib/session.js'
-import { scope } from '../helpers/balancer.js'
+import { scope, type RunningBalancer } from '../helpers/balancer.js'
 import { HOST } from '../helpers/servers.js'
 import { once, until, within } from '../helpers/wait.js'
 import { skip } from './helpers/native-proxy.js'
@@ -104,21 +104,41 @@ class RawClient {
   }
 }
 
+/**
+ * The balancer in front of `backends` (an http1 listener on the native plane; `balance: first`, so
+ * the first backend serves until it fails) and a raw client connected to it, both closed when the
+ * test ends.
+ */
+async function front(
+  t: Test,
+  backends: readonly { port: number }[],
+  listener: { nativeAccept?: boolean } = {}
+): Promise<{ balancer: RunningBalancer['balancer']; client: RawClient }> {
+  const { balancer, port } = await scope(t).balancer({
+    listeners: [
+      {
+        listen: `${HOST}:0`,
+        protocol: 'http1',
+        dataPlane: 'native',
+        balance: 'first',
+        backends: backends.map((b) => `${HOST}:${b.port}`),
+        ...listener,
+      },
+    ],
+  })
+  const client = new RawClient(port)
+  t.teardown(() => client.socket.destroy())
+  return { balancer, client }
+}
+
 const GET = 'GET /x HTTP/1.1\r\nHost: test\r\n\r\n'
 const CHUNKED_POST =
   'POST /up HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n'
 
 t.test('plain keep-alive exchanges stay on the plane', async (t) => {
-  const sc = scope(t)
   const a = await backend('a')
   t.teardown(() => a.close())
-  const { balancer, port } = await sc.balancer({
-    listeners: [
-      { listen: `${HOST}:0`, protocol: 'http1', dataPlane: 'native', backends: [`${HOST}:${a.port}`] },
-    ],
-  })
-  const client = new RawClient(port)
-  t.teardown(() => client.socket.destroy())
+  const { balancer, client } = await front(t, [a])
   for (let i = 0; i < 3; i++) {
     const r = await client.exchange(GET)
     t.equal(r.body, 'hello from a', `exchange ${i + 1} answered`)
@@ -133,16 +153,9 @@ t.test('plain keep-alive exchanges stay on the plane', async (t) => {
 })
 
 t.test('a chunked upload takes the session to JavaScript, where it goes on', async (t) => {
-  const sc = scope(t)
   const a = await backend('a')
   t.teardown(() => a.close())
-  const { balancer, port } = await sc.balancer({
-    listeners: [
-      { listen: `${HOST}:0`, protocol: 'http1', dataPlane: 'native', backends: [`${HOST}:${a.port}`] },
-    ],
-  })
-  const client = new RawClient(port)
-  t.teardown(() => client.socket.destroy())
+  const { balancer, client } = await front(t, [a])
   t.equal((await client.exchange(GET)).body, 'hello from a', 'a GET on the plane')
   t.equal(nativeSessions(), 1, 'on the plane')
   t.equal((await client.exchange(CHUNKED_POST)).body, 'got 6', 'the chunked upload is answered')
@@ -159,7 +172,6 @@ t.test('a chunked upload takes the session to JavaScript, where it goes on', asy
 })
 
 t.test('a backend that resets a request: re-sent to another, the client sees nothing', async (t) => {
-  const sc = scope(t)
   // The first backend answers one request, then resets the connection on the second.
   const a = await backend('a', (n, req) => {
     if (n < 2) return false
@@ -168,19 +180,7 @@ t.test('a backend that resets a request: re-sent to another, the client sees not
   })
   const b = await backend('b')
   t.teardown(() => Promise.all([a.close(), b.close()]))
-  const { port } = await sc.balancer({
-    listeners: [
-      {
-        listen: `${HOST}:0`,
-        protocol: 'http1',
-        dataPlane: 'native',
-        balance: 'first',
-        backends: [`${HOST}:${a.port}`, `${HOST}:${b.port}`],
-      },
-    ],
-  })
-  const client = new RawClient(port)
-  t.teardown(() => client.socket.destroy())
+  const { client } = await front(t, [a, b])
   t.equal((await client.exchange(GET)).body, 'hello from a', 'the first GET from a')
   t.equal((await client.exchange(GET)).body, 'hello from b', 'the reset GET answered by b')
   t.equal((await client.exchange(GET)).body, 'hello from b', 'and the session goes on')
@@ -188,7 +188,6 @@ t.test('a backend that resets a request: re-sent to another, the client sees not
 })
 
 t.test("a server's keep-alive FIN between requests is hidden", async (t) => {
-  const sc = scope(t)
   // Closes each connection after its first response, as a keep-alive timeout would.
   const a = await backend('a', (_n, req, res) => {
     req.resume()
@@ -197,13 +196,7 @@ t.test("a server's keep-alive FIN between requests is hidden", async (t) => {
     return true
   })
   t.teardown(() => a.close())
-  const { port } = await sc.balancer({
-    listeners: [
-      { listen: `${HOST}:0`, protocol: 'http1', dataPlane: 'native', backends: [`${HOST}:${a.port}`] },
-    ],
-  })
-  const client = new RawClient(port)
-  t.teardown(() => client.socket.destroy())
+  const { client } = await front(t, [a])
   t.equal((await client.exchange(GET)).body, 'hello a', 'the first GET')
   await until(() => nativeSessions() === 0, 'the FIN takes the session to JavaScript')
   t.equal((await client.exchange(GET)).body, 'hello a', 'the next GET opens a new server connection')
@@ -213,22 +206,9 @@ t.test("a server's keep-alive FIN between requests is hidden", async (t) => {
 t.test('a first request the plane does not follow, read by Node while connecting, is served', async (t) => {
   // Node accepts (nativeAccept: false), so the request read while the server connects reaches the
   // plane as the attach's head: its hand-off must be delivered with nothing else moving.
-  const sc = scope(t)
   const a = await backend('a')
   t.teardown(() => a.close())
-  const { port } = await sc.balancer({
-    listeners: [
-      {
-        listen: `${HOST}:0`,
-        protocol: 'http1',
-        dataPlane: 'native',
-        nativeAccept: false,
-        backends: [`${HOST}:${a.port}`],
-      },
-    ],
-  })
-  const client = new RawClient(port)
-  t.teardown(() => client.socket.destroy())
+  const { client } = await front(t, [a], { nativeAccept: false })
   t.equal((await client.exchange(CHUNKED_POST)).body, 'got 6', 'the chunked upload is answered')
   t.equal((await client.exchange(GET)).body, 'hello from a', 'and the next GET')
 })

@@ -7,7 +7,7 @@
  * re-sent the same way. Skipped when the addon is not built.
  */
 import net from 'node:net'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { nativeSessions } from '../../lib/native/link.js'
 import { scope } from '../helpers/balancer.js'
 import { HOST } from '../helpers/servers.js'
@@ -150,17 +150,31 @@ class RespClient {
   }
 }
 
-t.test('plain commands stay on the plane', async (t) => {
-  const sc = scope(t)
-  const a = await redisish('a')
-  t.teardown(() => a.close())
-  const { port } = await sc.balancer({
+/**
+ * The balancer in front of `backends` (a resp listener on the native plane; `balance: first`, so
+ * the first backend serves until it fails) and a client connected to it, closed when the test ends.
+ */
+async function front(t: Test, backends: readonly { port: number }[]): Promise<RespClient> {
+  const { port } = await scope(t).balancer({
     listeners: [
-      { listen: `${HOST}:0`, protocol: 'resp', dataPlane: 'native', backends: [`${HOST}:${a.port}`] },
+      {
+        listen: `${HOST}:0`,
+        protocol: 'resp',
+        dataPlane: 'native',
+        balance: 'first',
+        backends: backends.map((b) => `${HOST}:${b.port}`),
+      },
     ],
   })
   const client = new RespClient(port)
   t.teardown(() => client.socket.destroy())
+  return client
+}
+
+t.test('plain commands stay on the plane', async (t) => {
+  const a = await redisish('a')
+  t.teardown(() => a.close())
+  const client = await front(t, [a])
   t.equal(await client.send('SET', 'k', 'v1'), '+OK', 'SET')
   t.equal(await client.send('GET', 'k'), 'v1', 'GET')
   t.equal(await client.send('PING'), '+PONG', 'PING')
@@ -168,24 +182,11 @@ t.test('plain commands stay on the plane', async (t) => {
 })
 
 t.test('after a SELECT, a reset command goes to another backend with the SELECT first', async (t) => {
-  const sc = scope(t)
   // a resets its 4th command: SET, SELECT, SET, then the GET.
   const a = await redisish('a', (n) => n === 4)
   const b = await redisish('b')
   t.teardown(() => Promise.all([a.close(), b.close()]))
-  const { port } = await sc.balancer({
-    listeners: [
-      {
-        listen: `${HOST}:0`,
-        protocol: 'resp',
-        dataPlane: 'native',
-        balance: 'first',
-        backends: [`${HOST}:${a.port}`, `${HOST}:${b.port}`],
-      },
-    ],
-  })
-  const client = new RespClient(port)
-  t.teardown(() => client.socket.destroy())
+  const client = await front(t, [a, b])
   t.equal(await client.send('SET', 'k', 'db0'), '+OK', 'SET in db 0, on the plane')
   t.equal(nativeSessions(), 1, 'on the plane')
   t.equal(await client.send('SELECT', '1'), '+OK', 'SELECT 1')
@@ -198,23 +199,10 @@ t.test('after a SELECT, a reset command goes to another backend with the SELECT 
 })
 
 t.test('a command reset on the plane is re-sent to another backend', async (t) => {
-  const sc = scope(t)
   const a = await redisish('a', (n) => n === 2)
   const b = await redisish('b')
   t.teardown(() => Promise.all([a.close(), b.close()]))
-  const { port } = await sc.balancer({
-    listeners: [
-      {
-        listen: `${HOST}:0`,
-        protocol: 'resp',
-        dataPlane: 'native',
-        balance: 'first',
-        backends: [`${HOST}:${a.port}`, `${HOST}:${b.port}`],
-      },
-    ],
-  })
-  const client = new RespClient(port)
-  t.teardown(() => client.socket.destroy())
+  const client = await front(t, [a, b])
   t.equal(await client.send('PING'), '+PONG', 'PING from a')
   t.equal(await client.send('GET', 'x'), 'b:0:none', 'the reset GET answered by b')
   t.same(b.log, [['GET x']], 'b got the GET alone (no state to replay)')
