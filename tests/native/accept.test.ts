@@ -9,11 +9,11 @@
  */
 import { spawn } from 'node:child_process'
 import net from 'node:net'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { bindHandle, type NativeHandle } from '../../lib/fleet/inherit.js'
 import type { PlaneAccepted, PlaneConnection, PlaneEvent } from '../../lib/native/plane.js'
 import { ensureBuilt, ROOT } from '../helpers/cli.js'
-import { connectClient } from '../helpers/clients.js'
+import { connectClient, type Client } from '../helpers/clients.js'
 import { echoServer, hangServer, HOST } from '../helpers/servers.js'
 import { until, within } from '../helpers/wait.js'
 import { openFds, skip, thePlane } from './helpers/native-proxy.js'
@@ -57,6 +57,22 @@ function planeListener(): {
   }
 }
 
+/**
+ * A socket the plane accepts on and one client it accepted (both closed when the test ends):
+ * `a` is what the plane reported for it.
+ */
+async function acceptOne(
+  t: Test,
+  what: string
+): Promise<{ front: ReturnType<typeof planeListener>; client: Client; a: Accepted }> {
+  const front = planeListener()
+  t.teardown(() => front.close())
+  const client = await connectClient(front.port)
+  t.teardown(() => client.destroy())
+  await until(() => front.accepted.length === 1, what)
+  return { front, client, a: front.accepted[0]! }
+}
+
 /** A plane connect to `port`, resolved once connected. */
 async function planeConnect(port: number): Promise<PlaneConnection> {
   return within(
@@ -76,12 +92,7 @@ t.test(
     const plane = thePlane()
     const echo = await echoServer('echo')
     t.teardown(() => echo.close())
-    const front = planeListener()
-    t.teardown(() => front.close())
-    const client = await connectClient(front.port)
-    t.teardown(() => client.destroy())
-    await until(() => front.accepted.length === 1, 'the plane accepted')
-    const a = front.accepted[0]!
+    const { client, a } = await acceptOne(t, 'the plane accepted')
     t.equal(a.address, '127.0.0.1', 'the address from accept4')
     t.equal(a.port, client.socket.localPort, "the client's own port")
 
@@ -176,12 +187,8 @@ t.test(
   { skip },
   async (t) => {
     const plane = thePlane()
-    const front = planeListener()
-    t.teardown(() => front.close())
-    const first = await connectClient(front.port)
-    t.teardown(() => first.destroy())
-    await until(() => front.accepted.length === 1, 'accepted while listening')
-    plane.closeAccepted(front.accepted[0]!.client)
+    const { front, a } = await acceptOne(t, 'accepted while listening')
+    plane.closeAccepted(a.client)
     plane.unlisten(front.fd)
     // Still bound and listening in the kernel (the caller closes it): a connect completes in the
     // queue, and nobody accepts it.
@@ -212,12 +219,7 @@ t.test(
   { skip },
   async (t) => {
     const plane = thePlane()
-    const front = planeListener()
-    t.teardown(() => front.close())
-    const client = await connectClient(front.port)
-    t.teardown(() => client.destroy())
-    await until(() => front.accepted.length === 1, 'the plane accepted')
-    const a = front.accepted[0]!
+    const { client, a } = await acceptOne(t, 'the plane accepted')
     // A server socket with no descriptor: the attach refuses it before taking anything.
     t.throws(() => plane.attach(a.client, new net.Socket(), () => undefined), {
       code: 'ERR_NATIVE_PLANE_SOCKET',
