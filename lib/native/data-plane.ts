@@ -7,8 +7,8 @@
  *   bytes or the addon is not there, so by the time a listener is built it is available.
  * - `auto`: native where the addon loaded, the protocol's module can be carried natively (`native`
  *   in lib/protocols/types.ts: opaque, and http1 and resp, which the plane follows and hands to
- *   JavaScript whenever it cannot) and the platform is Linux (the loader says no elsewhere); js otherwise. The
- *   default.
+ *   JavaScript whenever it cannot) and the platform is Linux (the loader says no elsewhere); js
+ *   otherwise. The default.
  *
  * The other framers that parse bytes (memcached, length-prefixed) need the bytes in user
  * space and always run on the JavaScript plane.

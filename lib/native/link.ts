@@ -16,8 +16,8 @@
  *   error (client)    recorded; the `close` that follows ends the session (client-error)
  *   error (internal)  Baton's own (no pipe: EMFILE): local-error, never the backend's fault
  *   close             the session ends (done, client-error, local-error)
- *   handoff           an http1 session the plane no longer follows (anything outside plain
- *                     keep-alive, any FIN or server error): `takeOver` detaches it and
+ *   handoff           an http1 or resp session the plane no longer follows (anything outside
+ *                     its plain exchanges, any FIN or server error): `takeOver` detaches it and
  *                     Session.leavePlane carries on with Node sockets and a replayer
  *
  * One module-level listener serves every session, finding its link by handle (no closure per
@@ -125,7 +125,7 @@ export class NativeLink implements CheckWaiter {
   private handle: PlaneHandle | undefined = undefined
   /** Attached at least once: bytes now come from the plane. */
   private attachedOnce = false
-  /** The plane follows the protocol's boundaries (http1) and hands the session over (`takeOver`). */
+  /** The plane follows the protocol's boundaries (http1, resp) and hands the session over (`takeOver`). */
   private framed = false
   /** The final stats, once the plane's session ended (live ones are read when asked, not kept). */
   private last: PlaneStats | undefined = undefined
