@@ -23,6 +23,7 @@ import {
   MARK,
   addsUp,
   b,
+  endsHandOff,
   exchange,
   framedSession,
   markThrough,
@@ -355,26 +356,7 @@ t.test('history restarts at a clean point', { skip }, async (t) => {
 })
 
 t.test('every EOF and server error hands off', { skip }, async (t) => {
-  await t.test('a server FIN between exchanges: server-eof', async (t) => {
-    const s = await framed(t)
-    await exchange(t, s, GET, X, 'a followed exchange')
-    s.server.socket.end()
-    const e = await s.handoff()
-    t.match(e, { reason: 'server-eof', errno: 0, code: '' }, 'handoff: server-eof')
-    const d = s.detach()
-    t.ok(d.clientFd >= 0, `client descriptor ${d.clientFd}`)
-    t.ok(d.serverFd >= 0, `server descriptor ${d.serverFd}`)
-    t.same(
-      [d.clientHistory, d.clientUnsent, d.serverHistory, d.serverUnsent],
-      [undefined, undefined, undefined, undefined],
-      'no history, nothing unsent: a clean point'
-    )
-    t.notOk(s.client.ended, 'the FIN was not passed to the client')
-    // The FIN is still there for the new owner of the server descriptor to read.
-    const server = new Far(s.adopt(d.serverFd), 'the adopted server descriptor')
-    await until(() => server.ended, 'the adopted server descriptor reads the FIN')
-    t.equal(server.length, 0, 'and no bytes before it')
-  })
+  await endsHandOff(t, framed, GET, X)
 
   await t.test('a server FIN with a command in flight: server-eof, the command in history', async (t) => {
     const s = await framed(t)
@@ -390,42 +372,6 @@ t.test('every EOF and server error hands off', { skip }, async (t) => {
     t.equal(txt(d.clientHistory), incr, 'client history: the command in flight (to re-send)')
     t.equal(d.clientUnsent, undefined, 'it had been sent')
     t.same([d.serverHistory, d.serverUnsent], [undefined, undefined], 'nothing from the server')
-  })
-
-  await t.test('a server reset with a command in flight: server-error ECONNRESET', async (t) => {
-    const s = await framed(t)
-    await pass(t, s.client, s.server, [GET], 'the command')
-    s.server.socket.resetAndDestroy()
-    const e = await s.handoff()
-    t.match(e, { reason: 'server-error', code: 'ECONNRESET' }, 'handoff: server-error')
-    t.not(e.errno, 0, `errno ${e.errno}`)
-    const d = s.detach()
-    t.ok(d.clientFd >= 0, `client descriptor ${d.clientFd}`)
-    t.ok(d.serverFd >= 0, `server descriptor ${d.serverFd}`)
-    t.equal(txt(d.clientHistory), GET, 'client history: the command in flight (to re-send)')
-    t.equal(d.clientUnsent, undefined, 'it had been sent')
-    t.same([d.serverHistory, d.serverUnsent], [undefined, undefined], 'nothing from the server')
-    await markThrough(t, s.adopt(d.clientFd), s.client, '', 'nothing')
-  })
-
-  await t.test('a client FIN with a command in flight: client-eof', async (t) => {
-    const s = await framed(t)
-    await exchange(t, s, GET, X, 'a followed exchange')
-    await pass(t, s.client, s.server, [GET], 'a second command')
-    s.client.socket.end()
-    const e = await s.handoff()
-    t.match(e, { reason: 'client-eof', errno: 0, code: '' }, 'handoff: client-eof')
-    const d = s.detach()
-    t.ok(d.clientFd >= 0, `client descriptor ${d.clientFd}`)
-    t.ok(d.serverFd >= 0, `server descriptor ${d.serverFd}`)
-    t.equal(txt(d.clientHistory), GET, 'client history: the second command only')
-    t.equal(d.clientUnsent, undefined, 'it had been sent')
-    t.notOk(s.server.ended, 'the FIN was not passed to the server')
-    // The half-closed client still gets its answer through the detached descriptors.
-    const client = s.adopt(d.clientFd)
-    client.write(X)
-    await s.client.got(X.length * 2, 'the answer after its FIN')
-    t.equal(s.client.text(), X + X, 'both replies, the second through the adopted descriptor')
   })
 
   await t.test('a client FIN on an idle session: client-eof, the descriptors closed', async (t) => {

@@ -233,3 +233,80 @@ export function addsUp(
     `${what}: received by ${far.name} + unsent = the bytes since the clean point`
   )
 }
+
+/**
+ * The hand-offs every framed protocol shares, as subtests of `t`: a server FIN between exchanges
+ * (server-eof, at a clean point, the FIN left for the descriptor's new owner), a server reset with a
+ * request in flight (server-error, the request kept to re-send), and a client FIN with a request in
+ * flight (client-eof, the answer still reaching the client through the adopted descriptor).
+ * `request` and `response` are one exchange the plane follows.
+ */
+export async function endsHandOff(
+  t: Test,
+  open: (t: Test) => Promise<Framed>,
+  request: string,
+  response: string
+): Promise<void> {
+  await t.test('a server FIN between exchanges: server-eof', async (t) => {
+    const s = await open(t)
+    await exchange(t, s, request, response, 'a followed exchange')
+    s.server.socket.end()
+    const e = await s.handoff()
+    t.match(e, { reason: 'server-eof', errno: 0, code: '' }, 'handoff: server-eof')
+    const d = s.detach()
+    t.ok(d.clientFd >= 0, `client descriptor ${d.clientFd}`)
+    t.ok(d.serverFd >= 0, `server descriptor ${d.serverFd}`)
+    t.same(
+      [d.clientHistory, d.clientUnsent, d.serverHistory, d.serverUnsent],
+      [undefined, undefined, undefined, undefined],
+      'no history, nothing unsent: a clean point'
+    )
+    t.notOk(s.client.ended, 'the FIN was not passed to the client')
+    // The FIN is still there for the new owner of the server descriptor to read.
+    const server = new Far(s.adopt(d.serverFd), 'the adopted server descriptor')
+    await until(() => server.ended, 'the adopted server descriptor reads the FIN')
+    t.equal(server.length, 0, 'and no bytes before it')
+  })
+
+  await t.test('a server reset with a request in flight: server-error ECONNRESET', async (t) => {
+    const s = await open(t)
+    const [ask] = s.words
+    await pass(t, s.client, s.server, [request], `the ${ask}`)
+    s.server.socket.resetAndDestroy()
+    const e = await s.handoff()
+    t.match(e, { reason: 'server-error', code: 'ECONNRESET' }, 'handoff: server-error')
+    t.not(e.errno, 0, `errno ${e.errno}`)
+    const d = s.detach()
+    t.ok(d.clientFd >= 0, `client descriptor ${d.clientFd}`)
+    t.ok(d.serverFd >= 0, `server descriptor ${d.serverFd}`)
+    t.equal(txt(d.clientHistory), request, `client history: the ${ask} in flight (to re-send)`)
+    t.equal(d.clientUnsent, undefined, 'it had been sent')
+    t.same([d.serverHistory, d.serverUnsent], [undefined, undefined], 'nothing from the server')
+    await markThrough(t, s.adopt(d.clientFd), s.client, '', 'nothing')
+  })
+
+  await t.test('a client FIN with a request in flight: client-eof', async (t) => {
+    const s = await open(t)
+    const [ask, answer] = s.words
+    await exchange(t, s, request, response, 'a followed exchange')
+    await pass(t, s.client, s.server, [request], `a second ${ask}`)
+    s.client.socket.end()
+    const e = await s.handoff()
+    t.match(e, { reason: 'client-eof', errno: 0, code: '' }, 'handoff: client-eof')
+    const d = s.detach()
+    t.ok(d.clientFd >= 0, `client descriptor ${d.clientFd}`)
+    t.ok(d.serverFd >= 0, `server descriptor ${d.serverFd}`)
+    t.equal(txt(d.clientHistory), request, `client history: the second ${ask} only`)
+    t.equal(d.clientUnsent, undefined, 'it had been sent')
+    t.notOk(s.server.ended, 'the FIN was not passed to the server')
+    // The half-closed client still gets its answer through the detached descriptors.
+    const client = s.adopt(d.clientFd)
+    client.write(response)
+    await s.client.got(response.length * 2, 'the answer after its FIN')
+    t.equal(
+      s.client.text(),
+      response + response,
+      `both ${answer}s, the second through the adopted descriptor`
+    )
+  })
+}
